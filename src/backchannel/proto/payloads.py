@@ -1,0 +1,143 @@
+"""What travels inside Olm: the typed payloads of a line.
+
+Each payload is a canonical CBOR map with a type tag ``t``. Receipts are payloads too,
+with their own sequence numbers, so they are ordered, deduplicated and recorded in the
+transcript exactly like messages.
+
+- ``hello``: the accepter's first frame; its name, its mailboxes, and an Ed25519 signature
+  binding its signing key to its Olm identity key and to this line.
+- ``welcome``: the inviter's first frame; tells the accepter the line is established.
+- ``msg``: an operator's message with its precedence.
+- ``delivered``: a cumulative receipt: "every frame of yours up to ``upto`` is stored here".
+- ``ack``: an operator has read message ``seq``; names the operator.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any
+
+from backchannel.errors import ProtocolError
+from backchannel.proto.encoding import cbor_encode, cbor_map, field, fixed_bytes
+from backchannel.proto.invitation import MAX_RELAYS, MailboxCapability
+
+HELLO_BINDING_CONTEXT = b"backchannel/v1 hello binding\x00"
+MAX_TEXT_BYTES = 30_000
+MAX_NAME = 64
+
+
+class Precedence(StrEnum):
+    FLASH = "FLASH"
+    IMMEDIATE = "IMMEDIATE"
+    PRIORITY = "PRIORITY"
+    ROUTINE = "ROUTINE"
+
+
+@dataclass(frozen=True)
+class Hello:
+    name: str
+    mailboxes: tuple[MailboxCapability, ...]
+    binding_signature: bytes
+
+    def to_cbor(self) -> dict[str, Any]:
+        return {
+            "t": "hello",
+            "name": self.name,
+            "mailboxes": [m.to_cbor() for m in self.mailboxes],
+            "sig": self.binding_signature,
+        }
+
+
+@dataclass(frozen=True)
+class Welcome:
+    def to_cbor(self) -> dict[str, Any]:
+        return {"t": "welcome"}
+
+
+@dataclass(frozen=True)
+class Message:
+    precedence: Precedence
+    text: str
+    sent_at: int  # ms since epoch, the sender's clock
+
+    def to_cbor(self) -> dict[str, Any]:
+        return {"t": "msg", "p": self.precedence.value, "text": self.text, "at": self.sent_at}
+
+
+@dataclass(frozen=True)
+class Delivered:
+    upto: int
+    at: int
+
+    def to_cbor(self) -> dict[str, Any]:
+        return {"t": "delivered", "upto": self.upto, "at": self.at}
+
+
+@dataclass(frozen=True)
+class Acknowledged:
+    seq: int
+    operator: str
+    at: int
+
+    def to_cbor(self) -> dict[str, Any]:
+        return {"t": "ack", "seq": self.seq, "op": self.operator, "at": self.at}
+
+
+Payload = Hello | Welcome | Message | Delivered | Acknowledged
+
+
+def hello_binding(line_id: bytes, identity_key: bytes, invitation_digest: bytes) -> bytes:
+    """What the accepter signs with its Ed25519 key to bind it to its Curve25519 identity."""
+    return HELLO_BINDING_CONTEXT + line_id + identity_key + invitation_digest
+
+
+def encode_payload(payload: Payload) -> bytes:
+    return cbor_encode(payload.to_cbor())
+
+
+def decode_payload(data: bytes) -> Payload:
+    """Parse a payload from a peer; anything unexpected is a ``ProtocolError``."""
+    obj = cbor_map(data, "payload")
+    kind = field(obj, "t", str)
+    payload: Payload
+    if kind == "hello":
+        raw = field(obj, "mailboxes", list)
+        if not 1 <= len(raw) <= MAX_RELAYS:
+            raise ProtocolError("a hello must carry between 1 and 8 mailboxes")
+        payload = Hello(
+            name=_bounded_text(obj, "name", MAX_NAME),
+            mailboxes=tuple(MailboxCapability.from_cbor(m) for m in raw),
+            binding_signature=fixed_bytes(obj, "sig", 64),
+        )
+    elif kind == "welcome":
+        payload = Welcome()
+    elif kind == "msg":
+        try:
+            precedence = Precedence(field(obj, "p", str))
+        except ValueError:
+            raise ProtocolError("unknown precedence") from None
+        payload = Message(precedence, _bounded_text(obj, "text", MAX_TEXT_BYTES), _ms(obj, "at"))
+    elif kind == "delivered":
+        payload = Delivered(_ms(obj, "upto"), _ms(obj, "at"))
+    elif kind == "ack":
+        payload = Acknowledged(_ms(obj, "seq"), _bounded_text(obj, "op", MAX_NAME), _ms(obj, "at"))
+    else:
+        raise ProtocolError(f"unknown payload type {kind[:20]!r}")
+    if encode_payload(payload) != data:
+        raise ProtocolError("the payload carries unknown fields")
+    return payload
+
+
+def _bounded_text(obj: dict[str, Any], key: str, limit: int) -> str:
+    value: str = field(obj, key, str)
+    if len(value.encode("utf-8")) > limit:
+        raise ProtocolError(f"the field {key!r} is too long")
+    return value
+
+
+def _ms(obj: dict[str, Any], key: str) -> int:
+    value: int = field(obj, key, int)
+    if not 0 <= value < 2**63:
+        raise ProtocolError(f"the field {key!r} is out of range")
+    return value

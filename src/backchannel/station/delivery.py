@@ -1,0 +1,208 @@
+"""The delivery engine: push stored frames to every circuit, retry until a relay stores them.
+
+Theory of operation
+-------------------
+Frames enter the send queue only after the transaction that sealed them has committed.
+The sender takes them in order and sends each to every relay that carries the line,
+keeping up to ``send_window`` requests in flight (pipelining over each WebSocket). A frame
+is *relayed* once a relay answers *stored* (the relay answers only after its own commit).
+A failed send (connection lost, relay refused) parks the frame per relay; it goes back in
+the queue, in sequence order, as soon as that relay's link is up again, and otherwise on a
+backoff timer. Retries send the very same bytes: the relay stores a repeated frame once, and
+the receiving station drops copies by sequence number, so retrying is always safe.
+
+An accepter's line sends only its hello until the inviter's welcome arrives (the inviter
+cannot authenticate anything else before the hello); :meth:`Station.may_send` says so, and
+such frames wait here until the station enqueues them again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections import deque
+from typing import TYPE_CHECKING
+
+from backchannel.errors import BackchannelError, TransportError
+from backchannel.station.config import StationConfig
+
+if TYPE_CHECKING:
+    from backchannel.station.station import Station
+
+log = logging.getLogger("backchannel.delivery")
+
+Item = tuple[bytes, int]  # (line id, sequence number)
+LEVELS = {"relayed": 1, "delivered": 2, "acknowledged": 3}
+INITIAL_BACKOFF = 0.25
+
+
+def next_backoff(current: float, maximum: float) -> float:
+    """Exponential backoff for retries of parked frames."""
+    return min(maximum, current * 2)
+
+
+class Sender:
+    def __init__(self, station: Station, config: StationConfig) -> None:
+        self._station = station
+        self._config = config
+        self._queue: deque[Item] = deque()
+        self._queued: set[Item] = set()
+        self._parked: dict[str, set[Item]] = {}
+        self._inflight: set[tuple[bytes, int, str]] = set()
+        self._relayed: list[Item] = []
+        self._flush_scheduled = False
+        self._wake = asyncio.Event()
+        self._window = asyncio.Semaphore(config.send_window)
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._loop_task: asyncio.Task[None] | None = None
+        self._retry_task: asyncio.Task[None] | None = None
+        self._backoff = INITIAL_BACKOFF
+
+    async def start(self, pending: list[Item]) -> None:
+        self.enqueue(pending)
+        self._loop_task = asyncio.create_task(self._run(), name="sender")
+        self._retry_task = asyncio.create_task(self._retry(), name="sender-retry")
+
+    async def stop(self) -> None:
+        for task in (self._loop_task, self._retry_task, *self._tasks):
+            if task is not None:
+                task.cancel()
+        for task in (self._loop_task, self._retry_task, *self._tasks):
+            if task is not None:
+                with contextlib.suppress(asyncio.CancelledError, BackchannelError):
+                    await task
+        self._flush()
+
+    def enqueue(self, items: list[Item]) -> None:
+        for item in items:
+            if item not in self._queued:
+                self._queued.add(item)
+                self._queue.append(item)
+        if items:
+            self._wake.set()
+
+    def pending(self) -> int:
+        return len(self._queue) + len(self._inflight) + sum(len(p) for p in self._parked.values())
+
+    def on_link_state(self, url: str, up: bool) -> None:
+        if up:
+            self._unpark(url)
+
+    def _unpark(self, url: str) -> None:
+        parked = self._parked.pop(url, set())
+        if parked:
+            self.enqueue(sorted(parked))
+
+    async def _run(self) -> None:
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            while self._queue:
+                item = self._queue.popleft()
+                self._queued.discard(item)
+                line_id, seq = item
+                if not self._station.may_send(line_id, seq):
+                    continue  # re-enqueued by the station when the line opens
+                for url, send_id in self._station.peer_targets(line_id):
+                    key = (line_id, seq, url)
+                    if key in self._inflight:
+                        continue
+                    await self._window.acquire()
+                    self._inflight.add(key)
+                    task = asyncio.create_task(self._send_one(key, send_id))
+                    self._tasks.add(task)
+                    task.add_done_callback(self._tasks.discard)
+
+    async def _send_one(self, key: tuple[bytes, int, str], send_id: bytes) -> None:
+        line_id, seq, url = key
+        try:
+            frame = self._station.outbound_frame(line_id, seq)
+            await self._station.link(url).send(send_id, frame)
+        except BackchannelError as exc:
+            if not isinstance(exc, TransportError):
+                log.warning("relay %s refused frame %d: %s", url, seq, exc)
+            self._parked.setdefault(url, set()).add((line_id, seq))
+        else:
+            self._backoff = INITIAL_BACKOFF
+            self._relayed.append((line_id, seq))
+            if not self._flush_scheduled:
+                self._flush_scheduled = True
+                asyncio.get_running_loop().call_soon(self._flush)
+        finally:
+            self._inflight.discard(key)
+            self._window.release()
+
+    def _flush(self) -> None:
+        self._flush_scheduled = False
+        if self._relayed:
+            batch, self._relayed = self._relayed, []
+            try:
+                self._station.mark_relayed(batch)
+            except BackchannelError as exc:  # only bookkeeping: a resend is harmless
+                log.warning("could not record relayed frames: %s", exc)
+
+    async def _retry(self) -> None:
+        while True:
+            await asyncio.sleep(self._backoff)
+            if any(self._parked.values()):
+                self._backoff = next_backoff(self._backoff, self._config.retry_max_seconds)
+                for url in list(self._parked):
+                    self._unpark(url)
+
+
+class Waiters:
+    """Futures that complete when a sent message reaches a status (used by ``send --wait``).
+
+    Status changes are noted inside the station's transaction and released by :meth:`flush`
+    only after the commit, so nobody is told "delivered" before it is on disk.
+    """
+
+    def __init__(self) -> None:
+        self._waiting: dict[bytes, dict[int, list[tuple[int, asyncio.Future[None]]]]] = {}
+        self._due: list[asyncio.Future[None]] = []
+
+    def register(self, line_id: bytes, seq: int, level: str) -> asyncio.Future[None]:
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._waiting.setdefault(line_id, {}).setdefault(seq, []).append((LEVELS[level], future))
+        return future
+
+    def reached(self, line_id: bytes, seq: int, level: str) -> None:
+        self._collect(line_id, [seq], LEVELS[level])
+        if level == "relayed":
+            self.flush()
+
+    def reached_upto(self, line_id: bytes, upto: int, level: str) -> None:
+        by_seq = self._waiting.get(line_id)
+        if by_seq:
+            self._collect(line_id, [s for s in by_seq if s <= upto], LEVELS[level])
+
+    def incoming(self, line_id: bytes, seq: int) -> None:
+        """Hook for watchers of incoming messages (the console's live view)."""
+
+    def _collect(self, line_id: bytes, seqs: list[int], rank: int) -> None:
+        by_seq = self._waiting.get(line_id)
+        if not by_seq:
+            return
+        for seq in seqs:
+            waiting = by_seq.get(seq, [])
+            keep = [(r, f) for r, f in waiting if r > rank]
+            self._due.extend(f for r, f in waiting if r <= rank)
+            if keep:
+                by_seq[seq] = keep
+            else:
+                by_seq.pop(seq, None)
+
+    def flush(self) -> None:
+        due, self._due = self._due, []
+        for future in due:
+            if not future.done():
+                future.set_result(None)
+
+    def fail_all(self, exc: BaseException) -> None:
+        for by_seq in self._waiting.values():
+            for waiting in by_seq.values():
+                for _, future in waiting:
+                    if not future.done():
+                        future.set_exception(exc)
+        self._waiting.clear()

@@ -1,0 +1,127 @@
+"""The keystore: the station's master secrets, encrypted at rest under a passphrase.
+
+Theory of operation
+-------------------
+The keystore file holds one random 32-byte *store key*, sealed with ChaCha20-Poly1305 under
+a key derived from the operator's passphrase by Argon2id (memory-hard, so a stolen disk does
+not yield to a GPU farm). The store key in turn encrypts every secret in the station's
+database: the Olm account and sessions (vodozemac pickles), the line keys, the mailbox keys
+and the message bodies. Without the passphrase the database is ciphertext plus metadata.
+
+File layout (big-endian)::
+
+    magic "BCKS" | version (1) = 1 | memory KiB (4) | iterations (4) | lanes (1)
+    | salt (16) | nonce (12) | ciphertext of the 32-byte store key + tag (16)
+
+The header is the AEAD's associated data: changing the parameters breaks the seal.
+Writes go to a temporary file that is fsynced and renamed over the old one.
+"""
+
+from __future__ import annotations
+
+import os
+import struct
+from dataclasses import dataclass
+from pathlib import Path
+
+from backchannel.clock import Rng, SystemRng
+from backchannel.errors import CorruptKeystore, DecryptError, WrongPassphrase
+from backchannel.proto.primitives import aead_open, aead_seal, argon2id
+
+MAGIC = b"BCKS"
+VERSION = 1
+HEADER = struct.Struct(">4sBIIB16s12s")
+
+
+@dataclass(frozen=True)
+class KdfParams:
+    memory_kib: int = 65536
+    iterations: int = 3
+    lanes: int = 2
+
+
+#: Light parameters for tests only (set BACKCHANNEL_TEST_FAST_KDF=1); never in production.
+TEST_PARAMS = KdfParams(memory_kib=1024, iterations=1, lanes=1)
+
+
+def default_params() -> KdfParams:
+    return TEST_PARAMS if os.environ.get("BACKCHANNEL_TEST_FAST_KDF") == "1" else KdfParams()
+
+
+def create_keystore(
+    path: Path, passphrase: str, *, params: KdfParams | None = None, rng: Rng | None = None
+) -> bytes:
+    """Create a new keystore with a fresh store key; returns the store key."""
+    rng = rng or SystemRng()
+    params = params or default_params()
+    store_key = rng.bytes(32)
+    _write(path, passphrase, store_key, params, rng)
+    return store_key
+
+
+def open_keystore(path: Path, passphrase: str) -> bytes:
+    """Return the store key, or raise ``WrongPassphrase`` / ``CorruptKeystore``."""
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise CorruptKeystore(f"the keystore {path} cannot be read: {exc.strerror}") from None
+    if len(data) != HEADER.size + 32 + 16:
+        raise CorruptKeystore(f"the keystore {path} is damaged (wrong size)")
+    magic, version, memory, iterations, lanes, salt, nonce = HEADER.unpack_from(data)
+    if magic != MAGIC or version != VERSION:
+        raise CorruptKeystore(f"{path} is not a backchannel keystore of a known version")
+    if not (8 <= memory <= 4 * 1024 * 1024 and 1 <= iterations <= 100 and 1 <= lanes <= 16):
+        raise CorruptKeystore(f"the keystore {path} has implausible KDF parameters")
+    key = argon2id(passphrase.encode("utf-8"), salt, memory_kib=memory, iterations=iterations, lanes=lanes)
+    try:
+        return aead_open(key, nonce, data[HEADER.size :], data[: HEADER.size])
+    except DecryptError:
+        raise WrongPassphrase() from None
+
+
+def change_passphrase(path: Path, old: str, new: str, *, params: KdfParams | None = None) -> None:
+    store_key = open_keystore(path, old)
+    _write(path, new, store_key, params or default_params(), SystemRng())
+
+
+def _write(path: Path, passphrase: str, store_key: bytes, params: KdfParams, rng: Rng) -> None:
+    salt, nonce = rng.bytes(16), rng.bytes(12)
+    header = HEADER.pack(MAGIC, VERSION, params.memory_kib, params.iterations, params.lanes, salt, nonce)
+    key = argon2id(
+        passphrase.encode("utf-8"),
+        salt,
+        memory_kib=params.memory_kib,
+        iterations=params.iterations,
+        lanes=params.lanes,
+    )
+    data = header + aead_seal(key, nonce, store_key, header)
+    tmp = path.with_suffix(".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        os.write(fd, data)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    os.replace(tmp, path)
+
+
+class AtRest:
+    """Seals individual secrets and message bodies under the store key for the database.
+
+    Each value gets a fresh random nonce; the associated data names what the value is (for
+    example the line id and sequence number), so a value cannot be moved to another row.
+    """
+
+    def __init__(self, store_key: bytes, rng: Rng | None = None) -> None:
+        self.store_key = store_key
+        self._rng = rng or SystemRng()
+
+    def seal(self, plaintext: bytes, context: bytes) -> bytes:
+        nonce = self._rng.bytes(12)
+        return nonce + aead_seal(self.store_key, nonce, plaintext, context)
+
+    def open(self, sealed: bytes, context: bytes) -> bytes:
+        try:
+            return aead_open(self.store_key, sealed[:12], sealed[12:], context)
+        except DecryptError:
+            raise CorruptKeystore("a value in the station database does not open with this key") from None

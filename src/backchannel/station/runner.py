@@ -1,0 +1,70 @@
+"""Running a station as a process: lock the directory, open, serve the control socket, stop cleanly."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import fcntl
+import logging
+import os
+import signal
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+from backchannel.errors import StationAlreadyRunning
+from backchannel.station.config import StationConfig
+from backchannel.station.control import ControlServer, socket_path
+from backchannel.station.station import Station
+
+
+def lock_home(home: Path) -> int:
+    """Take the station directory's lock, so two processes never drive one store."""
+    fd = os.open(home / "station.lock", os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        raise StationAlreadyRunning(f"a station process already runs in {home}") from None
+    return fd
+
+
+async def run_station(
+    home: Path,
+    passphrase: str,
+    config: StationConfig,
+    on_ready: Callable[[Station, Path], None] | None = None,
+    stop: asyncio.Event | None = None,
+) -> None:
+    lock = lock_home(home)
+    try:
+        station = Station.open(home, passphrase, config)
+        control = ControlServer(station)
+        path = socket_path(home)
+        await station.start()
+        await control.start(path)
+        stop = stop or asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            with contextlib.suppress(NotImplementedError, RuntimeError):
+                loop.add_signal_handler(sig, stop.set)
+        if on_ready:
+            on_ready(station, path)
+        await stop.wait()
+        await control.close()
+        await station.close()
+        with contextlib.suppress(FileNotFoundError):
+            path.unlink()
+    finally:
+        os.close(lock)
+
+
+def main_run(home: Path, passphrase: str, config: StationConfig, log_level: str = "WARNING") -> None:
+    logging.basicConfig(
+        level=log_level, stream=sys.stderr, format="%(asctime)s %(name)s %(levelname)s %(message)s"
+    )
+
+    def ready(station: Station, path: Path) -> None:
+        print(f"station {station.name} running in {home}; control socket {path}", flush=True)
+
+    asyncio.run(run_station(home, passphrase, config, ready))

@@ -1,0 +1,916 @@
+"""The station: one party's end of its lines. The facade the CLI, the console and programs use.
+
+Theory of operation
+-------------------
+A station is one asyncio process around three things: the pure protocol core
+(:mod:`backchannel.proto.line`), the durable :class:`~backchannel.station.store.Store`, and
+one :class:`~backchannel.station.relay_link.RelayLink` per relay.
+
+*Sending.* :meth:`Station.send` seals the message (assigning its sequence number and
+advancing Olm) and stores the frame, the new session and the transcript in one transaction.
+Only after the commit does the frame join the send queue, so a crash before the commit loses
+nothing the operator was told about, and a crash after it resends the very same bytes.
+The :class:`~backchannel.station.delivery.Sender` pushes queued frames to every circuit
+(relay) of the line and marks them *relayed* when a relay answers *stored*.
+
+*Receiving.* Frames from every relay land in one queue. The receive loop takes them in
+batches and, inside one transaction per batch, authenticates each envelope, drops
+duplicates, holds early frames, decrypts the next in-order frames, applies receipts, stores
+messages, and seals a cumulative *delivered* receipt. Only after the commit does it
+acknowledge the frames to their relays (which then delete them). Every step is idempotent:
+a crash anywhere replays safely.
+
+The in-memory copy of each line (protocol state and Olm session) mirrors the database; if a
+transaction fails, the copies are reloaded from disk so memory never runs ahead of the disk.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import logging
+from collections.abc import Iterator
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+from backchannel.clock import Clock, Rng, SystemClock, SystemRng
+from backchannel.errors import (
+    BackchannelError,
+    DecryptError,
+    InvalidArgument,
+    InvalidInvitation,
+    InvitationAlreadyAccepted,
+    InvitationAlreadyUsed,
+    MessageTooLarge,
+    MisaddressedFrame,
+    RemoteError,
+    StationAlreadyInitialised,
+    StationNotInitialised,
+    TransportError,
+    UnknownLine,
+    UnknownMessage,
+)
+from backchannel.proto import envelope
+from backchannel.proto import line as proto_line
+from backchannel.proto.envelope import Kind, Sealed
+from backchannel.proto.invitation import (
+    Invitation,
+    MailboxCapability,
+    encode_invitation,
+    parse_invitation,
+    parse_invitation_text,
+)
+from backchannel.proto.keyschedule import LineKeys
+from backchannel.proto.line import LineState, PendingInvitation, SealedFrame
+from backchannel.proto.ordering import Verdict, classify
+from backchannel.proto.payloads import (
+    MAX_TEXT_BYTES,
+    Acknowledged,
+    Delivered,
+    Hello,
+    Message,
+    Payload,
+    Precedence,
+    Welcome,
+)
+from backchannel.proto.primitives import (
+    ed25519_public_from_seed,
+    ed25519_sign,
+    mlkem_public,
+    require_mlkem,
+    x25519_public,
+)
+from backchannel.proto.safety import grouped, safety_number
+from backchannel.proto.session import Identity, OlmSession
+from backchannel.proto.transcript import Transcript
+from backchannel.station.config import StationConfig
+from backchannel.station.delivery import Sender, Waiters
+from backchannel.station.keystore import AtRest, create_keystore, open_keystore
+from backchannel.station.relay_link import Delivery, RelayLink
+from backchannel.station.store import InboxRow, LineRow, OutboxRow, Store
+from backchannel.station.views import (
+    InvitationView,
+    LineView,
+    MessageView,
+    TranscriptView,
+    VerificationView,
+)
+
+log = logging.getLogger("backchannel.station")
+
+KEYSTORE = "keystore.bcks"
+DATABASE = "station.db"
+CONFIG = "station.toml"
+RECEIVE_BATCH = 512
+STATUS_LEVELS = ("queued", "relayed", "delivered", "acknowledged")
+
+
+def ms(seconds: float) -> int:
+    return int(seconds * 1000)
+
+
+@dataclass
+class LiveLine:
+    """A line as the running station holds it: the database row plus live protocol objects."""
+
+    row: LineRow
+    state: LineState
+    session: OlmSession
+
+    @property
+    def line_id(self) -> bytes:
+        return self.row.line_id
+
+    @property
+    def established(self) -> bool:
+        return self.row.state == "established"
+
+
+class _HeldView:
+    """``seq in held`` for the ordering rule, answered by the store."""
+
+    def __init__(self, store: Store, line_id: bytes) -> None:
+        self._store, self._line_id = store, line_id
+
+    def __contains__(self, seq: object) -> bool:
+        return isinstance(seq, int) and self._store.is_held(self._line_id, seq)
+
+
+class Station:
+    """One station. Create with :meth:`init` once, then :meth:`open`, ``await start()``.
+
+    All methods are meant to be called from the event loop thread that called
+    :meth:`start`. Read methods (``lines``, ``inbox``, ``status``, ``verify``) also work
+    before ``start``; methods that talk to relays need it.
+    """
+
+    def __init__(
+        self,
+        home: Path,
+        store: Store,
+        atrest: AtRest,
+        identity: Identity,
+        name: str,
+        config: StationConfig,
+        clock: Clock,
+        rng: Rng,
+    ) -> None:
+        self.home = home
+        self.name = name
+        self.config = config
+        self._store = store
+        self._atrest = atrest
+        self._identity = identity
+        self._clock = clock
+        self._rng = rng
+        self._lines: dict[bytes, LiveLine] = {}
+        self._links: dict[str, RelayLink] = {}
+        self._mailbox_urls: dict[bytes, str] = {}  # our recv_id -> relay url
+        self._deliveries: asyncio.Queue[Delivery] = asyncio.Queue()
+        self._receiver: asyncio.Task[None] | None = None
+        self.waiters = Waiters()
+        self.sender = Sender(self, config)
+        self._started = False
+        self._load_lines()
+
+    # ---- lifecycle -----------------------------------------------------------------------
+
+    @classmethod
+    def init(cls, home: Path, name: str, passphrase: str) -> None:
+        """Create a new station in ``home``: keystore, database and identity."""
+        require_mlkem()
+        if not name or len(name) > 64 or not name.isprintable():
+            raise InvalidArgument("a station name must be 1 to 64 printable characters")
+        if not passphrase:
+            raise InvalidArgument("the passphrase must not be empty")
+        home.mkdir(parents=True, exist_ok=True)
+        if (home / KEYSTORE).exists():
+            raise StationAlreadyInitialised(f"a station already lives in {home}; it was left untouched")
+        store_key = create_keystore(home / KEYSTORE, passphrase)
+        store = Store.open(home / DATABASE)
+        identity = Identity.generate()
+        with store.transaction():
+            store.set_meta("name", name.encode("utf-8"))
+            store.set_meta("account", identity.pickle(store_key).encode("ascii"))
+        store.close()
+
+    @classmethod
+    def open(
+        cls,
+        home: Path,
+        passphrase: str,
+        config: StationConfig | None = None,
+        *,
+        clock: Clock | None = None,
+        rng: Rng | None = None,
+    ) -> Station:
+        """Open an existing station; raises ``WrongPassphrase`` for a wrong passphrase."""
+        require_mlkem()
+        if not (home / KEYSTORE).exists():
+            raise StationNotInitialised(f"no station lives in {home}. Run `backchannel init` first.")
+        store_key = open_keystore(home / KEYSTORE, passphrase)
+        store = Store.open(home / DATABASE)
+        account = store.get_meta("account")
+        name = store.get_meta("name")
+        if account is None or name is None:
+            raise StationNotInitialised(f"the station in {home} was not fully initialised; init again")
+        identity = Identity.from_pickle(account.decode("ascii"), store_key)
+        config = config or StationConfig.load(home / CONFIG)
+        rng = rng or SystemRng()
+        return cls(
+            home,
+            store,
+            AtRest(store_key, rng),
+            identity,
+            name.decode("utf-8"),
+            config,
+            clock or SystemClock(),
+            rng,
+        )
+
+    async def start(self) -> None:
+        """Connect to every relay the lines use and start sending and receiving."""
+        if self._started:
+            return
+        self._started = True
+        for _, url, recv_id, recv_sealed in self._store.mailboxes():
+            self._subscribe(url, recv_id, self._atrest.open(recv_sealed, b"recv-key" + recv_id))
+        for _, url, send_id, send_sealed in self._store.peer_mailboxes():
+            self._add_sender(url, send_id, self._atrest.open(send_sealed, b"send-key" + send_id))
+        self._receiver = asyncio.create_task(self._receive_loop(), name="receive")
+        await self.sender.start(self._store.unrelayed())
+
+    async def close(self) -> None:
+        """Stop all tasks and close connections and the database. Nothing durable is lost."""
+        await self.sender.stop()
+        if self._receiver:
+            self._receiver.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._receiver
+        for link in self._links.values():
+            await link.close()
+        self._links.clear()
+        self.waiters.fail_all(TransportError("the station is shutting down"))
+        self._store.close()
+
+    # ---- links -----------------------------------------------------------------------------
+
+    def link(self, url: str) -> RelayLink:
+        link = self._links.get(url)
+        if link is None:
+            link = RelayLink(
+                url,
+                self._deliveries,
+                clock=self._clock,
+                on_connected=functools.partial(self.sender.on_link_state, url),
+            )
+            self._links[url] = link
+            asyncio.get_running_loop().create_task(link.start())
+        return link
+
+    def _subscribe(self, url: str, recv_id: bytes, seed: bytes) -> None:
+        self._mailbox_urls[recv_id] = url
+        self.link(url).subscribe(recv_id, functools.partial(ed25519_sign, seed))
+
+    def _add_sender(self, url: str, send_id: bytes, seed: bytes) -> None:
+        self.link(url).add_sender(send_id, functools.partial(ed25519_sign, seed))
+
+    async def _new_mailbox(self, url: str) -> tuple[bytes, bytes, bytes, bytes]:
+        """Create one of our inbound mailboxes; returns (recv_id, recv_seed, send_id, send_seed)."""
+        recv_seed, send_seed = self._rng.bytes(32), self._rng.bytes(32)
+        link = self.link(url)
+        recv_id, send_id = await link.create_mailbox(
+            ed25519_public_from_seed(recv_seed), ed25519_public_from_seed(send_seed)
+        )
+        return recv_id, recv_seed, send_id, send_seed
+
+    # ---- pairing -----------------------------------------------------------------------------
+
+    async def invite(self, relay: str | None = None, name: str | None = None) -> InvitationView:
+        """Create an invitation for a new line, to be carried to the other station out of band."""
+        url = relay or self.config.relay
+        if not url:
+            raise InvalidArgument("no relay given: pass --relay URL or set 'relay' in station.toml")
+        if not url.startswith(("ws://", "wss://")):
+            raise InvalidArgument(f"{url!r} is not a relay URL (ws://host:port or wss://...)")
+        if name is not None:
+            self._check_new_name(name)
+        recv_id, recv_seed, send_id, send_seed = await self._new_mailbox(url)
+        line_id = self._rng.bytes(16)
+        pairing_secret, kem_seed = self._rng.bytes(32), self._rng.bytes(64)
+        now = self._clock.now()
+        invitation = Invitation(
+            line_id=line_id,
+            name=self.name,
+            identity_key=self._identity.identity_key,
+            signing_key=self._identity.signing_key,
+            one_time_key=self._identity.new_one_time_key(),
+            pairing_key=x25519_public(pairing_secret),
+            kem_key=mlkem_public(kem_seed),
+            mailboxes=(MailboxCapability(url, send_id, send_seed),),
+            created_at=ms(now),
+            expires_at=ms(now + self.config.invitation_ttl_hours * 3600),
+        )
+        signed = encode_invitation(invitation, self._identity.sign(invitation.signed_message()))
+        with self._store.transaction():
+            self._store.add_invitation(
+                line_id,
+                name or "",
+                signed.blob,
+                self._atrest.seal(pairing_secret + kem_seed, b"invitation" + line_id),
+                now,
+            )
+            self._store.add_mailbox(
+                line_id, url, recv_id, self._atrest.seal(recv_seed, b"recv-key" + recv_id)
+            )
+            self._save_account()
+        self._subscribe(url, recv_id, recv_seed)
+        return InvitationView(line_id.hex(), name or "", signed.text(), invitation.expires_at / 1000, [url])
+
+    async def accept(self, text: str, name: str | None = None) -> LineView:
+        """Accept an invitation: open the line and send the hello to the inviter."""
+        signed = parse_invitation_text(text) if not isinstance(text, bytes) else parse_invitation(text)
+        inv = signed.invitation
+        if self._store.get_invitation(inv.line_id) is not None:
+            raise InvalidArgument("this invitation was made by this station; give it to the other one")
+        if inv.line_id in self._lines or self._store.get_line(inv.line_id) is not None:
+            raise InvitationAlreadyAccepted()
+        if inv.expires_at < ms(self._clock.now()):
+            raise InvalidInvitation("the invitation has expired; ask the other station for a new one")
+        if inv.identity_key == self._identity.identity_key:
+            raise InvalidArgument("this invitation was made by this station; give it to the other one")
+        line_name = name or self._unique_name(inv.name)
+        self._check_new_name(line_name)
+        ours: list[tuple[str, bytes, bytes, bytes, bytes]] = []
+        for cap in inv.mailboxes:
+            recv_id, recv_seed, send_id, send_seed = await self._new_mailbox(cap.url)
+            ours.append((cap.url, recv_id, recv_seed, send_id, send_seed))
+        if inv.line_id in self._lines:  # accepted concurrently while we awaited the relay
+            raise InvitationAlreadyAccepted()
+        caps = tuple(MailboxCapability(url, send_id, send_seed) for url, _, _, send_id, send_seed in ours)
+        accepted = proto_line.accept(self._identity, signed, self.name, caps, self._rng)
+        now = self._clock.now()
+        row = self._new_row(
+            accepted.state,
+            accepted.session,
+            line_name,
+            "pairing",
+            inv.name,
+            inv.identity_key,
+            inv.signing_key,
+            now,
+        )
+        with self._mutation():
+            self._store.add_line(row)
+            for url, recv_id, recv_seed, _, _ in ours:
+                self._store.add_mailbox(
+                    inv.line_id, url, recv_id, self._atrest.seal(recv_seed, b"recv-key" + recv_id)
+                )
+            for cap in inv.mailboxes:
+                self._store.add_peer_mailbox(
+                    inv.line_id,
+                    cap.url,
+                    cap.send_id,
+                    self._atrest.seal(cap.send_key, b"send-key" + cap.send_id),
+                )
+            self._store.add_outbound(inv.line_id, 1, "hello", accepted.hello.frame, now)
+            self._lines[inv.line_id] = LiveLine(row, accepted.state, accepted.session)
+        for url, recv_id, recv_seed, _, _ in ours:
+            self._subscribe(url, recv_id, recv_seed)
+        for cap in inv.mailboxes:
+            self._add_sender(cap.url, cap.send_id, cap.send_key)
+        self.sender.enqueue([(inv.line_id, 1)])
+        return self._line_view(self._lines[inv.line_id])
+
+    def _new_row(
+        self,
+        state: LineState,
+        session: OlmSession,
+        name: str,
+        status: str,
+        peer_name: str,
+        peer_identity: bytes,
+        peer_signing: bytes,
+        now: float,
+    ) -> LineRow:
+        keys = self._atrest.seal(state.keys.to_accepter + state.keys.to_inviter, b"line-keys" + state.line_id)
+        t = state.transcript
+        return LineRow(
+            line_id=state.line_id,
+            name=name,
+            role=state.role,
+            state=status,
+            peer_name=peer_name,
+            peer_identity=peer_identity,
+            peer_signing=peer_signing,
+            keys_sealed=keys,
+            session_pickle=session.pickle(self._atrest.store_key),
+            next_seq=state.next_seq,
+            delivered_upto=state.delivered_upto,
+            tx_count0=t.counts[0],
+            tx_head0=t.heads[0],
+            tx_count1=t.counts[1],
+            tx_head1=t.heads[1],
+            on_record=0,
+            verified_at=None,
+            created_at=now,
+            last_contact=None,
+        )
+
+    def _check_new_name(self, name: str) -> None:
+        if not name or len(name) > 64 or not name.isprintable() or ":" in name:
+            raise InvalidArgument("a line name must be 1 to 64 printable characters without ':'")
+        if self._store.name_taken(name):
+            raise InvalidArgument(f"a line named {name!r} already exists; choose another --name")
+
+    def _unique_name(self, base: str) -> str:
+        base = (base or "line").replace(":", "-")[:60]
+        name, n = base, 2
+        while self._store.name_taken(name):
+            name, n = f"{base}-{n}", n + 1
+        return name
+
+    def _save_account(self) -> None:
+        self._store.set_meta("account", self._identity.pickle(self._atrest.store_key).encode("ascii"))
+
+    # ---- line state in memory and on disk --------------------------------------------------
+
+    def _load_lines(self) -> None:
+        self._lines.clear()
+        for row in self._store.list_lines():
+            keys_raw = self._atrest.open(row.keys_sealed, b"line-keys" + row.line_id)
+            state = LineState(
+                line_id=row.line_id,
+                role=row.role,
+                keys=LineKeys(keys_raw[:32], keys_raw[32:]),
+                next_seq=row.next_seq,
+                delivered_upto=row.delivered_upto,
+                transcript=Transcript(
+                    row.line_id, (row.tx_count0, row.tx_count1), (row.tx_head0, row.tx_head1)
+                ),
+            )
+            session = OlmSession.from_pickle(row.session_pickle, self._atrest.store_key)
+            self._lines[row.line_id] = LiveLine(row, state, session)
+
+    @contextlib.contextmanager
+    def _mutation(self) -> Iterator[None]:
+        """A store transaction whose failure also resets the in-memory lines to the disk's."""
+        try:
+            with self._store.transaction():
+                yield
+        except BaseException:
+            self._load_lines()
+            raise
+
+    def _persist(self, live: LiveLine, **extra: object) -> None:
+        t = live.state.transcript
+        fields: dict[str, object] = dict(
+            session_pickle=live.session.pickle(self._atrest.store_key),
+            next_seq=live.state.next_seq,
+            delivered_upto=live.state.delivered_upto,
+            tx_count0=t.counts[0],
+            tx_head0=t.heads[0],
+            tx_count1=t.counts[1],
+            tx_head1=t.heads[1],
+        )
+        fields.update(extra)
+        self._store.update_line(live.line_id, **fields)
+        live.row = replace(live.row, **fields)  # type: ignore[arg-type]
+
+    def _seal(self, live: LiveLine, payload: Payload) -> SealedFrame:
+        live.state, sealed = proto_line.seal_payload(live.state, live.session, payload, self._rng)
+        return sealed
+
+    def _line(self, name_or_id: str) -> LiveLine:
+        row = self._store.find_line(name_or_id)
+        if row is None or row.line_id not in self._lines:
+            raise UnknownLine(f"there is no line {name_or_id!r}. `backchannel lines` lists the lines.")
+        return self._lines[row.line_id]
+
+    def _body(self, line_id: bytes, direction: str, seq: int, text: str) -> bytes:
+        return self._atrest.seal(
+            text.encode("utf-8"), b"body" + line_id + direction.encode() + seq.to_bytes(8, "big")
+        )
+
+    def _text(self, line_id: bytes, direction: str, seq: int, sealed: bytes) -> str:
+        ctx = b"body" + line_id + direction.encode() + seq.to_bytes(8, "big")
+        return self._atrest.open(sealed, ctx).decode("utf-8")
+
+    # ---- sending ---------------------------------------------------------------------------
+
+    async def send(
+        self,
+        line: str,
+        text: str,
+        precedence: str | Precedence = Precedence.ROUTINE,
+        wait: str | None = None,
+        timeout: float = 30.0,
+    ) -> MessageView:
+        """Queue a message durably and start sending it on every circuit of the line.
+
+        Returns once the message is stored (status *queued*), or, with ``wait`` set to
+        ``relayed``, ``delivered`` or ``acknowledged``, once it reached that status.
+        """
+        live = self._line(line)
+        try:
+            prec = Precedence(precedence.upper() if isinstance(precedence, str) else precedence)
+        except ValueError:
+            raise InvalidArgument(
+                f"unknown precedence {precedence!r}: use FLASH, IMMEDIATE, PRIORITY or ROUTINE"
+            ) from None
+        if not text:
+            raise InvalidArgument("the message is empty")
+        if len(text.encode("utf-8")) > MAX_TEXT_BYTES:
+            raise MessageTooLarge(f"the message is longer than {MAX_TEXT_BYTES} bytes; split it")
+        if wait is not None and wait not in STATUS_LEVELS[1:]:
+            raise InvalidArgument("wait must be one of relayed, delivered, acknowledged")
+        now = self._clock.now()
+        with self._mutation():
+            sealed = self._seal(live, Message(prec, text, ms(now)))
+            self._store.add_outbound(
+                live.line_id,
+                sealed.seq,
+                "msg",
+                sealed.frame,
+                now,
+                prec.value,
+                self._body(live.line_id, "out", sealed.seq, text),
+            )
+            self._persist(live)
+        waiter = self.waiters.register(live.line_id, sealed.seq, wait) if wait else None
+        self.sender.enqueue([(live.line_id, sealed.seq)])
+        if waiter is not None:
+            try:
+                await asyncio.wait_for(waiter, timeout)
+            except TimeoutError:
+                raise TransportError(
+                    f"the message is queued as {live.row.name}:{sealed.seq} but was not {wait} "
+                    f"within {timeout:g} s; it will keep trying"
+                ) from None
+        return self.message(live.row.name, sealed.seq, "out")
+
+    async def ack(self, line: str, seq: int, operator: str) -> MessageView:
+        """Record that ``operator`` read received message ``seq``; tell the sender, signed by Olm."""
+        live = self._line(line)
+        if not operator or len(operator) > 64:
+            raise InvalidArgument("an operator name of 1 to 64 characters is required")
+        row = self._store.inbound_one(live.line_id, seq)
+        if row is None:
+            raise UnknownMessage(f"no received message {seq} on line {live.row.name!r}")
+        if row.acked_at is None:
+            now = self._clock.now()
+            with self._mutation():
+                self._store.ack_inbound(live.line_id, seq, operator, now)
+                sealed = self._seal(live, Acknowledged(seq, operator, ms(now)))
+                self._store.add_outbound(live.line_id, sealed.seq, "ack", sealed.frame, now)
+                self._persist(live)
+            self.sender.enqueue([(live.line_id, sealed.seq)])
+        return self.message(live.row.name, seq, "in")
+
+    def may_send(self, line_id: bytes, seq: int) -> bool:
+        """Whether the frame may leave now: an accepter sends only its hello until welcomed."""
+        live = self._lines.get(line_id)
+        return live is not None and (live.established or seq == 1)
+
+    def peer_targets(self, line_id: bytes) -> list[tuple[str, bytes]]:
+        return [(url, send_id) for _, url, send_id, _ in self._store.peer_mailboxes(line_id)]
+
+    def outbound_frame(self, line_id: bytes, seq: int) -> bytes:
+        return self._store.frame(line_id, seq)
+
+    def mark_relayed(self, items: list[tuple[bytes, int]]) -> None:
+        with self._store.transaction():
+            self._store.mark_relayed(items, self._clock.now())
+        for line_id, seq in items:
+            self.waiters.reached(line_id, seq, "relayed")
+
+    # ---- receiving -------------------------------------------------------------------------
+
+    async def _receive_loop(self) -> None:
+        while True:
+            batch = [await self._deliveries.get()]
+            while len(batch) < RECEIVE_BATCH and not self._deliveries.empty():
+                batch.append(self._deliveries.get_nowait())
+            try:
+                newly_sendable = self.receive_batch(batch)
+            except BackchannelError as exc:
+                log.error(
+                    "a batch of %d frames was not processed (%s); it will be redelivered", len(batch), exc
+                )
+                await asyncio.sleep(0.5)
+                continue
+            for delivery in batch:
+                url = self._mailbox_urls.get(delivery.recv_id)
+                if url is not None:
+                    self._spawn_ack(url, delivery)
+            self.sender.enqueue(newly_sendable)
+
+    def _spawn_ack(self, url: str, delivery: Delivery) -> None:
+        async def ack() -> None:
+            with contextlib.suppress(BackchannelError):
+                await self._links[url].ack(delivery.recv_id, delivery.msg_id)
+
+        asyncio.get_running_loop().create_task(ack())
+
+    def receive_batch(self, batch: list[Delivery]) -> list[tuple[bytes, int]]:
+        """Process frames from relays in one transaction; returns new frames to send.
+
+        Rejected frames are counted by reason and dropped (the caller still acknowledges them
+        to the relay, so garbage does not clog a mailbox); they never affect accepted messages.
+        """
+        now = self._clock.now()
+        outgoing: list[tuple[bytes, int]] = []
+        receipts_due: set[bytes] = set()
+        touched: set[bytes] = set()
+        with self._mutation():
+            for delivery in batch:
+                try:
+                    self._receive_one(delivery.payload, now, outgoing, receipts_due, touched)
+                except RemoteError as exc:
+                    self._store.count(exc.code)
+                    log.info("dropped a frame: %s", exc)
+            for line_id in receipts_due:
+                live = self._lines[line_id]
+                sealed = self._seal(live, Delivered(live.state.delivered_upto, ms(now)))
+                self._store.add_outbound(line_id, sealed.seq, "delivered", sealed.frame, now)
+                outgoing.append((line_id, sealed.seq))
+                touched.add(line_id)
+            for line_id in touched:
+                self._persist(self._lines[line_id], last_contact=now)
+        self.waiters.flush()
+        return outgoing
+
+    def _receive_one(
+        self,
+        data: bytes,
+        now: float,
+        outgoing: list[tuple[bytes, int]],
+        receipts_due: set[bytes],
+        touched: set[bytes],
+    ) -> None:
+        sealed = envelope.parse(data)
+        line_id = sealed.header.line_id
+        live = self._lines.get(line_id)
+        if live is None:
+            if sealed.header.kind is Kind.HELLO:
+                self._receive_hello(sealed, now, outgoing)
+                return
+            raise _misaddressed()
+        try:
+            inner = proto_line.authenticate(live.state, sealed)
+        except DecryptError:
+            if sealed.header.kind is Kind.HELLO:
+                raise InvitationAlreadyUsed(
+                    "a second party tried to accept an invitation already used"
+                ) from None
+            raise
+        seq = sealed.header.seq
+        verdict = classify(seq, live.state.delivered_upto, _HeldView(self._store, line_id))
+        if verdict is Verdict.DUPLICATE:
+            self._store.count("duplicate")
+            return
+        if verdict is Verdict.TOO_FAR:
+            self._store.count("too_far_ahead")
+            return
+        if verdict is Verdict.HOLD:
+            self._store.hold(line_id, seq, data)
+            return
+        touched.add(line_id)
+        self._deliver(live, seq, inner, now, outgoing, receipts_due)
+        while (held := self._store.take_held(line_id, live.state.delivered_upto + 1)) is not None:
+            next_sealed = envelope.parse(held)
+            self._deliver(
+                live,
+                next_sealed.header.seq,
+                proto_line.authenticate(live.state, next_sealed),
+                now,
+                outgoing,
+                receipts_due,
+            )
+
+    def _deliver(
+        self,
+        live: LiveLine,
+        seq: int,
+        inner: bytes,
+        now: float,
+        outgoing: list[tuple[bytes, int]],
+        receipts_due: set[bytes],
+    ) -> None:
+        live.state, opened = proto_line.decrypt_next(live.state, live.session, seq, inner)
+        payload = opened.payload
+        line_id = live.line_id
+        if isinstance(payload, Message):
+            self._store.add_inbound(
+                line_id,
+                seq,
+                payload.precedence.value,
+                self._body(line_id, "in", seq, payload.text),
+                payload.sent_at / 1000,
+                now,
+            )
+            receipts_due.add(line_id)
+            self.waiters.incoming(line_id, seq)
+        elif isinstance(payload, Delivered):
+            self._store.mark_delivered(line_id, payload.upto, now)
+            self.waiters.reached_upto(line_id, payload.upto, "delivered")
+        elif isinstance(payload, Acknowledged):
+            self._store.mark_acknowledged(line_id, payload.seq, payload.operator, now)
+            self.waiters.reached(line_id, payload.seq, "acknowledged")
+        elif isinstance(payload, Welcome):
+            if live.row.role == proto_line.ACCEPTER and not live.established:
+                self._persist(live, state="established")
+                outgoing.extend((line_id, s) for s in range(2, live.state.next_seq))
+        elif isinstance(payload, Hello):
+            self._store.count("unexpected_hello")
+
+    def _receive_hello(self, sealed: Sealed, now: float, outgoing: list[tuple[bytes, int]]) -> None:
+        line_id = sealed.header.line_id
+        found = self._store.get_invitation(line_id)
+        if found is None:
+            raise _misaddressed()
+        local_name, blob, secrets_sealed, used = found
+        if used:
+            raise InvitationAlreadyUsed()
+        signed = parse_invitation(blob)
+        if signed.invitation.expires_at < ms(now):
+            raise InvalidInvitation("a hello arrived for an invitation that has expired")
+        secrets = self._atrest.open(secrets_sealed, b"invitation" + line_id)
+        pending = PendingInvitation(signed, secrets[:32], secrets[32:])
+        opened = proto_line.open_hello(self._identity, pending, sealed)
+        name = local_name or self._unique_name(opened.hello.name)
+        row = self._new_row(
+            opened.state,
+            opened.session,
+            name,
+            "established",
+            opened.hello.name,
+            opened.peer_identity_key,
+            opened.peer_signing_key,
+            now,
+        )
+        live = LiveLine(row, opened.state, opened.session)
+        self._store.add_line(row)
+        self._store.mark_invitation_used(line_id)
+        self._save_account()  # the one-time key is now spent
+        for cap in opened.hello.mailboxes:
+            self._store.add_peer_mailbox(
+                line_id, cap.url, cap.send_id, self._atrest.seal(cap.send_key, b"send-key" + cap.send_id)
+            )
+        self._lines[line_id] = live
+        welcome = self._seal(live, Welcome())
+        self._store.add_outbound(line_id, welcome.seq, "welcome", welcome.frame, now)
+        self._persist(live, last_contact=now)
+        outgoing.append((line_id, welcome.seq))
+        for cap in opened.hello.mailboxes:
+            self._add_sender(cap.url, cap.send_id, cap.send_key)
+
+    # ---- reading ---------------------------------------------------------------------------
+
+    def lines(self) -> list[LineView]:
+        return [
+            self._line_view(self._lines[r.line_id])
+            for r in self._store.list_lines()
+            if r.line_id in self._lines
+        ]
+
+    def line(self, name: str) -> LineView:
+        return self._line_view(self._line(name))
+
+    def _line_view(self, live: LiveLine) -> LineView:
+        row = live.row
+        relays = sorted({url for _, url, _, _ in self._store.peer_mailboxes(row.line_id)})
+        return LineView(
+            line_id=row.line_id.hex(),
+            name=row.name,
+            peer_name=row.peer_name,
+            role="inviter" if row.role == proto_line.INVITER else "accepter",
+            state=row.state,
+            verified=row.verified_at is not None,
+            verified_at=row.verified_at,
+            on_record=bool(row.on_record),
+            relays=relays,
+            relays_connected=[u for u in relays if u in self._links and self._links[u].connected],
+            sent=self._store.count_rows("outbox", row.line_id, "kind = 'msg'"),
+            received=self._store.count_rows("inbox", row.line_id),
+            unacknowledged=self._store.count_rows("inbox", row.line_id, "acked_at IS NULL"),
+            last_contact=row.last_contact,
+            transcript_head=live.state.transcript.head().hex(),
+        )
+
+    def pending_invitations(self) -> list[dict[str, object]]:
+        return [
+            {"line_id": lid.hex(), "name": name, "created_at": at}
+            for lid, name, at in self._store.pending_invitations()
+        ]
+
+    def inbox(
+        self, line: str | None = None, unacknowledged: bool = False, limit: int = 100
+    ) -> list[MessageView]:
+        line_id = self._line(line).line_id if line else None
+        return [self._in_view(r) for r in self._store.inbound(line_id, unacknowledged, limit)]
+
+    def outbox(self, line: str | None = None, limit: int = 100) -> list[MessageView]:
+        line_id = self._line(line).line_id if line else None
+        return [self._out_view(r) for r in self._store.outbound(line_id, "msg", limit)]
+
+    def message(self, line: str, seq: int, direction: str) -> MessageView:
+        live = self._line(line)
+        if direction == "out":
+            out = self._store.outbound_one(live.line_id, seq)
+            if out is None or out.kind != "msg":
+                raise UnknownMessage(f"no sent message {seq} on line {live.row.name!r}")
+            return self._out_view(out)
+        inn = self._store.inbound_one(live.line_id, seq)
+        if inn is None:
+            raise UnknownMessage(f"no received message {seq} on line {live.row.name!r}")
+        return self._in_view(inn)
+
+    def _name(self, line_id: bytes) -> str:
+        live = self._lines.get(line_id)
+        return live.row.name if live else line_id.hex()[:8]
+
+    def _out_view(self, r: OutboxRow) -> MessageView:
+        status = (
+            "acknowledged"
+            if r.acked_at
+            else "delivered"
+            if r.delivered_at
+            else "relayed"
+            if r.relayed_at
+            else "queued"
+        )
+        text = self._text(r.line_id, "out", r.seq, r.body_sealed) if r.body_sealed else ""
+        return MessageView(
+            self._name(r.line_id),
+            r.seq,
+            "out",
+            r.precedence or "",
+            text,
+            status,
+            r.created_at,
+            r.relayed_at,
+            r.delivered_at,
+            r.acked_at,
+            r.acked_by,
+        )
+
+    def _in_view(self, r: InboxRow) -> MessageView:
+        return MessageView(
+            self._name(r.line_id),
+            r.seq,
+            "in",
+            r.precedence,
+            self._text(r.line_id, "in", r.seq, r.body_sealed),
+            "acknowledged" if r.acked_at else "received",
+            r.sent_at,
+            None,
+            r.received_at,
+            r.acked_at,
+            r.acked_by,
+        )
+
+    def verify(self, line: str, confirm: bool = False) -> VerificationView:
+        """Show the safety number; with ``confirm``, record that the operators compared it."""
+        live = self._line(line)
+        number = safety_number(
+            (self._identity.identity_key, self._identity.signing_key),
+            (live.row.peer_identity, live.row.peer_signing),
+        )
+        if confirm and live.row.verified_at is None:
+            with self._mutation():
+                self._store.update_line(live.line_id, verified_at=self._clock.now())
+                live.row = replace(live.row, verified_at=self._clock.now())
+        return VerificationView(
+            live.row.name,
+            live.row.peer_name,
+            number,
+            grouped(number),
+            live.row.verified_at is not None,
+            live.row.verified_at,
+        )
+
+    def transcript(self, line: str) -> TranscriptView:
+        live = self._line(line)
+        t = live.state.transcript
+        return TranscriptView(
+            live.row.name,
+            t.head().hex(),
+            t.counts[live.state.out_direction],
+            t.counts[live.state.in_direction],
+        )
+
+    def counters(self) -> dict[str, int]:
+        return self._store.counters()
+
+    def identity(self) -> dict[str, str]:
+        return {
+            "name": self.name,
+            "identity_key": self._identity.identity_key.hex(),
+            "signing_key": self._identity.signing_key.hex(),
+        }
+
+
+def _misaddressed() -> RemoteError:
+    return MisaddressedFrame("a frame arrived for a line this station does not have")

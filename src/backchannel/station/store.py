@@ -1,0 +1,409 @@
+"""The station's durable store (SQLite, WAL, ``synchronous=FULL``).
+
+Theory of operation
+-------------------
+This is the only module that speaks SQL for the station. Every state change that matters
+(a frame sealed, a frame decrypted, a receipt applied) happens inside one
+:meth:`Store.transaction`, together with the new Olm session state, so a crash at any
+instant leaves either all of it or none of it on disk. Nothing is sent and nothing is
+acknowledged to a relay before that transaction commits.
+
+The schema lives in versioned files ``schema/NNN_*.sql``; :meth:`Store.open` applies the
+missing ones in order and records the version, backing the database file up first when an
+existing database is migrated.
+"""
+
+from __future__ import annotations
+
+import shutil
+import sqlite3
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from backchannel.errors import StorageError
+
+
+@dataclass(frozen=True)
+class LineRow:
+    line_id: bytes
+    name: str
+    role: int
+    state: str
+    peer_name: str
+    peer_identity: bytes
+    peer_signing: bytes
+    keys_sealed: bytes
+    session_pickle: str
+    next_seq: int
+    delivered_upto: int
+    tx_count0: int
+    tx_head0: bytes
+    tx_count1: int
+    tx_head1: bytes
+    on_record: int
+    verified_at: float | None
+    created_at: float
+    last_contact: float | None
+
+
+@dataclass(frozen=True)
+class OutboxRow:
+    line_id: bytes
+    seq: int
+    kind: str
+    precedence: str | None
+    body_sealed: bytes | None
+    frame: bytes
+    created_at: float
+    relayed_at: float | None
+    delivered_at: float | None
+    acked_at: float | None
+    acked_by: str | None
+
+
+@dataclass(frozen=True)
+class InboxRow:
+    line_id: bytes
+    seq: int
+    precedence: str
+    body_sealed: bytes
+    sent_at: float
+    received_at: float
+    acked_at: float | None
+    acked_by: str | None
+
+
+def _schema_files() -> list[tuple[int, str]]:
+    files = []
+    for entry in resources.files("backchannel.station").joinpath("schema").iterdir():
+        if entry.name.endswith(".sql"):
+            files.append((int(entry.name.split("_", 1)[0]), entry.read_text(encoding="utf-8")))
+    return sorted(files)
+
+
+class Store:
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self._conn = conn
+        self._depth = 0
+
+    @classmethod
+    def open(cls, path: Path) -> Store:
+        existed = path.exists()
+        try:
+            conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA synchronous=FULL")
+            conn.execute("PRAGMA foreign_keys=ON")
+            conn.execute("PRAGMA busy_timeout=5000")
+            store = cls(conn)
+            store._migrate(path, existed)
+        except sqlite3.Error as exc:
+            raise StorageError(f"the station database {path} cannot be opened: {exc}") from None
+        return store
+
+    def _migrate(self, path: Path, existed: bool) -> None:
+        self._conn.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")
+        row = self._conn.execute("SELECT MAX(version) FROM schema_version").fetchone()
+        current = row[0] or 0
+        pending = [(v, sql) for v, sql in _schema_files() if v > current]
+        if pending and existed and current > 0:
+            shutil.copyfile(path, path.with_suffix(f".v{current}.bak"))
+        for version, sql in pending:
+            try:
+                self._conn.executescript(
+                    f"BEGIN IMMEDIATE;\n{sql}\n;INSERT INTO schema_version (version) VALUES ({version});\nCOMMIT;"
+                )
+            except BaseException:
+                if self._conn.in_transaction:
+                    self._conn.execute("ROLLBACK")
+                raise
+
+    def close(self) -> None:
+        self._conn.close()
+
+    @contextmanager
+    def transaction(self) -> Iterator[None]:
+        """One atomic, durable unit of work. Nested calls join the outer transaction."""
+        if self._depth:
+            self._depth += 1
+            try:
+                yield
+            finally:
+                self._depth -= 1
+            return
+        try:
+            self._conn.execute("BEGIN IMMEDIATE")
+        except sqlite3.Error as exc:
+            raise StorageError(f"cannot start a transaction: {exc}") from None
+        self._depth = 1
+        try:
+            yield
+        except BaseException:
+            self._depth = 0
+            self._conn.execute("ROLLBACK")
+            raise
+        self._depth = 0
+        try:
+            self._conn.execute("COMMIT")
+        except sqlite3.Error as exc:
+            raise StorageError(f"cannot commit: {exc}") from None
+
+    def _x(self, sql: str, params: tuple[Any, ...] = ()) -> sqlite3.Cursor:
+        try:
+            return self._conn.execute(sql, params)
+        except sqlite3.Error as exc:
+            raise StorageError(f"database error: {exc}") from None
+
+    # ---- meta --------------------------------------------------------------------------
+
+    def get_meta(self, key: str) -> bytes | None:
+        row = self._x("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        return None if row is None else bytes(row[0])
+
+    def set_meta(self, key: str, value: bytes) -> None:
+        self._x("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", (key, value))
+
+    # ---- invitations -------------------------------------------------------------------
+
+    def add_invitation(
+        self, line_id: bytes, local_name: str, blob: bytes, secrets_sealed: bytes, created_at: float
+    ) -> None:
+        self._x(
+            "INSERT INTO invitations (line_id, local_name, blob, secrets_sealed, created_at)"
+            " VALUES (?, ?, ?, ?, ?)",
+            (line_id, local_name, blob, secrets_sealed, created_at),
+        )
+
+    def get_invitation(self, line_id: bytes) -> tuple[str, bytes, bytes, bool] | None:
+        row = self._x(
+            "SELECT local_name, blob, secrets_sealed, used FROM invitations WHERE line_id = ?",
+            (line_id,),
+        ).fetchone()
+        if row is None:
+            return None
+        return row[0], bytes(row[1]), bytes(row[2]), bool(row[3])
+
+    def mark_invitation_used(self, line_id: bytes) -> None:
+        self._x("UPDATE invitations SET used = 1, secrets_sealed = X'' WHERE line_id = ?", (line_id,))
+
+    def pending_invitations(self) -> list[tuple[bytes, str, float]]:
+        rows = self._x(
+            "SELECT line_id, local_name, created_at FROM invitations WHERE used = 0 ORDER BY created_at"
+        ).fetchall()
+        return [(bytes(r[0]), r[1], r[2]) for r in rows]
+
+    def name_taken(self, name: str) -> bool:
+        if self._x("SELECT 1 FROM lines WHERE name = ?", (name,)).fetchone():
+            return True
+        return bool(
+            self._x("SELECT 1 FROM invitations WHERE local_name = ? AND used = 0", (name,)).fetchone()
+        )
+
+    # ---- lines -------------------------------------------------------------------------
+
+    def add_line(self, row: LineRow) -> None:
+        self._x(f"INSERT INTO lines VALUES ({', '.join('?' * 19)})", tuple(row.__dict__.values()))
+
+    def update_line(self, line_id: bytes, **fields: Any) -> None:
+        assigns = ", ".join(f"{k} = ?" for k in fields)
+        self._x(f"UPDATE lines SET {assigns} WHERE line_id = ?", (*fields.values(), line_id))
+
+    def get_line(self, line_id: bytes) -> LineRow | None:
+        row = self._x("SELECT * FROM lines WHERE line_id = ?", (line_id,)).fetchone()
+        return None if row is None else _line(row)
+
+    def find_line(self, name_or_id: str) -> LineRow | None:
+        row = self._x("SELECT * FROM lines WHERE name = ?", (name_or_id,)).fetchone()
+        if row is None and name_or_id:
+            row = self._x(
+                "SELECT * FROM lines WHERE lower(hex(line_id)) LIKE ?", (name_or_id.lower() + "%",)
+            ).fetchone()
+        return None if row is None else _line(row)
+
+    def list_lines(self) -> list[LineRow]:
+        return [_line(r) for r in self._x("SELECT * FROM lines ORDER BY created_at").fetchall()]
+
+    # ---- mailboxes ---------------------------------------------------------------------
+
+    def add_mailbox(self, line_id: bytes, url: str, recv_id: bytes, recv_key_sealed: bytes) -> None:
+        self._x("INSERT INTO mailboxes VALUES (?, ?, ?, ?)", (line_id, url, recv_id, recv_key_sealed))
+
+    def mailboxes(self) -> list[tuple[bytes, str, bytes, bytes]]:
+        rows = self._x("SELECT line_id, url, recv_id, recv_key_sealed FROM mailboxes").fetchall()
+        return [(bytes(r[0]), r[1], bytes(r[2]), bytes(r[3])) for r in rows]
+
+    def add_peer_mailbox(self, line_id: bytes, url: str, send_id: bytes, send_key_sealed: bytes) -> None:
+        self._x(
+            "INSERT OR REPLACE INTO peer_mailboxes VALUES (?, ?, ?, ?)",
+            (line_id, url, send_id, send_key_sealed),
+        )
+
+    def peer_mailboxes(self, line_id: bytes | None = None) -> list[tuple[bytes, str, bytes, bytes]]:
+        sql = "SELECT line_id, url, send_id, send_key_sealed FROM peer_mailboxes"
+        rows = (self._x(sql + " WHERE line_id = ?", (line_id,)) if line_id else self._x(sql)).fetchall()
+        return [(bytes(r[0]), r[1], bytes(r[2]), bytes(r[3])) for r in rows]
+
+    # ---- outbox ------------------------------------------------------------------------
+
+    def add_outbound(
+        self,
+        line_id: bytes,
+        seq: int,
+        kind: str,
+        frame: bytes,
+        created_at: float,
+        precedence: str | None = None,
+        body_sealed: bytes | None = None,
+    ) -> None:
+        self._x(
+            "INSERT INTO outbox (line_id, seq, kind, precedence, body_sealed, frame, created_at)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (line_id, seq, kind, precedence, body_sealed, frame, created_at),
+        )
+
+    def unrelayed(self) -> list[tuple[bytes, int]]:
+        rows = self._x(
+            "SELECT line_id, seq FROM outbox WHERE relayed_at IS NULL ORDER BY line_id, seq"
+        ).fetchall()
+        return [(bytes(r[0]), r[1]) for r in rows]
+
+    def frame(self, line_id: bytes, seq: int) -> bytes:
+        row = self._x("SELECT frame FROM outbox WHERE line_id = ? AND seq = ?", (line_id, seq)).fetchone()
+        if row is None:
+            raise StorageError(f"outbound frame {seq} is missing")
+        return bytes(row[0])
+
+    def mark_relayed(self, items: list[tuple[bytes, int]], at: float) -> None:
+        self._conn.executemany(
+            "UPDATE outbox SET relayed_at = ? WHERE line_id = ? AND seq = ? AND relayed_at IS NULL",
+            [(at, line_id, seq) for line_id, seq in items],
+        )
+
+    def mark_delivered(self, line_id: bytes, upto: int, at: float) -> None:
+        self._x(
+            "UPDATE outbox SET delivered_at = ?, relayed_at = COALESCE(relayed_at, ?)"
+            " WHERE line_id = ? AND seq <= ? AND delivered_at IS NULL",
+            (at, at, line_id, upto),
+        )
+
+    def mark_acknowledged(self, line_id: bytes, seq: int, operator: str, at: float) -> None:
+        self._x(
+            "UPDATE outbox SET acked_at = ?, acked_by = ? WHERE line_id = ? AND seq = ? AND kind = 'msg'"
+            " AND acked_at IS NULL",
+            (at, operator, line_id, seq),
+        )
+
+    def outbound(
+        self, line_id: bytes | None = None, kind: str | None = "msg", limit: int = 1000
+    ) -> list[OutboxRow]:
+        where, params = _filters(line_id, kind)
+        rows = self._x(
+            f"SELECT * FROM outbox{where} ORDER BY created_at DESC, seq DESC LIMIT ?", (*params, limit)
+        ).fetchall()
+        return [_outbox(r) for r in rows]
+
+    def outbound_one(self, line_id: bytes, seq: int) -> OutboxRow | None:
+        row = self._x("SELECT * FROM outbox WHERE line_id = ? AND seq = ?", (line_id, seq)).fetchone()
+        return None if row is None else _outbox(row)
+
+    # ---- inbox -------------------------------------------------------------------------
+
+    def add_inbound(
+        self,
+        line_id: bytes,
+        seq: int,
+        precedence: str,
+        body_sealed: bytes,
+        sent_at: float,
+        received_at: float,
+    ) -> None:
+        self._x(
+            "INSERT INTO inbox (line_id, seq, precedence, body_sealed, sent_at, received_at)"
+            " VALUES (?, ?, ?, ?, ?, ?)",
+            (line_id, seq, precedence, body_sealed, sent_at, received_at),
+        )
+
+    def inbound(
+        self, line_id: bytes | None = None, unacked_only: bool = False, limit: int = 1000
+    ) -> list[InboxRow]:
+        where, params = _filters(line_id, None)
+        if unacked_only:
+            where += (" AND" if where else " WHERE") + " acked_at IS NULL"
+        rows = self._x(
+            f"SELECT * FROM inbox{where} ORDER BY received_at DESC, seq DESC LIMIT ?", (*params, limit)
+        ).fetchall()
+        return [_inbox(r) for r in rows]
+
+    def inbound_one(self, line_id: bytes, seq: int) -> InboxRow | None:
+        row = self._x("SELECT * FROM inbox WHERE line_id = ? AND seq = ?", (line_id, seq)).fetchone()
+        return None if row is None else _inbox(row)
+
+    def ack_inbound(self, line_id: bytes, seq: int, operator: str, at: float) -> None:
+        self._x(
+            "UPDATE inbox SET acked_at = ?, acked_by = ? WHERE line_id = ? AND seq = ?",
+            (at, operator, line_id, seq),
+        )
+
+    # ---- held frames -------------------------------------------------------------------
+
+    def hold(self, line_id: bytes, seq: int, frame: bytes) -> None:
+        self._x("INSERT OR IGNORE INTO held VALUES (?, ?, ?)", (line_id, seq, frame))
+
+    def is_held(self, line_id: bytes, seq: int) -> bool:
+        return (
+            self._x("SELECT 1 FROM held WHERE line_id = ? AND seq = ?", (line_id, seq)).fetchone() is not None
+        )
+
+    def take_held(self, line_id: bytes, seq: int) -> bytes | None:
+        row = self._x("SELECT frame FROM held WHERE line_id = ? AND seq = ?", (line_id, seq)).fetchone()
+        if row is None:
+            return None
+        self._x("DELETE FROM held WHERE line_id = ? AND seq = ?", (line_id, seq))
+        return bytes(row[0])
+
+    def count_rows(self, table: str, line_id: bytes, condition: str = "1") -> int:
+        assert table in ("inbox", "outbox")
+        row = self._x(
+            f"SELECT COUNT(*) FROM {table} WHERE line_id = ? AND {condition}", (line_id,)
+        ).fetchone()
+        return int(row[0])
+
+    # ---- counters ----------------------------------------------------------------------
+
+    def count(self, name: str, by: int = 1) -> None:
+        self._x(
+            "INSERT INTO counters VALUES (?, ?) ON CONFLICT(name) DO UPDATE SET value = value + ?",
+            (name, by, by),
+        )
+
+    def counters(self) -> dict[str, int]:
+        return {r[0]: r[1] for r in self._x("SELECT name, value FROM counters").fetchall()}
+
+
+def _filters(line_id: bytes | None, kind: str | None) -> tuple[str, tuple[Any, ...]]:
+    clauses: list[str] = []
+    params: list[Any] = []
+    if line_id is not None:
+        clauses.append("line_id = ?")
+        params.append(line_id)
+    if kind is not None:
+        clauses.append("kind = ?")
+        params.append(kind)
+    return ((" WHERE " + " AND ".join(clauses)) if clauses else ""), tuple(params)
+
+
+def _line(row: tuple[Any, ...]) -> LineRow:
+    values: list[Any] = [bytes(v) if isinstance(v, memoryview) else v for v in row]
+    return LineRow(*values)
+
+
+def _outbox(row: tuple[Any, ...]) -> OutboxRow:
+    return OutboxRow(*row)
+
+
+def _inbox(row: tuple[Any, ...]) -> InboxRow:
+    return InboxRow(*row)

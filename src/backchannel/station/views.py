@@ -1,0 +1,92 @@
+"""What the station shows: plain, JSON-ready records returned by the :class:`Station` API.
+
+The CLI, the control socket and (later) the console render these; none of them reaches
+into the store. Times are seconds since the epoch (float) or ``None``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any
+
+
+@dataclass(frozen=True)
+class InvitationView:
+    line_id: str
+    name: str
+    text: str
+    expires_at: float
+    relays: list[str]
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class LineView:
+    line_id: str
+    name: str
+    peer_name: str
+    role: str  # "inviter" or "accepter"
+    state: str  # "pairing", "established"
+    verified: bool
+    verified_at: float | None
+    on_record: bool
+    relays: list[str]
+    relays_connected: list[str]
+    sent: int
+    received: int
+    unacknowledged: int  # received messages no operator has acknowledged
+    last_contact: float | None
+    transcript_head: str
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class MessageView:
+    line: str
+    seq: int
+    direction: str  # "out" or "in"
+    precedence: str
+    text: str
+    status: str  # out: queued, relayed, delivered, acknowledged; in: received, acknowledged
+    created_at: float  # out: when queued; in: the sender's time
+    relayed_at: float | None
+    delivered_at: float | None
+    acknowledged_at: float | None
+    acknowledged_by: str | None
+
+    @property
+    def ref(self) -> str:
+        return f"{self.line}:{self.seq}"
+
+    def to_json(self) -> dict[str, Any]:
+        out = asdict(self)
+        out["ref"] = self.ref
+        return out
+
+
+@dataclass(frozen=True)
+class VerificationView:
+    line: str
+    peer_name: str
+    safety_number: str
+    grouped: str
+    verified: bool
+    verified_at: float | None
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class TranscriptView:
+    line: str
+    head: str
+    sent_entries: int
+    received_entries: int
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)

@@ -1,0 +1,5 @@
+"""``python -m backchannel`` is the ``backchannel`` command."""
+
+from backchannel.cli.main import main
+
+main()

@@ -1,0 +1,405 @@
+"""The ``backchannel`` command.
+
+Every action of a station is a subcommand. Commands that act on a line talk to the running
+station through its control socket (``backchannel station run`` must be running); ``init``,
+``station run``, ``relay serve`` and ``demo`` start things themselves. Every command takes
+``--json`` for machines. Errors print one line naming the problem and what to do; ``--debug``
+shows the traceback as well.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import traceback
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+
+from backchannel.cli import render
+from backchannel.errors import BackchannelError, InvalidArgument
+
+F = TypeVar("F", bound=Callable[..., Any])
+DEFAULT_HOME = Path(os.environ.get("BACKCHANNEL_HOME", "~/.backchannel")).expanduser()
+
+
+class State:
+    def __init__(self, home: Path, debug: bool) -> None:
+        self.home = home
+        self.debug = debug
+
+    def call(self, method: str, **params: Any) -> Any:
+        from backchannel.station.control import ControlClient
+
+        with ControlClient(self.home, timeout=float(params.get("timeout", 30)) + 30) as client:
+            return client.call(method, **params)
+
+
+def json_option(func: F) -> F:
+    return click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON.")(func)
+
+
+def emit(as_json: bool, value: Any, human: Callable[[Any], None]) -> None:
+    if as_json:
+        click.echo(json.dumps(value, indent=2, sort_keys=True))
+    else:
+        human(value)
+
+
+def read_passphrase(passphrase_file: Path | None, confirm: bool = False) -> str:
+    """From a file, then $BACKCHANNEL_PASSPHRASE, then a hidden prompt on a terminal."""
+    if passphrase_file is not None:
+        try:
+            return passphrase_file.read_text(encoding="utf-8").rstrip("\r\n")
+        except OSError as exc:
+            raise InvalidArgument(
+                f"cannot read the passphrase file {passphrase_file}: {exc.strerror}"
+            ) from None
+    env = os.environ.get("BACKCHANNEL_PASSPHRASE")
+    if env:
+        return env
+    if not sys.stdin.isatty():
+        raise InvalidArgument(
+            "no passphrase: give --passphrase-file FILE, set BACKCHANNEL_PASSPHRASE, or run in a terminal"
+        )
+    value: str = click.prompt("Passphrase", hide_input=True, confirmation_prompt=confirm)
+    return value
+
+
+passphrase_option = click.option(
+    "--passphrase-file",
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="Read the keystore passphrase from this file (else $BACKCHANNEL_PASSPHRASE or a prompt).",
+)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option(
+    "--home",
+    type=click.Path(path_type=Path, file_okay=False),
+    default=DEFAULT_HOME,
+    show_default=True,
+    help="The station directory (or $BACKCHANNEL_HOME).",
+)
+@click.option("--debug", is_flag=True, help="Show tracebacks on errors.")
+@click.version_option(package_name="backchannel")
+@click.pass_context
+def cli(ctx: click.Context, home: Path, debug: bool) -> None:
+    """backchannel: a secure, discreet, always-on line between two stations."""
+    ctx.obj = State(home.expanduser(), debug)
+
+
+pass_state = click.make_pass_decorator(State)
+
+
+# ---- station setup -----------------------------------------------------------------------
+
+
+@cli.command()
+@click.option("--name", required=True, help="This station's name, shown to the other side (e.g. washington).")
+@passphrase_option
+@json_option
+@pass_state
+def init(state: State, name: str, passphrase_file: Path | None, as_json: bool) -> None:
+    """Create a new station: identity keys, keystore and database."""
+    from backchannel.station.station import Station
+
+    Station.init(state.home, name, read_passphrase(passphrase_file, confirm=True))
+    emit(
+        as_json,
+        {"home": str(state.home), "name": name},
+        lambda v: render.console.print(f"Station [bold]{name}[/] created in {state.home}"),
+    )
+
+
+@cli.group()
+def station() -> None:
+    """Run this station."""
+
+
+@station.command("run")
+@passphrase_option
+@click.option(
+    "--config",
+    "config_file",
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="Station config file (default: station.toml in the station directory).",
+)
+@click.option("--relay", help="Default relay URL for new invitations.")
+@click.option("--log-level", default="WARNING", show_default=True)
+@pass_state
+def station_run(
+    state: State, passphrase_file: Path | None, config_file: Path | None, relay: str | None, log_level: str
+) -> None:
+    """Run the station: keep its lines connected, send and receive, serve the CLI."""
+    from backchannel.station.config import StationConfig
+    from backchannel.station.runner import main_run
+
+    config = StationConfig.load(config_file or state.home / "station.toml", relay=relay)
+    main_run(state.home, read_passphrase(passphrase_file), config, log_level.upper())
+
+
+@cli.group()
+def relay() -> None:
+    """Run a relay."""
+
+
+@relay.command("serve")
+@click.option(
+    "--config",
+    "config_file",
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="Relay config file (TOML with a [relay] table).",
+)
+@click.option("--host", help="Address to listen on (default 127.0.0.1).")
+@click.option("--port", type=int, help="Port (default 7400; 0 picks a free one).")
+@click.option("--db", "db", help="SQLite database path (default relay.db).")
+def relay_serve(config_file: Path | None, host: str | None, port: int | None, db: str | None) -> None:
+    """Serve mailboxes: store-and-forward of sealed frames it cannot read."""
+    from backchannel.relay.config import RelayConfig
+    from backchannel.relay.server import main_serve
+
+    config = RelayConfig.load(str(config_file) if config_file else None, host=host, port=port, db_path=db)
+    main_serve(config)
+
+
+# ---- pairing -----------------------------------------------------------------------------
+
+
+@cli.command()
+@click.option("--relay", "relay_url", help="Relay for this line's inbound mailbox (default from config).")
+@click.option("--name", help="Local name for the new line (default: the other station's name).")
+@click.option(
+    "--out", type=click.Path(path_type=Path, dir_okay=False), help="Also write the invitation to this file."
+)
+@json_option
+@pass_state
+def invite(state: State, relay_url: str | None, name: str | None, out: Path | None, as_json: bool) -> None:
+    """Create an invitation to carry to the other station out of band."""
+    result = state.call("invite", relay=relay_url, name=name)
+    if out is not None:
+        out.write_text(result["text"] + "\n", encoding="utf-8")
+        os.chmod(out, 0o600)
+
+    def human(v: dict[str, Any]) -> None:
+        render.console.print("Invitation (a secret: carry it to the other station by hand, use it once):")
+        click.echo(v["text"])
+        if out is not None:
+            render.console.print(f"Also written to {out}.")
+
+    emit(as_json, result, human)
+
+
+@cli.command()
+@click.argument("invitation")
+@click.option("--name", help="Local name for the new line (default: the inviter's name).")
+@json_option
+@pass_state
+def accept(state: State, invitation: str, name: str | None, as_json: bool) -> None:
+    """Accept an INVITATION (the bc1-... text, a file holding it, or - for stdin)."""
+    if invitation == "-":
+        text = sys.stdin.read()
+    elif invitation.strip().startswith("bc1-"):
+        text = invitation
+    elif Path(invitation).is_file():
+        text = Path(invitation).read_text(encoding="utf-8")
+    else:
+        raise InvalidArgument(f"{invitation[:40]!r} is neither an invitation (bc1-...) nor a readable file")
+    result = state.call("accept", text=text, name=name)
+    emit(
+        as_json,
+        result,
+        lambda v: render.console.print(
+            f"Line [bold]{v['name']}[/] to {v['peer_name']} opened. Compare safety numbers: "
+            f"backchannel verify {v['name']}"
+        ),
+    )
+
+
+@cli.command()
+@click.argument("line")
+@click.option(
+    "--confirm", is_flag=True, help="Record that both operators compared the number and it matched."
+)
+@json_option
+@pass_state
+def verify(state: State, line: str, confirm: bool, as_json: bool) -> None:
+    """Show the safety number of LINE to read aloud; --confirm marks the line verified."""
+    result = state.call("verify", line=line, confirm=confirm)
+
+    def human(v: dict[str, Any]) -> None:
+        render.console.print(f"Safety number of line [bold]{v['line']}[/] (with {v['peer_name']}):")
+        groups = v["grouped"].split()
+        for i in range(0, len(groups), 4):
+            render.console.print("    [bold]" + "  ".join(groups[i : i + 4]) + "[/]")
+        if v["verified"]:
+            render.console.print("[green]Verified[/]: both operators confirmed these digits match.")
+        else:
+            render.console.print(
+                "[red]Not verified.[/] Read the digits aloud to the other operator; "
+                f"if they match, run: backchannel verify {v['line']} --confirm"
+            )
+
+    emit(as_json, result, human)
+
+
+@cli.command()
+@json_option
+@pass_state
+def lines(state: State, as_json: bool) -> None:
+    """List this station's lines."""
+    result = state.call("lines")
+    emit(as_json, result, lambda v: render.console.print(render.lines_table(v)))
+
+
+# ---- messages ----------------------------------------------------------------------------
+
+
+@cli.command()
+@click.argument("line")
+@click.argument("text", required=False)
+@click.option(
+    "--precedence",
+    "-p",
+    type=click.Choice(["FLASH", "IMMEDIATE", "PRIORITY", "ROUTINE"], case_sensitive=False),
+    default="ROUTINE",
+    show_default=True,
+)
+@click.option(
+    "--wait",
+    type=click.Choice(["relayed", "delivered", "acknowledged"]),
+    help="Return only once the message reached this status.",
+)
+@click.option("--timeout", type=float, default=30.0, show_default=True, help="Seconds to --wait.")
+@json_option
+@pass_state
+def send(
+    state: State,
+    line: str,
+    text: str | None,
+    precedence: str,
+    wait: str | None,
+    timeout: float,
+    as_json: bool,
+) -> None:
+    """Send TEXT on LINE (reads the text from stdin when TEXT is omitted)."""
+    if text is None:
+        text = sys.stdin.read().rstrip("\n")
+    result = state.call(
+        "send", line=line, text=text, precedence=precedence.upper(), wait=wait, timeout=timeout
+    )
+    emit(as_json, result, lambda v: render.console.print(f"Sent {render.message_line(v)}"))
+
+
+@cli.command()
+@click.argument("line", required=False)
+@click.option("--unacked", is_flag=True, help="Only messages no operator has acknowledged.")
+@click.option("--limit", type=int, default=50, show_default=True)
+@json_option
+@pass_state
+def inbox(state: State, line: str | None, unacked: bool, limit: int, as_json: bool) -> None:
+    """Messages received (newest first)."""
+    result = state.call("inbox", line=line, unacknowledged=unacked, limit=limit)
+    emit(as_json, result, lambda v: render.console.print(render.messages_table(v, "Inbox")))
+
+
+@cli.command()
+@click.argument("line")
+@click.argument("seq", type=int)
+@click.option(
+    "--operator", default=lambda: os.environ.get("USER", "operator"), help="Who read it (default: $USER)."
+)
+@json_option
+@pass_state
+def ack(state: State, line: str, seq: int, operator: str, as_json: bool) -> None:
+    """Acknowledge received message SEQ on LINE as read by --operator."""
+    result = state.call("ack", line=line, seq=seq, operator=operator)
+    emit(
+        as_json,
+        result,
+        lambda v: render.console.print(
+            f"Acknowledged {v['ref']} as {v['acknowledged_by']}; the sender is being told."
+        ),
+    )
+
+
+@cli.command()
+@click.argument("line", required=False)
+@click.option("--limit", type=int, default=20, show_default=True)
+@json_option
+@pass_state
+def status(state: State, line: str | None, limit: int, as_json: bool) -> None:
+    """Lines and the status of sent messages: queued, relayed, delivered, acknowledged."""
+    lines_data = [state.call("line", name=line)] if line else state.call("lines")
+    result = {
+        "lines": lines_data,
+        "messages": state.call("outbox", line=line, limit=limit),
+        "rejected": state.call("counters"),
+    }
+
+    def human(v: dict[str, Any]) -> None:
+        render.console.print(render.lines_table(v["lines"]))
+        render.console.print(render.messages_table(v["messages"], "Sent messages"))
+        if v["rejected"]:
+            render.console.print(
+                "Rejected input: " + ", ".join(f"{k} {n}" for k, n in sorted(v["rejected"].items()))
+            )
+
+    emit(as_json, result, human)
+
+
+@cli.group()
+def transcript() -> None:
+    """The line's transcript hash chain."""
+
+
+@transcript.command("head")
+@click.argument("line")
+@json_option
+@pass_state
+def transcript_head(state: State, line: str, as_json: bool) -> None:
+    """Print LINE's transcript head: equal on both stations when both have seen everything."""
+    result = state.call("transcript", line=line)
+    emit(
+        as_json,
+        result,
+        lambda v: render.console.print(
+            f"{v['line']}: head {v['head']} ({v['sent_entries']} sent, {v['received_entries']} received)"
+        ),
+    )
+
+
+@cli.command()
+@click.option("--keep", is_flag=True, help="Keep the temporary directory afterwards.")
+@click.option("--fast", is_flag=True, help="Shorter pauses (for tests).")
+def demo(keep: bool, fast: bool) -> None:
+    """Run a relay and two stations (washington, moscow) and show the line at work."""
+    from backchannel.cli.demo import run_demo
+
+    run_demo(keep=keep, fast=fast)
+
+
+def main() -> None:
+    """Entry point: run the CLI, turning every backchannel error into one clear line."""
+    debug = "--debug" in sys.argv
+    try:
+        cli.main(standalone_mode=False)
+    except click.exceptions.Abort:
+        render.err_console.print("aborted")
+        sys.exit(130)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(exc.exit_code)
+    except BackchannelError as exc:
+        if debug:
+            traceback.print_exc()
+        if "--json" in sys.argv:
+            click.echo(json.dumps({"error": {"code": exc.code, "message": str(exc)}}), err=True)
+        else:
+            render.err_console.print(f"[red]error:[/] {exc}")
+        sys.exit(1)
+    except KeyboardInterrupt:
+        sys.exit(130)

@@ -176,7 +176,10 @@ class ControlClient:
             raise TransportError(f"the station's control socket failed: {exc}") from None
         if not line:
             raise TransportError("the station closed the control connection")
-        reply = json.loads(line)
+        try:
+            reply = json.loads(line)
+        except ValueError:
+            raise TransportError("the station's control reply was cut off") from None
         if "error" in reply:
             raise error_from_code(reply["error"]["code"], reply["error"]["message"])
         return reply["result"]

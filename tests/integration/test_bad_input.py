@@ -1,0 +1,106 @@
+"""Bad input from the network: each kind is rejected, counted, and costs no accepted message.
+
+The attacker here holds the send capability of the inviter's mailbox (as a relay operator or
+a thief of the invitation would) and posts forged, tampered, replayed, truncated, oversized
+and misaddressed frames into it, between genuine messages.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sqlite3
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from support.stations import StationProcess, heads_equal, wait_until
+
+from backchannel.errors import RelayRefused
+from backchannel.proto import frames
+from backchannel.proto.envelope import HEADER_LEN
+from backchannel.proto.invitation import parse_invitation_text
+from backchannel.proto.primitives import ed25519_sign
+from backchannel.station.relay_link import Delivery, RelayLink
+
+
+@pytest.fixture
+def pair_of_stations(tmp_path: Path, relay_process) -> Iterator[tuple[StationProcess, StationProcess, str]]:
+    inviter, accepter = StationProcess(tmp_path, "inviter"), StationProcess(tmp_path, "accepter")
+    inviter.start()
+    accepter.start()
+    text = inviter.call("invite", relay=relay_process.url, name="accepter")["text"]
+    accepter.call("accept", text=text, name="inviter")
+    wait_until("the line", lambda: accepter.call("line", name="inviter")["state"] == "established")
+    yield inviter, accepter, text
+    inviter.stop()
+    accepter.stop()
+
+
+def outbound_frame(station: StationProcess, seq: int) -> bytes:
+    with sqlite3.connect(station.home / "station.db") as db:
+        return bytes(db.execute("SELECT frame FROM outbox WHERE seq = ?", (seq,)).fetchone()[0])
+
+
+async def inject(url: str, invitation: str, payloads: list[bytes]) -> list[str]:
+    """Post raw payloads into the inviter's mailbox; returns what the relay said to each."""
+    cap = parse_invitation_text(invitation).invitation.mailboxes[0]
+    link = RelayLink(url, asyncio.Queue[Delivery]())
+    link.add_sender(cap.send_id, lambda m: ed25519_sign(cap.send_key, m))
+    await link.start()
+    await link.wait_connected(10)
+    answers = []
+    for payload in payloads:
+        try:
+            await link.send(cap.send_id, payload)
+            answers.append("stored")
+        except RelayRefused as exc:
+            answers.append(f"refused {exc.relay_code}")
+    await link.close()
+    return answers
+
+
+def test_forged_tampered_replayed_truncated_oversized_misaddressed_frames_cost_nothing(
+    pair_of_stations, relay_process
+) -> None:
+    inviter, accepter, invitation = pair_of_stations
+    first = accepter.call("send", line="inviter", text="genuine one", wait="delivered")
+    genuine = outbound_frame(accepter, first["seq"])
+
+    tampered = bytearray(genuine)
+    tampered[-20] ^= 0x01
+    header_tampered = bytearray(genuine)
+    header_tampered[25] ^= 0x01  # inside the sequence number: authenticated, so rejected
+    misaddressed = bytearray(genuine)
+    misaddressed[4:20] = os.urandom(16)
+    bad = [
+        os.urandom(300),  # garbage
+        genuine[: HEADER_LEN - 3],  # truncated header
+        genuine[:-1],  # truncated body
+        bytes(tampered),  # ciphertext tampered
+        bytes(header_tampered),  # header tampered
+        genuine,  # replayed
+        bytes(misaddressed),  # another line
+        b"BC\x09" + genuine[3:],  # unknown version
+    ]
+    oversized = b"x" * (frames.MAX_PAYLOAD + 1)
+    answers = asyncio.run(inject(relay_process.url, invitation, [*bad, oversized]))
+    assert answers[:-1] == ["stored"] * len(bad)
+    assert answers[-1] == f"refused {frames.RelayErrorCode.TOO_LARGE}"
+
+    def rejected() -> dict[str, int] | None:
+        counters = inviter.call("counters")
+        return counters if sum(counters.values()) >= len(bad) else None
+
+    counters = wait_until("every bad frame to be counted", rejected)
+    assert counters.get("protocol_error", 0) >= 3
+    assert counters.get("decrypt_error", 0) == 2
+    assert counters.get("duplicate", 0) == 1
+    assert counters.get("misaddressed", 0) == 1
+    assert counters.get("unsupported_version", 0) == 1
+
+    second = accepter.call("send", line="inviter", text="genuine two", wait="delivered")
+    assert second["seq"] > first["seq"]
+    assert [m["text"] for m in reversed(inviter.call("inbox"))] == ["genuine one", "genuine two"]
+    assert inviter.running and accepter.running
+    wait_until("equal transcript heads", lambda: heads_equal(inviter, "accepter", accepter, "inviter"))

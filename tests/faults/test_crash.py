@@ -19,10 +19,11 @@ import time
 from pathlib import Path
 
 import pytest
-from support.relays import RelayProcess, start_relay
-from support.stations import StationProcess, heads_equal, pair, wait_until
 
 from backchannel.errors import StationNotRunning, TransportError
+
+from support.relays import RelayProcess, start_relay
+from support.stations import StationProcess, heads_equal, pair, wait_until
 
 MESSAGES = int(os.environ.get("BACKCHANNEL_CRASH_MESSAGES", "200"))
 KILLS = int(os.environ.get("BACKCHANNEL_CRASH_KILLS", "20"))
@@ -99,11 +100,17 @@ def test_stream_survives_random_sigkills(tmp_path: Path, victim: str) -> None:
         assert len(texts) == len(set(texts)), "a message was delivered twice"
         assert set(texts) <= set(accepted) | set(ambiguous), "a message appeared that was never sent"
         assert texts == sorted(texts), "messages were delivered out of order"
-        wait_until("equal transcript heads", lambda: heads_equal(sender, s_line, receiver, r_line), timeout=60)
+        wait_until(
+            "equal transcript heads", lambda: heads_equal(sender, s_line, receiver, r_line), timeout=60
+        )
         sent = sender.call("outbox", line=s_line, limit=1_000_000)
-        wait_until("every delivered receipt", lambda: all(
-            m["status"] == "delivered" for m in sender.call("outbox", line=s_line, limit=1_000_000)
-        ), timeout=60)
+        wait_until(
+            "every delivered receipt",
+            lambda: all(
+                m["status"] == "delivered" for m in sender.call("outbox", line=s_line, limit=1_000_000)
+            ),
+            timeout=60,
+        )
         assert len(sent) == len(texts)
     finally:
         for station in (sender, receiver):

@@ -14,7 +14,6 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from support.stations import StationProcess, heads_equal, wait_until
 
 from backchannel.errors import RelayRefused
 from backchannel.proto import frames
@@ -22,6 +21,8 @@ from backchannel.proto.envelope import HEADER_LEN
 from backchannel.proto.invitation import parse_invitation_text
 from backchannel.proto.primitives import ed25519_sign
 from backchannel.station.relay_link import Delivery, RelayLink
+
+from support.stations import StationProcess, heads_equal, wait_until
 
 
 @pytest.fixture

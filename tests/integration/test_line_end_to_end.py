@@ -8,9 +8,10 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from support.stations import StationProcess, heads_equal, pair, wait_until
 
 from backchannel.proto.invitation import parse_invitation_text
+
+from support.stations import StationProcess, heads_equal, pair, wait_until
 
 
 @pytest.fixture
@@ -46,16 +47,28 @@ def test_pairing_then_messages_both_ways_with_all_three_receipts(relay_process, 
     assert confirmed["verified"]
     assert washington.call("line", name=w_line)["verified"]
 
-    flash = json.loads(moscow.cli("send", m_line, "Aircraft at the border. Confirm.", "--precedence",
-                                  "FLASH", "--wait", "delivered", "--json").stdout)
+    flash = json.loads(
+        moscow.cli(
+            "send",
+            m_line,
+            "Aircraft at the border. Confirm.",
+            "--precedence",
+            "FLASH",
+            "--wait",
+            "delivered",
+            "--json",
+        ).stdout
+    )
     assert flash["status"] == "delivered" and flash["relayed_at"] and flash["delivered_at"]
     inbox = json.loads(washington.cli("inbox", "--json").stdout)
     assert [(m["text"], m["precedence"], m["status"]) for m in inbox] == [
         ("Aircraft at the border. Confirm.", "FLASH", "received")
     ]
     assert washington.cli("ack", w_line, str(inbox[0]["seq"]), "--operator", "smith").returncode == 0
-    acked = wait_until("the acknowledged receipt",
-                       lambda: (m := status_of(moscow, m_line, flash["seq"]))["status"] == "acknowledged" and m)
+    acked = wait_until(
+        "the acknowledged receipt",
+        lambda: (m := status_of(moscow, m_line, flash["seq"]))["status"] == "acknowledged" and m,
+    )
     assert acked["acknowledged_by"] == "smith"
 
     reply = washington.cli("send", w_line, "--wait", "delivered", "--json", stdin="Received, tracking.\n")
@@ -88,8 +101,9 @@ def test_an_invitation_accepted_by_a_second_station_is_refused(relay_process, st
     again = first.cli("accept", text)
     assert again.returncode == 1 and "already been accepted" in again.stderr
     second.call("accept", text=text)  # the second station cannot tell yet; the inviter refuses it
-    wait_until("the refusal to be counted",
-               lambda: inviter.call("counters").get("invitation_already_used", 0) >= 1)
+    wait_until(
+        "the refusal to be counted", lambda: inviter.call("counters").get("invitation_already_used", 0) >= 1
+    )
     assert len(inviter.call("lines")) == 1
     assert second.call("lines")[0]["state"] == "pairing"
     first.call("send", line=first_line, text="still fine", wait="delivered")
@@ -98,14 +112,13 @@ def test_an_invitation_accepted_by_a_second_station_is_refused(relay_process, st
 
 def test_relay_database_holds_no_plaintext_names_or_identity_keys(relay_process, stations) -> None:
     a, b = stations("washington"), stations("moscow")
-    a_line, b_line = pair(a, b, relay_process.url)
+    a_line, _ = pair(a, b, relay_process.url)
     a.call("send", line=a_line, text="first", wait="delivered")
     b.stop()  # b takes nothing more, so what follows stays in the relay database
     secrets = [f"SECRET-PLAINTEXT-{i}" for i in range(5)]
     for text in secrets:
         a.call("send", line=a_line, text=text)
-    wait_until("frames stored at the relay",
-               lambda: all(m["status"] != "queued" for m in a.call("outbox")))
+    wait_until("frames stored at the relay", lambda: all(m["status"] != "queued" for m in a.call("outbox")))
     relay_process.stop()
     blob = b"".join(p.read_bytes() for p in relay_process.directory.glob("relay.db*"))
     stored = sqlite3.connect(relay_process.db_path).execute("SELECT COUNT(*) FROM messages").fetchone()[0]

@@ -73,21 +73,35 @@ class RelayProcess:
         return path.read_text() if path.exists() else ""
 
     def _start(self) -> None:
-        cmd = [sys.executable, "-m", "backchannel.relay", "--host", "127.0.0.1",
-               "--port", str(self.port), "--db", str(self.db_path)]
+        cmd = [
+            sys.executable,
+            "-m",
+            "backchannel.relay",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(self.port),
+            "--db",
+            str(self.db_path),
+        ]
         if self.config_path is not None:
             cmd += ["--config", str(self.config_path)]
         deadline = time.monotonic() + START_TIMEOUT
         while True:  # a restart may race the kernel releasing the old port
             stderr = open(self.directory / "relay.stderr", "a")  # noqa: SIM115
             try:
-                self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=stderr,
-                                             text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+                self.proc = subprocess.Popen(
+                    cmd,
+                    stdout=subprocess.PIPE,
+                    stderr=stderr,
+                    text=True,
+                    env={**os.environ, "PYTHONUNBUFFERED": "1"},
+                )
             finally:
                 stderr.close()
             line = _read_line(self.proc, deadline)
             if line.startswith(READY_PREFIX):
-                self.url = line[len(READY_PREFIX):].strip()
+                self.url = line[len(READY_PREFIX) :].strip()
                 self.port = int(self.url.rsplit(":", 1)[1])
                 return
             self.proc.wait(timeout=10)
@@ -96,8 +110,7 @@ class RelayProcess:
             time.sleep(0.1)
 
 
-def start_relay(tmp_path: Path, config: dict[str, Any] | None = None,
-                name: str = "relay") -> RelayProcess:
+def start_relay(tmp_path: Path, config: dict[str, Any] | None = None, name: str = "relay") -> RelayProcess:
     """Start a relay subprocess under ``tmp_path/name``. The caller must ``stop()`` it."""
     return RelayProcess(tmp_path / name, config)
 

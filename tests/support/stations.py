@@ -31,12 +31,17 @@ ENV = {
 }
 
 
-def cli(home: Path, *args: str, env: dict[str, str] | None = None, stdin: str | None = None,
-        timeout: float = 60) -> subprocess.CompletedProcess[str]:
+def cli(
+    home: Path, *args: str, env: dict[str, str] | None = None, stdin: str | None = None, timeout: float = 60
+) -> subprocess.CompletedProcess[str]:
     """Run the real ``backchannel`` command against a station directory."""
     return subprocess.run(
         [sys.executable, "-m", "backchannel", "--home", str(home), *args],
-        capture_output=True, text=True, env=env or ENV, input=stdin, timeout=timeout,
+        capture_output=True,
+        text=True,
+        env=env or ENV,
+        input=stdin,
+        timeout=timeout,
     )
 
 
@@ -54,9 +59,22 @@ class StationProcess:
         stderr = open(self.home / "station.stderr", "a")  # noqa: SIM115
         try:
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "backchannel", "--home", str(self.home), "station", "run",
-                 "--log-level", "INFO", *self.extra_args],
-                stdout=subprocess.PIPE, stderr=stderr, text=True, env=ENV,
+                [
+                    sys.executable,
+                    "-m",
+                    "backchannel",
+                    "--home",
+                    str(self.home),
+                    "station",
+                    "run",
+                    "--log-level",
+                    "INFO",
+                    *self.extra_args,
+                ],
+                stdout=subprocess.PIPE,
+                stderr=stderr,
+                text=True,
+                env=ENV,
             )
         finally:
             stderr.close()
@@ -124,8 +142,9 @@ def wait_until(what: str, check: Callable[[], Any], timeout: float = 30.0, inter
     raise AssertionError(f"timed out after {timeout:g} s waiting for {what} (last error: {last_error})")
 
 
-def pair(inviter: StationProcess, accepter: StationProcess, relay_url: str,
-         inviter_line: str | None = None) -> tuple[str, str]:
+def pair(
+    inviter: StationProcess, accepter: StationProcess, relay_url: str, inviter_line: str | None = None
+) -> tuple[str, str]:
     """Pair two running stations through the real CLI; returns (inviter's line, accepter's line)."""
     args = ["invite", "--relay", relay_url, "--json"]
     if inviter_line:
@@ -136,8 +155,10 @@ def pair(inviter: StationProcess, accepter: StationProcess, relay_url: str,
     accepted = accepter.cli("accept", text, "--json")
     assert accepted.returncode == 0, accepted.stderr
     accepter_line = json.loads(accepted.stdout)["name"]
-    wait_until("the line to be established",
-               lambda: accepter.call("line", name=accepter_line)["state"] == "established")
+    wait_until(
+        "the line to be established",
+        lambda: accepter.call("line", name=accepter_line)["state"] == "established",
+    )
     lines = inviter.call("lines")
     assert len(lines) >= 1
     return (inviter_line or lines[-1]["name"]), accepter_line

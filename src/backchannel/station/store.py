@@ -114,9 +114,8 @@ class Store:
             shutil.copyfile(path, path.with_suffix(f".v{current}.bak"))
         for version, sql in pending:
             try:
-                self._conn.executescript(
-                    f"BEGIN IMMEDIATE;\n{sql}\n;INSERT INTO schema_version (version) VALUES ({version});\nCOMMIT;"
-                )
+                record = f"INSERT INTO schema_version (version) VALUES ({version})"
+                self._conn.executescript(f"BEGIN IMMEDIATE;\n{sql}\n;{record};\nCOMMIT;")
             except BaseException:
                 if self._conn.in_transaction:
                     self._conn.execute("ROLLBACK")

@@ -91,11 +91,23 @@ class ControlServer:
                 await self._server.wait_closed()
 
     async def _client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        try:
-            while line := await reader.readline():
-                reply = await self._handle(line)
+        """Requests on one connection may be pipelined: each is answered when it completes."""
+        lock = asyncio.Lock()
+        tasks: set[asyncio.Task[None]] = set()
+
+        async def respond(line: bytes) -> None:
+            reply = await self._handle(line)
+            async with lock:
                 writer.write(json.dumps(reply).encode() + b"\n")
                 await writer.drain()
+
+        try:
+            while line := await reader.readline():
+                task = asyncio.create_task(respond(line))
+                tasks.add(task)
+                task.add_done_callback(tasks.discard)
+            if tasks:
+                await asyncio.gather(*tasks, return_exceptions=True)
         except (ConnectionError, asyncio.IncompleteReadError, ValueError):
             pass
         finally:
@@ -162,6 +174,37 @@ class ControlClient:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+    def pipeline(self, calls: list[tuple[str, dict[str, Any]]]) -> list[Any]:
+        """Send many requests before reading any reply; results (or errors) in call order."""
+        if self._sock is None:
+            self.connect()
+        first = self._next_id + 1
+        try:
+            for method, params in calls:
+                self._next_id += 1
+                request = {"id": self._next_id, "method": method, "params": params}
+                self._file.write(json.dumps(request).encode() + b"\n")
+            self._file.flush()
+            replies: dict[int, Any] = {}
+            while len(replies) < len(calls):
+                line = self._file.readline()
+                if not line:
+                    raise TransportError("the station closed the control connection")
+                reply = json.loads(line)
+                replies[reply["id"]] = reply
+        except OSError as exc:
+            raise TransportError(f"the station's control socket failed: {exc}") from None
+        except ValueError:
+            raise TransportError("the station's control reply was cut off") from None
+        results: list[Any] = []
+        for request_id in range(first, first + len(calls)):
+            reply = replies[request_id]
+            if "error" in reply:
+                results.append(error_from_code(reply["error"]["code"], reply["error"]["message"]))
+            else:
+                results.append(reply["result"])
+        return results
 
     def call(self, method: str, **params: Any) -> Any:
         if self._sock is None:

@@ -67,4 +67,15 @@ def main_run(home: Path, passphrase: str, config: StationConfig, log_level: str 
     def ready(station: Station, path: Path) -> None:
         print(f"station {station.name} running in {home}; control socket {path}", flush=True)
 
+    profile = os.environ.get("BACKCHANNEL_PROFILE")
+    if profile:  # for `make bench` investigations: where does a station spend its time?
+        import cProfile
+
+        cProfile.runctx(
+            "asyncio.run(run_station(home, passphrase, config, ready))",
+            globals(),
+            locals(),
+            f"{profile}.{os.getpid()}",
+        )
+        return
     asyncio.run(run_station(home, passphrase, config, ready))

@@ -169,6 +169,11 @@ class Station:
         self._mailbox_urls: dict[bytes, str] = {}  # our recv_id -> relay url
         self._deliveries: asyncio.Queue[Delivery] = asyncio.Queue()
         self._receiver: asyncio.Task[None] | None = None
+        self._send_batch: list[
+            tuple[
+                LiveLine, Precedence, str, str | None, asyncio.Future[tuple[int, asyncio.Future[None] | None]]
+            ]
+        ] = []
         self.waiters = Waiters()
         self.sender = Sender(self, config)
         self._started = False
@@ -525,30 +530,58 @@ class Station:
             raise MessageTooLarge(f"the message is longer than {MAX_TEXT_BYTES} bytes; split it")
         if wait is not None and wait not in STATUS_LEVELS[1:]:
             raise InvalidArgument("wait must be one of relayed, delivered, acknowledged")
-        now = self._clock.now()
-        with self._mutation():
-            sealed = self._seal(live, Message(prec, text, ms(now)))
-            self._store.add_outbound(
-                live.line_id,
-                sealed.seq,
-                "msg",
-                sealed.frame,
-                now,
-                prec.value,
-                self._body(live.line_id, "out", sealed.seq, text),
-            )
-            self._persist(live)
-        waiter = self.waiters.register(live.line_id, sealed.seq, wait) if wait else None
-        self.sender.enqueue([(live.line_id, sealed.seq)])
+        seq, waiter = await self._queue_send(live, prec, text, wait)
         if waiter is not None:
             try:
                 await asyncio.wait_for(waiter, timeout)
             except TimeoutError:
                 raise TransportError(
-                    f"the message is queued as {live.row.name}:{sealed.seq} but was not {wait} "
+                    f"the message is queued as {live.row.name}:{seq} but was not {wait} "
                     f"within {timeout:g} s; it will keep trying"
                 ) from None
-        return self.message(live.row.name, sealed.seq, "out")
+        return self.message(live.row.name, seq, "out")
+
+    def _queue_send(
+        self, live: LiveLine, precedence: Precedence, text: str, wait: str | None
+    ) -> asyncio.Future[tuple[int, asyncio.Future[None] | None]]:
+        """Join the next group commit; resolves to (sequence number, waiter) once durable.
+
+        Sends that arrive in the same turn of the event loop (pipelined on the control
+        socket, or from concurrent callers) are sealed and stored in one transaction: one
+        disk flush for all of them, with each still encrypted once and stored before it is sent.
+        """
+        future: asyncio.Future[tuple[int, asyncio.Future[None] | None]]
+        future = asyncio.get_running_loop().create_future()
+        self._send_batch.append((live, precedence, text, wait, future))
+        if len(self._send_batch) == 1:
+            asyncio.get_running_loop().call_soon(self._commit_sends)
+        return future
+
+    def _commit_sends(self) -> None:
+        batch, self._send_batch = self._send_batch, []
+        now = self._clock.now()
+        sealed: list[tuple[bytes, int]] = []
+        try:
+            with self._mutation():
+                for live, precedence, text, _, _ in batch:
+                    frame = self._seal(live, Message(precedence, text, ms(now)))
+                    body = self._body(live.line_id, "out", frame.seq, text)
+                    self._store.add_outbound(
+                        live.line_id, frame.seq, "msg", frame.frame, now, precedence.value, body
+                    )
+                    sealed.append((live.line_id, frame.seq))
+                for live in {id(item[0]): item[0] for item in batch}.values():
+                    self._persist(live)
+        except Exception as exc:
+            for *_, future in batch:
+                if not future.done():
+                    future.set_exception(exc)
+            return
+        for (line_id, seq), (_, _, _, wait, future) in zip(sealed, batch, strict=True):
+            waiter = self.waiters.register(line_id, seq, wait) if wait else None
+            if not future.done():
+                future.set_result((seq, waiter))
+        self.sender.enqueue(sealed)
 
     async def ack(self, line: str, seq: int, operator: str) -> MessageView:
         """Record that ``operator`` read received message ``seq``; tell the sender, signed by Olm."""
@@ -580,7 +613,8 @@ class Station:
         return self._store.frame(line_id, seq)
 
     def mark_relayed(self, items: list[tuple[bytes, int]]) -> None:
-        with self._store.transaction():
+        # Bookkeeping only: if lost in a power cut, the frames are sent again, harmlessly.
+        with self._store.transaction(durable=False):
             self._store.mark_relayed(items, self._clock.now())
         for line_id, seq in items:
             self.waiters.reached(line_id, seq, "relayed")
@@ -600,11 +634,11 @@ class Station:
                 )
                 await asyncio.sleep(0.5)
                 continue
+            self.sender.enqueue(newly_sendable)  # receipts leave before the relay acks
             for delivery in batch:
                 url = self._mailbox_urls.get(delivery.recv_id)
                 if url is not None:
                     self._spawn_ack(url, delivery)
-            self.sender.enqueue(newly_sendable)
 
     def _spawn_ack(self, url: str, delivery: Delivery) -> None:
         async def ack() -> None:

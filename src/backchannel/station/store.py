@@ -125,8 +125,13 @@ class Store:
         self._conn.close()
 
     @contextmanager
-    def transaction(self) -> Iterator[None]:
-        """One atomic, durable unit of work. Nested calls join the outer transaction."""
+    def transaction(self, durable: bool = True) -> Iterator[None]:
+        """One atomic unit of work. Nested calls join the outer transaction.
+
+        ``durable=False`` skips the disk flush at commit (``synchronous=NORMAL``): the
+        transaction still survives a process crash and is flushed by the next durable one,
+        but a power cut may lose it. Only for bookkeeping that is safe to redo.
+        """
         if self._depth:
             self._depth += 1
             try:
@@ -135,6 +140,8 @@ class Store:
                 self._depth -= 1
             return
         try:
+            if not durable:
+                self._conn.execute("PRAGMA synchronous=NORMAL")
             self._conn.execute("BEGIN IMMEDIATE")
         except sqlite3.Error as exc:
             raise StorageError(f"cannot start a transaction: {exc}") from None
@@ -144,12 +151,17 @@ class Store:
         except BaseException:
             self._depth = 0
             self._conn.execute("ROLLBACK")
+            if not durable:
+                self._conn.execute("PRAGMA synchronous=FULL")
             raise
         self._depth = 0
         try:
             self._conn.execute("COMMIT")
         except sqlite3.Error as exc:
             raise StorageError(f"cannot commit: {exc}") from None
+        finally:
+            if not durable:
+                self._conn.execute("PRAGMA synchronous=FULL")
 
     def _x(self, sql: str, params: tuple[Any, ...] = ()) -> sqlite3.Cursor:
         try:

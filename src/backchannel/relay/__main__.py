@@ -1,0 +1,35 @@
+"""``python -m backchannel.relay``: run a relay without the full CLI (handy for tests).
+
+Prints ``relay listening on ws://HOST:PORT`` on stdout once it accepts connections.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from backchannel.errors import BackchannelError
+from backchannel.relay.config import RelayConfig
+from backchannel.relay.server import main_serve
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m backchannel.relay",
+                                     description="Run a backchannel relay.")
+    parser.add_argument("--config", help="TOML file with a [relay] table")
+    parser.add_argument("--host", help="address to listen on (default 127.0.0.1)")
+    parser.add_argument("--port", type=int, help="port to listen on; 0 picks a free one")
+    parser.add_argument("--db", dest="db_path", help="SQLite database file")
+    args = parser.parse_args(argv)
+    try:
+        config = RelayConfig.load(args.config, host=args.host, port=args.port,
+                                  db_path=args.db_path)
+        main_serve(config)
+    except BackchannelError as exc:
+        print(f"relay: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,108 @@
+"""What the relay server needs from a durable store (SQLite now, PostgreSQL later).
+
+Stores are synchronous: the server calls them from one dedicated worker thread, so an
+implementation needs no locking of its own and may block on disk or network freely.
+Writes arrive in batches (*group commit*): :meth:`MailboxStore.apply` runs a whole batch in
+one transaction, so one fsync covers many SENDs and ACKs. A batch is atomic: either every
+operation in it commits, or ``apply`` raises ``StorageError`` and none does.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from enum import Enum
+from typing import Protocol
+
+from backchannel.relay.mailbox import QueueLimits
+
+
+@dataclass(frozen=True)
+class MailboxRecord:
+    """One mailbox: two unrelated ids and the two public keys that authorise their use."""
+
+    recv_id: bytes
+    send_id: bytes
+    recv_key: bytes
+    send_key: bytes
+    created_at: float
+
+
+@dataclass(frozen=True)
+class StoredMessage:
+    """One frame waiting in a mailbox; ``seq`` orders a mailbox FIFO and is never reused."""
+
+    seq: int
+    recv_id: bytes
+    msg_id: bytes
+    payload: bytes
+    stored_at: float
+
+
+@dataclass(frozen=True)
+class AddMailbox:
+    mailbox: MailboxRecord
+
+
+@dataclass(frozen=True)
+class PutMessage:
+    recv_id: bytes
+    payload: bytes
+
+
+@dataclass(frozen=True)
+class DeleteMessage:
+    recv_id: bytes
+    msg_id: bytes
+
+
+@dataclass(frozen=True)
+class ExpireMessages:
+    """Delete every frame stored before ``cutoff`` (any mailbox)."""
+
+    cutoff: float
+
+
+WriteOp = AddMailbox | PutMessage | DeleteMessage | ExpireMessages
+
+
+class Outcome(Enum):
+    CREATED = "created"
+    ID_TAKEN = "id_taken"  # a random mailbox id collided: astronomically rare, retry
+    QUOTA = "quota"
+    STORED = "stored"
+    DUPLICATE = "duplicate"  # the same payload already waits in that mailbox
+    MAILBOX_FULL = "mailbox_full"
+    DELETED = "deleted"
+    ABSENT = "absent"  # DeleteMessage of a frame that is not there (already acked)
+    EXPIRED = "expired"
+
+
+@dataclass(frozen=True)
+class WriteResult:
+    outcome: Outcome
+    msg_id: bytes = b""
+    #: For STORED: the new row's sequence number. For EXPIRED: how many rows went.
+    count: int = 0
+
+
+class MailboxStore(Protocol):
+    """The relay's durable state. All methods may raise ``StorageError``."""
+
+    def apply(self, ops: Sequence[WriteOp], now: float, limits: QueueLimits) -> list[WriteResult]:
+        """Run ``ops`` in order in one transaction; one result per op, in the same order."""
+        ...
+
+    def mailbox_by_recv(self, recv_id: bytes) -> MailboxRecord | None: ...
+
+    def mailbox_by_send(self, send_id: bytes) -> MailboxRecord | None: ...
+
+    def messages_after(self, recv_id: bytes, after_seq: int, limit: int) -> list[StoredMessage]:
+        """Up to ``limit`` frames of one mailbox with ``seq > after_seq``, oldest first."""
+        ...
+
+    def depth(self, recv_id: bytes) -> int:
+        """How many frames wait in a mailbox."""
+        ...
+
+    def close(self) -> None: ...

@@ -1,0 +1,236 @@
+"""The embedded SQLite mailbox store (WAL, ``synchronous=FULL``).
+
+Theory of operation
+-------------------
+One connection, used from one worker thread at a time (the server's DB executor), in
+autocommit mode with explicit ``BEGIN IMMEDIATE``/``COMMIT`` around each batch. WAL with
+``synchronous=FULL`` makes a commit durable when ``COMMIT`` returns, which is the moment
+the server may answer STORED. The schema lives in numbered files ``schema/NNN_*.sql``;
+``schema_version`` records which have run, and :func:`migrate` applies the rest in order.
+Every ``sqlite3`` exception leaves this module as a ``StorageError``.
+"""
+
+from __future__ import annotations
+
+import re
+import sqlite3
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from importlib import resources
+
+from backchannel.errors import StorageError
+from backchannel.relay import mailbox as rules
+from backchannel.relay.mailbox import QueueLimits
+from backchannel.relay.storage.base import (
+    AddMailbox,
+    DeleteMessage,
+    ExpireMessages,
+    MailboxRecord,
+    Outcome,
+    PutMessage,
+    StoredMessage,
+    WriteOp,
+    WriteResult,
+)
+
+_SCHEMA_FILE = re.compile(r"^(\d{3})_[a-z0-9_]+\.sql$")
+
+
+class SqliteMailboxStore:
+    """``MailboxStore`` on one SQLite file."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        try:
+            self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=FULL")
+            self._db.execute("PRAGMA foreign_keys=ON")
+            self._db.execute("PRAGMA busy_timeout=5000")
+        except sqlite3.Error as exc:
+            raise StorageError(f"cannot open relay database {path!r}: {exc}") from exc
+        migrate(self._db)
+
+    # ---- writes ------------------------------------------------------------------------
+
+    def apply(self, ops: Sequence[WriteOp], now: float, limits: QueueLimits) -> list[WriteResult]:
+        with self._transaction():
+            batch = _Batch(self._db, now, limits)
+            return [batch.run(op) for op in ops]
+
+    # ---- reads -------------------------------------------------------------------------
+
+    def mailbox_by_recv(self, recv_id: bytes) -> MailboxRecord | None:
+        return self._mailbox("recv_id", recv_id)
+
+    def mailbox_by_send(self, send_id: bytes) -> MailboxRecord | None:
+        return self._mailbox("send_id", send_id)
+
+    def messages_after(self, recv_id: bytes, after_seq: int, limit: int) -> list[StoredMessage]:
+        with _mapped("read messages"):
+            rows = self._db.execute(
+                "SELECT seq, msg_id, payload, stored_at FROM messages"
+                " WHERE recv_id = ? AND seq > ? ORDER BY seq LIMIT ?",
+                (recv_id, after_seq, limit),
+            ).fetchall()
+        return [StoredMessage(seq, recv_id, mid, payload, at) for seq, mid, payload, at in rows]
+
+    def depth(self, recv_id: bytes) -> int:
+        with _mapped("count messages"):
+            return _depth(self._db, recv_id)
+
+    def close(self) -> None:
+        with _mapped("close the database"):
+            self._db.close()
+
+    # ---- internals ---------------------------------------------------------------------
+
+    def _mailbox(self, column: str, value: bytes) -> MailboxRecord | None:
+        with _mapped("read a mailbox"):
+            row = self._db.execute(
+                "SELECT recv_id, send_id, recv_key, send_key, created_at FROM mailboxes"
+                f" WHERE {column} = ?",
+                (value,),
+            ).fetchone()
+        return None if row is None else MailboxRecord(*row)
+
+    @contextmanager
+    def _transaction(self) -> Iterator[None]:
+        with _mapped("write"):
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                yield
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            self._db.execute("COMMIT")
+
+
+class _Batch:
+    """One group-commit transaction; caches counts so limits cost one query per mailbox."""
+
+    def __init__(self, db: sqlite3.Connection, now: float, limits: QueueLimits) -> None:
+        self._db = db
+        self._now = now
+        self._limits = limits
+        self._depths: dict[bytes, int] = {}
+        self._mailboxes: int | None = None
+
+    def run(self, op: WriteOp) -> WriteResult:
+        match op:
+            case PutMessage(recv_id, payload):
+                return self._put(recv_id, payload)
+            case DeleteMessage(recv_id, msg_id):
+                return self._delete(recv_id, msg_id)
+            case AddMailbox(record):
+                return self._add(record)
+            case ExpireMessages(cutoff):
+                cur = self._db.execute("DELETE FROM messages WHERE stored_at < ?", (cutoff,))
+                self._depths.clear()
+                return WriteResult(Outcome.EXPIRED, count=cur.rowcount)
+        raise TypeError(f"not a write op: {op!r}")  # pragma: no cover
+
+    def _put(self, recv_id: bytes, payload: bytes) -> WriteResult:
+        msg_id = rules.message_id(payload)
+        seen = self._db.execute(
+            "SELECT 1 FROM messages WHERE recv_id = ? AND msg_id = ?", (recv_id, msg_id)
+        ).fetchone()
+        if seen is not None:
+            return WriteResult(Outcome.DUPLICATE, msg_id)
+        depth = self._depths.get(recv_id)
+        if depth is None:
+            depth = _depth(self._db, recv_id)
+        if not rules.depth_allows(depth, self._limits):
+            self._depths[recv_id] = depth
+            return WriteResult(Outcome.MAILBOX_FULL, msg_id)
+        cur = self._db.execute(
+            "INSERT INTO messages (recv_id, msg_id, payload, stored_at) VALUES (?, ?, ?, ?)",
+            (recv_id, msg_id, payload, self._now),
+        )
+        self._depths[recv_id] = depth + 1
+        return WriteResult(Outcome.STORED, msg_id, count=cur.lastrowid or 0)
+
+    def _delete(self, recv_id: bytes, msg_id: bytes) -> WriteResult:
+        cur = self._db.execute(
+            "DELETE FROM messages WHERE recv_id = ? AND msg_id = ?", (recv_id, msg_id)
+        )
+        if cur.rowcount == 0:
+            return WriteResult(Outcome.ABSENT, msg_id)
+        if recv_id in self._depths:
+            self._depths[recv_id] -= 1
+        return WriteResult(Outcome.DELETED, msg_id)
+
+    def _add(self, record: MailboxRecord) -> WriteResult:
+        if self._mailboxes is None:
+            self._mailboxes = self._db.execute("SELECT COUNT(*) FROM mailboxes").fetchone()[0]
+        if not rules.quota_allows(self._mailboxes, self._limits):
+            return WriteResult(Outcome.QUOTA)
+        try:
+            self._db.execute("SAVEPOINT add_mailbox")
+            self._db.execute(
+                "INSERT INTO mailboxes (recv_id, send_id, recv_key, send_key, created_at)"
+                " VALUES (?, ?, ?, ?, ?)",
+                (record.recv_id, record.send_id, record.recv_key, record.send_key, self._now),
+            )
+        except sqlite3.IntegrityError:
+            self._db.execute("ROLLBACK TO add_mailbox")
+            self._db.execute("RELEASE add_mailbox")
+            return WriteResult(Outcome.ID_TAKEN)
+        self._db.execute("RELEASE add_mailbox")
+        self._mailboxes += 1
+        return WriteResult(Outcome.CREATED)
+
+
+def _depth(db: sqlite3.Connection, recv_id: bytes) -> int:
+    row = db.execute("SELECT COUNT(*) FROM messages WHERE recv_id = ?", (recv_id,)).fetchone()
+    return int(row[0])
+
+
+@contextmanager
+def _mapped(what: str) -> Iterator[None]:
+    """Turn sqlite3 exceptions into ``StorageError`` at this boundary."""
+    try:
+        yield
+    except sqlite3.Error as exc:
+        raise StorageError(f"relay database: cannot {what}: {exc}") from exc
+
+
+def schema_files() -> list[tuple[int, str]]:
+    """The numbered schema scripts shipped with the relay, in order."""
+    out: list[tuple[int, str]] = []
+    for entry in resources.files("backchannel.relay.schema").iterdir():
+        match = _SCHEMA_FILE.match(entry.name)
+        if match:
+            out.append((int(match.group(1)), entry.read_text(encoding="utf-8")))
+    out.sort()
+    return out
+
+
+def migrate(db: sqlite3.Connection) -> int:
+    """Apply every schema script newer than the database; return the resulting version."""
+    scripts = schema_files()
+    known = scripts[-1][0] if scripts else 0
+    with _mapped("migrate the schema"):
+        db.execute(
+            "CREATE TABLE IF NOT EXISTS schema_version"
+            " (version INTEGER PRIMARY KEY, applied_at REAL NOT NULL)"
+        )
+        current = db.execute("SELECT COALESCE(MAX(version), 0) FROM schema_version").fetchone()[0]
+        if current > known:
+            raise StorageError(
+                f"relay database schema version {current} is newer than this relay ({known})"
+            )
+        for version, script in scripts:
+            if version <= current:
+                continue
+            try:
+                db.executescript(
+                    "BEGIN IMMEDIATE;\n" + script + "\nINSERT INTO schema_version"
+                    f" VALUES ({version}, (julianday('now') - 2440587.5) * 86400.0);\nCOMMIT;"
+                )
+            except sqlite3.Error:
+                if db.in_transaction:
+                    db.execute("ROLLBACK")
+                raise
+            current = version
+    return int(current)

@@ -1,0 +1,425 @@
+"""A station's connection to one relay: requests, replies, pushed deliveries, reconnects.
+
+Theory of operation
+-------------------
+A background task keeps one WebSocket open to the relay, forever, until :meth:`close`.
+Each connection is a :class:`_Session`: it waits for ``Welcome`` (the session nonce),
+proves every registered sender (AUTH_SEND) and receiver (SUBSCRIBE) by signing that nonce,
+then reads frames until the socket dies. Replies are matched to requests by request id, so
+any number of requests may be in flight (pipelining); pushed DELIVER frames go onto the
+station's ``deliveries`` queue. When the socket dies every pending request fails with
+``TransportError`` and the loop reconnects with jittered exponential backoff (0.05 s
+doubling to 2 s). Registrations (``subscribe``, ``add_sender``) outlive connections: the
+relay re-pushes every unacknowledged frame after each SUBSCRIBE, so nothing is lost across
+a reconnect, and duplicates are the station's to drop (it does so by sequence number).
+
+``send`` and ``ack`` never wait for a connection: a circuit that is down fails fast, and
+the delivery layer retries over this or another circuit.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import ConnectionClosed, WebSocketException
+
+from backchannel.clock import Clock, SystemClock
+from backchannel.errors import (
+    BackchannelError,
+    InvalidArgument,
+    ProtocolError,
+    RelayRefused,
+    TransportError,
+)
+from backchannel.proto import frames
+from backchannel.proto.frames import FrameType
+
+_LOG = logging.getLogger("backchannel.station.relay_link")
+
+BACKOFF_START = 0.05
+BACKOFF_MAX = 2.0
+#: Incoming WebSocket messages up to this size are read (a DELIVER of a maximal payload
+#: fits with a wide margin, in case a relay is configured with a larger limit).
+MAX_INCOMING = 4 * frames.MAX_PAYLOAD + 64 * 1024
+_MAX_RID = 2**32 - 1
+
+
+@dataclass(frozen=True)
+class Delivery:
+    recv_id: bytes
+    msg_id: bytes
+    payload: bytes
+
+
+#: Returns a 64-byte Ed25519 signature over the message.
+Signer = Callable[[bytes], bytes]
+
+
+@dataclass(eq=False)
+class _Session:
+    """One live WebSocket connection and the requests in flight on it."""
+
+    ws: ClientConnection
+    nonce: bytes
+    pending: dict[int, asyncio.Future[frames.Frame]] = field(default_factory=dict)
+    #: send_id -> the AUTH_SEND of this connection (shared by concurrent first SENDs).
+    auth: dict[bytes, asyncio.Task[None]] = field(default_factory=dict)
+    #: recv_ids whose SUBSCRIBE was issued on this connection.
+    subscribed: set[bytes] = field(default_factory=set)
+    alive: bool = True
+
+    def fail_all(self, reason: str) -> None:
+        self.alive = False
+        for future in self.pending.values():
+            if not future.done():
+                future.set_exception(TransportError(reason))
+        self.pending.clear()
+
+
+class RelayLink:
+    """One station's connection to one relay, re-established with backoff forever until closed."""
+
+    def __init__(
+        self,
+        url: str,
+        deliveries: asyncio.Queue[Delivery],
+        *,
+        clock: Clock | None = None,
+        on_connected: Callable[[bool], None] | None = None,
+        request_timeout: float = 10.0,
+    ) -> None:
+        self.url = url
+        self.request_timeout = request_timeout
+        #: Wall-clock time of the last frame received from the relay (None: never).
+        self.last_contact: float | None = None
+        #: The latest refusal of a SUBSCRIBE/AUTH_SEND done on connect, per mailbox id.
+        self.registration_errors: dict[bytes, BackchannelError] = {}
+        self._deliveries = deliveries
+        self._clock = clock or SystemClock()
+        self._on_connected = on_connected
+        self._subs: dict[bytes, Signer] = {}
+        self._senders: dict[bytes, Signer] = {}
+        self._session: _Session | None = None
+        self._connected = asyncio.Event()
+        self._closing = False
+        self._runner: asyncio.Task[None] | None = None
+        self._side_tasks: set[asyncio.Task[None]] = set()
+        self._next_rid = 0
+
+    # ---- lifecycle ---------------------------------------------------------------------
+
+    @property
+    def connected(self) -> bool:
+        return self._connected.is_set()
+
+    async def start(self) -> None:
+        """Start the background connect loop; returns immediately."""
+        if self._runner is None and not self._closing:
+            self._runner = asyncio.create_task(self._run(), name=f"relay-link {self.url}")
+
+    async def close(self) -> None:
+        """Stop for good: close the socket, fail pending requests with ``TransportError``."""
+        self._closing = True
+        session = self._session
+        if session is not None:
+            session.fail_all("the relay link was closed")
+        tasks = [t for t in (self._runner, *self._side_tasks) if t is not None]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        if session is not None:
+            with contextlib.suppress(Exception):
+                await session.ws.close()
+        self._set_connected(False)
+
+    async def wait_connected(self, timeout: float) -> None:
+        """Wait until connected and registered; ``TransportError`` after ``timeout`` s."""
+        try:
+            async with asyncio.timeout(timeout):
+                await self._connected.wait()
+        except TimeoutError:
+            raise TransportError(f"no connection to relay {self.url} within {timeout:g} s") from None
+
+    # ---- registrations -----------------------------------------------------------------
+
+    def subscribe(self, recv_id: bytes, signer: Signer) -> None:
+        """Receive from a mailbox, now and after every reconnect."""
+        _check_id(recv_id, "recv_id")
+        self._subs[recv_id] = signer
+        session = self._session
+        if session is not None and session.alive:
+            self._subscribe_on(session, recv_id)
+
+    def add_sender(self, send_id: bytes, signer: Signer) -> None:
+        """Allow ``send`` to this mailbox; AUTH_SEND is proven once per connection."""
+        _check_id(send_id, "send_id")
+        self._senders[send_id] = signer
+        session = self._session
+        if session is not None and session.alive:
+            self._auth_task(session, send_id)
+
+    # ---- requests ----------------------------------------------------------------------
+
+    async def create_mailbox(self, recv_key: bytes, send_key: bytes) -> tuple[bytes, bytes]:
+        """Create a mailbox for these two Ed25519 public keys; returns (recv_id, send_id)."""
+        if len(recv_key) != frames.KEY_LEN or len(send_key) != frames.KEY_LEN:
+            raise InvalidArgument("mailbox keys must be 32-byte Ed25519 public keys")
+        if not self.connected:
+            await self.wait_connected(self.request_timeout)
+        session = self._live_session()
+        reply = await self._request(session, lambda rid: frames.Create(rid, recv_key, send_key))
+        if not isinstance(reply, frames.Created):
+            raise ProtocolError(f"relay answered CREATE with {type(reply).__name__}")
+        return reply.recv_id, reply.send_id
+
+    async def send(self, send_id: bytes, payload: bytes) -> bytes:
+        """Store ``payload`` in a mailbox; returns the relay's msg_id once it is durable."""
+        _check_id(send_id, "send_id")
+        if send_id not in self._senders:
+            raise InvalidArgument("unknown send_id: call add_sender() first")
+        session = self._live_session()
+        await asyncio.shield(self._auth_task(session, send_id))
+        reply = await self._request(session, lambda rid: frames.Send(rid, send_id, payload))
+        if not isinstance(reply, frames.Stored):
+            raise ProtocolError(f"relay answered SEND with {type(reply).__name__}")
+        return reply.msg_id
+
+    async def ack(self, recv_id: bytes, msg_id: bytes) -> None:
+        """Tell the relay a delivered frame is safely stored here, so it may delete it."""
+        _check_id(recv_id, "recv_id")
+        _check_id(msg_id, "msg_id")
+        session = self._live_session()
+        reply = await self._request(session, lambda rid: frames.Ack(rid, recv_id, msg_id))
+        if not isinstance(reply, frames.Ok):
+            raise ProtocolError(f"relay answered ACK with {type(reply).__name__}")
+
+    async def ping(self) -> float:
+        """Round-trip a PING through the relay; returns the round-trip time in seconds."""
+        session = self._live_session()
+        started = self._clock.monotonic()
+        await self._request(session, frames.Ping)
+        return self._clock.monotonic() - started
+
+    # ---- internals: requests -----------------------------------------------------------
+
+    def _live_session(self) -> _Session:
+        session = self._session
+        if session is None or not session.alive or self._closing:
+            raise TransportError(f"not connected to relay {self.url}")
+        return session
+
+    def _rid(self) -> int:
+        self._next_rid = self._next_rid % _MAX_RID + 1  # 1 .. 2**32-1; 0 is for pushes
+        return self._next_rid
+
+    async def _request(self, session: _Session, build: Callable[[int], frames.Frame]) -> frames.Frame:
+        """Send one request and wait for its reply; ERROR becomes ``RelayRefused``.
+
+        Nothing is awaited before the frame is written, so concurrent callers put their
+        frames on the wire in the order they called.
+        """
+        if not session.alive:
+            raise TransportError(f"connection to relay {self.url} lost")
+        rid = self._rid()
+        future: asyncio.Future[frames.Frame] = asyncio.get_running_loop().create_future()
+        session.pending[rid] = future
+        try:
+            async with asyncio.timeout(self.request_timeout):
+                await session.ws.send(frames.encode(build(rid)))
+                reply = await future
+        except TimeoutError:
+            raise TransportError(
+                f"relay {self.url} did not answer within {self.request_timeout:g} s"
+            ) from None
+        except (ConnectionClosed, OSError) as exc:
+            raise TransportError(f"connection to relay {self.url} lost: {exc}") from exc
+        finally:
+            session.pending.pop(rid, None)
+        if isinstance(reply, frames.Error):
+            raise RelayRefused(f"relay refused: {reply.message}", reply.code)
+        return reply
+
+    def _auth_task(self, session: _Session, send_id: bytes) -> asyncio.Task[None]:
+        """The AUTH_SEND for ``send_id`` on this connection, started on first need."""
+        task = session.auth.get(send_id)
+        if task is None or (task.done() and (task.cancelled() or task.exception())):
+            task = asyncio.create_task(
+                self._register(
+                    session, send_id, self._senders[send_id], FrameType.AUTH_SEND, raise_errors=True
+                )
+            )
+            task.add_done_callback(_swallow)
+            session.auth[send_id] = task
+        return task
+
+    def _subscribe_on(self, session: _Session, recv_id: bytes) -> asyncio.Task[None] | None:
+        """SUBSCRIBE on this connection unless already done (None then)."""
+        if recv_id in session.subscribed:
+            return None
+        session.subscribed.add(recv_id)
+        task = asyncio.create_task(self._register(session, recv_id, self._subs[recv_id], FrameType.SUBSCRIBE))
+        self._side_tasks.add(task)
+        task.add_done_callback(self._side_tasks.discard)
+        return task
+
+    async def _register(
+        self,
+        session: _Session,
+        mailbox_id: bytes,
+        signer: Signer,
+        kind: FrameType,
+        *,
+        raise_errors: bool = False,
+    ) -> None:
+        """Prove a capability (SUBSCRIBE or AUTH_SEND) on this connection."""
+        try:
+            signature = signer(frames.auth_message(session.nonce, kind, mailbox_id))
+            if kind is FrameType.SUBSCRIBE:
+                await self._request(session, lambda rid: frames.Subscribe(rid, mailbox_id, signature))
+            else:
+                await self._request(session, lambda rid: frames.AuthSend(rid, mailbox_id, signature))
+            self.registration_errors.pop(mailbox_id, None)
+        except BackchannelError as exc:
+            self.registration_errors[mailbox_id] = exc
+            _LOG.warning("relay %s: %s of a mailbox failed: %s", self.url, kind.name, exc)
+            if raise_errors:
+                raise
+        except ValueError as exc:  # a signer that returned the wrong length
+            error = InvalidArgument(f"signer for {kind.name} returned a bad signature: {exc}")
+            self.registration_errors[mailbox_id] = error
+            if raise_errors:
+                raise error from exc
+
+    # ---- internals: the connection loop ------------------------------------------------
+
+    async def _run(self) -> None:
+        delay = BACKOFF_START
+        while not self._closing:
+            try:
+                if await self._connect_once():
+                    delay = BACKOFF_START  # the session worked; reconnect quickly
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # never let anything kill the loop
+                _LOG.exception("relay %s: unexpected failure in the connection loop", self.url)
+            if self._closing:
+                break
+            await asyncio.sleep(delay * random.uniform(0.5, 1.0))
+            delay = min(delay * 2, BACKOFF_MAX)
+
+    async def _connect_once(self) -> bool:
+        """One connection from open to close; True if it got as far as ``Welcome``."""
+        try:
+            ws = await connect(
+                self.url,
+                compression=None,
+                max_size=MAX_INCOMING,
+                open_timeout=self.request_timeout,
+                ping_interval=20,
+                ping_timeout=20,
+                close_timeout=2,
+            )
+        except (OSError, WebSocketException, TimeoutError) as exc:
+            _LOG.debug("relay %s: connect failed: %s", self.url, exc)
+            return False
+        session: _Session | None = None
+        try:
+            async with asyncio.timeout(self.request_timeout):
+                first = await ws.recv()
+            welcome = _decode(first)
+            if not isinstance(welcome, frames.Welcome):
+                raise ProtocolError("relay did not start with WELCOME")
+            session = _Session(ws, welcome.nonce)
+            self._session = session
+            self._note_contact()
+            registering = asyncio.create_task(self._register_all(session))
+            try:
+                await self._read(session)
+            finally:
+                registering.cancel()
+                await asyncio.gather(registering, return_exceptions=True)
+        except (ConnectionClosed, OSError, TimeoutError, ProtocolError) as exc:
+            _LOG.info("relay %s: connection ended: %s", self.url, exc)
+        finally:
+            if session is not None:
+                session.fail_all(f"connection to relay {self.url} lost")
+                for task in session.auth.values():
+                    task.cancel()
+            if self._session is session:
+                self._session = None
+            self._set_connected(False)
+            with contextlib.suppress(Exception):
+                await ws.close()
+        return session is not None
+
+    async def _register_all(self, session: _Session) -> None:
+        """After Welcome: prove all senders and subscribe all mailboxes, then 'connected'."""
+        jobs = [self._auth_task(session, send_id) for send_id in list(self._senders)]
+        for recv_id in list(self._subs):
+            job = self._subscribe_on(session, recv_id)
+            if job is not None:
+                jobs.append(job)
+        await asyncio.gather(*jobs, return_exceptions=True)
+        if session.alive and self._session is session:
+            self._set_connected(True)
+
+    async def _read(self, session: _Session) -> None:
+        """Dispatch frames until the socket closes; a bad frame is logged, not fatal."""
+        async for message in session.ws:
+            self._note_contact()
+            try:
+                frame = _decode(message)
+            except ProtocolError as exc:
+                _LOG.warning("relay %s sent a bad frame: %s", self.url, exc)
+                continue
+            if isinstance(frame, frames.Deliver):
+                await self._deliveries.put(Delivery(frame.recv_id, frame.msg_id, frame.payload))
+                continue
+            future = session.pending.get(frame.request_id)
+            if future is None:
+                if isinstance(frame, frames.Error):
+                    _LOG.warning("relay %s: error %d: %s", self.url, frame.code, frame.message)
+                continue
+            if not future.done():
+                future.set_result(frame)
+
+    # ---- small helpers -----------------------------------------------------------------
+
+    def _set_connected(self, up: bool) -> None:
+        if up == self._connected.is_set():
+            return
+        if up:
+            self._connected.set()
+        else:
+            self._connected.clear()
+        if self._on_connected is not None:
+            try:
+                self._on_connected(up)
+            except Exception:
+                _LOG.exception("relay %s: on_connected callback failed", self.url)
+
+    def _note_contact(self) -> None:
+        self.last_contact = self._clock.now()
+
+
+def _decode(message: str | bytes) -> frames.Frame:
+    if isinstance(message, str):
+        raise ProtocolError("relay sent a text message; relay frames are binary")
+    return frames.decode(message, MAX_INCOMING)
+
+
+def _check_id(value: bytes, name: str) -> None:
+    if len(value) != frames.ID_LEN:
+        raise InvalidArgument(f"{name} must be {frames.ID_LEN} bytes, got {len(value)}")
+
+
+def _swallow(task: asyncio.Task[None]) -> None:
+    """Mark a shared task's exception as retrieved (its awaiters see it; nobody else must)."""
+    if not task.cancelled():
+        task.exception()

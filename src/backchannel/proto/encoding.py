@@ -23,20 +23,48 @@ def cbor_encode(value: Any) -> bytes:
 
 
 def cbor_decode(data: bytes, what: str = "payload") -> Any:
-    """Decode CBOR received from elsewhere; reject trailing bytes and tags."""
+    """Decode CBOR received from elsewhere.
+
+    Only plain data is accepted (maps, arrays, text, bytes, integers, booleans, null), in
+    canonical form with no trailing bytes: semantic tags (dates, sets, MIME, ...) would hand
+    a parser objects it does not expect, so any tag is refused.
+    """
     try:
-        value = cbor2.loads(data, tag_hook=_reject_tag)
+        value = cbor2.loads(data, tag_hook=_reject_tag, semantic_decoders={})
+        _check_plain(value, what)
+        canonical = cbor_encode(value)
     except ProtocolError:
         raise
     except Exception as exc:  # cbor2 raises a zoo of types on garbage
         raise ProtocolError(f"the {what} is not valid CBOR") from exc
-    if cbor_encode(value) != data:
+    if canonical != data:
         raise ProtocolError(f"the {what} is not in canonical CBOR form")
     return value
 
 
 def _reject_tag(decoder: Any, tag: Any) -> Any:
     raise ProtocolError("CBOR tags are not allowed")
+
+
+def _check_plain(value: Any, what: str, depth: int = 0) -> None:
+    if depth > 16:
+        raise ProtocolError(f"the {what} is nested too deeply")
+    if isinstance(value, int) and not isinstance(value, bool):
+        if not -(2**64) <= value < 2**64:
+            raise ProtocolError(f"the {what} contains an integer beyond 64 bits")
+        return
+    if value is None or isinstance(value, str | bytes | bool):
+        return
+    if isinstance(value, list):
+        for item in value:
+            _check_plain(item, what, depth + 1)
+        return
+    if isinstance(value, dict):
+        for key, item in value.items():
+            _check_plain(key, what, depth + 1)
+            _check_plain(item, what, depth + 1)
+        return
+    raise ProtocolError(f"the {what} contains a {type(value).__name__}, which is not allowed")
 
 
 def cbor_map(data: bytes, what: str = "payload") -> dict[str, Any]:

@@ -20,7 +20,7 @@ import struct
 from dataclasses import dataclass
 from typing import Any
 
-from backchannel.errors import InvalidInvitation, RemoteError
+from backchannel.errors import InvalidInvitation, ProtocolError, RemoteError
 from backchannel.proto.encoding import (
     b64u_decode,
     b64u_encode,
@@ -36,6 +36,13 @@ VERSION = 1
 TEXT_PREFIX = "bc1-"
 INVITATION_CONTEXT = b"backchannel/v1 invitation\x00"
 MAX_RELAYS = 8
+#: Names (of stations, lines, operators) are limited in UTF-8 bytes, the unit frames count in.
+MAX_NAME_BYTES = 64
+
+
+def valid_name(name: str) -> bool:
+    """1 to 64 UTF-8 bytes of printable text: what every name on the wire must be."""
+    return bool(name) and name.isprintable() and len(name.encode("utf-8")) <= MAX_NAME_BYTES
 
 
 @dataclass(frozen=True)
@@ -52,10 +59,10 @@ class MailboxCapability:
     @classmethod
     def from_cbor(cls, obj: Any, what: str = "mailbox capability") -> MailboxCapability:
         if not isinstance(obj, dict):
-            raise InvalidInvitation(f"the {what} is not a map")
+            raise ProtocolError(f"the {what} is not a map")
         url = field(obj, "url", str, what)
         if not url.startswith(("ws://", "wss://")) or len(url) > 512:
-            raise InvalidInvitation(f"the {what} names no valid relay URL")
+            raise ProtocolError(f"the {what} names no valid relay URL")
         return cls(url, fixed_bytes(obj, "send_id", 16, what), fixed_bytes(obj, "send_key", 32, what))
 
 
@@ -159,7 +166,9 @@ def parse_invitation(blob: bytes) -> SignedInvitation:
             expires_at=field(obj, "expires", int, "invitation"),
             on_record=field(obj, "record", bool, "invitation"),
         )
-        if len(invitation.name) > 64:
+        if not all(0 <= t < 2**63 for t in (invitation.created_at, invitation.expires_at)):
+            raise InvalidInvitation("the invitation's times are out of range")
+        if not valid_name(invitation.name):
             raise InvalidInvitation("the station name in the invitation is too long")
         if invitation.body() != body:
             raise InvalidInvitation("the invitation carries unknown fields")

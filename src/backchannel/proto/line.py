@@ -24,8 +24,10 @@ from dataclasses import dataclass, replace
 from backchannel.clock import Rng
 from backchannel.errors import (
     BadSignature,
+    DecryptError,
     MisaddressedFrame,
     ProtocolError,
+    RemoteError,
 )
 from backchannel.proto import envelope
 from backchannel.proto.envelope import Header, Kind, Sealed
@@ -80,8 +82,9 @@ class SealedFrame:
 @dataclass(frozen=True)
 class Opened:
     seq: int
-    payload: Payload
+    payload: Payload | None  # None when the frame could not be read (see ``error``)
     raw: bytes
+    error: RemoteError | None = None
 
 
 @dataclass(frozen=True)
@@ -144,14 +147,23 @@ def decrypt_next(state: LineState, session: OlmSession, seq: int, inner: bytes) 
     """Decrypt the next in-order frame. The caller guarantees ``seq == delivered_upto + 1``."""
     if seq != state.delivered_upto + 1:
         raise ValueError(f"decrypt_next out of order: {seq} after {state.delivered_upto}")
-    raw = session.decrypt(inner)
-    payload = decode_payload(raw)
+    payload: Payload | None = None
+    error: RemoteError | None = None
+    raw = b""
+    try:
+        raw = session.decrypt(inner)
+        payload = decode_payload(raw)
+    except (DecryptError, ProtocolError) as exc:
+        # The envelope was genuine, so this frame's place in the sequence is spent either way:
+        # stalling the line on it would be worse. What Olm could not open is recorded as empty,
+        # which makes the two transcripts differ from here on: the divergence is visible.
+        error = exc
     new_state = replace(
         state,
         delivered_upto=seq,
         transcript=state.transcript.append(state.in_direction, seq, raw),
     )
-    return new_state, Opened(seq, payload, raw)
+    return new_state, Opened(seq, payload, raw, error)
 
 
 def accept(

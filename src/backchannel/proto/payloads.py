@@ -20,11 +20,11 @@ from typing import Any
 
 from backchannel.errors import ProtocolError
 from backchannel.proto.encoding import cbor_encode, cbor_map, field, fixed_bytes
-from backchannel.proto.invitation import MAX_RELAYS, MailboxCapability
+from backchannel.proto.invitation import MAX_NAME_BYTES, MAX_RELAYS, MailboxCapability
 
 HELLO_BINDING_CONTEXT = b"backchannel/v1 hello binding\x00"
 MAX_TEXT_BYTES = 30_000
-MAX_NAME = 64
+MAX_NAME = MAX_NAME_BYTES
 
 
 class Precedence(StrEnum):

@@ -14,16 +14,16 @@ from backchannel.relay.server import main_serve
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m backchannel.relay",
-                                     description="Run a backchannel relay.")
+    parser = argparse.ArgumentParser(
+        prog="python -m backchannel.relay", description="Run a backchannel relay."
+    )
     parser.add_argument("--config", help="TOML file with a [relay] table")
     parser.add_argument("--host", help="address to listen on (default 127.0.0.1)")
     parser.add_argument("--port", type=int, help="port to listen on; 0 picks a free one")
     parser.add_argument("--db", dest="db_path", help="SQLite database file")
     args = parser.parse_args(argv)
     try:
-        config = RelayConfig.load(args.config, host=args.host, port=args.port,
-                                  db_path=args.db_path)
+        config = RelayConfig.load(args.config, host=args.host, port=args.port, db_path=args.db_path)
         main_serve(config)
     except BackchannelError as exc:
         print(f"relay: {exc}", file=sys.stderr)

@@ -99,9 +99,7 @@ def _check_type(key: str, value: Any, expected: type) -> Any:
     if expected is float and isinstance(value, int):
         return float(value)
     if not isinstance(value, expected):
-        raise ConfigError(
-            f"relay setting {key!r} must be {expected.__name__}, not {type(value).__name__}"
-        )
+        raise ConfigError(f"relay setting {key!r} must be {expected.__name__}, not {type(value).__name__}")
     return value
 
 

@@ -144,9 +144,7 @@ class RelayServer:
         else:
             store = await self._db(SqliteMailboxStore, self.config.db_path)
         self._store = store
-        self._committer = GroupCommitter(
-            store, self._executor, self._limits, self._clock, self.counters
-        )
+        self._committer = GroupCommitter(store, self._executor, self._limits, self._clock, self.counters)
         self._tasks = [
             asyncio.create_task(self._committer.run(), name="relay-committer"),
             asyncio.create_task(self._expire_forever(), name="relay-expiry"),
@@ -165,8 +163,7 @@ class RelayServer:
             )
         except OSError as exc:
             raise TransportError(
-                f"relay cannot listen on {self.config.host}:{self.config.port}:"
-                f" {exc.strerror or exc}"
+                f"cannot listen on {self.config.host}:{self.config.port}: {exc.strerror or exc}"
             ) from exc
         port = self._ws_server.sockets[0].getsockname()[1] if self._ws_server.sockets else 0
         host = self.config.host
@@ -220,7 +217,10 @@ class RelayServer:
         reader = asyncio.create_task(self._read_loop(conn))
         flusher = asyncio.create_task(conn.flush_forever())
         try:
-            await asyncio.wait({reader, flusher}, return_when=asyncio.FIRST_COMPLETED)
+            done, _ = await asyncio.wait({reader, flusher}, return_when=asyncio.FIRST_COMPLETED)
+            for task in done:
+                if not task.cancelled() and task.exception() is not None:
+                    _LOG.error("relay: connection task failed", exc_info=task.exception())
         finally:
             reader.cancel()
             flusher.cancel()
@@ -240,8 +240,11 @@ class RelayServer:
                 except Exception:
                     _LOG.exception("relay: unexpected failure handling a frame")
                     self.counters["internal"] += 1
-                    conn.reply(frames.Error(_peek_request_id(message), RelayErrorCode.INTERNAL,
-                                            "internal relay error"))
+                    conn.reply(
+                        frames.Error(
+                            _peek_request_id(message), RelayErrorCode.INTERNAL, "internal relay error"
+                        )
+                    )
         except ConnectionClosed as exc:
             if exc.sent is not None and exc.sent.code == CloseCode.MESSAGE_TOO_BIG:
                 self.counters["too_large"] += 1
@@ -250,19 +253,34 @@ class RelayServer:
         """Handle one WebSocket message; queue exactly one reply (now or after a commit)."""
         self.counters["frames_in"] += 1
         if isinstance(message, str):
-            self._refuse(conn, 0, RelayErrorCode.MALFORMED, "malformed",
-                         "text messages are not relay frames; send binary messages")
+            self._refuse(
+                conn,
+                0,
+                RelayErrorCode.MALFORMED,
+                "malformed",
+                "text messages are not relay frames; send binary messages",
+            )
             return
         rid = _peek_request_id(message)
         try:
             frame = frames.decode(message, self.config.max_payload)
         except UnsupportedVersion as exc:
-            self._refuse(conn, rid, RelayErrorCode.UNSUPPORTED_VERSION, "unsupported_version",
-                         f"{exc}; this relay speaks version {frames.VERSION}")
+            self._refuse(
+                conn,
+                rid,
+                RelayErrorCode.UNSUPPORTED_VERSION,
+                "unsupported_version",
+                f"{exc}; this relay speaks version {frames.VERSION}",
+            )
             return
         except FrameTooLarge as exc:
-            self._refuse(conn, rid, RelayErrorCode.TOO_LARGE, "too_large",
-                         f"{exc} (payload limit {self.config.max_payload} bytes)")
+            self._refuse(
+                conn,
+                rid,
+                RelayErrorCode.TOO_LARGE,
+                "too_large",
+                f"{exc} (payload limit {self.config.max_payload} bytes)",
+            )
             return
         except ProtocolError as exc:
             self._refuse(conn, rid, RelayErrorCode.MALFORMED, "malformed", str(exc))
@@ -281,17 +299,28 @@ class RelayServer:
             case frames.Ping():
                 conn.reply(frames.Ok(frame.request_id))
             case _:
-                self._refuse(conn, rid, RelayErrorCode.MALFORMED, "malformed",
-                             f"frame type {type(frame).__name__} is sent by relays, not to them")
+                self._refuse(
+                    conn,
+                    rid,
+                    RelayErrorCode.MALFORMED,
+                    "malformed",
+                    f"frame type {type(frame).__name__} is sent by relays, not to them",
+                )
 
-    def _refuse(self, conn: RelayConnection, rid: int, code: RelayErrorCode, counter: str,
-                message: str) -> None:
+    def _refuse(
+        self, conn: RelayConnection, rid: int, code: RelayErrorCode, counter: str, message: str
+    ) -> None:
         self.counters[counter] += 1
         conn.reply(frames.Error(rid, code, message))
 
     def _internal(self, conn: RelayConnection, rid: int) -> None:
-        self._refuse(conn, rid, RelayErrorCode.INTERNAL, "internal",
-                     "the relay could not complete the request; retry later")
+        self._refuse(
+            conn,
+            rid,
+            RelayErrorCode.INTERNAL,
+            "internal",
+            "the relay could not complete the request; retry later",
+        )
 
     # ---- requests ----------------------------------------------------------------------
 
@@ -309,8 +338,13 @@ class RelayServer:
             if result is None or result.outcome is Outcome.ID_TAKEN:
                 self._internal(conn, rid)
             elif result.outcome is Outcome.QUOTA:
-                self._refuse(conn, rid, RelayErrorCode.QUOTA, "quota",
-                             "this relay holds its maximum number of mailboxes")
+                self._refuse(
+                    conn,
+                    rid,
+                    RelayErrorCode.QUOTA,
+                    "quota",
+                    "this relay holds its maximum number of mailboxes",
+                )
             else:
                 self.counters["created"] += 1
                 self._remember(record)
@@ -322,8 +356,13 @@ class RelayServer:
         record = await self._mailbox(frame.recv_id, by_send=False)
         signed = frames.auth_message(conn.nonce, FrameType.SUBSCRIBE, frame.recv_id)
         if record is None or not _verify(record.recv_key, frame.signature, signed):
-            self._refuse(conn, frame.request_id, RelayErrorCode.AUTH, "auth_failed",
-                         "SUBSCRIBE refused: unknown mailbox or bad signature")
+            self._refuse(
+                conn,
+                frame.request_id,
+                RelayErrorCode.AUTH,
+                "auth_failed",
+                "SUBSCRIBE refused: unknown mailbox or bad signature",
+            )
             return
         conn.receivers.add(frame.recv_id)
         conn.reply(frames.Ok(frame.request_id))  # queued before any DELIVER of this mailbox
@@ -340,8 +379,13 @@ class RelayServer:
         record = await self._mailbox(frame.send_id, by_send=True)
         signed = frames.auth_message(conn.nonce, FrameType.AUTH_SEND, frame.send_id)
         if record is None or not _verify(record.send_key, frame.signature, signed):
-            self._refuse(conn, frame.request_id, RelayErrorCode.AUTH, "auth_failed",
-                         "AUTH_SEND refused: unknown mailbox or bad signature")
+            self._refuse(
+                conn,
+                frame.request_id,
+                RelayErrorCode.AUTH,
+                "auth_failed",
+                "AUTH_SEND refused: unknown mailbox or bad signature",
+            )
             return
         conn.senders[frame.send_id] = record.recv_id
         conn.reply(frames.Ok(frame.request_id))
@@ -350,16 +394,26 @@ class RelayServer:
         rid = frame.request_id
         recv_id = conn.senders.get(frame.send_id)
         if recv_id is None:
-            self._refuse(conn, rid, RelayErrorCode.NOT_AUTHORISED, "not_authorised",
-                         "SEND needs a successful AUTH_SEND for this mailbox on this connection")
+            self._refuse(
+                conn,
+                rid,
+                RelayErrorCode.NOT_AUTHORISED,
+                "not_authorised",
+                "SEND needs a successful AUTH_SEND for this mailbox on this connection",
+            )
             return
 
         def done(result: WriteResult | None) -> None:
             if result is None:
                 self._internal(conn, rid)
             elif result.outcome is Outcome.MAILBOX_FULL:
-                self._refuse(conn, rid, RelayErrorCode.MAILBOX_FULL, "mailbox_full",
-                             f"mailbox is full ({self.config.max_mailbox_depth} frames waiting)")
+                self._refuse(
+                    conn,
+                    rid,
+                    RelayErrorCode.MAILBOX_FULL,
+                    "mailbox_full",
+                    f"mailbox is full ({self.config.max_mailbox_depth} frames waiting)",
+                )
             else:
                 if result.outcome is Outcome.STORED:
                     self.counters["stored"] += 1
@@ -375,8 +429,13 @@ class RelayServer:
     def _ack(self, conn: RelayConnection, frame: frames.Ack) -> None:
         rid, recv_id, msg_id = frame.request_id, frame.recv_id, frame.msg_id
         if recv_id not in conn.receivers:
-            self._refuse(conn, rid, RelayErrorCode.NOT_AUTHORISED, "not_authorised",
-                         "ACK needs a successful SUBSCRIBE to this mailbox on this connection")
+            self._refuse(
+                conn,
+                rid,
+                RelayErrorCode.NOT_AUTHORISED,
+                "not_authorised",
+                "ACK needs a successful SUBSCRIBE to this mailbox on this connection",
+            )
             return
 
         def done(result: WriteResult | None) -> None:
@@ -402,9 +461,7 @@ class RelayServer:
             sub.wake.clear()
             try:
                 while (limit := sub.window.fetch_limit()) > 0:
-                    rows = await self._db(
-                        self._store.messages_after, sub.recv_id, sub.window.cursor, limit
-                    )
+                    rows = await self._db(self._store.messages_after, sub.recv_id, sub.window.cursor, limit)
                     if self._subs.get(sub.recv_id) is not sub:
                         return
                     for row in rows:
@@ -441,8 +498,9 @@ class RelayServer:
 
     # ---- store access ------------------------------------------------------------------
 
-    def _commit(self, op: AddMailbox | PutMessage | DeleteMessage,
-                done: Callable[[WriteResult | None], None]) -> None:
+    def _commit(
+        self, op: AddMailbox | PutMessage | DeleteMessage, done: Callable[[WriteResult | None], None]
+    ) -> None:
         assert self._committer is not None
         self._committer.submit(op, done)
 
@@ -519,8 +577,9 @@ def main_serve(config: RelayConfig) -> None:
     CLI parse it. Logs go to stderr.
     """
     if not logging.getLogger().handlers:
-        logging.basicConfig(stream=sys.stderr, level=logging.INFO,
-                            format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+        logging.basicConfig(
+            stream=sys.stderr, level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+        )
     logging.getLogger("websockets").setLevel(logging.WARNING)
 
     def announce(url: str) -> None:

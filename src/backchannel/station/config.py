@@ -53,5 +53,10 @@ class StationConfig:
                 value = float(value)
             elif not isinstance(value, expected) or isinstance(value, bool):
                 raise ConfigError(f"{where}: {key!r} must be a {expected.__name__}")
+            if key in _POSITIVE and value <= 0:
+                raise ConfigError(f"{where}: {key!r} must be greater than 0")
             changes[key] = value
         return replace(self, **changes)
+
+
+_POSITIVE = ("invitation_ttl_hours", "retry_max_seconds", "send_window")

@@ -135,7 +135,7 @@ class ControlServer:
             return {"id": request_id, "result": _json(result)}
         except BackchannelError as exc:
             return {"id": request_id, "error": {"code": exc.code, "message": str(exc)}}
-        except json.JSONDecodeError:
+        except ValueError:  # not JSON, or not UTF-8
             return {"id": None, "error": {"code": "invalid_argument", "message": "the request is not JSON"}}
         except Exception as exc:
             log.exception("control request failed")

@@ -160,7 +160,7 @@ class Waiters:
 
     def __init__(self) -> None:
         self._waiting: dict[bytes, dict[int, list[tuple[int, asyncio.Future[None]]]]] = {}
-        self._due: list[asyncio.Future[None]] = []
+        self._due: list[tuple[bytes, int, int, asyncio.Future[None]]] = []
 
     def register(self, line_id: bytes, seq: int, level: str) -> asyncio.Future[None]:
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
@@ -187,7 +187,7 @@ class Waiters:
         for seq in seqs:
             waiting = by_seq.get(seq, [])
             keep = [(r, f) for r, f in waiting if r > rank]
-            self._due.extend(f for r, f in waiting if r <= rank)
+            self._due.extend((line_id, seq, r, f) for r, f in waiting if r <= rank)
             if keep:
                 by_seq[seq] = keep
             else:
@@ -195,9 +195,15 @@ class Waiters:
 
     def flush(self) -> None:
         due, self._due = self._due, []
-        for future in due:
+        for _, _, _, future in due:
             if not future.done():
                 future.set_result(None)
+
+    def rollback(self) -> None:
+        """The transaction that reached these statuses failed: keep the waiters waiting."""
+        due, self._due = self._due, []
+        for line_id, seq, rank, future in due:
+            self._waiting.setdefault(line_id, {}).setdefault(seq, []).append((rank, future))
 
     def fail_all(self, exc: BaseException) -> None:
         for by_seq in self._waiting.values():

@@ -31,6 +31,8 @@ from backchannel.proto.primitives import aead_open, aead_seal, argon2id
 MAGIC = b"BCKS"
 VERSION = 1
 HEADER = struct.Struct(">4sBIIB16s12s")
+#: A damaged header must not make opening the keystore allocate gigabytes.
+MAX_MEMORY_KIB = 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -70,9 +72,14 @@ def open_keystore(path: Path, passphrase: str) -> bytes:
     magic, version, memory, iterations, lanes, salt, nonce = HEADER.unpack_from(data)
     if magic != MAGIC or version != VERSION:
         raise CorruptKeystore(f"{path} is not a backchannel keystore of a known version")
-    if not (8 <= memory <= 4 * 1024 * 1024 and 1 <= iterations <= 100 and 1 <= lanes <= 16):
+    if not (8 * lanes <= memory <= MAX_MEMORY_KIB and 1 <= iterations <= 100 and 1 <= lanes <= 16):
         raise CorruptKeystore(f"the keystore {path} has implausible KDF parameters")
-    key = argon2id(passphrase.encode("utf-8"), salt, memory_kib=memory, iterations=iterations, lanes=lanes)
+    try:
+        key = argon2id(
+            passphrase.encode("utf-8"), salt, memory_kib=memory, iterations=iterations, lanes=lanes
+        )
+    except ValueError:
+        raise CorruptKeystore(f"the keystore {path} has KDF parameters Argon2id refuses") from None
     try:
         return aead_open(key, nonce, data[HEADER.size :], data[: HEADER.size])
     except DecryptError:

@@ -184,7 +184,7 @@ class RelayLink:
         if send_id not in self._senders:
             raise InvalidArgument("unknown send_id: call add_sender() first")
         session = self._live_session()
-        await asyncio.shield(self._auth_task(session, send_id))
+        await self._authorised(self._auth_task(session, send_id))
         reply = await self._request(session, lambda rid: frames.Send(rid, send_id, payload))
         if not isinstance(reply, frames.Stored):
             raise ProtocolError(f"relay answered SEND with {type(reply).__name__}")
@@ -268,6 +268,16 @@ class RelayLink:
         task.add_done_callback(self._side_tasks.discard)
         return task
 
+    async def _authorised(self, auth: asyncio.Task[None]) -> None:
+        """Wait for a shared AUTH_SEND without letting one caller's cancellation end it."""
+        try:
+            await asyncio.shield(auth)
+        except asyncio.CancelledError:
+            current = asyncio.current_task()
+            if auth.cancelled() and (current is None or current.cancelling() == 0):
+                raise TransportError(f"connection to relay {self.url} lost") from None
+            raise
+
     async def _register(
         self,
         session: _Session,
@@ -326,7 +336,7 @@ class RelayLink:
                 close_timeout=2,
             )
         except (OSError, WebSocketException, TimeoutError) as exc:
-            _LOG.debug("relay %s: connect failed: %s", self.url, exc)
+            _LOG.info("relay %s: connect failed: %s", self.url, exc)
             return False
         session: _Session | None = None
         try:
@@ -348,9 +358,9 @@ class RelayLink:
             _LOG.info("relay %s: connection ended: %s", self.url, exc)
         finally:
             if session is not None:
+                # Pending requests (and AUTH_SENDs awaiting them) now fail with
+                # TransportError; nothing is cancelled, so callers never see CancelledError.
                 session.fail_all(f"connection to relay {self.url} lost")
-                for task in session.auth.values():
-                    task.cancel()
             if self._session is session:
                 self._session = None
             self._set_connected(False)
@@ -360,7 +370,8 @@ class RelayLink:
 
     async def _register_all(self, session: _Session) -> None:
         """After Welcome: prove all senders and subscribe all mailboxes, then 'connected'."""
-        jobs = [self._auth_task(session, send_id) for send_id in list(self._senders)]
+        # Shielded: cancelling this gather must not cancel AUTH_SENDs that sends share.
+        jobs = [asyncio.shield(self._auth_task(session, s)) for s in list(self._senders)]
         for recv_id in list(self._subs):
             job = self._subscribe_on(session, recv_id)
             if job is not None:

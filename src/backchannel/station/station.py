@@ -60,6 +60,7 @@ from backchannel.proto.invitation import (
     encode_invitation,
     parse_invitation,
     parse_invitation_text,
+    valid_name,
 )
 from backchannel.proto.keyschedule import LineKeys
 from backchannel.proto.line import LineState, PendingInvitation, SealedFrame
@@ -185,8 +186,8 @@ class Station:
     def init(cls, home: Path, name: str, passphrase: str) -> None:
         """Create a new station in ``home``: keystore, database and identity."""
         require_mlkem()
-        if not name or len(name) > 64 or not name.isprintable():
-            raise InvalidArgument("a station name must be 1 to 64 printable characters")
+        if not valid_name(name):
+            raise InvalidArgument("a station name must be 1 to 64 bytes of printable text")
         if not passphrase:
             raise InvalidArgument("the passphrase must not be empty")
         home.mkdir(parents=True, exist_ok=True)
@@ -322,7 +323,7 @@ class Station:
             self._store.add_invitation(
                 line_id,
                 name or "",
-                signed.blob,
+                self._atrest.seal(signed.blob, b"invitation-blob" + line_id),
                 self._atrest.seal(pairing_secret + kem_seed, b"invitation" + line_id),
                 now,
             )
@@ -424,13 +425,13 @@ class Station:
         )
 
     def _check_new_name(self, name: str) -> None:
-        if not name or len(name) > 64 or not name.isprintable() or ":" in name:
-            raise InvalidArgument("a line name must be 1 to 64 printable characters without ':'")
+        if not valid_name(name) or ":" in name:
+            raise InvalidArgument("a line name must be 1 to 64 bytes of printable text without ':'")
         if self._store.name_taken(name):
             raise InvalidArgument(f"a line named {name!r} already exists; choose another --name")
 
     def _unique_name(self, base: str) -> str:
-        base = (base or "line").replace(":", "-")[:60]
+        base = (base or "line").replace(":", "-").encode("utf-8")[:56].decode("utf-8", "ignore")
         name, n = base, 2
         while self._store.name_taken(name):
             name, n = f"{base}-{n}", n + 1
@@ -586,8 +587,8 @@ class Station:
     async def ack(self, line: str, seq: int, operator: str) -> MessageView:
         """Record that ``operator`` read received message ``seq``; tell the sender, signed by Olm."""
         live = self._line(line)
-        if not operator or len(operator) > 64:
-            raise InvalidArgument("an operator name of 1 to 64 characters is required")
+        if not valid_name(operator):
+            raise InvalidArgument("an operator name of 1 to 64 bytes of printable text is required")
         row = self._store.inbound_one(live.line_id, seq)
         if row is None:
             raise UnknownMessage(f"no received message {seq} on line {live.row.name!r}")
@@ -629,10 +630,11 @@ class Station:
             try:
                 newly_sendable = self.receive_batch(batch)
             except BackchannelError as exc:
-                log.error(
-                    "a batch of %d frames was not processed (%s); it will be redelivered", len(batch), exc
-                )
+                # Nothing of the batch was kept or acknowledged; try the same frames again.
+                log.error("a batch of %d frames was not stored (%s); retrying", len(batch), exc)
                 await asyncio.sleep(0.5)
+                for delivery in batch:
+                    self._deliveries.put_nowait(delivery)
                 continue
             self.sender.enqueue(newly_sendable)  # receipts leave before the relay acks
             for delivery in batch:
@@ -657,6 +659,22 @@ class Station:
         outgoing: list[tuple[bytes, int]] = []
         receipts_due: set[bytes] = set()
         touched: set[bytes] = set()
+        try:
+            self._receive_in_transaction(batch, now, outgoing, receipts_due, touched)
+        except BaseException:
+            self.waiters.rollback()
+            raise
+        self.waiters.flush()
+        return outgoing
+
+    def _receive_in_transaction(
+        self,
+        batch: list[Delivery],
+        now: float,
+        outgoing: list[tuple[bytes, int]],
+        receipts_due: set[bytes],
+        touched: set[bytes],
+    ) -> None:
         with self._mutation():
             for delivery in batch:
                 try:
@@ -672,8 +690,6 @@ class Station:
                 touched.add(line_id)
             for line_id in touched:
                 self._persist(self._lines[line_id], last_contact=now)
-        self.waiters.flush()
-        return outgoing
 
     def _receive_one(
         self,
@@ -735,6 +751,11 @@ class Station:
         live.state, opened = proto_line.decrypt_next(live.state, live.session, seq, inner)
         payload = opened.payload
         line_id = live.line_id
+        if opened.error is not None:
+            # Authenticated by the line key, yet unreadable: the frame is spent (the line moves
+            # on, and the transcripts now differ, which is how the operators will see it).
+            self._store.count("unreadable_" + opened.error.code)
+            log.warning("frame %d on line %s was unreadable: %s", seq, live.row.name, opened.error)
         if isinstance(payload, Message):
             self._store.add_inbound(
                 line_id,
@@ -767,12 +788,19 @@ class Station:
         local_name, blob, secrets_sealed, used = found
         if used:
             raise InvitationAlreadyUsed()
-        signed = parse_invitation(blob)
+        signed = parse_invitation(self._atrest.open(blob, b"invitation-blob" + line_id))
         if signed.invitation.expires_at < ms(now):
             raise InvalidInvitation("a hello arrived for an invitation that has expired")
         secrets = self._atrest.open(secrets_sealed, b"invitation" + line_id)
         pending = PendingInvitation(signed, secrets[:32], secrets[32:])
-        opened = proto_line.open_hello(self._identity, pending, sealed)
+        try:
+            opened = proto_line.open_hello(self._identity, pending, sealed)
+        except RemoteError:
+            # Olm may have spent the one-time key in memory: take the account back from disk.
+            self._identity = Identity.from_pickle(
+                (self._store.get_meta("account") or b"").decode("ascii"), self._atrest.store_key
+            )
+            raise
         name = local_name or self._unique_name(opened.hello.name)
         row = self._new_row(
             opened.state,

@@ -88,8 +88,7 @@ class SqliteMailboxStore:
     def _mailbox(self, column: str, value: bytes) -> MailboxRecord | None:
         with _mapped("read a mailbox"):
             row = self._db.execute(
-                "SELECT recv_id, send_id, recv_key, send_key, created_at FROM mailboxes"
-                f" WHERE {column} = ?",
+                f"SELECT recv_id, send_id, recv_key, send_key, created_at FROM mailboxes WHERE {column} = ?",
                 (value,),
             ).fetchone()
         return None if row is None else MailboxRecord(*row)
@@ -151,9 +150,7 @@ class _Batch:
         return WriteResult(Outcome.STORED, msg_id, count=cur.lastrowid or 0)
 
     def _delete(self, recv_id: bytes, msg_id: bytes) -> WriteResult:
-        cur = self._db.execute(
-            "DELETE FROM messages WHERE recv_id = ? AND msg_id = ?", (recv_id, msg_id)
-        )
+        cur = self._db.execute("DELETE FROM messages WHERE recv_id = ? AND msg_id = ?", (recv_id, msg_id))
         if cur.rowcount == 0:
             return WriteResult(Outcome.ABSENT, msg_id)
         if recv_id in self._depths:
@@ -217,9 +214,7 @@ def migrate(db: sqlite3.Connection) -> int:
         )
         current = db.execute("SELECT COALESCE(MAX(version), 0) FROM schema_version").fetchone()[0]
         if current > known:
-            raise StorageError(
-                f"relay database schema version {current} is newer than this relay ({known})"
-            )
+            raise StorageError(f"relay database schema version {current} is newer than this relay ({known})")
         for version, script in scripts:
             if version <= current:
                 continue

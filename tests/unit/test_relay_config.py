@@ -1,0 +1,63 @@
+"""Relay configuration: defaults, TOML, overrides, and errors that name the key."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from backchannel.errors import ConfigError
+from backchannel.proto import frames
+from backchannel.relay.config import RelayConfig
+
+
+def test_defaults() -> None:
+    config = RelayConfig.load(None)
+    assert (config.host, config.port, config.db_path) == ("127.0.0.1", 7400, "relay.db")
+    assert config.max_payload == frames.MAX_PAYLOAD
+    assert config.max_mailbox_depth == 100_000 and config.max_mailboxes == 100_000
+    assert config.expiry_seconds == 14 * 24 * 3600 and config.expiry_sweep_seconds == 60
+    assert config.push_window == 512
+
+
+def test_file_then_overrides(tmp_path: Path) -> None:
+    path = tmp_path / "relay.toml"
+    path.write_text('[relay]\nport = 9000\ndb_path = "a.db"\nexpiry_seconds = 5\n[station]\nanything = 1\n')
+    config = RelayConfig.load(str(path), port=0, db_path=None, host=None)
+    assert config.port == 0 and config.db_path == "a.db"
+    assert config.expiry_seconds == 5.0 and isinstance(config.expiry_seconds, float)
+
+
+@pytest.mark.parametrize(
+    ("text", "key"),
+    [
+        ("[relay]\nprot = 1\n", "prot"),
+        ('[relay]\nport = "80"\n', "port"),
+        ("[relay]\nport = true\n", "port"),
+        ("[relay]\nport = 70000\n", "port"),
+        ("[relay]\npush_window = 0\n", "push_window"),
+        ('[relay]\nexpiry_seconds = "soon"\n', "expiry_seconds"),
+        ("[relay]\nexpiry_sweep_seconds = 0\n", "expiry_sweep_seconds"),
+        ("[relay]\nmax_payload = 1.5\n", "max_payload"),
+        ("relay = 3\n", "relay"),
+    ],
+)
+def test_bad_settings_name_the_key(tmp_path: Path, text: str, key: str) -> None:
+    path = tmp_path / "relay.toml"
+    path.write_text(text)
+    with pytest.raises(ConfigError, match=key):
+        RelayConfig.load(str(path))
+
+
+def test_unreadable_or_invalid_file(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="cannot read"):
+        RelayConfig.load(str(tmp_path / "missing.toml"))
+    path = tmp_path / "bad.toml"
+    path.write_text("[relay\n")
+    with pytest.raises(ConfigError, match="not valid TOML"):
+        RelayConfig.load(str(path))
+
+
+def test_unknown_override_is_refused() -> None:
+    with pytest.raises(ConfigError, match="colour"):
+        RelayConfig.load(None, colour="blue")

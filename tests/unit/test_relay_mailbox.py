@@ -1,0 +1,211 @@
+"""The relay's queue rules (pure) and the SQLite mailbox store."""
+
+from __future__ import annotations
+
+import hashlib
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from backchannel.errors import StorageError
+from backchannel.relay import mailbox as rules
+from backchannel.relay.mailbox import PushWindow, QueueLimits
+from backchannel.relay.storage import (
+    AddMailbox,
+    DeleteMessage,
+    ExpireMessages,
+    MailboxRecord,
+    MailboxStore,
+    Outcome,
+    PutMessage,
+)
+from backchannel.relay.storage.sqlite import SqliteMailboxStore, migrate, schema_files
+
+LIMITS = QueueLimits(max_mailbox_depth=100, max_mailboxes=10)
+T0 = 1_700_000_000.0
+RECV, SEND = b"r" * 16, b"s" * 16
+
+
+# ---- pure rules ------------------------------------------------------------------------
+
+
+def test_message_id_is_the_first_16_bytes_of_sha256() -> None:
+    assert rules.message_id(b"abc") == hashlib.sha256(b"abc").digest()[:16]
+    assert rules.message_id(b"abc") != rules.message_id(b"abd")
+
+
+def test_limits() -> None:
+    limits = QueueLimits(max_mailbox_depth=3, max_mailboxes=2)
+    assert rules.depth_allows(2, limits) and not rules.depth_allows(3, limits)
+    assert rules.quota_allows(1, limits) and not rules.quota_allows(2, limits)
+    assert rules.expiry_cutoff(1000.0, 60.0) == 940.0
+
+
+def test_push_window_bounds_unacked_frames() -> None:
+    window = PushWindow(3)
+    assert window.fetch_limit() == 3 and window.cursor == 0
+    for seq in (4, 7, 9):
+        window.pushed(seq, b"m%d" % seq, T0)
+    assert window.fetch_limit() == 0 and window.cursor == 9 and window.unacked == 3
+    assert window.acked(b"m7") is True
+    assert window.acked(b"m7") is False  # a second ACK frees nothing
+    assert window.acked(b"unknown") is False
+    assert window.fetch_limit() == 1
+    with pytest.raises(ValueError):
+        window.pushed(8, b"late", T0)  # never backwards: FIFO
+    with pytest.raises(ValueError):
+        PushWindow(0)
+
+
+def test_push_window_forgets_expired_frames() -> None:
+    window = PushWindow(5)
+    window.pushed(1, b"old", T0)
+    window.pushed(2, b"new", T0 + 100)
+    assert window.forget_expired(T0 + 50) == 1
+    assert window.unacked == 1 and window.fetch_limit() == 4
+
+
+# ---- the SQLite store ------------------------------------------------------------------
+
+
+def open_store(tmp_path: Path) -> SqliteMailboxStore:
+    store = SqliteMailboxStore(str(tmp_path / "relay.db"))
+    result = store.apply([AddMailbox(MailboxRecord(RECV, SEND, b"R" * 32, b"S" * 32, T0))], T0, LIMITS)
+    assert result[0].outcome is Outcome.CREATED
+    return store
+
+
+def test_sqlite_store_satisfies_the_protocol(tmp_path: Path) -> None:
+    store: MailboxStore = open_store(tmp_path)
+    store.close()
+
+
+def test_pragmas_and_schema_version(tmp_path: Path) -> None:
+    store = open_store(tmp_path)
+    store.close()
+    db = sqlite3.connect(tmp_path / "relay.db")
+    assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    versions = [row[0] for row in db.execute("SELECT version FROM schema_version")]
+    assert versions == [n for n, _ in schema_files()] == [1]
+    assert migrate(db) == 1  # idempotent: nothing applied twice
+    db.close()
+
+
+def test_newer_schema_is_refused(tmp_path: Path) -> None:
+    open_store(tmp_path).close()
+    db = sqlite3.connect(tmp_path / "relay.db")
+    db.execute("INSERT INTO schema_version VALUES (999, 0)")
+    db.commit()
+    db.close()
+    with pytest.raises(StorageError, match="newer"):
+        SqliteMailboxStore(str(tmp_path / "relay.db"))
+
+
+def test_mailbox_lookup(tmp_path: Path) -> None:
+    store = open_store(tmp_path)
+    record = store.mailbox_by_recv(RECV)
+    assert record is not None and record.send_id == SEND and record.recv_key == b"R" * 32
+    assert store.mailbox_by_send(SEND) == record
+    assert store.mailbox_by_recv(SEND) is None
+    store.close()
+
+
+def test_store_is_idempotent_and_fifo(tmp_path: Path) -> None:
+    store = open_store(tmp_path)
+    results = store.apply(
+        [PutMessage(RECV, b"one"), PutMessage(RECV, b"two"), PutMessage(RECV, b"one")], T0, LIMITS
+    )
+    assert [r.outcome for r in results] == [Outcome.STORED, Outcome.STORED, Outcome.DUPLICATE]
+    assert results[0].msg_id == results[2].msg_id == rules.message_id(b"one")
+    (again,) = store.apply([PutMessage(RECV, b"one")], T0, LIMITS)
+    assert again.outcome is Outcome.DUPLICATE and again.msg_id == results[0].msg_id
+    rows = store.messages_after(RECV, 0, 10)
+    assert [r.payload for r in rows] == [b"one", b"two"]
+    assert rows[0].seq < rows[1].seq
+    assert store.messages_after(RECV, rows[0].seq, 10) == rows[1:]
+    assert store.messages_after(RECV, 0, 1) == rows[:1]
+    assert store.depth(RECV) == 2
+    store.close()
+
+
+def test_ack_deletes_and_sequence_numbers_are_never_reused(tmp_path: Path) -> None:
+    store = open_store(tmp_path)
+    (first,) = store.apply([PutMessage(RECV, b"a")], T0, LIMITS)
+    deleted = store.apply(
+        [
+            DeleteMessage(RECV, first.msg_id),
+            DeleteMessage(RECV, first.msg_id),
+            DeleteMessage(RECV, b"?" * 16),
+        ],
+        T0,
+        LIMITS,
+    )
+    assert [r.outcome for r in deleted] == [Outcome.DELETED, Outcome.ABSENT, Outcome.ABSENT]
+    assert store.depth(RECV) == 0
+    (second,) = store.apply([PutMessage(RECV, b"b")], T0, LIMITS)
+    assert second.count > first.count  # a cursor at the old seq still sees the new row
+    assert [r.payload for r in store.messages_after(RECV, first.count, 10)] == [b"b"]
+    store.close()
+
+
+def test_depth_limit_counts_within_a_batch(tmp_path: Path) -> None:
+    store = open_store(tmp_path)
+    limits = QueueLimits(max_mailbox_depth=2, max_mailboxes=10)
+    results = store.apply([PutMessage(RECV, b"%d" % i) for i in range(3)], T0, limits)
+    assert [r.outcome for r in results] == [Outcome.STORED, Outcome.STORED, Outcome.MAILBOX_FULL]
+    (dup,) = store.apply([PutMessage(RECV, b"0")], T0, limits)
+    assert dup.outcome is Outcome.DUPLICATE  # a retry of a stored frame is still answered
+    results = store.apply([DeleteMessage(RECV, rules.message_id(b"0")), PutMessage(RECV, b"new")], T0, limits)
+    assert [r.outcome for r in results] == [Outcome.DELETED, Outcome.STORED]
+    store.close()
+
+
+def test_mailbox_quota_and_id_collision(tmp_path: Path) -> None:
+    store = open_store(tmp_path)
+    limits = QueueLimits(max_mailbox_depth=2, max_mailboxes=2)
+    other = MailboxRecord(b"x" * 16, b"y" * 16, b"R" * 32, b"S" * 32, T0)
+    clash = MailboxRecord(b"z" * 16, SEND, b"R" * 32, b"S" * 32, T0)
+    third = MailboxRecord(b"q" * 16, b"w" * 16, b"R" * 32, b"S" * 32, T0)
+    results = store.apply([AddMailbox(clash), AddMailbox(other), AddMailbox(third)], T0, limits)
+    assert [r.outcome for r in results] == [Outcome.ID_TAKEN, Outcome.CREATED, Outcome.QUOTA]
+    assert store.mailbox_by_recv(b"x" * 16) is not None
+    assert store.mailbox_by_recv(b"z" * 16) is None
+    store.close()
+
+
+def test_expiry(tmp_path: Path) -> None:
+    store = open_store(tmp_path)
+    store.apply([PutMessage(RECV, b"old")], T0, LIMITS)
+    store.apply([PutMessage(RECV, b"new")], T0 + 100, LIMITS)
+    cutoff = rules.expiry_cutoff(T0 + 150, 100)
+    (result,) = store.apply([ExpireMessages(cutoff)], T0 + 150, LIMITS)
+    assert result.outcome is Outcome.EXPIRED and result.count == 1
+    assert [r.payload for r in store.messages_after(RECV, 0, 10)] == [b"new"]
+    store.close()
+
+
+def test_a_failed_batch_commits_nothing(tmp_path: Path) -> None:
+    store = open_store(tmp_path)
+    # A frame for a mailbox that does not exist violates the foreign key: the whole batch
+    # rolls back, including the valid frame before it.
+    with pytest.raises(StorageError):
+        store.apply([PutMessage(RECV, b"fine"), PutMessage(b"?" * 16, b"orphan")], T0, LIMITS)
+    assert store.depth(RECV) == 0
+    (ok,) = store.apply([PutMessage(RECV, b"fine")], T0, LIMITS)
+    assert ok.outcome is Outcome.STORED
+    store.close()
+
+
+def test_frames_survive_reopening(tmp_path: Path) -> None:
+    store = open_store(tmp_path)
+    store.apply([PutMessage(RECV, b"durable")], T0, LIMITS)
+    store.close()
+    reopened = SqliteMailboxStore(str(tmp_path / "relay.db"))
+    assert [r.payload for r in reopened.messages_after(RECV, 0, 10)] == [b"durable"]
+    reopened.close()
+
+
+def test_unopenable_database_is_a_storage_error(tmp_path: Path) -> None:
+    with pytest.raises(StorageError):
+        SqliteMailboxStore(str(tmp_path / "missing" / "relay.db"))

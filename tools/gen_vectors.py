@@ -1,0 +1,1114 @@
+#!/usr/bin/env python3
+"""Generate the protocol test vectors in ``docs/vectors/`` from the code.
+
+    python tools/gen_vectors.py            # (re)write docs/vectors/*.json
+    python tools/gen_vectors.py --check    # exit 1 if the files on disk differ
+
+Every input is fixed: byte strings come from ``fixed(label, n)``, which is
+``FakeRng(b"backchannel vectors/" + label).bytes(n)`` (SHA-256 in counter mode, see
+``backchannel.clock.FakeRng``), so the output is the same on every run and every machine.
+Bytes are written as lowercase hex.
+
+Two inputs cannot be produced deterministically through the library and are constants here:
+
+- the ML-KEM-768 ciphertext (encapsulation randomness belongs to ``cryptography``): it was
+  produced once by ``mlkem_encapsulate(mlkem_public(fixed("mlkem-seed", 64)))`` and is
+  stored below; decapsulating it is deterministic;
+- Olm ciphertexts (vodozemac draws its own randomness): no vector holds a real one. Where a
+  frame carries Olm bytes, the vectors use a labelled placeholder, and the Olm layer is
+  tested by round trip (tests/conformance/test_vectors.py), never by bytes.
+
+``tests/conformance/test_vectors.py`` checks the code against every value here and runs this
+script with ``--check``, so docs/PROTOCOL.md, the vectors and the code cannot drift apart.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import struct
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import cbor2
+
+from backchannel.clock import FakeRng
+from backchannel.proto import envelope, frames, keyschedule, transcript
+from backchannel.proto.encoding import cbor_encode
+from backchannel.proto.envelope import Header, Kind
+from backchannel.proto.invitation import (
+    INVITATION_CONTEXT,
+    Invitation,
+    MailboxCapability,
+    SignedInvitation,
+    encode_invitation,
+)
+from backchannel.proto.keyschedule import derive_line_keys
+from backchannel.proto.payloads import (
+    Acknowledged,
+    Delivered,
+    Hello,
+    Message,
+    Payload,
+    Precedence,
+    Welcome,
+    encode_payload,
+    hello_binding,
+)
+from backchannel.proto.primitives import (
+    aead_seal,
+    argon2id,
+    ed25519_public_from_seed,
+    ed25519_sign,
+    mlkem_decapsulate,
+    mlkem_public,
+    sha256,
+    x25519,
+    x25519_public,
+)
+from backchannel.proto.safety import grouped, safety_number, station_fingerprint
+from backchannel.proto.transcript import Transcript
+from backchannel.relay.mailbox import message_id
+from backchannel.station.keystore import HEADER as KEYSTORE_HEADER
+from backchannel.station.keystore import AtRest, KdfParams, create_keystore
+
+ROOT = Path(__file__).resolve().parent.parent
+OUT = ROOT / "docs" / "vectors"
+FORMAT = 1
+GENERATOR = "tools/gen_vectors.py"
+
+#: ML-KEM-768 ciphertext encapsulated once to mlkem_public(fixed("mlkem-seed", 64)).
+MLKEM_CIPHERTEXT = bytes.fromhex(
+    "8edf143aa51660d1ed6f0c222cb8b22cc7c2d5a18ca4f94a518de34d8478561c9c5fadf8de3455716bd335aa9b3dfaf1"
+    "2f90c543d3d96321214d158565a171389cdd5da13d09c0bfd96932ba8b6db69e970a52d0356486987f0d3c1bb8b9086d"
+    "c188dbef1d48279f26516d7f2ea29150ab8c209664a26dd5dbf6645bcda6e937717ef177475050b3d920eeb317ca166a"
+    "4fbe68aacf72b8d482899add4906e6e6a66bf6b231f9e3b644ac04bb2221e5b1dac76cd21d43193e59f231e428cd1bde"
+    "700fdca1521a05eec5ce531963b355c128efd03f2964b38bc918637fdadd54f1d4575afe8fefb9c6350ed8d7325628e0"
+    "8637b87220cb3ef44524f0edcff4aaa9b257de0db27cf346987ccaa5ac0ffdf87ecaa3ce597dd17ec8b1bc1bb5741cd6"
+    "b93ec02a0e25eb10c96e4e8c896ce98112d0c19f9c3da46d0120c6d039312a4e294252dace74f52f3c9bdce6a7e6aab3"
+    "d162f8a8b0184692c3cc663bb6f55813922a1b66d038b6f4787249828756608624f723de7db9049e78fe9219b31633f6"
+    "c2e91ed17869734a6e075d9b1fdb674566afa800110a22c6cc2d0ce5c8ae66f9dccc0f86b61174152f061ab4d2a83b7f"
+    "d6d05e361a457cdb60ab5598c959e96df45f1f8de33751075bc139e682b75577a4573ea075fa50fda2bd9d3eef367391"
+    "a9604a49ca09079299451738e2727132a342c9cb0c2b8ce741f7f09fd253545d36ace2825b5054c47498ecd4c06dbd44"
+    "0a89f09fe6ae78bf1f6f71ba3aa8b75741441f226efcf4dba0e9ebd63d21411347280ed3d8fbe970665870b9e08a8ea4"
+    "92929c07cb99e1462e3c6749c0e1a5de5078b7e2d4eb92c05ddae7ae59a46c34489740370eaf77f3aef18eced1551d28"
+    "425cd94a600de5149cc1418b4ea664bfa57a71b959cb5e2aac56988cc9a2d0fe4f79334e333d41f5bd86939df141b36e"
+    "7a9c7eac9b739a8709ad5cafaafb1c541187b12af654e05128a41e34c12b8ee002257bec7e46650ceedc1451ba2306fa"
+    "3e013b34038fbeb333db9b5d97b0f496040cc71e840a35671341a618d92f373067f500440eed1d33969871a44cfd4374"
+    "6c96c7af1bd3a878e1a881ebbffa3ea9b6f2b1b70f7c148b059ee827df1345bbb6b8242469bbf765f36c1ec2fee1e16f"
+    "739573c7da9791c9b2790fefbae5b551bfac443de9f9e27c2872e467e7b08da8851c7dd7ec6f90d7bac82da01cdaa04f"
+    "a184ccaf86f0e47ace5143895c3576a543378b608e66e5cc9c97c5bb73a30cc826cd0ebeec059533e97e1f7f4b2282b2"
+    "6e3a3b30a2e5ddbbaaec603ff0eb55555913fb0febd76ab3fe42b9e35f72b4275686a798b40b2ecda54abcd12eec7c43"
+    "17170b689e638899d64ab191c27afedca6a778853193d8161481f4c9fa972d867c3e0baa11efeba1e4c48e9fe638e9cd"
+    "df75597558591fe1b3fd4832f62c04505906bc20ae02d0ec405f6530b21c11f86e8e8c6b4849ed77efdc58ffffa3d20f"
+    "34f4991c93addb298e02e701ef3fd748324c8419fd91fe4274d359b84c0d7f8f"
+)
+
+#: Stands in for an Olm message inside vectors (real Olm ciphertexts are not reproducible).
+OLM_PLACEHOLDER_NOTE = "placeholder bytes where a real frame carries an Olm message (type byte | ciphertext)"
+
+
+def fixed(label: str, n: int) -> bytes:
+    """The fixed input called ``label``: n bytes of FakeRng(b"backchannel vectors/" + label)."""
+    return FakeRng(b"backchannel vectors/" + label.encode("ascii")).bytes(n)
+
+
+def h(data: bytes) -> str:
+    return data.hex()
+
+
+def flip(data: bytes, offset: int, mask: int = 0x01) -> bytes:
+    out = bytearray(data)
+    out[offset] ^= mask
+    return bytes(out)
+
+
+def error_name(fn: Any, *args: Any) -> str:
+    """Run ``fn`` and return the class name of the exception it must raise."""
+    try:
+        fn(*args)
+    except Exception as exc:
+        return type(exc).__name__
+    raise AssertionError(f"{fn.__name__}{args!r:.60} did not raise")
+
+
+def doc(description: str, **body: Any) -> dict[str, Any]:
+    return {"format": FORMAT, "generator": GENERATOR, "description": description, **body}
+
+
+# ---- the shared world: one inviter, one accepter, one invitation, one pairing ------------------
+
+MLKEM_SEED = fixed("mlkem-seed", 64)
+LINE_ID = fixed("line-id", 16)
+INVITER_IK_SECRET = fixed("inviter/identity-secret", 32)
+INVITER_ED_SEED = fixed("inviter/signing-seed", 32)
+INVITER_OTK_SECRET = fixed("inviter/one-time-secret", 32)
+PAIRING_SECRET = fixed("inviter/pairing-secret", 32)
+ACCEPTER_IK_SECRET = fixed("accepter/identity-secret", 32)
+ACCEPTER_ED_SEED = fixed("accepter/signing-seed", 32)
+ACCEPTER_EPHEMERAL = fixed("accepter/ephemeral-secret", 32)
+CREATED_MS = 1_700_000_000_000
+EXPIRES_MS = CREATED_MS + 72 * 3600 * 1000
+
+
+def inviter_keys() -> tuple[bytes, bytes]:
+    return x25519_public(INVITER_IK_SECRET), ed25519_public_from_seed(INVITER_ED_SEED)
+
+
+def accepter_keys() -> tuple[bytes, bytes]:
+    return x25519_public(ACCEPTER_IK_SECRET), ed25519_public_from_seed(ACCEPTER_ED_SEED)
+
+
+def capability(label: str, url: str) -> MailboxCapability:
+    return MailboxCapability(url, fixed(label + "/send-id", 16), fixed(label + "/send-seed", 32))
+
+
+def invitation_one() -> Invitation:
+    ik, ed = inviter_keys()
+    return Invitation(
+        line_id=LINE_ID,
+        name="Alpha duty desk",
+        identity_key=ik,
+        signing_key=ed,
+        one_time_key=x25519_public(INVITER_OTK_SECRET),
+        pairing_key=x25519_public(PAIRING_SECRET),
+        kem_key=mlkem_public(MLKEM_SEED),
+        mailboxes=(capability("inviter/mailbox-1", "wss://relay-one.example:7400"),),
+        created_at=CREATED_MS,
+        expires_at=EXPIRES_MS,
+        on_record=False,
+    )
+
+
+def invitation_two() -> Invitation:
+    return dataclasses.replace(
+        invitation_one(),
+        line_id=fixed("line-id-2", 16),
+        name="Станция Альфа",
+        mailboxes=(
+            capability("inviter/mailbox-1", "wss://relay-one.example:7400"),
+            capability("inviter/mailbox-2", "ws://127.0.0.1:7401"),
+        ),
+        on_record=True,
+    )
+
+
+def sign_invitation(inv: Invitation) -> SignedInvitation:
+    return encode_invitation(inv, ed25519_sign(INVITER_ED_SEED, inv.signed_message()))
+
+
+def raw_invitation_blob(body_map: dict[str, Any]) -> bytes:
+    """An invitation blob around an arbitrary body map, validly signed (for negative tests)."""
+    body = cbor_encode(body_map)
+    signature = ed25519_sign(INVITER_ED_SEED, INVITATION_CONTEXT + body)
+    return b"BCI\x01" + struct.pack(">H", len(body)) + body + signature
+
+
+def pairing_secrets() -> dict[str, bytes]:
+    signed = sign_invitation(invitation_one())
+    inv = signed.invitation
+    x_secret = x25519(ACCEPTER_EPHEMERAL, inv.pairing_key)
+    kem_secret = mlkem_decapsulate(MLKEM_SEED, MLKEM_CIPHERTEXT)
+    keys = derive_line_keys(x_secret, kem_secret, signed.digest, inv.line_id)
+    return {
+        "digest": signed.digest,
+        "x25519_secret": x_secret,
+        "mlkem_secret": kem_secret,
+        "to_accepter": keys.to_accepter,
+        "to_inviter": keys.to_inviter,
+    }
+
+
+def hello_payload() -> Hello:
+    ik, _ = accepter_keys()
+    digest = sign_invitation(invitation_one()).digest
+    binding = ed25519_sign(ACCEPTER_ED_SEED, hello_binding(LINE_ID, ik, digest))
+    return Hello(
+        "Bravo duty desk", (capability("accepter/mailbox-1", "wss://relay-one.example:7400"),), binding
+    )
+
+
+def hello_envelope() -> tuple[Header, bytes, bytes]:
+    """The accepter's hello envelope of the shared pairing: (header, inner, envelope bytes)."""
+    ik, ed = accepter_keys()
+    olm = b"\x00" + fixed("olm-placeholder/hello", 120)
+    inner = ik + ed + olm
+    header = Header(
+        Kind.HELLO,
+        LINE_ID,
+        1,
+        1,
+        fixed("hello/nonce", 12),
+        x25519_public(ACCEPTER_EPHEMERAL),
+        MLKEM_CIPHERTEXT,
+    )
+    return header, inner, envelope.seal(header, pairing_secrets()["to_inviter"], inner)
+
+
+# ---- relay_frames.json ---------------------------------------------------------------------------
+
+
+def frame_vector(description: str, frame: frames.Frame) -> dict[str, Any]:
+    fields: dict[str, Any] = {}
+    for f in dataclasses.fields(frame):
+        value = getattr(frame, f.name)
+        fields[f.name] = h(value) if isinstance(value, bytes) else int(value) if f.name == "code" else value
+    return {
+        "description": description,
+        "frame": type(frame).__name__,
+        "fields": fields,
+        "encoded": h(frames.encode(frame)),
+    }
+
+
+def relay_frames() -> dict[str, Any]:
+    recv_seed, send_seed = fixed("relay/recv-seed", 32), fixed("relay/send-seed", 32)
+    recv_key, send_key = ed25519_public_from_seed(recv_seed), ed25519_public_from_seed(send_seed)
+    recv_id, send_id = fixed("relay/recv-id", 16), fixed("relay/send-id", 16)
+    nonce = fixed("relay/session-nonce", 32)
+    payload = fixed("relay/payload", 48)
+    msg_id = message_id(payload)
+    sub_msg = frames.auth_message(nonce, frames.FrameType.SUBSCRIBE, recv_id)
+    send_msg = frames.auth_message(nonce, frames.FrameType.AUTH_SEND, send_id)
+    sub_sig, send_sig = ed25519_sign(recv_seed, sub_msg), ed25519_sign(send_seed, send_msg)
+
+    vectors = [
+        frame_vector(
+            "CREATE: the two Ed25519 public keys of a new mailbox", frames.Create(1, recv_key, send_key)
+        ),
+        frame_vector(
+            "SUBSCRIBE: receive key proven over the session nonce", frames.Subscribe(2, recv_id, sub_sig)
+        ),
+        frame_vector(
+            "AUTH_SEND: send key proven over the session nonce", frames.AuthSend(3, send_id, send_sig)
+        ),
+        frame_vector("SEND: an opaque payload (normally an envelope)", frames.Send(4, send_id, payload)),
+        frame_vector("SEND with an empty payload (legal in the codec)", frames.Send(5, send_id, b"")),
+        frame_vector("ACK: delete a delivered frame", frames.Ack(6, recv_id, msg_id)),
+        frame_vector("PING with the largest request id", frames.Ping(0xFFFFFFFF)),
+        frame_vector("WELCOME: pushed first on every connection, request id 0", frames.Welcome(nonce)),
+        frame_vector("OK: answer to SUBSCRIBE, AUTH_SEND, ACK, PING", frames.Ok(2)),
+        frame_vector("CREATED: the relay's two random mailbox ids", frames.Created(1, recv_id, send_id)),
+        frame_vector("STORED: durable; msg_id = SHA-256(payload)[:16]", frames.Stored(4, msg_id)),
+        frame_vector("DELIVER: pushed, request id 0", frames.Deliver(recv_id, msg_id, payload)),
+        frame_vector(
+            "ERROR: code and UTF-8 text",
+            frames.Error(4, frames.RelayErrorCode.MAILBOX_FULL, "mailbox is full (100000 frames waiting)"),
+        ),
+        frame_vector("ERROR with empty text", frames.Error(0, frames.RelayErrorCode.MALFORMED, "")),
+    ]
+
+    def header(version: int, ftype: int, rid: int) -> bytes:
+        return frames.HEADER.pack(version, ftype, rid)
+
+    ok_create = frames.encode(frames.Create(1, recv_key, send_key))
+    malformed_inputs: list[tuple[str, bytes, int]] = [
+        ("empty input", b"", frames.MAX_PAYLOAD),
+        ("shorter than the 6-byte header", header(1, 0x06, 7)[:5], frames.MAX_PAYLOAD),
+        ("version 2", header(2, 0x06, 7), frames.MAX_PAYLOAD),
+        ("version 0 with a CREATE body", b"\x00" + ok_create[1:], frames.MAX_PAYLOAD),
+        ("unknown frame type 0x07", header(1, 0x07, 7), frames.MAX_PAYLOAD),
+        ("unknown frame type 0x85", header(1, 0x85, 7), frames.MAX_PAYLOAD),
+        ("CREATE one byte short", ok_create[:-1], frames.MAX_PAYLOAD),
+        ("CREATE one byte long", ok_create + b"\x00", frames.MAX_PAYLOAD),
+        ("PING with a body", header(1, 0x06, 7) + b"\x00", frames.MAX_PAYLOAD),
+        ("OK with a body", header(1, 0x81, 7) + b"\x00", frames.MAX_PAYLOAD),
+        ("SEND shorter than its mailbox id", header(1, 0x04, 7) + send_id[:15], frames.MAX_PAYLOAD),
+        ("SEND payload over a 16-byte limit", header(1, 0x04, 7) + send_id + bytes(17), 16),
+        ("frame longer than header + 32 + limit", header(1, 0x84, 0) + bytes(32 + 17), 16),
+        ("DELIVER without a msg_id", header(1, 0x84, 0) + recv_id + msg_id[:8], frames.MAX_PAYLOAD),
+        ("WELCOME with a short nonce", header(1, 0x80, 0) + nonce[:31], frames.MAX_PAYLOAD),
+        ("STORED with a short msg_id", header(1, 0x83, 4) + msg_id[:15], frames.MAX_PAYLOAD),
+        ("ERROR without its code", header(1, 0x8F, 4) + b"\x00", frames.MAX_PAYLOAD),
+        ("ERROR text not UTF-8", header(1, 0x8F, 4) + b"\x00\x01\xff\xfe", frames.MAX_PAYLOAD),
+    ]
+    malformed = [
+        {
+            "description": d,
+            "input": h(data),
+            "max_payload": limit,
+            "error": error_name(frames.decode, data, limit),
+        }
+        for d, data, limit in malformed_inputs
+    ]
+    return doc(
+        "Relay frames: frames.encode/decode. Each WebSocket binary message is one frame: "
+        "version (1) = 1 | type (1) | request id (4, big-endian) | body.",
+        constants={
+            "version": frames.VERSION,
+            "header_len": frames.HEADER.size,
+            "id_len": frames.ID_LEN,
+            "key_len": frames.KEY_LEN,
+            "sig_len": frames.SIG_LEN,
+            "nonce_len": frames.NONCE_LEN,
+            "max_payload": frames.MAX_PAYLOAD,
+            "auth_context": h(frames.AUTH_CONTEXT),
+            "frame_types": {t.name: int(t) for t in frames.FrameType},
+            "error_codes": {c.name: int(c) for c in frames.RelayErrorCode},
+        },
+        frames=vectors,
+        auth=[
+            {
+                "description": "SUBSCRIBE authorisation: signed by the mailbox's receive key",
+                "nonce": h(nonce),
+                "frame_type": int(frames.FrameType.SUBSCRIBE),
+                "mailbox_id": h(recv_id),
+                "message": h(sub_msg),
+                "signer_seed": h(recv_seed),
+                "public_key": h(recv_key),
+                "signature": h(sub_sig),
+            },
+            {
+                "description": "AUTH_SEND authorisation: signed by the mailbox's send key",
+                "nonce": h(nonce),
+                "frame_type": int(frames.FrameType.AUTH_SEND),
+                "mailbox_id": h(send_id),
+                "message": h(send_msg),
+                "signer_seed": h(send_seed),
+                "public_key": h(send_key),
+                "signature": h(send_sig),
+            },
+        ],
+        msg_ids=[{"payload": h(p), "msg_id": h(message_id(p))} for p in (payload, b"", hello_envelope()[2])],
+        malformed=malformed,
+    )
+
+
+# ---- envelope.json -------------------------------------------------------------------------------
+
+
+def pad_inner(n: int) -> bytes:
+    """The inner used by the padding vectors: byte i is (7*i + 1) mod 256."""
+    return bytes((7 * i + 1) % 256 for i in range(n))
+
+
+def header_fields(header: Header) -> dict[str, Any]:
+    return {
+        "kind": int(header.kind),
+        "line_id": h(header.line_id),
+        "direction": header.direction,
+        "seq": header.seq,
+        "nonce": h(header.nonce),
+        "hello_key": h(header.hello_key),
+        "hello_kem": h(header.hello_kem),
+    }
+
+
+def envelope_vectors() -> dict[str, Any]:
+    key = fixed("envelope/data-key", 32)
+    data_header = Header(Kind.DATA, LINE_ID, 0, 7, fixed("envelope/data-nonce", 12))
+    data_inner = b"\x01" + fixed("olm-placeholder/data", 150)
+    data_env = envelope.seal(data_header, key, data_inner)
+    hello_header, hello_inner, hello_env = hello_envelope()
+    hello_key = pairing_secrets()["to_inviter"]
+
+    padding = []
+    for n in (0, 1, 100, 252, 253, 1020, 1021, 4092, 4093, 16380, 16381, 32764):
+        padded = envelope.pad(pad_inner(n))
+        entry: dict[str, Any] = {
+            "inner_len": n,
+            "padded_len": len(padded),
+            "padded_sha256": h(sha256(padded)),
+        }
+        if len(padded) <= 256:
+            entry["padded"] = h(padded)
+        padding.append(entry)
+    too_large = {"inner_len": 32765, "error": error_name(envelope.pad, pad_inner(32765))}
+
+    def with_length(length: int, size: int, tail: bytes = b"") -> bytes:
+        body = struct.pack(">I", length) + bytes(size - 4)
+        return body[: size - len(tail)] + tail
+
+    unpad_bad = [
+        ("255 bytes: not a bucket size", bytes(255)),
+        ("257 bytes: not a bucket size", bytes(257)),
+        ("length 253 in the 256 bucket (out of range)", with_length(253, 256)),
+        ("non-zero padding byte", with_length(10, 256, b"\x01")),
+    ]
+    unpad_malformed = [
+        {"description": d, "padded": h(p), "error": error_name(envelope.unpad, p)} for d, p in unpad_bad
+    ]
+
+    # Tampered and malformed envelopes. "stage" says where the code must reject it.
+    def seal_raw(header: Header, padded: bytes) -> bytes:
+        ad = header.encode()
+        return ad + aead_seal(key, header.nonce, padded, ad)
+
+    bad_padding_env = seal_raw(data_header, with_length(10, 256, b"\x01"))
+    bad_length_env = seal_raw(data_header, with_length(300, 256))
+    cases: list[tuple[str, str, str, bytes, int]] = [
+        ("sequence number byte flipped (header is AD)", "open", "data", flip(data_env, 28), 0),
+        ("line id byte flipped", "open", "data", flip(data_env, 4), 0),
+        ("nonce byte flipped", "open", "data", flip(data_env, 29), 0),
+        ("ciphertext byte flipped", "open", "data", flip(data_env, 60), 0),
+        ("tag byte flipped", "open", "data", flip(data_env, len(data_env) - 1), 0),
+        ("hello ML-KEM ciphertext byte flipped (AD)", "open", "hello", flip(hello_env, 41 + 32 + 5), 0),
+        ("hello X25519 key byte flipped (AD)", "open", "hello", flip(hello_env, 41 + 3), 0),
+        ("opened with the other direction's key", "open", "data_wrong_key", data_env, 0),
+        ("padding not zero (validly sealed)", "open", "data", bad_padding_env, 0),
+        ("inner length beyond the bucket (validly sealed)", "open", "data", bad_length_env, 0),
+        ("truncated by one byte", "parse", "data", data_env[:-1], 0),
+        ("one extra byte", "parse", "data", data_env + b"\x00", 0),
+        ("shorter than the 41-byte header", "parse", "data", data_env[:40], 0),
+        ("bad magic", "parse", "data", b"BD" + data_env[2:], 0),
+        ("version 2", "parse", "data", data_env[:2] + b"\x02" + data_env[3:], 0),
+        ("unknown kind 3", "parse", "data", data_env[:3] + b"\x03" + data_env[4:], 0),
+        ("direction 2", "parse", "data", data_env[:20] + b"\x02" + data_env[21:], 0),
+        ("sequence number 0", "parse", "data", data_env[:21] + bytes(8) + data_env[29:], 0),
+        ("hello kind in direction 0", "parse", "data", data_env[:3] + b"\x01" + data_env[4:], 0),
+        ("hello truncated inside its ML-KEM ciphertext", "parse", "hello", hello_env[: 41 + 600], 0),
+        ("larger than the largest envelope", "parse", "data", data_env, envelope.MAX_ENVELOPE + 1),
+    ]
+    keys = {"data": key, "hello": hello_key, "data_wrong_key": fixed("envelope/other-key", 32)}
+    tampered = []
+    for description, stage, which, data, grow_to in cases:
+        if grow_to:
+            data = data + bytes(grow_to - len(data))
+        k = keys[which]
+
+        def attempt(data: bytes = data, k: bytes = k) -> None:
+            envelope.open_sealed(envelope.parse(data), k)
+
+        entry = {"description": description, "stage": stage, "key": h(k)}
+        if grow_to:
+            entry["input_prefix"] = h(data_env)
+            entry["zero_fill_to"] = grow_to
+        else:
+            entry["input"] = h(data)
+        entry["error"] = error_name(attempt)
+        if stage == "open":
+            envelope.parse(data)  # must parse: rejection happens when opening
+        tampered.append(entry)
+
+    return doc(
+        "The envelope (envelope.py): header, padding, seal/parse/open. The AEAD is "
+        "ChaCha20-Poly1305; associated data = every byte before the ciphertext.",
+        notes=[
+            "Olm ciphertexts are not reproducible (vodozemac draws its own randomness). The "
+            "inner of every envelope here is " + OLM_PLACEHOLDER_NOTE + "; the hello inner is "
+            "accepter identity key (32) | accepter signing key (32) | Olm message.",
+            "Padding vectors use inner byte i = (7*i + 1) mod 256.",
+        ],
+        constants={
+            "magic": h(envelope.MAGIC),
+            "version": envelope.VERSION,
+            "header_len": envelope.HEADER_LEN,
+            "hello_extra_len": envelope.HELLO_EXTRA_LEN,
+            "buckets": list(envelope.BUCKETS),
+            "length_prefix": envelope.LENGTH_PREFIX,
+            "max_inner": envelope.MAX_INNER,
+            "tag_len": 16,
+            "max_envelope": envelope.MAX_ENVELOPE,
+            "kinds": {k.name: int(k) for k in Kind},
+        },
+        headers=[
+            {
+                "description": "data header",
+                "fields": header_fields(data_header),
+                "encoded": h(data_header.encode()),
+            },
+            {
+                "description": "hello header (with the accepter's X25519 key and ML-KEM ciphertext)",
+                "fields": header_fields(hello_header),
+                "encoded": h(hello_header.encode()),
+            },
+        ],
+        padding=padding,
+        pad_too_large=too_large,
+        unpad_malformed=unpad_malformed,
+        seal=[
+            {
+                "description": "data envelope",
+                "header": header_fields(data_header),
+                "key": h(key),
+                "inner": h(data_inner),
+                "associated_data": h(data_header.encode()),
+                "padded_len": len(envelope.pad(data_inner)),
+                "envelope": h(data_env),
+            },
+            {
+                "description": "hello envelope of the shared pairing (key: to_inviter of keyschedule.json)",
+                "header": header_fields(hello_header),
+                "key": h(hello_key),
+                "inner": h(hello_inner),
+                "associated_data": h(hello_header.encode()),
+                "padded_len": len(envelope.pad(hello_inner)),
+                "envelope": h(hello_env),
+            },
+        ],
+        tampered=tampered,
+    )
+
+
+# ---- keyschedule.json ----------------------------------------------------------------------------
+
+
+def schedule_case(
+    description: str, x: bytes, k: bytes, digest: bytes, line_id: bytes, psk: bytes
+) -> dict[str, Any]:
+    keys = derive_line_keys(x, k, digest, line_id, psk)
+    return {
+        "description": description,
+        "x25519_secret": h(x),
+        "mlkem_secret": h(k),
+        "invitation_digest": h(digest),
+        "line_id": h(line_id),
+        "preshared": h(psk),
+        "hkdf_ikm": h(x + k + psk),
+        "hkdf_salt": h(digest),
+        "hkdf_info": h(keyschedule.LINE_KEYS_INFO + line_id),
+        "to_accepter": h(keys.to_accepter),
+        "to_inviter": h(keys.to_inviter),
+    }
+
+
+def keyschedule_vectors() -> dict[str, Any]:
+    a, b = fixed("x25519/a-secret", 32), fixed("x25519/b-secret", 32)
+    shared = x25519(a, x25519_public(b))
+    assert shared == x25519(b, x25519_public(a))
+    kem_secret = mlkem_decapsulate(MLKEM_SEED, MLKEM_CIPHERTEXT)
+    digest, line_id = fixed("keyschedule/digest", 32), fixed("keyschedule/line-id", 16)
+    p = pairing_secrets()
+    signed = sign_invitation(invitation_one())
+    _, _, hello_env = hello_envelope()
+    return doc(
+        "The hybrid key agreement of pairing and the line key schedule (keyschedule.py): "
+        "okm = HKDF-SHA256(ikm = x25519_secret | mlkem_secret | preshared, salt = SHA-256(invitation "
+        "blob), info = LINE_KEYS_INFO | line_id, L = 64); to_accepter = okm[0:32], to_inviter = okm[32:64].",
+        constants={"line_keys_info": h(keyschedule.LINE_KEYS_INFO), "okm_len": 64},
+        x25519={
+            "a_secret": h(a),
+            "a_public": h(x25519_public(a)),
+            "b_secret": h(b),
+            "b_public": h(x25519_public(b)),
+            "shared": h(shared),
+        },
+        mlkem768={
+            "note": "the ciphertext was produced once by encapsulation (library randomness) and is "
+            "a constant of the generator; decapsulation and mlkem_public(seed) are deterministic",
+            "seed": h(MLKEM_SEED),
+            "public": h(mlkem_public(MLKEM_SEED)),
+            "ciphertext": h(MLKEM_CIPHERTEXT),
+            "shared": h(kem_secret),
+        },
+        derive=[
+            schedule_case("without pre-shared material", shared, kem_secret, digest, line_id, b""),
+            schedule_case(
+                "with 32 bytes of pre-shared material",
+                shared,
+                kem_secret,
+                digest,
+                line_id,
+                fixed("keyschedule/preshared", 32),
+            ),
+        ],
+        pairing={
+            "description": "the shared pairing: invitation 0 of invitation.json, the hello of envelope.json",
+            "invitation_blob": h(signed.blob),
+            "inviter_pairing_secret": h(PAIRING_SECRET),
+            "inviter_kem_seed": h(MLKEM_SEED),
+            "accepter_ephemeral_secret": h(ACCEPTER_EPHEMERAL),
+            "hello_key": h(x25519_public(ACCEPTER_EPHEMERAL)),
+            "hello_kem": h(MLKEM_CIPHERTEXT),
+            "x25519_secret": h(p["x25519_secret"]),
+            "mlkem_secret": h(p["mlkem_secret"]),
+            "invitation_digest": h(p["digest"]),
+            "line_id": h(LINE_ID),
+            "to_accepter": h(p["to_accepter"]),
+            "to_inviter": h(p["to_inviter"]),
+            "hello_envelope": h(hello_env),
+        },
+    )
+
+
+# ---- invitation.json -----------------------------------------------------------------------------
+
+
+def invitation_fields(inv: Invitation) -> dict[str, Any]:
+    return {
+        "line_id": h(inv.line_id),
+        "name": inv.name,
+        "identity_key": h(inv.identity_key),
+        "signing_key": h(inv.signing_key),
+        "one_time_key": h(inv.one_time_key),
+        "pairing_key": h(inv.pairing_key),
+        "kem_key": h(inv.kem_key),
+        "mailboxes": [
+            {"url": m.url, "send_id": h(m.send_id), "send_key": h(m.send_key)} for m in inv.mailboxes
+        ],
+        "created_at": inv.created_at,
+        "expires_at": inv.expires_at,
+        "on_record": inv.on_record,
+    }
+
+
+def invitation_vectors() -> dict[str, Any]:
+    from backchannel.proto.invitation import parse_invitation, parse_invitation_text
+
+    valid = []
+    for inv in (invitation_one(), invitation_two()):
+        signed = sign_invitation(inv)
+        valid.append(
+            {
+                "fields": invitation_fields(inv),
+                "signer_seed": h(INVITER_ED_SEED),
+                "body": h(inv.body()),
+                "signed_message": h(inv.signed_message()),
+                "signature": h(signed.blob[-64:]),
+                "blob": h(signed.blob),
+                "text": signed.text(),
+                "digest": h(signed.digest),
+            }
+        )
+
+    signed = sign_invitation(invitation_one())
+    blob, text = signed.blob, signed.text()
+    body_map = cbor2.loads(invitation_one().body())
+    body_len = len(invitation_one().body())
+    noncanonical = cbor2.dumps(dict(reversed(list(body_map.items()))))
+    assert noncanonical != invitation_one().body()
+    wrapped = "\n  ".join(text[i : i + 60] for i in range(0, len(text), 60)) + "\n"
+    bad_blobs = [
+        ("empty", b""),
+        ("body byte flipped (signature fails)", flip(blob, 6 + 40)),
+        ("signature byte flipped", flip(blob, len(blob) - 10)),
+        ("truncated by one byte", blob[:-1]),
+        ("one trailing byte", blob + b"\x00"),
+        ("wrong magic", b"BCX" + blob[3:]),
+        ("version 2", blob[:3] + b"\x02" + blob[4:]),
+        ("body length field one too large", blob[:4] + struct.pack(">H", body_len + 1) + blob[6:]),
+        ("validly signed, with an unknown field", raw_invitation_blob({**body_map, "extra": 1})),
+        ("validly signed, with no mailbox", raw_invitation_blob({**body_map, "mailboxes": []})),
+        ("validly signed, inner version 2", raw_invitation_blob({**body_map, "v": 2})),
+        (
+            "validly signed, ML-KEM key one byte short",
+            raw_invitation_blob({**body_map, "mlkem": body_map["mlkem"][:-1]}),
+        ),
+        (
+            "validly signed, mailbox URL not ws:// or wss://",
+            raw_invitation_blob(
+                {**body_map, "mailboxes": [{**body_map["mailboxes"][0], "url": "https://relay.example"}]}
+            ),
+        ),
+        ("validly signed, name of 65 characters", raw_invitation_blob({**body_map, "name": "n" * 65})),
+        (
+            "validly signed, body not in canonical CBOR (map keys reversed)",
+            b"BCI\x01"
+            + struct.pack(">H", len(noncanonical))
+            + noncanonical
+            + ed25519_sign(INVITER_ED_SEED, INVITATION_CONTEXT + noncanonical),
+        ),
+    ]
+    corrupt = [
+        {"description": d, "form": "blob", "input": h(b), "error": error_name(parse_invitation, b)}
+        for d, b in bad_blobs
+    ]
+    bad_texts = [
+        ("wrong prefix bc2-", "bc2-" + text[4:]),
+        ("no prefix", text[4:]),
+        ("characters outside base64url", "bc1-" + "@" * 40),
+        ("base64url of a truncated blob", text[:-3]),
+    ]
+    corrupt += [
+        {"description": d, "form": "text", "input": t, "error": error_name(parse_invitation_text, t)}
+        for d, t in bad_texts
+    ]
+    assert parse_invitation_text(wrapped).blob == blob
+    return doc(
+        "The invitation (invitation.py): binary form 'BCI' | version (1) = 1 | body length (2) | "
+        "body (canonical CBOR) | Ed25519 signature (64) over INVITATION_CONTEXT | body; text form "
+        "'bc1-' + base64url(blob) without padding; digest = SHA-256(blob). Signed with a fixed Ed25519 "
+        "seed (the wire format is plain Ed25519, whoever signs: a station signs with its Olm account key).",
+        constants={
+            "magic": h(b"BCI"),
+            "version": 1,
+            "text_prefix": "bc1-",
+            "context": h(INVITATION_CONTEXT),
+            "max_relays": 8,
+        },
+        valid=valid,
+        text_with_whitespace={
+            "description": "white space and line breaks anywhere in the text form are ignored",
+            "text": wrapped,
+            "digest": h(signed.digest),
+        },
+        corrupt=corrupt,
+    )
+
+
+# ---- payloads.json -------------------------------------------------------------------------------
+
+
+def payload_list() -> list[tuple[str, Payload]]:
+    return [
+        ("hello: the accepter's first payload", hello_payload()),
+        ("welcome: the inviter's first payload", Welcome()),
+        (
+            "msg, FLASH, non-ASCII text",
+            Message(Precedence.FLASH, "Stand down. Отбой. 停止。", CREATED_MS + 60_000),
+        ),
+        ("msg, ROUTINE", Message(Precedence.ROUTINE, "Hourly link test.", CREATED_MS + 3_600_000)),
+        ("msg, IMMEDIATE, empty text", Message(Precedence.IMMEDIATE, "", CREATED_MS + 1)),
+        ("msg, PRIORITY", Message(Precedence.PRIORITY, "Confirm receipt.", CREATED_MS + 2)),
+        ("delivered: cumulative receipt", Delivered(3, CREATED_MS + 61_000)),
+        ("ack: operator read message 2", Acknowledged(2, "Lt. Ivanova", CREATED_MS + 62_000)),
+    ]
+
+
+def payload_fields(payload: Payload) -> dict[str, Any]:
+    if isinstance(payload, Hello):
+        return {
+            "name": payload.name,
+            "mailboxes": [
+                {"url": m.url, "send_id": h(m.send_id), "send_key": h(m.send_key)} for m in payload.mailboxes
+            ],
+            "binding_signature": h(payload.binding_signature),
+        }
+    if isinstance(payload, Message):
+        return {"precedence": payload.precedence.value, "text": payload.text, "sent_at": payload.sent_at}
+    if isinstance(payload, Delivered):
+        return {"upto": payload.upto, "at": payload.at}
+    if isinstance(payload, Acknowledged):
+        return {"seq": payload.seq, "operator": payload.operator, "at": payload.at}
+    return {}
+
+
+def payload_vectors() -> dict[str, Any]:
+    from backchannel.proto.payloads import decode_payload
+
+    ik, ed = accepter_keys()
+    digest = sign_invitation(invitation_one()).digest
+    binding_msg = hello_binding(LINE_ID, ik, digest)
+    msg = {"t": "msg", "p": "ROUTINE", "text": "x", "at": 1}
+    bad: list[tuple[str, bytes]] = [
+        ("not CBOR", b"\xff"),
+        ("a CBOR array, not a map", cbor_encode(["msg"])),
+        ("unknown type", cbor_encode({"t": "nope"})),
+        ("unknown field", cbor_encode({**msg, "x": 1})),
+        ("missing field", cbor_encode({"t": "msg", "p": "ROUTINE", "text": "x"})),
+        ("unknown precedence", cbor_encode({**msg, "p": "URGENT"})),
+        ("map keys not in canonical order", cbor2.dumps({"text": "x", "t": "msg", "p": "ROUTINE", "at": 1})),
+        (
+            "integer not in shortest form",
+            cbor_encode({"t": "delivered", "upto": 3, "at": 1})[:-1] + b"\x18\x03",
+        ),
+        ("trailing byte", cbor_encode(msg) + b"\x00"),
+        ("CBOR tag 1 (decoded natively, then fails the canonical check)", cbor2.dumps(cbor2.CBORTag(1, 0))),
+        ("unknown CBOR tag 99", cbor2.dumps(cbor2.CBORTag(99, 0))),
+        ("negative timestamp", cbor_encode({**msg, "at": -1})),
+        ("timestamp 2^63", cbor_encode({**msg, "at": 2**63})),
+        ("boolean where an integer belongs", cbor_encode({"t": "delivered", "upto": True, "at": 1})),
+        ("ack operator of 65 bytes", cbor_encode({"t": "ack", "seq": 1, "op": "o" * 65, "at": 1})),
+        (
+            "ack operator of 33 two-byte characters (66 bytes)",
+            cbor_encode({"t": "ack", "seq": 1, "op": "Д" * 33, "at": 1}),
+        ),
+        ("msg text of 30001 bytes", cbor_encode({**msg, "text": "x" * 30_001})),
+        (
+            "hello with 9 mailboxes",
+            cbor_encode(
+                {**hello_payload().to_cbor(), "mailboxes": [hello_payload().to_cbor()["mailboxes"][0]] * 9}
+            ),
+        ),
+        ("hello signature of 63 bytes", cbor_encode({**hello_payload().to_cbor(), "sig": bytes(63)})),
+    ]
+    malformed = []
+    for description, data in bad:
+        if description == "msg text of 30001 bytes":
+            entry = {"description": description, "input_sha256": h(sha256(data)), "input_len": len(data)}
+        else:
+            entry = {"description": description, "input": h(data)}
+        entry["error"] = error_name(decode_payload, data)
+        malformed.append(entry)
+    return doc(
+        "Payloads (payloads.py): canonical CBOR maps with a type tag 't', carried inside Olm.",
+        constants={
+            "hello_binding_context": h(b"backchannel/v1 hello binding\x00"),
+            "max_text_bytes": 30_000,
+            "max_name_bytes": 64,
+        },
+        payloads=[
+            {
+                "description": d,
+                "type": p.to_cbor()["t"],
+                "fields": payload_fields(p),
+                "cbor": h(encode_payload(p)),
+            }
+            for d, p in payload_list()
+        ],
+        hello_binding={
+            "description": "signed by the accepter's Ed25519 (Olm) key; here a fixed seed",
+            "line_id": h(LINE_ID),
+            "identity_key": h(ik),
+            "invitation_digest": h(digest),
+            "message": h(binding_msg),
+            "signer_seed": h(ACCEPTER_ED_SEED),
+            "signing_key": h(ed),
+            "signature": h(ed25519_sign(ACCEPTER_ED_SEED, binding_msg)),
+        },
+        malformed=malformed,
+        malformed_note="the 30001-byte text is given by rule: the msg map {t, p: ROUTINE, text: 'x' * 30001, "
+        "at: 1}, checked by length and SHA-256",
+    )
+
+
+# ---- transcript.json -----------------------------------------------------------------------------
+
+
+def transcript_vectors() -> dict[str, Any]:
+    cbors = {d: encode_payload(p) for d, p in payload_list()}
+    names = list(cbors)
+    order = [  # (direction, seq, payload)
+        (1, 1, names[0]),  # hello
+        (0, 1, names[1]),  # welcome
+        (1, 2, names[2]),  # msg
+        (0, 2, names[3]),  # msg
+        (0, 3, names[6]),  # delivered
+        (1, 3, names[7]),  # ack
+    ]
+    t = Transcript.start(LINE_ID)
+    entries = []
+    for direction, seq, name in order:
+        payload = cbors[name]
+        t = t.append(direction, seq, payload)
+        entries.append(
+            {
+                "direction": direction,
+                "seq": seq,
+                "payload": h(payload),
+                "payload_sha256": h(sha256(payload)),
+                "head": h(t.heads[direction]),
+                "line_head": h(t.head()),
+            }
+        )
+    final = t.head()
+    alternate = [1, 3, 4, 0, 2, 5]  # same per-direction order, another interleaving
+    t2 = Transcript.start(LINE_ID)
+    for i in alternate:
+        direction, seq, name = order[i]
+        t2 = t2.append(direction, seq, cbors[name])
+    assert t2.head() == final
+    empty = Transcript.start(LINE_ID)
+    return doc(
+        "The transcript hash chains (transcript.py). h[d][0] = SHA-256(GENESIS | line_id | d); "
+        "h[d][n] = SHA-256(ENTRY | line_id | d | n (8) | h[d][n-1] | SHA-256(payload)); "
+        "head = SHA-256(HEAD | line_id | n0 (8) | h[0][n0] | n1 (8) | h[1][n1]).",
+        constants={
+            "genesis": h(transcript.GENESIS),
+            "entry": h(transcript.ENTRY),
+            "head": h(transcript.HEAD),
+        },
+        line_id=h(LINE_ID),
+        genesis=[h(empty.heads[0]), h(empty.heads[1])],
+        empty_line_head=h(empty.head()),
+        entries=entries,
+        final_counts=[t.counts[0], t.counts[1]],
+        final_line_head=h(final),
+        alternate_order=alternate,
+        alternate_order_note="appending the entries in this order (indices into 'entries') gives the same "
+        "final line head: each direction has one writer, so interleaving does not matter",
+    )
+
+
+# ---- safety.json ---------------------------------------------------------------------------------
+
+
+def safety_vectors() -> dict[str, Any]:
+    a, b = inviter_keys(), accepter_keys()
+    number = safety_number(a, b)
+    assert number == safety_number(b, a)
+    return doc(
+        "Safety numbers (safety.py): fingerprint = 30 digits from iterated SHA-512 over "
+        "0x0001 | identity_key | signing_key; safety number = both fingerprints in ascending order.",
+        constants={"iterations": 5200, "version": "0001"},
+        stations=[
+            {
+                "description": "the inviter of the shared pairing",
+                "identity_key": h(a[0]),
+                "signing_key": h(a[1]),
+                "fingerprint": station_fingerprint(*a),
+            },
+            {
+                "description": "the accepter of the shared pairing",
+                "identity_key": h(b[0]),
+                "signing_key": h(b[1]),
+                "fingerprint": station_fingerprint(*b),
+            },
+        ],
+        safety_number=number,
+        grouped=grouped(number),
+    )
+
+
+# ---- keystore.json -------------------------------------------------------------------------------
+
+KEYSTORE_PASSPHRASE = "correct horse battery staple — Ω"
+KEYSTORE_RNG_SEED = b"backchannel vectors/keystore"
+AT_REST_RNG_SEED = b"backchannel vectors/at-rest"
+LIGHT_KDF = KdfParams(memory_kib=1024, iterations=1, lanes=1)
+
+
+def keystore_file() -> bytes:
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "keystore.bcks"
+        create_keystore(path, KEYSTORE_PASSPHRASE, params=LIGHT_KDF, rng=FakeRng(KEYSTORE_RNG_SEED))
+        return path.read_bytes()
+
+
+def at_rest_items() -> list[tuple[str, bytes, bytes]]:
+    """(description, context, plaintext) for each kind of value the station seals at rest."""
+    recv_id, send_id = fixed("at-rest/recv-id", 16), fixed("at-rest/send-id", 16)
+    p = pairing_secrets()
+    return [
+        ("mailbox receive key seed", b"recv-key" + recv_id, fixed("at-rest/recv-seed", 32)),
+        ("peer mailbox send key seed", b"send-key" + send_id, fixed("at-rest/send-seed", 32)),
+        ("line keys: to_accepter | to_inviter", b"line-keys" + LINE_ID, p["to_accepter"] + p["to_inviter"]),
+        (
+            "pending invitation: X25519 secret | ML-KEM seed",
+            b"invitation" + LINE_ID,
+            PAIRING_SECRET + MLKEM_SEED,
+        ),
+        ("received message body 5", b"body" + LINE_ID + b"in" + (5).to_bytes(8, "big"), "Отбой.".encode()),
+        ("sent message body 2", b"body" + LINE_ID + b"out" + (2).to_bytes(8, "big"), b"Hourly link test."),
+    ]
+
+
+def keystore_vectors() -> dict[str, Any]:
+    from backchannel.station.keystore import open_keystore
+
+    data = keystore_file()
+    rng = FakeRng(KEYSTORE_RNG_SEED)
+    store_key, salt, nonce = rng.bytes(32), rng.bytes(16), rng.bytes(12)
+    header = data[: KEYSTORE_HEADER.size]
+    kek = argon2id(
+        KEYSTORE_PASSPHRASE.encode(),
+        salt,
+        memory_kib=LIGHT_KDF.memory_kib,
+        iterations=LIGHT_KDF.iterations,
+        lanes=LIGHT_KDF.lanes,
+    )
+
+    def open_bytes(blob: bytes, passphrase: str) -> bytes:
+        with tempfile.TemporaryDirectory() as tmp:
+            path = Path(tmp) / "keystore.bcks"
+            path.write_bytes(blob)
+            return open_keystore(path, passphrase)
+
+    assert open_bytes(data, KEYSTORE_PASSPHRASE) == store_key
+    off_iter = 4 + 1 + 4  # offset of the iterations field
+    bad = [
+        ("wrong passphrase", data, "correct horse battery staple"),
+        ("one byte short", data[:-1], KEYSTORE_PASSPHRASE),
+        ("bad magic", b"BCKX" + data[4:], KEYSTORE_PASSPHRASE),
+        ("version 2", data[:4] + b"\x02" + data[5:], KEYSTORE_PASSPHRASE),
+        (
+            "iterations 0 (implausible)",
+            data[:off_iter] + struct.pack(">I", 0) + data[off_iter + 4 :],
+            KEYSTORE_PASSPHRASE,
+        ),
+        ("memory 4 KiB (implausible)", data[:5] + struct.pack(">I", 4) + data[9:], KEYSTORE_PASSPHRASE),
+        (
+            "iterations changed 1 -> 2 (header is AD)",
+            data[:off_iter] + struct.pack(">I", 2) + data[off_iter + 4 :],
+            KEYSTORE_PASSPHRASE,
+        ),
+        ("salt byte flipped", flip(data, 14 + 3), KEYSTORE_PASSPHRASE),
+        ("ciphertext byte flipped", flip(data, len(data) - 20), KEYSTORE_PASSPHRASE),
+    ]
+    errors = [
+        {"description": d, "file": h(b), "passphrase": p, "error": error_name(open_bytes, b, p)}
+        for d, b, p in bad
+    ]
+
+    at_rest = AtRest(store_key, FakeRng(AT_REST_RNG_SEED))
+    sealed = []
+    for description, context, plaintext in at_rest_items():
+        sealed.append(
+            {
+                "description": description,
+                "context": h(context),
+                "plaintext": h(plaintext),
+                "sealed": h(at_rest.seal(plaintext, context)),
+            }
+        )
+    return doc(
+        "The keystore file and at-rest sealing (station/keystore.py). File: 'BCKS' | version (1) = 1 | "
+        "memory KiB (4) | iterations (4) | lanes (1) | salt (16) | nonce (12) | ChaCha20-Poly1305 of the "
+        "32-byte store key under Argon2id(passphrase, salt) with the 42-byte header as AD. Light KDF "
+        "parameters for speed; production defaults are 65536 KiB, 3 iterations, 2 lanes.",
+        passphrase=KEYSTORE_PASSPHRASE,
+        kdf={
+            "memory_kib": LIGHT_KDF.memory_kib,
+            "iterations": LIGHT_KDF.iterations,
+            "lanes": LIGHT_KDF.lanes,
+        },
+        rng_seed=h(KEYSTORE_RNG_SEED),
+        rng_note="FakeRng(rng_seed) yields store_key (32), then salt (16), then nonce (12)",
+        store_key=h(store_key),
+        salt=h(salt),
+        nonce=h(nonce),
+        header=h(header),
+        passphrase_key=h(kek),
+        file=h(data),
+        errors=errors,
+        at_rest={
+            "description": "AtRest.seal(plaintext, context) = nonce (12) | "
+            "ChaCha20-Poly1305(store_key, nonce, plaintext, ad = context); "
+            "nonces from FakeRng(rng_seed), drawn in the order listed",
+            "store_key": h(store_key),
+            "rng_seed": h(AT_REST_RNG_SEED),
+            "values": sealed,
+        },
+    )
+
+
+# ---- driver --------------------------------------------------------------------------------------
+
+BUILDERS = {
+    "relay_frames.json": relay_frames,
+    "envelope.json": envelope_vectors,
+    "keyschedule.json": keyschedule_vectors,
+    "invitation.json": invitation_vectors,
+    "payloads.json": payload_vectors,
+    "transcript.json": transcript_vectors,
+    "safety.json": safety_vectors,
+    "keystore.json": keystore_vectors,
+}
+
+
+def render() -> dict[str, str]:
+    """The exact text of every vector file."""
+    return {
+        name: json.dumps(build(), indent=2, ensure_ascii=False) + "\n" for name, build in BUILDERS.items()
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--check", action="store_true", help="exit 1 if docs/vectors differ from the output")
+    parser.add_argument("--out", type=Path, default=OUT, help="directory of the vector files")
+    args = parser.parse_args(argv)
+    files = render()
+    if args.check:
+        stale = []
+        for name, text in files.items():
+            path = args.out / name
+            if not path.exists() or path.read_text(encoding="utf-8") != text:
+                stale.append(name)
+        if stale:
+            print(f"test vectors out of date: {', '.join(stale)}; run python {GENERATOR}", file=sys.stderr)
+            return 1
+        print(f"{len(files)} vector files up to date")
+        return 0
+    args.out.mkdir(parents=True, exist_ok=True)
+    for name, text in files.items():
+        (args.out / name).write_text(text, encoding="utf-8")
+    print(f"wrote {len(files)} vector files to {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,148 +1,16 @@
-"""Integration fixtures: a real relay in a real subprocess.
-
-``start_relay(tmp_path)`` runs ``python -m backchannel.relay --port 0`` on a database in
-``tmp_path`` and parses its ``relay listening on ws://…`` line. The fixtures stop every
-relay they started, even when a test fails.
-"""
+"""Integration fixtures: real relays in real subprocesses (see ``support.relays``)."""
 
 from __future__ import annotations
 
-import os
-import select
-import signal
-import subprocess
-import sys
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-READY_PREFIX = "relay listening on "
-START_TIMEOUT = 15.0
+from support.relays import RelayProcess, start_relay
 
-
-class RelayProcess:
-    """A relay subprocess; ``restart`` keeps its database and port (so URLs stay valid)."""
-
-    def __init__(self, directory: Path, config: dict[str, Any] | None = None) -> None:
-        self.directory = directory
-        directory.mkdir(parents=True, exist_ok=True)
-        self.db_path = directory / "relay.db"
-        self.config_path: Path | None = None
-        if config:
-            self.config_path = directory / "relay.toml"
-            self.config_path.write_text(_toml_table("relay", config))
-        self.port = 0
-        self.url = ""
-        self.proc: subprocess.Popen[str] | None = None
-        self._start()
-
-    @property
-    def http_url(self) -> str:
-        return self.url.replace("ws://", "http://", 1)
-
-    @property
-    def running(self) -> bool:
-        return self.proc is not None and self.proc.poll() is None
-
-    def kill(self) -> None:
-        """SIGKILL: no shutdown, no flush; what the relay said was stored must survive."""
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGKILL)
-            self.proc.wait(timeout=10)
-
-    def stop(self) -> None:
-        """SIGTERM and wait; SIGKILL if it does not exit in time."""
-        if self.proc is None:
-            return
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.kill()
-        if self.proc.stdout is not None:
-            self.proc.stdout.close()
-
-    def restart(self) -> None:
-        """Stop (if running) and start again on the same database and port."""
-        self.stop()
-        self._start()
-
-    def stderr_text(self) -> str:
-        path = self.directory / "relay.stderr"
-        return path.read_text() if path.exists() else ""
-
-    def _start(self) -> None:
-        cmd = [
-            sys.executable,
-            "-m",
-            "backchannel.relay",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(self.port),
-            "--db",
-            str(self.db_path),
-        ]
-        if self.config_path is not None:
-            cmd += ["--config", str(self.config_path)]
-        deadline = time.monotonic() + START_TIMEOUT
-        while True:  # a restart may race the kernel releasing the old port
-            stderr = open(self.directory / "relay.stderr", "a")  # noqa: SIM115
-            try:
-                self.proc = subprocess.Popen(
-                    cmd,
-                    stdout=subprocess.PIPE,
-                    stderr=stderr,
-                    text=True,
-                    env={**os.environ, "PYTHONUNBUFFERED": "1"},
-                )
-            finally:
-                stderr.close()
-            line = _read_line(self.proc, deadline)
-            if line.startswith(READY_PREFIX):
-                self.url = line[len(READY_PREFIX) :].strip()
-                self.port = int(self.url.rsplit(":", 1)[1])
-                return
-            self.proc.wait(timeout=10)
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"relay did not start: {line!r}\n{self.stderr_text()}")
-            time.sleep(0.1)
-
-
-def start_relay(tmp_path: Path, config: dict[str, Any] | None = None, name: str = "relay") -> RelayProcess:
-    """Start a relay subprocess under ``tmp_path/name``. The caller must ``stop()`` it."""
-    return RelayProcess(tmp_path / name, config)
-
-
-def _read_line(proc: subprocess.Popen[str], deadline: float) -> str:
-    assert proc.stdout is not None
-    while True:
-        remaining = deadline - time.monotonic()
-        if remaining <= 0:
-            proc.kill()
-            return ""
-        ready, _, _ = select.select([proc.stdout], [], [], min(remaining, 0.2))
-        if ready:
-            return proc.stdout.readline()
-        if proc.poll() is not None:
-            return ""
-
-
-def _toml_table(name: str, values: dict[str, Any]) -> str:
-    lines = [f"[{name}]"]
-    for key, value in values.items():
-        if isinstance(value, bool):
-            rendered = "true" if value else "false"
-        elif isinstance(value, str):
-            rendered = '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
-        else:
-            rendered = repr(value)
-        lines.append(f"{key} = {rendered}")
-    return "\n".join(lines) + "\n"
+__all__ = ["RelayProcess", "start_relay"]
 
 
 @pytest.fixture

@@ -19,7 +19,7 @@ from backchannel.proto.frames import FrameType, RelayErrorCode
 from backchannel.station.relay_link import Delivery, RelayLink
 
 if TYPE_CHECKING:
-    from conftest import RelayProcess
+    from support.relays import RelayProcess
 
 T = TypeVar("T")
 

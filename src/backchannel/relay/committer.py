@@ -15,6 +15,7 @@ with ``None`` (the handler answers INTERNAL), and the committer carries on.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections import deque
 from collections.abc import Callable
@@ -23,12 +24,16 @@ from concurrent.futures import Executor
 from backchannel.clock import Clock
 from backchannel.errors import StorageError
 from backchannel.relay.mailbox import QueueLimits
-from backchannel.relay.storage.base import MailboxStore, WriteOp, WriteResult
+from backchannel.relay.storage.base import DeleteMessage, MailboxStore, WriteOp, WriteResult
 
 _LOG = logging.getLogger("backchannel.relay")
 
 #: An upper bound on one transaction, so a flood cannot build a multi-second commit.
 MAX_BATCH = 4096
+#: How long deletions alone may wait for company. A deletion need not be durable before its
+#: OK (a frame deleted late is at worst delivered again, and stations drop copies), so it
+#: rides along with the next SEND's commit instead of making a SEND wait behind its fsync.
+ACK_DELAY = 0.01
 
 Done = Callable[[WriteResult | None], None]
 
@@ -78,6 +83,10 @@ class GroupCommitter:
             await self._work.wait()
             self._work.clear()
             while self._queue:
+                if all(isinstance(op, DeleteMessage) for op, _ in self._queue):
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(self._work.wait(), ACK_DELAY)
+                    self._work.clear()
                 batch = [self._queue.popleft() for _ in range(min(MAX_BATCH, len(self._queue)))]
                 ops = [op for op, _ in batch]
                 results: list[WriteResult | None]

@@ -39,6 +39,7 @@ from websockets.exceptions import ConnectionClosed
 from websockets.frames import CloseCode
 from websockets.http11 import Request, Response
 
+from backchannel import aio
 from backchannel.clock import Clock, Rng, SystemClock, SystemRng
 from backchannel.errors import (
     BackchannelError,
@@ -104,6 +105,9 @@ class _Subscription:
     window: PushWindow
     wake: asyncio.Event = field(default_factory=asyncio.Event)
     task: asyncio.Task[None] | None = None
+    #: True while the pump has pushed every stored row and is not reading the store: a
+    #: newly stored frame can then be pushed straight from memory, saving a store read.
+    caught_up: bool = False
 
 
 class RelayServer:
@@ -418,7 +422,12 @@ class RelayServer:
                 if result.outcome is Outcome.STORED:
                     self.counters["stored"] += 1
                     sub = self._subs.get(recv_id)
-                    if sub is not None:
+                    if sub is not None and sub.caught_up and sub.window.fetch_limit() > 0:
+                        sub.window.pushed(result.count, result.msg_id, self._clock.now())
+                        sub.conn.push(frames.Deliver(recv_id, result.msg_id, frame.payload))
+                        self.counters["delivered"] += 1
+                    elif sub is not None:
+                        sub.caught_up = False
                         sub.wake.set()
                 else:
                     self.counters["duplicates"] += 1
@@ -459,6 +468,7 @@ class RelayServer:
         while True:
             await sub.wake.wait()
             sub.wake.clear()
+            sub.caught_up = False
             try:
                 while (limit := sub.window.fetch_limit()) > 0:
                     rows = await self._db(self._store.messages_after, sub.recv_id, sub.window.cursor, limit)
@@ -469,6 +479,7 @@ class RelayServer:
                         sub.conn.push(frames.Deliver(row.recv_id, row.msg_id, row.payload))
                     self.counters["delivered"] += len(rows)
                     if len(rows) < limit:
+                        sub.caught_up = not sub.wake.is_set()
                         break
             except BackchannelError as exc:
                 _LOG.error("relay: cannot read a mailbox: %s", exc)
@@ -592,4 +603,4 @@ def main_serve(config: RelayConfig) -> None:
             loop.add_signal_handler(signum, stop.set)
         await run_relay(config, on_ready=announce, stop=stop)
 
-    asyncio.run(main())
+    aio.run(main())

@@ -12,6 +12,7 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
+from backchannel import aio
 from backchannel.errors import StationAlreadyRunning
 from backchannel.station.config import StationConfig
 from backchannel.station.control import ControlServer, socket_path
@@ -78,4 +79,4 @@ def main_run(home: Path, passphrase: str, config: StationConfig, log_level: str 
             f"{profile}.{os.getpid()}",
         )
         return
-    asyncio.run(run_station(home, passphrase, config, ready))
+    aio.run(run_station(home, passphrase, config, ready))

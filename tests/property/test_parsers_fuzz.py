@@ -15,7 +15,6 @@ put; the station test checks that explicitly.
 from __future__ import annotations
 
 import asyncio
-import os
 import struct
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -61,6 +60,8 @@ from backchannel.station.keystore import VERSION as KS_VERSION
 from backchannel.station.keystore import create_keystore, open_keystore
 from backchannel.station.relay_link import Delivery
 from backchannel.station.station import Station
+
+from support.offline import make_offline
 
 T = TypeVar("T")
 RELAY = "ws://relay.invalid:1"
@@ -618,14 +619,7 @@ def test_keystore_with_plausible_parameters_raises_only_keystore_errors(
 # ---- a whole station ---------------------------------------------------------------------
 
 
-def _offline(station: Station) -> Station:
-    async def new_mailbox(url: str) -> tuple[bytes, bytes, bytes, bytes]:
-        return os.urandom(16), os.urandom(32), os.urandom(16), os.urandom(32)
-
-    station._new_mailbox = new_mailbox  # type: ignore[method-assign]
-    station._subscribe = lambda url, recv_id, seed: None  # type: ignore[method-assign]
-    station._add_sender = lambda url, send_id, seed: None  # type: ignore[method-assign]
-    return station
+_offline = make_offline
 
 
 @dataclass

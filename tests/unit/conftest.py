@@ -27,6 +27,8 @@ from backchannel.proto.session import Identity, OlmSession
 from backchannel.station.relay_link import Delivery
 from backchannel.station.station import Station
 
+from support.offline import make_offline
+
 RELAY = "ws://relay.invalid:1"
 PASSPHRASE = "correct horse battery staple"
 T0_MS = 1_700_000_000_000
@@ -121,24 +123,6 @@ def paired() -> Paired:
 
 
 # ---- stations without a relay ----------------------------------------------------------
-
-
-def make_offline(station: Station) -> Station:
-    """Cut a station off from relays: mailboxes are made up locally, links never start."""
-
-    async def new_mailbox(url: str) -> tuple[bytes, bytes, bytes, bytes]:
-        return os.urandom(16), os.urandom(32), os.urandom(16), os.urandom(32)
-
-    def subscribe(url: str, recv_id: bytes, seed: bytes) -> None:
-        station._mailbox_urls[recv_id] = url
-
-    def add_sender(url: str, send_id: bytes, seed: bytes) -> None:
-        return None
-
-    station._new_mailbox = new_mailbox  # type: ignore[method-assign]
-    station._subscribe = subscribe  # type: ignore[method-assign]
-    station._add_sender = add_sender  # type: ignore[method-assign]
-    return station
 
 
 def deliver(station: Station, *frames: bytes) -> list[tuple[bytes, int]]:

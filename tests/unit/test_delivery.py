@@ -188,8 +188,11 @@ class FakeStation:
     def may_send(self, line_id: bytes, seq: int) -> bool:
         return self.sendable(line_id, seq)
 
-    def peer_targets(self, line_id: bytes) -> list[tuple[str, bytes]]:
-        return [(url, b"S" + url.encode()) for url in self.links]
+    def circuit_urls(self, line_id: bytes) -> list[str]:
+        return sorted(self.links)
+
+    def send_id(self, line_id: bytes, url: str) -> bytes | None:
+        return b"S" + url.encode() if url in self.links else None
 
     def outbound_frame(self, line_id: bytes, seq: int) -> bytes:
         return line_id[:1] + seq.to_bytes(2, "big")
@@ -197,8 +200,22 @@ class FakeStation:
     def link(self, url: str) -> FakeLink:
         return self.links[url]
 
-    def mark_relayed(self, items: list[tuple[bytes, int]]) -> None:
-        self.relayed.extend(items)
+    def mark_sent(self, items: list[tuple[bytes, int, str]]) -> None:
+        self.relayed.extend((line_id, seq) for line_id, seq, _ in items)
+
+
+def test_a_frame_of_a_removed_circuit_is_not_sent() -> None:
+    async def body() -> None:
+        link = FakeLink("ws://a")
+        station = FakeStation({"ws://a": link})
+        sender = Sender(station, StationConfig())  # type: ignore[arg-type]
+        await sender.start([(L1, 1, "ws://gone")])
+        for _ in range(20):
+            await asyncio.sleep(0)
+        assert link.sent == [] and station.relayed == [] and sender.pending() == 0
+        await sender.stop()
+
+    run(body)
 
 
 def test_the_sender_sends_each_frame_to_every_circuit_and_records_relayed() -> None:
@@ -206,7 +223,8 @@ def test_the_sender_sends_each_frame_to_every_circuit_and_records_relayed() -> N
         links = {"ws://a": FakeLink("ws://a"), "ws://b": FakeLink("ws://b")}
         station = FakeStation(links)
         sender = Sender(station, StationConfig())  # type: ignore[arg-type]
-        await sender.start([(L1, 1), (L1, 2)])
+        sender.enqueue([(L1, 1), (L1, 2)])
+        await sender.start([])
         await settle(lambda: len(station.relayed) == 4 and sender.pending() == 0)
         for link in links.values():
             assert [frame for _, frame in link.sent] == [b"\x01\x00\x01", b"\x01\x00\x02"]
@@ -221,7 +239,8 @@ def test_the_sender_holds_back_frames_the_station_may_not_send_yet() -> None:
         link = FakeLink("ws://a")
         station = FakeStation({"ws://a": link}, sendable=lambda line_id, seq: seq == 1)
         sender = Sender(station, StationConfig())  # type: ignore[arg-type]
-        await sender.start([(L1, 1), (L1, 2)])
+        sender.enqueue([(L1, 1), (L1, 2)])
+        await sender.start([])
         await settle(lambda: station.relayed == [(L1, 1)])
         for _ in range(20):
             await asyncio.sleep(0)
@@ -237,8 +256,8 @@ def test_a_failed_send_is_parked_and_resent_when_the_link_comes_back(failure: Ex
         link = FakeLink("ws://a", fail=failure)
         station = FakeStation({"ws://a": link})
         sender = Sender(station, StationConfig())  # type: ignore[arg-type]
-        await sender.start([(L1, 1)])
-        await settle(lambda: sender.pending() == 1 and sender._parked.get("ws://a") == {(L1, 1)})
+        await sender.start([(L1, 1, "ws://a")])
+        await settle(lambda: sender.pending() == 1 and sender._parked.get("ws://a") == {(L1, 1, "ws://a")})
         assert station.relayed == []
         link.fail = None
         sender.on_link_state("ws://a", up=True)

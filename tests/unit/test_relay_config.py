@@ -18,6 +18,8 @@ def test_defaults() -> None:
     assert config.max_mailbox_depth == 100_000 and config.max_mailboxes == 100_000
     assert config.expiry_seconds == 14 * 24 * 3600 and config.expiry_sweep_seconds == 60
     assert config.push_window == 512
+    assert config.redeliver_seconds == 30.0
+    assert config.ping_interval_seconds == 5.0 and config.ping_timeout_seconds == 5.0
 
 
 def test_file_then_overrides(tmp_path: Path) -> None:
@@ -40,6 +42,14 @@ def test_file_then_overrides(tmp_path: Path) -> None:
         ("[relay]\nexpiry_sweep_seconds = 0\n", "expiry_sweep_seconds"),
         ("[relay]\nmax_payload = 1.5\n", "max_payload"),
         ("relay = 3\n", "relay"),
+        ("[relay]\nredeliver_seconds = 0\n", "redeliver_seconds"),
+        ("[relay]\nredeliver_seconds = -1.5\n", "redeliver_seconds"),
+        ("[relay]\nredeliver_seconds = inf\n", "redeliver_seconds"),
+        ("[relay]\nredeliver_seconds = nan\n", "redeliver_seconds"),
+        ('[relay]\nredeliver_seconds = "30"\n', "redeliver_seconds"),
+        ("[relay]\nping_interval_seconds = 0\n", "ping_interval_seconds"),
+        ("[relay]\nping_timeout_seconds = -5\n", "ping_timeout_seconds"),
+        ("[relay]\nexpiry_seconds = nan\n", "expiry_seconds"),
     ],
 )
 def test_bad_settings_name_the_key(tmp_path: Path, text: str, key: str) -> None:

@@ -46,24 +46,85 @@ def test_push_window_bounds_unacked_frames() -> None:
     window = PushWindow(3)
     assert window.fetch_limit() == 3 and window.cursor == 0
     for seq in (4, 7, 9):
-        window.pushed(seq, b"m%d" % seq, T0)
+        window.pushed(seq, b"m%d" % seq, T0, 0.0)
     assert window.fetch_limit() == 0 and window.cursor == 9 and window.unacked == 3
     assert window.acked(b"m7") is True
     assert window.acked(b"m7") is False  # a second ACK frees nothing
     assert window.acked(b"unknown") is False
     assert window.fetch_limit() == 1
     with pytest.raises(ValueError):
-        window.pushed(8, b"late", T0)  # never backwards: FIFO
+        window.pushed(8, b"late", T0, 0.0)  # never backwards: FIFO
     with pytest.raises(ValueError):
         PushWindow(0)
 
 
 def test_push_window_forgets_expired_frames() -> None:
     window = PushWindow(5)
-    window.pushed(1, b"old", T0)
-    window.pushed(2, b"new", T0 + 100)
+    window.pushed(1, b"old", T0, 0.0)
+    window.pushed(2, b"new", T0 + 100, 0.0)
     assert window.forget_expired(T0 + 50) == 1
     assert window.unacked == 1 and window.fetch_limit() == 4
+
+
+def test_push_window_without_redelivery_never_has_anything_due() -> None:
+    window = PushWindow(5)
+    window.pushed(1, b"a", T0, 0.0)
+    assert window.next_redelivery() is None and window.due(1e9) == []
+    with pytest.raises(ValueError):
+        PushWindow(5, redeliver_seconds=0)
+
+
+def test_unacked_frames_come_due_after_redeliver_seconds_oldest_first() -> None:
+    window = PushWindow(10, redeliver_seconds=30.0)
+    assert window.next_redelivery() is None  # nothing pushed: nothing to wait for
+    window.pushed(1, b"a", T0, 100.0)
+    window.pushed(2, b"b", T0, 110.0)
+    window.pushed(3, b"c", T0, 120.0)
+    assert window.next_redelivery() == 130.0
+    assert window.due(129.9) == []
+    assert window.due(130.0) == [(1, b"a")]  # "older than": exactly 30 s is due
+    assert window.due(145.0) == [(1, b"a"), (2, b"b")]
+    # Acknowledged frames are never due.
+    assert window.acked(b"a")
+    assert window.due(145.0) == [(2, b"b")] and window.next_redelivery() == 140.0
+
+
+def test_a_redelivered_frame_waits_a_full_interval_again_and_keeps_its_slot() -> None:
+    window = PushWindow(3, redeliver_seconds=10.0)
+    window.pushed(1, b"a", T0, 0.0)
+    window.pushed(2, b"b", T0, 5.0)
+    assert window.redelivered(b"a", 1, 10.0)
+    # Ordered by latest push: b (pushed at 5) is now first in line, a (10) after it.
+    assert window.next_redelivery() == 15.0
+    assert window.due(15.0) == [(2, b"b")]
+    assert window.due(20.0) == [(2, b"b"), (1, b"a")]
+    assert window.unacked == 2 and window.fetch_limit() == 1  # still awaiting its ACK
+    assert window.cursor == 2  # redelivery never moves the cursor
+
+
+def test_redelivery_of_a_frame_no_longer_awaited_is_refused() -> None:
+    window = PushWindow(3, redeliver_seconds=10.0)
+    window.pushed(1, b"a", T0, 0.0)
+    assert window.due(10.0) == [(1, b"a")]
+    window.acked(b"a")  # the ACK arrived while the server read the row back
+    assert window.redelivered(b"a", 1, 10.0) is False
+    assert window.forget(b"a", 1) is False
+    # Acked, then the same payload stored again as row 2 and pushed: row 1's redelivery
+    # or disappearance must not touch row 2's slot.
+    window.pushed(2, b"a", T0, 11.0)
+    assert window.redelivered(b"a", 1, 12.0) is False
+    assert window.forget(b"a", 1) is False
+    assert window.unacked == 1 and window.next_redelivery() == 21.0
+    assert window.forget(b"a", 2) is True
+    assert window.unacked == 0 and window.next_redelivery() is None
+
+
+def test_expired_frames_are_never_due() -> None:
+    window = PushWindow(3, redeliver_seconds=1.0)
+    window.pushed(1, b"old", T0, 0.0)
+    window.pushed(2, b"new", T0 + 100, 0.0)
+    window.forget_expired(T0 + 50)
+    assert window.due(5.0) == [(2, b"new")]
 
 
 # ---- the SQLite store ------------------------------------------------------------------
@@ -146,6 +207,23 @@ def test_ack_deletes_and_sequence_numbers_are_never_reused(tmp_path: Path) -> No
     (second,) = store.apply([PutMessage(RECV, b"b")], T0, LIMITS)
     assert second.count > first.count  # a cursor at the old seq still sees the new row
     assert [r.payload for r in store.messages_after(RECV, first.count, 10)] == [b"b"]
+    store.close()
+
+
+def test_messages_by_seq_reads_back_only_rows_still_stored(tmp_path: Path) -> None:
+    store = open_store(tmp_path)
+    other = b"o" * 16
+    store.apply([AddMailbox(MailboxRecord(other, b"t" * 16, b"R" * 32, b"S" * 32, T0))], T0, LIMITS)
+    stored = store.apply([PutMessage(RECV, b"p%d" % i) for i in range(5)], T0, LIMITS)
+    (foreign,) = store.apply([PutMessage(other, b"x")], T0, LIMITS)
+    seqs = [r.count for r in stored]
+    store.apply([DeleteMessage(RECV, stored[1].msg_id)], T0, LIMITS)
+    rows = store.messages_by_seq(RECV, [seqs[3], seqs[1], seqs[0], foreign.count, seqs[3]])
+    assert [r.payload for r in rows] == [b"p0", b"p3"]  # oldest first; deleted and foreign rows absent
+    assert [r.seq for r in rows] == [seqs[0], seqs[3]]
+    assert store.messages_by_seq(RECV, []) == []
+    many = store.apply([PutMessage(RECV, b"m%d" % i) for i in range(1200)], T0, QueueLimits(10_000, 10))
+    assert len(store.messages_by_seq(RECV, [r.count for r in many])) == 1200  # chunked IN lists
     store.close()
 
 

@@ -152,15 +152,43 @@ def test_config_values_are_read_and_ints_become_floats(tmp_path: Path) -> None:
         '[station]\nrelay = "wss://relay.example"\ninvitation_ttl_hours = 2\nsend_window = 8\n',
     )
     config = StationConfig.load(path)
-    assert config.relay == "wss://relay.example"
+    assert config.relays == ("wss://relay.example",)
     assert config.invitation_ttl_hours == 2.0 and isinstance(config.invitation_ttl_hours, float)
     assert config.send_window == 8
 
 
 def test_flags_override_the_file_and_none_flags_are_ignored(tmp_path: Path) -> None:
     path = write_config(tmp_path / "s.toml", "[station]\nsend_window = 8\n")
-    config = StationConfig.load(path, send_window=16, relay=None)
-    assert config.send_window == 16 and config.relay is None
+    config = StationConfig.load(path, send_window=16, relays=None)
+    assert config.send_window == 16 and config.relays == ()
+
+
+def test_deadlines_merge_with_defaults_and_lines_override_them(tmp_path: Path) -> None:
+    path = write_config(
+        tmp_path / "s.toml",
+        "[station]\nlink_test_interval = 2\n[station.deadlines]\nFLASH = 30\n"
+        "[station.lines.moscow.deadlines]\nFLASH = 5\n",
+    )
+    config = StationConfig.load(path)
+    assert config.link_test_interval == 2.0
+    assert config.deadlines_for("moscow")["FLASH"] == 5.0
+    assert config.deadlines_for("other")["FLASH"] == 30.0
+    assert config.deadlines_for("other")["ROUTINE"] == 86400.0
+
+
+@pytest.mark.parametrize(
+    ("body", "named"),
+    [
+        ("[station.deadlines]\nURGENT = 5\n", "URGENT"),
+        ("[station.deadlines]\nFLASH = -1\n", "FLASH"),
+        ('[station]\nalarm_webhook = "ftp://x"\n', "alarm_webhook"),
+        ("[station]\nalarm_command = []\n", "alarm_command"),
+        ("[station]\nlink_test_interval = 0\n", "link_test_interval"),
+    ],
+)
+def test_bad_alarm_and_deadline_settings_are_named(tmp_path: Path, body: str, named: str) -> None:
+    with pytest.raises(ConfigError, match=named):
+        StationConfig.load(write_config(tmp_path / "s.toml", body))
 
 
 @pytest.mark.parametrize(

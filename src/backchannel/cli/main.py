@@ -128,17 +128,35 @@ def station() -> None:
     type=click.Path(path_type=Path, dir_okay=False),
     help="Station config file (default: station.toml in the station directory).",
 )
-@click.option("--relay", help="Default relay URL for new invitations.")
+@click.option("--relay", "relays", multiple=True, help="Default relay for new invitations (repeatable).")
+@click.option("--link-test-interval", type=float, help="Seconds between link tests (default 3600).")
+@click.option("--alarm-command", help="Run this command with each alarm as JSON on stdin.")
+@click.option("--alarm-webhook", help="POST each alarm as JSON to this URL.")
 @click.option("--log-level", default="WARNING", show_default=True)
 @pass_state
 def station_run(
-    state: State, passphrase_file: Path | None, config_file: Path | None, relay: str | None, log_level: str
+    state: State,
+    passphrase_file: Path | None,
+    config_file: Path | None,
+    relays: tuple[str, ...],
+    link_test_interval: float | None,
+    alarm_command: str | None,
+    alarm_webhook: str | None,
+    log_level: str,
 ) -> None:
     """Run the station: keep its lines connected, send and receive, serve the CLI."""
+    import shlex
+
     from backchannel.station.config import StationConfig
     from backchannel.station.runner import main_run
 
-    config = StationConfig.load(config_file or state.home / "station.toml", relay=relay)
+    config = StationConfig.load(
+        config_file or state.home / "station.toml",
+        relays=list(relays) or None,
+        link_test_interval=link_test_interval,
+        alarm_command=shlex.split(alarm_command) if alarm_command else None,
+        alarm_webhook=alarm_webhook,
+    )
     main_run(state.home, read_passphrase(passphrase_file), config, log_level.upper())
 
 
@@ -170,16 +188,21 @@ def relay_serve(config_file: Path | None, host: str | None, port: int | None, db
 
 
 @cli.command()
-@click.option("--relay", "relay_url", help="Relay for this line's inbound mailbox (default from config).")
+@click.option(
+    "--relay",
+    "relays",
+    multiple=True,
+    help="A relay for the line: one circuit each (repeat for several; default from config).",
+)
 @click.option("--name", help="Local name for the new line (default: the other station's name).")
 @click.option(
     "--out", type=click.Path(path_type=Path, dir_okay=False), help="Also write the invitation to this file."
 )
 @json_option
 @pass_state
-def invite(state: State, relay_url: str | None, name: str | None, out: Path | None, as_json: bool) -> None:
+def invite(state: State, relays: tuple[str, ...], name: str | None, out: Path | None, as_json: bool) -> None:
     """Create an invitation to carry to the other station out of band."""
-    result = state.call("invite", relay=relay_url, name=name)
+    result = state.call("invite", relay=list(relays) or None, name=name)
     if out is not None:
         out.write_text(result["text"] + "\n", encoding="utf-8")
         os.chmod(out, 0o600)
@@ -329,26 +352,79 @@ def ack(state: State, line: str, seq: int, operator: str, as_json: bool) -> None
 @cli.command()
 @click.argument("line", required=False)
 @click.option("--limit", type=int, default=20, show_default=True)
+@click.option("--watch", is_flag=True, help="Refresh in place every second (Ctrl-C to stop).")
 @json_option
 @pass_state
-def status(state: State, line: str | None, limit: int, as_json: bool) -> None:
-    """Lines and the status of sent messages: queued, relayed, delivered, acknowledged."""
-    lines_data = [state.call("line", name=line)] if line else state.call("lines")
-    result = {
-        "lines": lines_data,
-        "messages": state.call("outbox", line=line, limit=limit),
-        "rejected": state.call("counters"),
-    }
+def status(state: State, line: str | None, limit: int, watch: bool, as_json: bool) -> None:
+    """Lines, circuits, open alarms, and sent messages: queued, relayed, delivered, acknowledged."""
 
-    def human(v: dict[str, Any]) -> None:
-        render.console.print(render.lines_table(v["lines"]))
-        render.console.print(render.messages_table(v["messages"], "Sent messages"))
-        if v["rejected"]:
-            render.console.print(
-                "Rejected input: " + ", ".join(f"{k} {n}" for k, n in sorted(v["rejected"].items()))
-            )
+    def gather() -> dict[str, Any]:
+        lines_data = [state.call("line", name=line)] if line else state.call("lines")
+        return {
+            "lines": lines_data,
+            "messages": state.call("outbox", line=line, limit=limit),
+            "alarms": state.call("alarms"),
+            "rejected": state.call("counters"),
+        }
 
-    emit(as_json, result, human)
+    if watch and not as_json:
+        import time
+
+        from rich.live import Live
+
+        with Live(render.status_view(gather()), console=render.console, refresh_per_second=2) as live:
+            while True:
+                time.sleep(1.0)
+                live.update(render.status_view(gather()))
+    emit(as_json, gather(), lambda v: render.console.print(render.status_view(v)))
+
+
+@cli.command()
+@click.option("--all", "include_cleared", is_flag=True, help="Cleared alarms too.")
+@json_option
+@pass_state
+def alarms(state: State, include_cleared: bool, as_json: bool) -> None:
+    """Alarms: circuits or lines down, deadlines passed, sequence gaps. Open ones by default."""
+    result = state.call("alarms", include_cleared=include_cleared)
+    emit(as_json, result, lambda v: render.console.print(render.alarms_table(v)))
+
+
+@cli.command("alarm-ack")
+@click.argument("alarm_id")
+@click.option("--operator", default=lambda: os.environ.get("USER", "operator"), help="Who saw it.")
+@json_option
+@pass_state
+def alarm_ack(state: State, alarm_id: str, operator: str, as_json: bool) -> None:
+    """Acknowledge alarm ALARM_ID (it stays open until its condition is over)."""
+    result = state.call("ack_alarm", alarm_id=alarm_id, operator=operator)
+    emit(as_json, result, lambda v: render.console.print(f"Alarm {v['id']} acknowledged by {operator}."))
+
+
+@cli.group()
+def circuit() -> None:
+    """Add or remove a line's circuits (relays); both stations apply the change."""
+
+
+@circuit.command("add")
+@click.argument("line")
+@click.argument("relay_url")
+@json_option
+@pass_state
+def circuit_add(state: State, line: str, relay_url: str, as_json: bool) -> None:
+    """Add a circuit through RELAY_URL to LINE."""
+    result = state.call("add_circuit", line=line, relay=relay_url)
+    emit(as_json, result, lambda v: render.console.print(f"Circuit through {relay_url} offered on {line}."))
+
+
+@circuit.command("remove")
+@click.argument("line")
+@click.argument("relay_url")
+@json_option
+@pass_state
+def circuit_remove(state: State, line: str, relay_url: str, as_json: bool) -> None:
+    """Stop using RELAY_URL for LINE."""
+    result = state.call("remove_circuit", line=line, relay=relay_url)
+    emit(as_json, result, lambda v: render.console.print(f"Circuit through {relay_url} removed from {line}."))
 
 
 @cli.group()

@@ -9,7 +9,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from rich.console import Console
+from rich.console import Console, Group
 from rich.table import Table
 
 console = Console(highlight=False, soft_wrap=True)
@@ -31,23 +31,93 @@ def when(ts: float | None) -> str:
     return dt.datetime.fromtimestamp(ts).strftime("%H:%M:%S.%f")[:-3]
 
 
+HEALTH_STYLE = {
+    "up": "green",
+    "degraded": "yellow",
+    "down": "bold red",
+    "unknown": "dim",
+    "pairing": "yellow",
+}
+
+
 def lines_table(lines: list[dict[str, Any]]) -> Table:
     table = Table(title="Lines", title_justify="left")
-    for col in ("line", "peer", "state", "verified", "relays up", "sent", "recv", "unacked", "last contact"):
+    columns = (
+        "line",
+        "peer",
+        "health",
+        "verified",
+        "relays up",
+        "sent",
+        "recv",
+        "unacked",
+        "alarms",
+        "last contact",
+    )
+    for col in columns:
         table.add_column(col)
     for line in lines:
+        health = line.get("health", line["state"])
         table.add_row(
             line["name"],
             line["peer_name"],
-            line["state"],
+            f"[{HEALTH_STYLE.get(health, '')}]{health}[/]",
             "yes" if line["verified"] else "[red]NO[/red]",
             f"{len(line['relays_connected'])}/{len(line['relays'])}",
             str(line["sent"]),
             str(line["received"]),
             str(line["unacknowledged"]),
+            str(line.get("open_alarms", 0)),
             when(line["last_contact"]),
         )
     return table
+
+
+def circuits_table(lines: list[dict[str, Any]]) -> Table:
+    table = Table(title="Circuits", title_justify="left")
+    for col in ("line", "relay", "health", "relay link", "rtt", "last in", "last out", "waiting"):
+        table.add_column(col)
+    for line in lines:
+        for c in line.get("circuits", []):
+            table.add_row(
+                line["name"],
+                c["url"],
+                f"[{HEALTH_STYLE.get(c['state'], '')}]{c['state']}[/]",
+                "connected" if c["connected"] else "[red]lost[/]",
+                "-" if c["rtt_ms"] is None else f"{c['rtt_ms']:.1f} ms",
+                when(c["last_in"]),
+                when(c["last_out"]),
+                str(c.get("pending", 0)),
+            )
+    return table
+
+
+def alarms_table(alarms: list[dict[str, Any]]) -> Table:
+    table = Table(title="Alarms", title_justify="left")
+    for col in ("id", "state", "kind", "line", "raised", "cleared", "message"):
+        table.add_column(col)
+    for a in alarms:
+        style = "bold red" if a["state"] == "raised" else "green"
+        table.add_row(
+            a["id"],
+            f"[{style}]{a['state']}[/]",
+            a["kind"],
+            a["line"] or "-",
+            when(a["raised_at"]),
+            when(a["cleared_at"]),
+            a["message"],
+        )
+    return table
+
+
+def status_view(v: dict[str, Any]) -> Group:
+    parts: list[Any] = [lines_table(v["lines"]), circuits_table(v["lines"])]
+    if v.get("alarms"):
+        parts.append(alarms_table(v["alarms"]))
+    parts.append(messages_table(v["messages"], "Sent messages"))
+    if v.get("rejected"):
+        parts.append("Rejected input: " + ", ".join(f"{k} {n}" for k, n in sorted(v["rejected"].items())))
+    return Group(*parts)
 
 
 def messages_table(messages: list[dict[str, Any]], title: str) -> Table:

@@ -84,7 +84,44 @@ class Acknowledged:
         return {"t": "ack", "seq": self.seq, "op": self.operator, "at": self.at}
 
 
-Payload = Hello | Welcome | Message | Delivered | Acknowledged
+@dataclass(frozen=True)
+class LinkTest:
+    """A periodic test of the line, sent like every frame on every circuit."""
+
+    test_id: int
+    at: int
+
+    def to_cbor(self) -> dict[str, Any]:
+        return {"t": "test", "id": self.test_id, "at": self.at}
+
+
+@dataclass(frozen=True)
+class LinkTestReply:
+    """The answer to a link test: which circuits (relay URLs) delivered a copy of it here."""
+
+    test_id: int
+    circuits: tuple[str, ...]
+    at: int
+
+    def to_cbor(self) -> dict[str, Any]:
+        return {"t": "test-reply", "id": self.test_id, "circuits": list(self.circuits), "at": self.at}
+
+
+@dataclass(frozen=True)
+class Circuits:
+    """Add circuits to a line (the sender's mailboxes on new relays) or remove them, by URL.
+
+    Authenticated like every payload (Olm inside the line's envelope); applied by both sides.
+    """
+
+    add: tuple[MailboxCapability, ...]
+    remove: tuple[str, ...]
+
+    def to_cbor(self) -> dict[str, Any]:
+        return {"t": "circuits", "add": [m.to_cbor() for m in self.add], "remove": list(self.remove)}
+
+
+Payload = Hello | Welcome | Message | Delivered | Acknowledged | LinkTest | LinkTestReply | Circuits
 
 
 def hello_binding(line_id: bytes, identity_key: bytes, invitation_digest: bytes) -> bytes:
@@ -122,11 +159,27 @@ def decode_payload(data: bytes) -> Payload:
         payload = Delivered(_ms(obj, "upto"), _ms(obj, "at"))
     elif kind == "ack":
         payload = Acknowledged(_ms(obj, "seq"), _bounded_text(obj, "op", MAX_NAME), _ms(obj, "at"))
+    elif kind == "test":
+        payload = LinkTest(_ms(obj, "id"), _ms(obj, "at"))
+    elif kind == "test-reply":
+        payload = LinkTestReply(_ms(obj, "id"), _urls(obj, "circuits"), _ms(obj, "at"))
+    elif kind == "circuits":
+        raw_add = field(obj, "add", list)
+        if len(raw_add) > MAX_RELAYS:
+            raise ProtocolError("a circuits change may add at most 8 mailboxes")
+        payload = Circuits(tuple(MailboxCapability.from_cbor(m) for m in raw_add), _urls(obj, "remove"))
     else:
         raise ProtocolError(f"unknown payload type {kind[:20]!r}")
     if encode_payload(payload) != data:
         raise ProtocolError("the payload carries unknown fields")
     return payload
+
+
+def _urls(obj: dict[str, Any], key: str) -> tuple[str, ...]:
+    values = field(obj, key, list)
+    if len(values) > MAX_RELAYS or not all(isinstance(v, str) and 0 < len(v) <= 512 for v in values):
+        raise ProtocolError(f"the field {key!r} must list at most 8 relay URLs")
+    return tuple(values)
 
 
 def _bounded_text(obj: dict[str, Any], key: str, limit: int) -> str:

@@ -2,28 +2,59 @@
 
 Unknown keys and wrong types are refused with a message naming the key, so a typo in a
 config file is never silently ignored.
+
+```toml
+[station]
+relay = "ws://127.0.0.1:7400"        # default relay for invitations
+link_test_interval = 3600            # seconds between link tests (the 1963 line: hourly)
+alarm_command = ["/usr/local/bin/page-duty-officer"]
+alarm_webhook = "http://127.0.0.1:9000/alarms"
+
+[station.deadlines]                  # seconds until the acknowledged receipt is due
+FLASH = 120
+IMMEDIATE = 600
+
+[station.lines.moscow.deadlines]     # per line, by the line's local name
+FLASH = 60
+```
 """
 
 from __future__ import annotations
 
 import tomllib
-from dataclasses import dataclass, fields, replace
+from collections.abc import Callable
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
 from backchannel.errors import ConfigError
 
+PRECEDENCES = ("FLASH", "IMMEDIATE", "PRIORITY", "ROUTINE")
+DEFAULT_DEADLINES = {"FLASH": 120.0, "IMMEDIATE": 600.0, "PRIORITY": 3600.0, "ROUTINE": 86400.0}
+
 
 @dataclass(frozen=True)
 class StationConfig:
-    #: The relay used for new invitations when none is given.
-    relay: str | None = None
+    #: The relays used for new invitations when none is given (one circuit each).
+    relays: tuple[str, ...] = ()
     #: How long an invitation may wait to be accepted.
     invitation_ttl_hours: float = 168.0
     #: Longest pause between retries of an unsent frame.
     retry_max_seconds: float = 5.0
     #: Frames in flight to relays at once (pipelining window).
     send_window: int = 512
+    #: Seconds a relay has to answer a request before the link counts it as lost.
+    relay_request_timeout: float = 10.0
+    #: Seconds between link tests on every line (the 1963 hotline was tested hourly).
+    link_test_interval: float = 3600.0
+    #: Seconds until the *acknowledged* receipt is due, by precedence.
+    deadlines: dict[str, float] = field(default_factory=lambda: dict(DEFAULT_DEADLINES))
+    #: Per-line overrides of ``deadlines``, by the line's local name.
+    line_deadlines: dict[str, dict[str, float]] = field(default_factory=dict)
+    #: Run this command (argv) with each alarm event as JSON on stdin.
+    alarm_command: tuple[str, ...] = ()
+    #: POST each alarm event as JSON to this http(s) URL.
+    alarm_webhook: str | None = None
 
     @classmethod
     def load(cls, path: Path | None, **overrides: Any) -> StationConfig:
@@ -36,27 +67,93 @@ class StationConfig:
             table = data.get("station", {})
             if not isinstance(table, dict):
                 raise ConfigError(f"{path}: [station] must be a table")
-            config = config._merge(table, str(path))
-        return config._merge({k: v for k, v in overrides.items() if v is not None}, "flags")
+            config = config.merge(table, str(path))
+        return config.merge({k: v for k, v in overrides.items() if v is not None}, "flags")
 
-    def _merge(self, values: dict[str, Any], where: str) -> StationConfig:
-        known = {f.name: f for f in fields(self)}
+    def merge(self, values: dict[str, Any], where: str) -> StationConfig:
+        known = {f.name for f in fields(self)}
         changes: dict[str, Any] = {}
         for key, value in values.items():
-            if key not in known:
+            name = {"relay": "relays", "lines": "line_deadlines"}.get(key, key)
+            if name not in known:
                 raise ConfigError(f"{where}: unknown station setting {key!r}")
-            expected = type(getattr(StationConfig(), key))
-            if key == "relay":
-                if not isinstance(value, str) or not value.startswith(("ws://", "wss://")):
-                    raise ConfigError(f"{where}: 'relay' must be a ws:// or wss:// URL")
-            elif expected is float and isinstance(value, int) and not isinstance(value, bool):
-                value = float(value)
-            elif not isinstance(value, expected) or isinstance(value, bool):
-                raise ConfigError(f"{where}: {key!r} must be a {expected.__name__}")
-            if key in _POSITIVE and value <= 0:
-                raise ConfigError(f"{where}: {key!r} must be greater than 0")
-            changes[key] = value
+            changes[name] = _VALIDATORS[name](value, f"{where}: {key!r}")
         return replace(self, **changes)
 
+    def deadlines_for(self, line_name: str) -> dict[str, float]:
+        return {**self.deadlines, **self.line_deadlines.get(line_name, {})}
 
-_POSITIVE = ("invitation_ttl_hours", "retry_max_seconds", "send_window")
+
+def _positive(kind: type) -> Callable[[Any, str], Any]:
+    def check(value: Any, what: str) -> Any:
+        if (
+            isinstance(value, bool)
+            or not isinstance(value, int | float)
+            or (kind is int and not isinstance(value, int))
+        ):
+            raise ConfigError(f"{what} must be a {kind.__name__}")
+        if value <= 0:
+            raise ConfigError(f"{what} must be greater than 0")
+        return kind(value)
+
+    return check
+
+
+def _url(value: Any, what: str, schemes: tuple[str, ...] = ("ws://", "wss://")) -> str:
+    if not isinstance(value, str) or not value.startswith(schemes):
+        raise ConfigError(f"{what} must be a URL starting with {' or '.join(schemes)}")
+    return value
+
+
+def _relays(value: Any, what: str) -> tuple[str, ...]:
+    items = [value] if isinstance(value, str) else value
+    if not isinstance(items, list | tuple) or not items:
+        raise ConfigError(f"{what} must be a relay URL or a list of them")
+    return tuple(_url(v, what) for v in items)
+
+
+def _deadlines(value: Any, what: str) -> dict[str, float]:
+    if not isinstance(value, dict):
+        raise ConfigError(f"{what} must be a table of precedence = seconds")
+    out = {}
+    for prec, seconds in value.items():
+        if prec not in PRECEDENCES:
+            raise ConfigError(f"{what}: unknown precedence {prec!r} (use {', '.join(PRECEDENCES)})")
+        out[prec] = float(_positive(float)(seconds, f"{what}.{prec}"))
+    return out
+
+
+def _line_deadlines(value: Any, what: str) -> dict[str, dict[str, float]]:
+    if not isinstance(value, dict):
+        raise ConfigError(f"{what} must be a table of line names")
+    out = {}
+    for line, table in value.items():
+        if not isinstance(table, dict) or set(table) - {"deadlines"}:
+            raise ConfigError(f"{what}.{line} may only hold a [deadlines] table")
+        out[line] = _deadlines(table.get("deadlines", {}), f"{what}.{line}.deadlines")
+    return out
+
+
+def _command(value: Any, what: str) -> tuple[str, ...]:
+    items = [value] if isinstance(value, str) else value
+    if not isinstance(items, list | tuple) or not items or not all(isinstance(v, str) and v for v in items):
+        raise ConfigError(f"{what} must be a command: a list of program and arguments")
+    return tuple(items)
+
+
+def _webhook(value: Any, what: str) -> str:
+    return _url(value, what, ("http://", "https://"))
+
+
+_VALIDATORS: dict[str, Callable[[Any, str], Any]] = {
+    "relays": _relays,
+    "invitation_ttl_hours": _positive(float),
+    "retry_max_seconds": _positive(float),
+    "send_window": _positive(int),
+    "relay_request_timeout": _positive(float),
+    "link_test_interval": _positive(float),
+    "deadlines": lambda value, what: {**DEFAULT_DEADLINES, **_deadlines(value, what)},
+    "line_deadlines": _line_deadlines,
+    "alarm_command": _command,
+    "alarm_webhook": _webhook,
+}

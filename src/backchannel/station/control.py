@@ -76,6 +76,10 @@ class ControlServer:
             "verify": s.verify,
             "transcript": s.transcript,
             "counters": s.counters,
+            "alarms": s.list_alarms,
+            "ack_alarm": s.ack_alarm,
+            "add_circuit": s.add_circuit,
+            "remove_circuit": s.remove_circuit,
         }
 
     async def start(self, path: Path) -> None:

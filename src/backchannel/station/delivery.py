@@ -2,14 +2,17 @@
 
 Theory of operation
 -------------------
-Frames enter the send queue only after the transaction that sealed them has committed.
-The sender takes them in order and sends each to every relay that carries the line,
-keeping up to ``send_window`` requests in flight (pipelining over each WebSocket). A frame
-is *relayed* once a relay answers *stored* (the relay answers only after its own commit).
-A failed send (connection lost, relay refused) parks the frame per relay; it goes back in
-the queue, in sequence order, as soon as that relay's link is up again, and otherwise on a
-backoff timer. Retries send the very same bytes: the relay stores a repeated frame once, and
-the receiving station drops copies by sequence number, so retrying is always safe.
+Frames enter the send queue only after the
+transaction that sealed them has committed. The sender takes them in order and sends each to
+every circuit (relay) of the line, keeping up to ``send_window`` requests in flight
+(pipelining over each WebSocket). A frame is *relayed* once a relay answers *stored* (the
+relay answers only after its own commit); which circuits stored it is recorded, so that a
+circuit that was down gets every frame it missed when it returns, even across a restart of
+the station. A failed send (connection lost, relay refused) parks the frame per circuit; it
+goes back in the queue, in sequence order, as soon as that relay's link is up again, and
+otherwise on a backoff timer. Retries send the very same bytes: the relay stores a repeated
+frame once, and the receiving station drops copies by sequence number, so retrying is always
+safe.
 
 An accepter's line sends only its hello until the inviter's welcome arrives (the inviter
 cannot authenticate anything else before the hello); :meth:`Station.may_send` says so, and
@@ -33,6 +36,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("backchannel.delivery")
 
 Item = tuple[bytes, int]  # (line id, sequence number)
+Target = tuple[bytes, int, str]  # (line id, sequence number, circuit url)
 LEVELS = {"relayed": 1, "delivered": 2, "acknowledged": 3}
 INITIAL_BACKOFF = 0.25
 
@@ -43,14 +47,16 @@ def next_backoff(current: float, maximum: float) -> float:
 
 
 class Sender:
+    """Sends each queued frame on every circuit of its line; retries per circuit."""
+
     def __init__(self, station: Station, config: StationConfig) -> None:
         self._station = station
         self._config = config
-        self._queue: deque[Item] = deque()
-        self._queued: set[Item] = set()
-        self._parked: dict[str, set[Item]] = {}
-        self._inflight: set[tuple[bytes, int, str]] = set()
-        self._relayed: list[Item] = []
+        self._queue: deque[Target] = deque()
+        self._queued: set[Target] = set()
+        self._parked: dict[str, set[Target]] = {}
+        self._inflight: set[Target] = set()
+        self._stored: list[Target] = []
         self._flush_scheduled = False
         self._wake = asyncio.Event()
         self._window = asyncio.Semaphore(config.send_window)
@@ -59,8 +65,8 @@ class Sender:
         self._retry_task: asyncio.Task[None] | None = None
         self._backoff = INITIAL_BACKOFF
 
-    async def start(self, pending: list[Item]) -> None:
-        self.enqueue(pending)
+    async def start(self, pending: list[Target]) -> None:
+        self.enqueue_targets(pending)
         self._loop_task = asyncio.create_task(self._run(), name="sender")
         self._retry_task = asyncio.create_task(self._retry(), name="sender-retry")
 
@@ -75,11 +81,17 @@ class Sender:
         self._flush()
 
     def enqueue(self, items: list[Item]) -> None:
-        for item in items:
-            if item not in self._queued:
-                self._queued.add(item)
-                self._queue.append(item)
-        if items:
+        """Send these frames on every circuit their line has now."""
+        self.enqueue_targets(
+            [(line_id, seq, url) for line_id, seq in items for url in self._station.circuit_urls(line_id)]
+        )
+
+    def enqueue_targets(self, targets: list[Target]) -> None:
+        for target in targets:
+            if target not in self._queued:
+                self._queued.add(target)
+                self._queue.append(target)
+        if targets:
             self._wake.set()
 
     def pending(self) -> int:
@@ -92,53 +104,52 @@ class Sender:
     def _unpark(self, url: str) -> None:
         parked = self._parked.pop(url, set())
         if parked:
-            self.enqueue(sorted(parked))
+            self.enqueue_targets(sorted(parked))
 
     async def _run(self) -> None:
         while True:
             await self._wake.wait()
             self._wake.clear()
             while self._queue:
-                item = self._queue.popleft()
-                self._queued.discard(item)
-                line_id, seq = item
+                target = self._queue.popleft()
+                self._queued.discard(target)
+                line_id, seq, url = target
                 if not self._station.may_send(line_id, seq):
                     continue  # re-enqueued by the station when the line opens
-                for url, send_id in self._station.peer_targets(line_id):
-                    key = (line_id, seq, url)
-                    if key in self._inflight:
-                        continue
-                    await self._window.acquire()
-                    self._inflight.add(key)
-                    task = asyncio.create_task(self._send_one(key, send_id))
-                    self._tasks.add(task)
-                    task.add_done_callback(self._tasks.discard)
+                send_id = self._station.send_id(line_id, url)
+                if send_id is None or target in self._inflight:
+                    continue  # the circuit was removed, or this very send is under way
+                await self._window.acquire()
+                self._inflight.add(target)
+                task = asyncio.create_task(self._send_one(target, send_id))
+                self._tasks.add(task)
+                task.add_done_callback(self._tasks.discard)
 
-    async def _send_one(self, key: tuple[bytes, int, str], send_id: bytes) -> None:
-        line_id, seq, url = key
+    async def _send_one(self, target: Target, send_id: bytes) -> None:
+        line_id, seq, url = target
         try:
             frame = self._station.outbound_frame(line_id, seq)
             await self._station.link(url).send(send_id, frame)
         except BackchannelError as exc:
             if not isinstance(exc, TransportError):
                 log.warning("relay %s refused frame %d: %s", url, seq, exc)
-            self._parked.setdefault(url, set()).add((line_id, seq))
+            self._parked.setdefault(url, set()).add(target)
         else:
             self._backoff = INITIAL_BACKOFF
-            self._relayed.append((line_id, seq))
+            self._stored.append(target)
             if not self._flush_scheduled:
                 self._flush_scheduled = True
                 asyncio.get_running_loop().call_soon(self._flush)
         finally:
-            self._inflight.discard(key)
+            self._inflight.discard(target)
             self._window.release()
 
     def _flush(self) -> None:
         self._flush_scheduled = False
-        if self._relayed:
-            batch, self._relayed = self._relayed, []
+        if self._stored:
+            batch, self._stored = self._stored, []
             try:
-                self._station.mark_relayed(batch)
+                self._station.mark_sent(batch)
             except BackchannelError as exc:  # only bookkeeping: a resend is harmless
                 log.warning("could not record relayed frames: %s", exc)
 
@@ -148,7 +159,8 @@ class Sender:
             if any(self._parked.values()):
                 self._backoff = next_backoff(self._backoff, self._config.retry_max_seconds)
                 for url in list(self._parked):
-                    self._unpark(url)
+                    if self._station.link(url).connected:
+                        self._unpark(url)
 
 
 class Waiters:

@@ -15,6 +15,22 @@ a reconnect, and duplicates are the station's to drop (it does so by sequence nu
 
 ``send`` and ``ack`` never wait for a connection: a circuit that is down fails fast, and
 the delivery layer retries over this or another circuit.
+
+Faults between here and the relay (a middlebox that drops, delays, duplicates or reorders
+WebSocket messages, or cuts connections) are survived this way:
+
+- a request whose request or reply is lost fails with ``TransportError`` after
+  ``request_timeout`` (the caller retries; SEND is idempotent at the relay, ACK too);
+- a connection cut mid-request fails every pending request with ``TransportError`` at once,
+  and the loop reconnects and proves every registration again;
+- a SUBSCRIBE that times out (or meets a relay error that says "retry") is retried on the
+  same connection until it succeeds or the connection ends: a lost SUBSCRIBE must not leave
+  a mailbox silently unheard on a connection that otherwise works;
+- replies nobody waits for (duplicated, or late after a timeout) are ignored; a duplicated
+  DELIVER is passed on (the station drops copies by sequence number); a lost DELIVER is
+  pushed again by the relay after its ``redeliver_seconds``;
+- a connection that dies silently is noticed by WebSocket keepalive: a ping every
+  ``ping_interval`` s, closed when the pong is ``ping_timeout`` s late.
 """
 
 from __future__ import annotations
@@ -44,6 +60,9 @@ _LOG = logging.getLogger("backchannel.station.relay_link")
 
 BACKOFF_START = 0.05
 BACKOFF_MAX = 2.0
+#: WebSocket keepalive defaults: a dead connection is noticed within their sum (~10 s).
+PING_INTERVAL = 5.0
+PING_TIMEOUT = 5.0
 #: Incoming WebSocket messages up to this size are read (a DELIVER of a maximal payload
 #: fits with a wide margin, in case a relay is configured with a larger limit).
 MAX_INCOMING = 4 * frames.MAX_PAYLOAD + 64 * 1024
@@ -93,9 +112,20 @@ class RelayLink:
         clock: Clock | None = None,
         on_connected: Callable[[bool], None] | None = None,
         request_timeout: float = 10.0,
+        ping_interval: float = PING_INTERVAL,
+        ping_timeout: float = PING_TIMEOUT,
     ) -> None:
+        for name, value in (
+            ("request_timeout", request_timeout),
+            ("ping_interval", ping_interval),
+            ("ping_timeout", ping_timeout),
+        ):
+            if not value > 0:
+                raise InvalidArgument(f"{name} must be greater than 0, not {value!r}")
         self.url = url
         self.request_timeout = request_timeout
+        self.ping_interval = ping_interval
+        self.ping_timeout = ping_timeout
         #: Wall-clock time of the last frame received from the relay (None: never).
         self.last_contact: float | None = None
         #: The latest refusal of a SUBSCRIBE/AUTH_SEND done on connect, per mailbox id.
@@ -287,24 +317,42 @@ class RelayLink:
         *,
         raise_errors: bool = False,
     ) -> None:
-        """Prove a capability (SUBSCRIBE or AUTH_SEND) on this connection."""
-        try:
-            signature = signer(frames.auth_message(session.nonce, kind, mailbox_id))
-            if kind is FrameType.SUBSCRIBE:
-                await self._request(session, lambda rid: frames.Subscribe(rid, mailbox_id, signature))
-            else:
-                await self._request(session, lambda rid: frames.AuthSend(rid, mailbox_id, signature))
-            self.registration_errors.pop(mailbox_id, None)
-        except BackchannelError as exc:
-            self.registration_errors[mailbox_id] = exc
-            _LOG.warning("relay %s: %s of a mailbox failed: %s", self.url, kind.name, exc)
-            if raise_errors:
-                raise
-        except ValueError as exc:  # a signer that returned the wrong length
-            error = InvalidArgument(f"signer for {kind.name} returned a bad signature: {exc}")
-            self.registration_errors[mailbox_id] = error
-            if raise_errors:
-                raise error from exc
+        """Prove a capability (SUBSCRIBE or AUTH_SEND) on this connection.
+
+        A SUBSCRIBE is retried (with backoff) while this connection lives and the failure
+        may pass: a lost request or reply, or a relay error that asks for a retry. An
+        AUTH_SEND is not: the next ``send`` starts a new one.
+        """
+        delay = BACKOFF_START
+        while True:
+            try:
+                signature = signer(frames.auth_message(session.nonce, kind, mailbox_id))
+                if kind is FrameType.SUBSCRIBE:
+                    await self._request(session, lambda rid: frames.Subscribe(rid, mailbox_id, signature))
+                else:
+                    await self._request(session, lambda rid: frames.AuthSend(rid, mailbox_id, signature))
+                self.registration_errors.pop(mailbox_id, None)
+                return
+            except BackchannelError as exc:
+                self.registration_errors[mailbox_id] = exc
+                _LOG.warning("relay %s: %s of a mailbox failed: %s", self.url, kind.name, exc)
+                if kind is FrameType.SUBSCRIBE and _retryable(exc) and self._usable(session):
+                    await asyncio.sleep(delay * random.uniform(0.5, 1.0))
+                    delay = min(delay * 2, BACKOFF_MAX)
+                    if self._usable(session):
+                        continue
+                if raise_errors:
+                    raise
+                return
+            except ValueError as exc:  # a signer that returned the wrong length
+                error = InvalidArgument(f"signer for {kind.name} returned a bad signature: {exc}")
+                self.registration_errors[mailbox_id] = error
+                if raise_errors:
+                    raise error from exc
+                return
+
+    def _usable(self, session: _Session) -> bool:
+        return session.alive and self._session is session and not self._closing
 
     # ---- internals: the connection loop ------------------------------------------------
 
@@ -331,8 +379,8 @@ class RelayLink:
                 compression=None,
                 max_size=MAX_INCOMING,
                 open_timeout=self.request_timeout,
-                ping_interval=20,
-                ping_timeout=20,
+                ping_interval=self.ping_interval,
+                ping_timeout=self.ping_timeout,
                 close_timeout=2,
             )
         except (OSError, WebSocketException, TimeoutError) as exc:
@@ -428,6 +476,13 @@ def _decode(message: str | bytes) -> frames.Frame:
 def _check_id(value: bytes, name: str) -> None:
     if len(value) != frames.ID_LEN:
         raise InvalidArgument(f"{name} must be {frames.ID_LEN} bytes, got {len(value)}")
+
+
+def _retryable(exc: BackchannelError) -> bool:
+    """May the same request succeed if simply sent again on this connection?"""
+    if isinstance(exc, TransportError):
+        return True
+    return isinstance(exc, RelayRefused) and exc.relay_code == frames.RelayErrorCode.INTERNAL
 
 
 def _swallow(task: asyncio.Task[None]) -> None:

@@ -30,9 +30,10 @@ import asyncio
 import contextlib
 import functools
 import logging
-from collections.abc import Iterator
+from collections.abc import Callable, Coroutine, Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
 from backchannel.clock import Clock, Rng, SystemClock, SystemRng
 from backchannel.errors import (
@@ -68,8 +69,11 @@ from backchannel.proto.ordering import Verdict, classify
 from backchannel.proto.payloads import (
     MAX_TEXT_BYTES,
     Acknowledged,
+    Circuits,
     Delivered,
     Hello,
+    LinkTest,
+    LinkTestReply,
     Message,
     Payload,
     Precedence,
@@ -85,9 +89,12 @@ from backchannel.proto.primitives import (
 from backchannel.proto.safety import grouped, safety_number
 from backchannel.proto.session import Identity, OlmSession
 from backchannel.proto.transcript import Transcript
+from backchannel.station.alarm_sinks import AlarmDispatcher, sinks_from_config
+from backchannel.station.alarms import Alarms, AlarmView
 from backchannel.station.config import StationConfig
 from backchannel.station.delivery import Sender, Waiters
 from backchannel.station.keystore import AtRest, create_keystore, open_keystore
+from backchannel.station.monitor import Monitor
 from backchannel.station.relay_link import Delivery, RelayLink
 from backchannel.station.store import InboxRow, LineRow, OutboxRow, Store
 from backchannel.station.views import (
@@ -175,8 +182,13 @@ class Station:
                 LiveLine, Precedence, str, str | None, asyncio.Future[tuple[int, asyncio.Future[None] | None]]
             ]
         ] = []
+        self._peer_caps: dict[bytes, dict[str, bytes]] = {}  # line -> circuit url -> send id
+        self._after_commit: list[Callable[[], object]] = []
         self.waiters = Waiters()
         self.sender = Sender(self, config)
+        self.dispatcher: AlarmDispatcher | None = None
+        self.alarms = Alarms(store, name, clock, rng, self.line_name, self._dispatch_alarm)
+        self.monitor = Monitor(self)
         self._started = False
         self._load_lines()
 
@@ -240,15 +252,20 @@ class Station:
         if self._started:
             return
         self._started = True
+        sinks = sinks_from_config(list(self.config.alarm_command) or None, self.config.alarm_webhook)
+        if sinks:
+            self.dispatcher = AlarmDispatcher(sinks, on_result=self._alarm_delivery_result)
         for _, url, recv_id, recv_sealed in self._store.mailboxes():
             self._subscribe(url, recv_id, self._atrest.open(recv_sealed, b"recv-key" + recv_id))
-        for _, url, send_id, send_sealed in self._store.peer_mailboxes():
-            self._add_sender(url, send_id, self._atrest.open(send_sealed, b"send-key" + send_id))
+        for line_id, url, send_id, send_sealed in self._store.peer_mailboxes():
+            self._add_sender(line_id, url, send_id, self._atrest.open(send_sealed, b"send-key" + send_id))
         self._receiver = asyncio.create_task(self._receive_loop(), name="receive")
-        await self.sender.start(self._store.unrelayed())
+        await self.sender.start(self._store.unsent())
+        await self.monitor.start()
 
     async def close(self) -> None:
         """Stop all tasks and close connections and the database. Nothing durable is lost."""
+        await self.monitor.stop()
         await self.sender.stop()
         if self._receiver:
             self._receiver.cancel()
@@ -258,6 +275,8 @@ class Station:
             await link.close()
         self._links.clear()
         self.waiters.fail_all(TransportError("the station is shutting down"))
+        if self.dispatcher is not None:
+            await self.dispatcher.close(5.0)
         self._store.close()
 
     # ---- links -----------------------------------------------------------------------------
@@ -269,7 +288,8 @@ class Station:
                 url,
                 self._deliveries,
                 clock=self._clock,
-                on_connected=functools.partial(self.sender.on_link_state, url),
+                on_connected=functools.partial(self._on_link_state, url),
+                request_timeout=self.config.relay_request_timeout,
             )
             self._links[url] = link
             asyncio.get_running_loop().create_task(link.start())
@@ -279,8 +299,24 @@ class Station:
         self._mailbox_urls[recv_id] = url
         self.link(url).subscribe(recv_id, functools.partial(ed25519_sign, seed))
 
-    def _add_sender(self, url: str, send_id: bytes, seed: bytes) -> None:
+    def _add_sender(self, line_id: bytes, url: str, send_id: bytes, seed: bytes) -> None:
+        self._peer_caps.setdefault(line_id, {})[url] = send_id
         self.link(url).add_sender(send_id, functools.partial(ed25519_sign, seed))
+
+    def _on_link_state(self, url: str, up: bool) -> None:
+        self.sender.on_link_state(url, up)
+        self.monitor.on_link_state(url, up)
+
+    def link_connected(self, url: str) -> bool:
+        link = self._links.get(url)
+        return link is not None and link.connected
+
+    def circuit_urls(self, line_id: bytes) -> list[str]:
+        """The relays this line's frames go through: one circuit each."""
+        return sorted(self._peer_caps.get(line_id, {}))
+
+    def send_id(self, line_id: bytes, url: str) -> bytes | None:
+        return self._peer_caps.get(line_id, {}).get(url)
 
     async def _new_mailbox(self, url: str) -> tuple[bytes, bytes, bytes, bytes]:
         """Create one of our inbound mailboxes; returns (recv_id, recv_seed, send_id, send_seed)."""
@@ -293,16 +329,18 @@ class Station:
 
     # ---- pairing -----------------------------------------------------------------------------
 
-    async def invite(self, relay: str | None = None, name: str | None = None) -> InvitationView:
-        """Create an invitation for a new line, to be carried to the other station out of band."""
-        url = relay or self.config.relay
-        if not url:
-            raise InvalidArgument("no relay given: pass --relay URL or set 'relay' in station.toml")
-        if not url.startswith(("ws://", "wss://")):
-            raise InvalidArgument(f"{url!r} is not a relay URL (ws://host:port or wss://...)")
+    async def invite(self, relay: str | list[str] | None = None, name: str | None = None) -> InvitationView:
+        """Create an invitation for a new line, to be carried to the other station out of band.
+
+        Each relay given becomes one circuit of the line (the accepter makes its own mailbox
+        on each of them too).
+        """
+        urls = _relay_list(relay) or list(self.config.relays)
+        if not urls:
+            raise InvalidArgument("no relay given: pass --relay URL or set 'relays' in station.toml")
         if name is not None:
             self._check_new_name(name)
-        recv_id, recv_seed, send_id, send_seed = await self._new_mailbox(url)
+        boxes = [(url, *await self._new_mailbox(url)) for url in urls]
         line_id = self._rng.bytes(16)
         pairing_secret, kem_seed = self._rng.bytes(32), self._rng.bytes(64)
         now = self._clock.now()
@@ -314,7 +352,9 @@ class Station:
             one_time_key=self._identity.new_one_time_key(),
             pairing_key=x25519_public(pairing_secret),
             kem_key=mlkem_public(kem_seed),
-            mailboxes=(MailboxCapability(url, send_id, send_seed),),
+            mailboxes=tuple(
+                MailboxCapability(url, send_id, send_seed) for url, _, _, send_id, send_seed in boxes
+            ),
             created_at=ms(now),
             expires_at=ms(now + self.config.invitation_ttl_hours * 3600),
         )
@@ -327,12 +367,13 @@ class Station:
                 self._atrest.seal(pairing_secret + kem_seed, b"invitation" + line_id),
                 now,
             )
-            self._store.add_mailbox(
-                line_id, url, recv_id, self._atrest.seal(recv_seed, b"recv-key" + recv_id)
-            )
+            for url, recv_id, recv_seed, _, _ in boxes:
+                sealed_key = self._atrest.seal(recv_seed, b"recv-key" + recv_id)
+                self._store.add_mailbox(line_id, url, recv_id, sealed_key)
             self._save_account()
-        self._subscribe(url, recv_id, recv_seed)
-        return InvitationView(line_id.hex(), name or "", signed.text(), invitation.expires_at / 1000, [url])
+        for url, recv_id, recv_seed, _, _ in boxes:
+            self._subscribe(url, recv_id, recv_seed)
+        return InvitationView(line_id.hex(), name or "", signed.text(), invitation.expires_at / 1000, urls)
 
     async def accept(self, text: str, name: str | None = None) -> LineView:
         """Accept an invitation: open the line and send the hello to the inviter."""
@@ -385,7 +426,7 @@ class Station:
         for url, recv_id, recv_seed, _, _ in ours:
             self._subscribe(url, recv_id, recv_seed)
         for cap in inv.mailboxes:
-            self._add_sender(cap.url, cap.send_id, cap.send_key)
+            self._add_sender(inv.line_id, cap.url, cap.send_id, cap.send_key)
         self.sender.enqueue([(inv.line_id, 1)])
         return self._line_view(self._lines[inv.line_id])
 
@@ -596,29 +637,140 @@ class Station:
             now = self._clock.now()
             with self._mutation():
                 self._store.ack_inbound(live.line_id, seq, operator, now)
-                sealed = self._seal(live, Acknowledged(seq, operator, ms(now)))
-                self._store.add_outbound(live.line_id, sealed.seq, "ack", sealed.frame, now)
-                self._persist(live)
-            self.sender.enqueue([(live.line_id, sealed.seq)])
+                self.send_payload(live.line_id, Acknowledged(seq, operator, ms(now)), "ack")
         return self.message(live.row.name, seq, "in")
+
+    def send_payload(self, line_id: bytes, payload: Payload, kind: str) -> int:
+        """Seal a control payload (receipt, link test, ...), store it, then queue it to send."""
+        live = self._lines[line_id]
+        now = self._clock.now()
+        with self._mutation():
+            sealed = self._seal(live, payload)
+            self._store.add_outbound(line_id, sealed.seq, kind, sealed.frame, now)
+            self._persist(live)
+        self.sender.enqueue([(line_id, sealed.seq)])
+        return sealed.seq
 
     def may_send(self, line_id: bytes, seq: int) -> bool:
         """Whether the frame may leave now: an accepter sends only its hello until welcomed."""
         live = self._lines.get(line_id)
         return live is not None and (live.established or seq == 1)
 
-    def peer_targets(self, line_id: bytes) -> list[tuple[str, bytes]]:
-        return [(url, send_id) for _, url, send_id, _ in self._store.peer_mailboxes(line_id)]
-
     def outbound_frame(self, line_id: bytes, seq: int) -> bytes:
         return self._store.frame(line_id, seq)
 
-    def mark_relayed(self, items: list[tuple[bytes, int]]) -> None:
-        # Bookkeeping only: if lost in a power cut, the frames are sent again, harmlessly.
+    def mark_sent(self, items: list[tuple[bytes, int, str]]) -> None:
+        """Circuits stored these frames. Bookkeeping only: if a power cut loses it, the
+        frames are sent again, harmlessly."""
         with self._store.transaction(durable=False):
-            self._store.mark_relayed(items, self._clock.now())
-        for line_id, seq in items:
+            self._store.record_sent(items, self._clock.now())
+        for line_id, seq, _ in items:
             self.waiters.reached(line_id, seq, "relayed")
+
+    # ---- what the monitor needs ------------------------------------------------------------
+
+    def now(self) -> float:
+        return self._clock.now()
+
+    def established_lines(self) -> list[bytes]:
+        return [line_id for line_id, live in self._lines.items() if live.established]
+
+    def line_name(self, line_id: bytes) -> str:
+        live = self._lines.get(line_id)
+        return live.row.name if live else line_id.hex()[:8]
+
+    def find_line_id(self, name: str) -> bytes | None:
+        row = self._store.find_line(name)
+        return None if row is None else row.line_id
+
+    def overdue_messages(self, now: float) -> list[tuple[bytes, int, str, float]]:
+        """Sent messages whose acknowledgement deadline passed, not yet escalated."""
+        out = []
+        for line_id, live in self._lines.items():
+            deadlines = self.config.deadlines_for(live.row.name)
+            out += [o for o in self._store.overdue(now, deadlines) if o[0] == line_id]
+        return out
+
+    def mark_escalated(self, line_id: bytes, seq: int) -> None:
+        with self._store.transaction():
+            self._store.mark_escalated(line_id, seq, self._clock.now())
+
+    # ---- alarms ----------------------------------------------------------------------------
+
+    def _dispatch_alarm(self, event: dict[str, object]) -> None:
+        log.warning("alarm %s: %s", event["state"], event["message"])
+        if self.dispatcher is not None:
+            self.dispatcher.dispatch(event)
+
+    def _alarm_delivery_result(self, event: dict[str, object], sink: str, ok: bool, detail: str) -> None:
+        if not ok:
+            log.error("alarm %s could not be delivered to %s: %s", event.get("id"), sink, detail)
+            with contextlib.suppress(BackchannelError), self._store.transaction(durable=False):
+                self._store.count("alarm_delivery_failed")
+
+    def list_alarms(self, include_cleared: bool = False) -> list[AlarmView]:
+        return self.alarms.list(include_cleared)
+
+    def ack_alarm(self, alarm_id: str, operator: str) -> AlarmView:
+        if not valid_name(operator):
+            raise InvalidArgument("an operator name of 1 to 64 bytes of printable text is required")
+        view = self.alarms.acknowledge(alarm_id, operator)
+        if view is None:
+            raise InvalidArgument(f"there is no alarm {alarm_id!r}; `backchannel alarms --all` lists them")
+        return view
+
+    # ---- circuits --------------------------------------------------------------------------
+
+    async def add_circuit(self, line: str, relay: str) -> LineView:
+        """Add a circuit through another relay: our mailbox there, offered to the peer in-band."""
+        live = self._line(line)
+        (url,) = _relay_list(relay)
+        if any(u == url for _, u, _, _ in self._store.mailboxes() if _ == live.line_id):
+            raise InvalidArgument(f"line {live.row.name!r} already has a circuit through {url}")
+        recv_id, recv_seed, send_id, send_seed = await self._new_mailbox(url)
+        with self._mutation():
+            self._store.add_mailbox(
+                live.line_id, url, recv_id, self._atrest.seal(recv_seed, b"recv-key" + recv_id)
+            )
+            self.send_payload(
+                live.line_id, Circuits((MailboxCapability(url, send_id, send_seed),), ()), "circuits"
+            )
+        self._subscribe(url, recv_id, recv_seed)
+        return self._line_view(live)
+
+    async def remove_circuit(self, line: str, relay: str) -> LineView:
+        """Stop using a relay for this line, on both sides (told to the peer in-band)."""
+        live = self._line(line)
+        if relay not in self.circuit_urls(live.line_id):
+            raise InvalidArgument(f"line {live.row.name!r} has no circuit through {relay}")
+        if len(self.circuit_urls(live.line_id)) == 1:
+            raise InvalidArgument("a line keeps at least one circuit; add another before removing this one")
+        self.send_payload(live.line_id, Circuits((), (relay,)), "circuits")
+        return self._line_view(live)
+
+    def _apply_circuits(self, live: LiveLine, change: Circuits, after: list[Callable[[], object]]) -> None:
+        line_id = live.line_id
+        ours = {url for lid, url, _, _ in self._store.mailboxes() if lid == line_id}
+        for cap in change.add:
+            self._store.add_peer_mailbox(
+                line_id, cap.url, cap.send_id, self._atrest.seal(cap.send_key, b"send-key" + cap.send_id)
+            )
+            after.append(functools.partial(self._add_sender, line_id, cap.url, cap.send_id, cap.send_key))
+            if cap.url not in ours:  # answer with our own mailbox on that relay
+                after.append(functools.partial(self._spawn, self.add_circuit(live.row.name, cap.url)))
+        for url in change.remove:
+            self._store.remove_circuit(line_id, url)
+            after.append(functools.partial(self._peer_caps.get(line_id, {}).pop, url, None))
+        after.append(functools.partial(self.monitor.circuits_changed, line_id))
+
+    def _spawn(self, coro: Coroutine[Any, Any, object]) -> None:
+        async def guarded() -> None:
+            try:
+                await coro
+            except BackchannelError as exc:
+                log.warning("circuit change failed: %s", exc)
+
+        asyncio.get_running_loop().create_task(guarded())
 
     # ---- receiving -------------------------------------------------------------------------
 
@@ -659,12 +811,17 @@ class Station:
         outgoing: list[tuple[bytes, int]] = []
         receipts_due: set[bytes] = set()
         touched: set[bytes] = set()
+        self._after_commit = []
         try:
             self._receive_in_transaction(batch, now, outgoing, receipts_due, touched)
         except BaseException:
             self.waiters.rollback()
+            self._after_commit = []
             raise
         self.waiters.flush()
+        after, self._after_commit = self._after_commit, []
+        for action in after:
+            action()
         return outgoing
 
     def _receive_in_transaction(
@@ -678,7 +835,8 @@ class Station:
         with self._mutation():
             for delivery in batch:
                 try:
-                    self._receive_one(delivery.payload, now, outgoing, receipts_due, touched)
+                    url = self._mailbox_urls.get(delivery.recv_id)
+                    self._receive_one(delivery.payload, url, now, outgoing, receipts_due, touched)
                 except RemoteError as exc:
                     self._store.count(exc.code)
                     log.info("dropped a frame: %s", exc)
@@ -694,6 +852,7 @@ class Station:
     def _receive_one(
         self,
         data: bytes,
+        url: str | None,
         now: float,
         outgoing: list[tuple[bytes, int]],
         receipts_due: set[bytes],
@@ -716,6 +875,7 @@ class Station:
                 ) from None
             raise
         seq = sealed.header.seq
+        self.monitor.copy_arrived(line_id, url, seq)  # any genuine copy proves its circuit works
         verdict = classify(seq, live.state.delivered_upto, _HeldView(self._store, line_id))
         if verdict is Verdict.DUPLICATE:
             self._store.count("duplicate")
@@ -725,25 +885,23 @@ class Station:
             return
         if verdict is Verdict.HOLD:
             self._store.hold(line_id, seq, data)
+            self._after_commit.append(functools.partial(self.monitor.gap, line_id, True))
             return
         touched.add(line_id)
-        self._deliver(live, seq, inner, now, outgoing, receipts_due)
+        self._deliver(live, seq, inner, url, now, outgoing, receipts_due)
         while (held := self._store.take_held(line_id, live.state.delivered_upto + 1)) is not None:
             next_sealed = envelope.parse(held)
-            self._deliver(
-                live,
-                next_sealed.header.seq,
-                proto_line.authenticate(live.state, next_sealed),
-                now,
-                outgoing,
-                receipts_due,
-            )
+            inner = proto_line.authenticate(live.state, next_sealed)
+            self._deliver(live, next_sealed.header.seq, inner, None, now, outgoing, receipts_due)
+        if not self._store.has_held(line_id):
+            self._after_commit.append(functools.partial(self.monitor.gap, line_id, False))
 
     def _deliver(
         self,
         live: LiveLine,
         seq: int,
         inner: bytes,
+        url: str | None,
         now: float,
         outgoing: list[tuple[bytes, int]],
         receipts_due: set[bytes],
@@ -773,6 +931,15 @@ class Station:
         elif isinstance(payload, Acknowledged):
             self._store.mark_acknowledged(line_id, payload.seq, payload.operator, now)
             self.waiters.reached(line_id, payload.seq, "acknowledged")
+            self._after_commit.append(functools.partial(self.monitor.clear_deadline, line_id, payload.seq))
+        elif isinstance(payload, LinkTest):
+            self._after_commit.append(
+                functools.partial(self.monitor.test_received, line_id, payload.test_id, seq, url)
+            )
+        elif isinstance(payload, LinkTestReply):
+            self._after_commit.append(functools.partial(self.monitor.reply_received, line_id, payload, seq))
+        elif isinstance(payload, Circuits):
+            self._apply_circuits(live, payload, self._after_commit)
         elif isinstance(payload, Welcome):
             if live.row.role == proto_line.ACCEPTER and not live.established:
                 self._persist(live, state="established")
@@ -826,7 +993,7 @@ class Station:
         self._persist(live, last_contact=now)
         outgoing.append((line_id, welcome.seq))
         for cap in opened.hello.mailboxes:
-            self._add_sender(cap.url, cap.send_id, cap.send_key)
+            self._add_sender(line_id, cap.url, cap.send_id, cap.send_key)
 
     # ---- reading ---------------------------------------------------------------------------
 
@@ -843,6 +1010,25 @@ class Station:
     def _line_view(self, live: LiveLine) -> LineView:
         row = live.row
         relays = sorted({url for _, url, _, _ in self._store.peer_mailboxes(row.line_id)})
+        watch = self.monitor.watches.get(row.line_id)
+        circuits = []
+        for url in relays:
+            health = watch.circuits.get(url) if watch else None
+            info: dict[str, Any] = (
+                health.to_json()
+                if health
+                else {
+                    "url": url,
+                    "state": "unknown",
+                    "connected": self.link_connected(url),
+                    "rtt_ms": None,
+                    "last_in": None,
+                    "last_out": None,
+                }
+            )
+            info["pending"] = self._store.pending_on_circuit(row.line_id, url)
+            circuits.append(info)
+        open_alarms = sum(1 for a in self._store.alarms() if a.line_id == row.line_id)
         return LineView(
             line_id=row.line_id.hex(),
             name=row.name,
@@ -859,6 +1045,11 @@ class Station:
             unacknowledged=self._store.count_rows("inbox", row.line_id, "acked_at IS NULL"),
             last_contact=row.last_contact,
             transcript_head=live.state.transcript.head().hex(),
+            health=(watch.state.value if watch else ("up" if relays else "down"))
+            if live.established
+            else "pairing",
+            circuits=circuits,
+            open_alarms=open_alarms,
         )
 
     def pending_invitations(self) -> list[dict[str, object]]:
@@ -972,6 +1163,16 @@ class Station:
             "identity_key": self._identity.identity_key.hex(),
             "signing_key": self._identity.signing_key.hex(),
         }
+
+
+def _relay_list(relay: str | list[str] | None) -> list[str]:
+    urls = [relay] if isinstance(relay, str) else list(relay or [])
+    for url in urls:
+        if not isinstance(url, str) or not url.startswith(("ws://", "wss://")):
+            raise InvalidArgument(f"{url!r} is not a relay URL (ws://host:port or wss://...)")
+    if len(set(urls)) != len(urls) or len(urls) > 8:
+        raise InvalidArgument("give between 1 and 8 different relays")
+    return urls
 
 
 def _misaddressed() -> RemoteError:

@@ -19,7 +19,7 @@ import shutil
 import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -63,6 +63,8 @@ class OutboxRow:
     delivered_at: float | None
     acked_at: float | None
     acked_by: str | None
+    relayed_all: int = 0
+    escalated_at: float | None = None
 
 
 @dataclass(frozen=True)
@@ -276,23 +278,68 @@ class Store:
             (line_id, seq, kind, precedence, body_sealed, frame, created_at),
         )
 
-    def unrelayed(self) -> list[tuple[bytes, int]]:
+    def unsent(self) -> list[tuple[bytes, int, str]]:
+        """(line, seq, circuit url) of every frame some circuit of its line has not stored."""
         rows = self._x(
-            "SELECT line_id, seq FROM outbox WHERE relayed_at IS NULL ORDER BY line_id, seq"
+            "SELECT o.line_id, o.seq, p.url FROM outbox o JOIN peer_mailboxes p ON p.line_id = o.line_id"
+            " WHERE o.relayed_all = 0 AND NOT EXISTS (SELECT 1 FROM sent s WHERE s.line_id = o.line_id"
+            " AND s.url = p.url AND s.seq = o.seq) ORDER BY o.line_id, o.seq"
         ).fetchall()
-        return [(bytes(r[0]), r[1]) for r in rows]
+        return [(bytes(r[0]), r[1], r[2]) for r in rows]
+
+    def record_sent(self, items: list[tuple[bytes, int, str]], at: float) -> None:
+        """Circuits that stored frames; a frame stored on every circuit leaves the tracking."""
+        self._conn.executemany(
+            "INSERT OR IGNORE INTO sent (line_id, url, seq) VALUES (?, ?, ?)",
+            [(line_id, url, seq) for line_id, seq, url in items],
+        )
+        self._conn.executemany(
+            "UPDATE outbox SET relayed_at = ? WHERE line_id = ? AND seq = ? AND relayed_at IS NULL",
+            [(at, line_id, seq) for line_id, seq, _ in items],
+        )
+        for line_id, seq in {(line_id, seq) for line_id, seq, _ in items}:
+            stored, circuits = self._x(
+                "SELECT (SELECT COUNT(*) FROM sent WHERE line_id = ?1 AND seq = ?2),"
+                " (SELECT COUNT(*) FROM peer_mailboxes WHERE line_id = ?1)",
+                (line_id, seq),
+            ).fetchone()
+            if stored >= circuits:
+                self._x("UPDATE outbox SET relayed_all = 1 WHERE line_id = ? AND seq = ?", (line_id, seq))
+                self._x("DELETE FROM sent WHERE line_id = ? AND seq = ?", (line_id, seq))
+
+    def remove_circuit(self, line_id: bytes, url: str) -> None:
+        self._x("DELETE FROM peer_mailboxes WHERE line_id = ? AND url = ?", (line_id, url))
+        self._x("DELETE FROM mailboxes WHERE line_id = ? AND url = ?", (line_id, url))
+        self._x("DELETE FROM sent WHERE line_id = ? AND url = ?", (line_id, url))
+
+    def overdue(self, now: float, deadlines: dict[str, float]) -> list[tuple[bytes, int, str, float]]:
+        """Sent messages past their acknowledgement deadline, not yet escalated."""
+        out = []
+        for precedence, seconds in deadlines.items():
+            rows = self._x(
+                "SELECT line_id, seq, created_at FROM outbox WHERE kind = 'msg' AND precedence = ?"
+                " AND acked_at IS NULL AND escalated_at IS NULL AND created_at + ? < ?",
+                (precedence, seconds, now),
+            ).fetchall()
+            out += [(bytes(r[0]), r[1], precedence, r[2]) for r in rows]
+        return out
+
+    def mark_escalated(self, line_id: bytes, seq: int, at: float) -> None:
+        self._x("UPDATE outbox SET escalated_at = ? WHERE line_id = ? AND seq = ?", (at, line_id, seq))
+
+    def pending_on_circuit(self, line_id: bytes, url: str) -> int:
+        row = self._x(
+            "SELECT COUNT(*) FROM outbox o WHERE o.line_id = ?1 AND o.relayed_all = 0 AND NOT EXISTS"
+            " (SELECT 1 FROM sent s WHERE s.line_id = ?1 AND s.url = ?2 AND s.seq = o.seq)",
+            (line_id, url),
+        ).fetchone()
+        return int(row[0])
 
     def frame(self, line_id: bytes, seq: int) -> bytes:
         row = self._x("SELECT frame FROM outbox WHERE line_id = ? AND seq = ?", (line_id, seq)).fetchone()
         if row is None:
             raise StorageError(f"outbound frame {seq} is missing")
         return bytes(row[0])
-
-    def mark_relayed(self, items: list[tuple[bytes, int]], at: float) -> None:
-        self._conn.executemany(
-            "UPDATE outbox SET relayed_at = ? WHERE line_id = ? AND seq = ? AND relayed_at IS NULL",
-            [(at, line_id, seq) for line_id, seq in items],
-        )
 
     def mark_delivered(self, line_id: bytes, upto: int, at: float) -> None:
         self._x(
@@ -369,6 +416,9 @@ class Store:
             self._x("SELECT 1 FROM held WHERE line_id = ? AND seq = ?", (line_id, seq)).fetchone() is not None
         )
 
+    def has_held(self, line_id: bytes) -> bool:
+        return self._x("SELECT 1 FROM held WHERE line_id = ? LIMIT 1", (line_id,)).fetchone() is not None
+
     def take_held(self, line_id: bytes, seq: int) -> bytes | None:
         row = self._x("SELECT frame FROM held WHERE line_id = ? AND seq = ?", (line_id, seq)).fetchone()
         if row is None:
@@ -383,6 +433,47 @@ class Store:
         ).fetchone()
         return int(row[0])
 
+    # ---- alarms ------------------------------------------------------------------------
+
+    def open_alarm(
+        self, alarm_id: str, kind: str, line_id: bytes | None, subject: str, message: str, at: float
+    ) -> bool:
+        """Record a newly raised alarm; False if the same alarm is already open."""
+        existing = self._x(
+            "SELECT 1 FROM alarms WHERE kind = ? AND line_id IS ? AND subject = ? AND cleared_at IS NULL",
+            (kind, line_id, subject),
+        ).fetchone()
+        if existing:
+            return False
+        self._x(
+            "INSERT INTO alarms (id, kind, line_id, subject, message, raised_at) VALUES (?, ?, ?, ?, ?, ?)",
+            (alarm_id, kind, line_id, subject, message, at),
+        )
+        return True
+
+    def close_alarm(self, kind: str, line_id: bytes | None, subject: str, at: float) -> AlarmRow | None:
+        row = self._x(
+            "SELECT * FROM alarms WHERE kind = ? AND line_id IS ? AND subject = ? AND cleared_at IS NULL",
+            (kind, line_id, subject),
+        ).fetchone()
+        if row is None:
+            return None
+        self._x("UPDATE alarms SET cleared_at = ? WHERE id = ?", (at, row[0]))
+        return _alarm(row, cleared_at=at)
+
+    def alarms(self, include_cleared: bool = False, limit: int = 200) -> list[AlarmRow]:
+        where = "" if include_cleared else " WHERE cleared_at IS NULL"
+        rows = self._x(f"SELECT * FROM alarms{where} ORDER BY raised_at DESC LIMIT ?", (limit,)).fetchall()
+        return [_alarm(r) for r in rows]
+
+    def ack_alarm(self, alarm_id: str, operator: str, at: float) -> AlarmRow | None:
+        self._x(
+            "UPDATE alarms SET acked_at = ?, acked_by = ? WHERE id = ? AND acked_at IS NULL",
+            (at, operator, alarm_id),
+        )
+        row = self._x("SELECT * FROM alarms WHERE id = ?", (alarm_id,)).fetchone()
+        return None if row is None else _alarm(row)
+
     # ---- counters ----------------------------------------------------------------------
 
     def count(self, name: str, by: int = 1) -> None:
@@ -393,6 +484,25 @@ class Store:
 
     def counters(self) -> dict[str, int]:
         return {r[0]: r[1] for r in self._x("SELECT name, value FROM counters").fetchall()}
+
+
+@dataclass(frozen=True)
+class AlarmRow:
+    id: str
+    kind: str
+    line_id: bytes | None
+    subject: str
+    message: str
+    raised_at: float
+    cleared_at: float | None
+    acked_at: float | None
+    acked_by: str | None
+
+
+def _alarm(row: tuple[Any, ...], cleared_at: float | None = None) -> AlarmRow:
+    values: list[Any] = [bytes(v) if isinstance(v, memoryview) else v for v in row]
+    alarm = AlarmRow(*values)
+    return alarm if cleared_at is None else replace(alarm, cleared_at=cleared_at)
 
 
 def _filters(line_id: bytes | None, kind: str | None) -> tuple[str, tuple[Any, ...]]:

@@ -6,7 +6,7 @@ into the store. Times are seconds since the epoch (float) or ``None``.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 
@@ -39,6 +39,9 @@ class LineView:
     unacknowledged: int  # received messages no operator has acknowledged
     last_contact: float | None
     transcript_head: str
+    health: str = "up"  # up, degraded or down: from the circuits
+    circuits: list[dict[str, Any]] = field(default_factory=list)
+    open_alarms: int = 0
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)

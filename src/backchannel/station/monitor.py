@@ -1,0 +1,186 @@
+"""The station's watch over its lines: link tests, circuit health, deadlines, gaps, alarms.
+
+Theory of operation
+-------------------
+One task ticks about once a second (more often when the link-test interval is short). On
+each tick, for every established line, it sends a link test when one is due, answers the
+peer's tests whose collection time is over, re-assesses every circuit and the line
+(:func:`backchannel.station.linkcheck.assess`), and turns changes into alarms. It also
+escalates sent messages whose precedence deadline passed without an *acknowledged*
+receipt, and raises an alarm when a sequence gap (frames held because an earlier one is
+missing) has stayed open for longer than a link-test interval.
+
+Alarms are raised on a change of state, not on every tick; what the store says is open is
+the starting point after a restart, so an alarm open before a restart is cleared once the
+condition is over.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from typing import TYPE_CHECKING
+
+from backchannel.errors import BackchannelError
+from backchannel.proto.payloads import LinkTest, LinkTestReply
+from backchannel.station.linkcheck import Health, LineWatch, assess, line_health
+
+if TYPE_CHECKING:
+    from backchannel.station.station import Station
+
+log = logging.getLogger("backchannel.monitor")
+
+
+def tick_seconds(interval: float) -> float:
+    return max(0.05, min(1.0, interval / 8))
+
+
+class Monitor:
+    def __init__(self, station: Station) -> None:
+        self._station = station
+        self._interval = station.config.link_test_interval
+        self.watches: dict[bytes, LineWatch] = {}
+        self._task: asyncio.Task[None] | None = None
+        self._reported: dict[tuple[str, bytes, str], bool] = {}
+
+    async def start(self) -> None:
+        for alarm in self._station.alarms.list():
+            if alarm.line is not None:
+                line = self._station.find_line_id(alarm.line)
+                if line is not None:
+                    self._reported[(alarm.kind, line, alarm.subject)] = True
+        self._task = asyncio.create_task(self._run(), name="monitor")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+    def watch(self, line_id: bytes) -> LineWatch:
+        watch = self.watches.get(line_id)
+        if watch is None:
+            now = self._station.now()
+            watch = LineWatch(next_test_at=now + min(self._interval, 1.0))
+            for url in self._station.circuit_urls(line_id):
+                circuit = watch.circuit(url, now)
+                circuit.connected = self._station.link_connected(url)
+            self.watches[line_id] = watch
+        return watch
+
+    # ---- events from the station ------------------------------------------------------------
+
+    def on_link_state(self, url: str, up: bool) -> None:
+        now = self._station.now()
+        for watch in self.watches.values():
+            circuit = watch.circuits.get(url)
+            if circuit is not None and circuit.connected != up:
+                circuit.connected = up
+                circuit.connection_changed = now
+
+    def copy_arrived(self, line_id: bytes, url: str | None, seq: int) -> None:
+        if url is not None:
+            self.watch(line_id).copy_arrived(url, seq, self._station.now())
+
+    def test_received(self, line_id: bytes, test_id: int, seq: int, url: str | None) -> None:
+        watch = self.watch(line_id)
+        watch.test_received(test_id, seq, url or "", self._station.now(), self._interval)
+        if url is None:
+            watch.to_answer[test_id][1].discard("")
+
+    def reply_received(self, line_id: bytes, reply: LinkTestReply, seq: int) -> None:
+        self.watch(line_id).reply_received(reply.test_id, seq, reply.circuits, self._station.now())
+
+    def gap(self, line_id: bytes, open_: bool) -> None:
+        watch = self.watch(line_id)
+        if open_ and watch.gap_since is None:
+            watch.gap_since = self._station.now()
+        elif not open_:
+            watch.gap_since = None
+
+    def circuits_changed(self, line_id: bytes) -> None:
+        watch = self.watch(line_id)
+        now = self._station.now()
+        urls = set(self._station.circuit_urls(line_id))
+        for url in list(watch.circuits):
+            if url not in urls:
+                del watch.circuits[url]
+                self._set(("circuit_down", line_id, url), False, "")
+        for url in urls:
+            watch.circuit(url, now).connected = self._station.link_connected(url)
+
+    # ---- the tick ----------------------------------------------------------------------------
+
+    async def _run(self) -> None:
+        while True:
+            await asyncio.sleep(tick_seconds(self._interval))
+            try:
+                self.tick()
+            except BackchannelError as exc:
+                log.error("monitor tick failed: %s", exc)
+
+    def tick(self) -> None:
+        now = self._station.now()
+        for line_id in self._station.established_lines():
+            watch = self.watch(line_id)
+            if now >= watch.next_test_at:
+                test_id = watch.next_test_id
+                watch.next_test_id += 1
+                watch.tests_sent[test_id] = now
+                watch.next_test_at = now + self._interval
+                self._station.send_payload(line_id, LinkTest(test_id, int(now * 1000)), "test")
+            for test_id, circuits in watch.due_answers(now):
+                reply = LinkTestReply(test_id, circuits, int(now * 1000))
+                self._station.send_payload(line_id, reply, "test-reply")
+            self._assess(line_id, watch, now)
+        for line_id, seq, precedence, created in self._station.overdue_messages(now):
+            name = self._station.line_name(line_id)
+            self._set(
+                ("deadline_passed", line_id, str(seq)),
+                True,
+                f"{precedence} message {name}:{seq} has not been acknowledged "
+                f"{now - created:.0f} s after it was sent (deadline passed)",
+            )
+            self._station.mark_escalated(line_id, seq)
+
+    def _assess(self, line_id: bytes, watch: LineWatch, now: float) -> None:
+        name = self._station.line_name(line_id)
+        states = []
+        for url, circuit in watch.circuits.items():
+            circuit.state = assess(circuit, now, self._interval)
+            states.append(circuit.state)
+            last = "never" if circuit.last_in is None else f"{now - circuit.last_in:.1f} s ago"
+            self._set(
+                ("circuit_down", line_id, url),
+                circuit.state is Health.DOWN,
+                f"circuit {url} of line {name} is down (relay connection "
+                f"{'up' if circuit.connected else 'lost'}; last contact {last})",
+            )
+        watch.state = line_health(states) if states else Health.DOWN
+        self._set(
+            ("line_down", line_id, ""),
+            watch.state is Health.DOWN,
+            f"line {name} is down: none of its {len(states)} circuits works; messages are queued",
+        )
+        gap_open = watch.gap_since is not None and now - watch.gap_since > self._interval
+        self._set(
+            ("sequence_gap", line_id, ""),
+            gap_open,
+            f"line {name}: a frame is missing and later ones are held "
+            f"(gap open for {0 if watch.gap_since is None else now - watch.gap_since:.0f} s)",
+        )
+
+    def _set(self, key: tuple[str, bytes, str], active: bool, message: str) -> None:
+        """Raise or clear an alarm when its condition changed since last said."""
+        if self._reported.get(key, False) == active:
+            return
+        kind, line_id, subject = key
+        if active:
+            self._station.alarms.raise_alarm(kind, line_id, subject, message)
+        else:
+            self._station.alarms.clear_alarm(kind, line_id, subject)
+        self._reported[key] = active
+
+    def clear_deadline(self, line_id: bytes, seq: int) -> None:
+        self._set(("deadline_passed", line_id, str(seq)), False, "")

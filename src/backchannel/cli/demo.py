@@ -27,6 +27,8 @@ from backchannel.errors import BackchannelError, TransportError
 
 console = Console(highlight=False)
 PASSPHRASE = "demo passphrase: use a real one"
+#: Seconds between link tests in the demo (the default is an hour, as on the 1963 line).
+LINK_TEST_INTERVAL = 2.0
 
 
 class Demo:
@@ -35,12 +37,12 @@ class Demo:
         self.pause = 0.0 if fast else 0.6
         self.env = {**os.environ, "BACKCHANNEL_PASSPHRASE": PASSPHRASE, "PYTHONUNBUFFERED": "1"}
         self.procs: dict[str, subprocess.Popen[str]] = {}
-        self.relay_url = ""
-        self.relay_port = 0
+        self.relays: dict[str, str] = {}
 
     # ---- processes -----------------------------------------------------------------------
 
-    def start_relay(self, port: int = 0) -> None:
+    def start_relay(self, name: str, port: int = 0) -> str:
+        """Start (or restart on its database and port) relay ``name``; returns its URL."""
         cmd = [
             sys.executable,
             "-m",
@@ -50,18 +52,31 @@ class Demo:
             "--port",
             str(port),
             "--db",
-            str(self.root / "relay.db"),
+            str(self.root / f"{name}.db"),
         ]
         proc = subprocess.Popen(
             cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=self.env
         )
-        self.procs["relay"] = proc
-        line = self._ready_line(proc, "relay listening on", "relay")
-        self.relay_url = line.split()[-1]
-        self.relay_port = int(self.relay_url.rsplit(":", 1)[1])
+        self.procs[name] = proc
+        line = self._ready_line(proc, "relay listening on", name)
+        self.relays[name] = line.split()[-1]
+        return self.relays[name]
+
+    def restart_relay(self, name: str) -> None:
+        self.start_relay(name, int(self.relays[name].rsplit(":", 1)[1]))
 
     def start_station(self, name: str) -> None:
-        cmd = [sys.executable, "-m", "backchannel", "--home", str(self.root / name), "station", "run"]
+        cmd = [
+            sys.executable,
+            "-m",
+            "backchannel",
+            "--home",
+            str(self.root / name),
+            "station",
+            "run",
+            "--link-test-interval",
+            str(LINK_TEST_INTERVAL),
+        ]
         proc = subprocess.Popen(
             cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=self.env
         )
@@ -152,13 +167,15 @@ class Demo:
     # ---- the story -------------------------------------------------------------------------
 
     def run(self) -> None:
-        self.chapter("1. Two stations and a relay")
+        self.chapter("1. Two stations and two relays")
         self.say(
             "A relay is an untrusted store-and-forward server: it holds sealed frames in mailboxes "
-            "until the recipient takes them, and it cannot read them."
+            "until the recipient takes them, and it cannot read them. A line runs through several "
+            "relays at once, one circuit each, like the 1963 hotline's wire and radio circuits."
         )
-        self.start_relay()
-        console.print(f"    relay process running at {self.relay_url} (database {self.root / 'relay.db'})")
+        for name in ("relay-a", "relay-b"):
+            url = self.start_relay(name)
+            console.print(f"    {name} running at {url} (database {self.root / name}.db)")
         self.say(
             "Each party runs a station. Creating one makes its identity keys and a keystore "
             "sealed under a passphrase (Argon2id)."
@@ -167,20 +184,23 @@ class Demo:
         self.cli("moscow", "init", "--name", "moscow")
         self.start_station("washington")
         self.start_station("moscow")
-        console.print("    both station processes running")
+        console.print(
+            f"    both station processes running (link tests every {LINK_TEST_INTERVAL:g} s for the demo)"
+        )
 
         self.chapter("2. Pairing: an invitation carried out of band")
         self.say(
-            "Washington creates an invitation. It is a secret, signed, single-use blob that a "
-            "courier would carry by hand (file, text or QR code)."
+            "Washington creates an invitation naming both relays. It is a secret, signed, single-use "
+            "blob that a courier would carry by hand (file, text or QR code)."
         )
         inv_file = self.root / "invitation.txt"
+        a, b = self.relays["relay-a"], self.relays["relay-b"]
         self.cli(
-            "washington", "invite", "--relay", self.relay_url, "--name", "moscow", "--out", str(inv_file)
+            "washington", "invite", "--relay", a, "--relay", b, "--name", "moscow", "--out", str(inv_file)
         )
         self.say(
             "Moscow accepts it. Moscow's station agrees keys with a hybrid of X25519 and "
-            "ML-KEM-768 (post-quantum), opens an Olm session and sends its hello."
+            "ML-KEM-768 (post-quantum), opens an Olm session and sends its hello on both circuits."
         )
         self.cli("moscow", "accept", str(inv_file))
         self.wait_for("the line to open", lambda: self.json("moscow", "lines")[0]["state"] == "established")
@@ -204,7 +224,7 @@ class Demo:
         self.chapter("4. Messages both ways, with receipts")
         self.say(
             "Moscow sends a FLASH message. It is encrypted once, stored in Moscow's outbox, "
-            "and only then sent."
+            "and only then sent, on every circuit; Washington keeps the first copy to arrive."
         )
         sent = self.send(
             "moscow",
@@ -223,7 +243,11 @@ class Demo:
             "the acknowledged receipt",
             lambda: self.status_of("moscow", "washington", sent["seq"]) == "acknowledged",
         )
-        self.say("Moscow sees all three receipt levels: relayed, delivered, acknowledged (and by whom).")
+        self.say(
+            "Moscow sees all three receipt levels (relayed, delivered, acknowledged by whom) and "
+            "the health of both circuits, measured by the link tests."
+        )
+        self.wait_for("link tests on both circuits", lambda: self._circuits_measured("moscow", "washington"))
         self.cli("moscow", "status", "washington")
         self.say("Washington replies (ROUTINE).")
         reply = self.send(
@@ -231,34 +255,65 @@ class Demo:
         )
         self.cli("moscow", "ack", "washington", str(reply["seq"]), "--operator", "duty-officer-ivanova")
 
-        self.chapter("5. The relay fails")
-        self.say("We kill the relay process with SIGKILL, mid-conversation.")
-        self.kill("relay")
-        console.print("    [red]relay killed[/]")
-        self.say("Both sides keep sending. Messages are durable in each outbox and wait.")
-        down_refs = []
+        self.chapter("5. One relay fails; the line holds")
+        self.say("We kill relay-a with SIGKILL, mid-conversation.")
+        self.kill("relay-a")
+        console.print("    [red]relay-a killed[/]")
+        self.say("Messages keep flowing over relay-b, end to end, with receipts.")
         for station, line, text in [
             ("washington", "moscow", "Our interceptors are holding at the line. Do not misread."),
             ("moscow", "washington", "Understood. Ours are on the ground."),
-            ("washington", "moscow", "Proposal: a joint statement at 16:00."),
         ]:
-            out = self.send(station, line, text, "--precedence", "IMMEDIATE")
+            self.send(station, line, text, "--precedence", "IMMEDIATE", "--wait", "delivered")
+        self.say(
+            "Within two link-test intervals each station raises an alarm for the dead circuit "
+            "(and would run a command or call a webhook, if configured)."
+        )
+        self.wait_for("the circuit-down alarm", lambda: self._open_alarms("washington", "circuit_down"))
+        self.cli("washington", "alarms")
+        self.cli("washington", "status", "moscow", "--limit", "3")
+
+        self.chapter("6. The relay returns and catches up")
+        self.restart_relay("relay-a")
+        console.print(f"    relay-a restarted at {self.relays['relay-a']} on its database")
+        self.wait_for("relay-a to catch up", lambda: self._pending_on("washington", "moscow", a) == 0)
+        self.wait_for("the alarm to clear", lambda: not self._open_alarms("washington", "circuit_down"))
+        self.say(
+            "Everything relay-a missed was sent to it when it came back (its copies arrive at "
+            "Moscow as duplicates and are dropped), and the alarm cleared, once."
+        )
+        self.cli("washington", "alarms", "--all")
+
+        self.chapter("7. Both relays fail")
+        self.say("Now both relays die. Messages are durable in each outbox and wait; the line is down.")
+        self.kill("relay-a")
+        self.kill("relay-b")
+        down_refs = []
+        for station, line, text in [
+            ("washington", "moscow", "Proposal: a joint statement at 16:00."),
+            ("moscow", "washington", "Agreed in principle. Draft to follow."),
+        ]:
+            out = self.send(station, line, text, "--precedence", "PRIORITY")
             down_refs.append((station, line, out["seq"]))
-        self.say("The relay comes back on the same database; the stations reconnect by themselves.")
-        self.start_relay(self.relay_port)
-        console.print(f"    relay restarted at {self.relay_url}")
+        self.wait_for("the line-down alarm", lambda: self._open_alarms("moscow", "line_down"))
+        self.cli("moscow", "alarms")
+        self.say("relay-b comes back; the stations reconnect by themselves and deliver what waited.")
+        self.restart_relay("relay-b")
         for station, line, seq in down_refs:
             self.wait_for(
                 "delivery after the restart",
                 lambda s=station, ln=line, q=seq: self.status_of(s, ln, q) in ("delivered", "acknowledged"),
             )
-        console.print("    [green]every message sent while the relay was down is delivered[/]")
+        console.print(
+            "    [green]every message sent while both relays were down is delivered, exactly once[/]"
+        )
+        self.restart_relay("relay-a")
         self.cli("moscow", "inbox")
 
-        self.chapter("6. The record")
+        self.chapter("8. The record")
         self.say(
-            "Each station keeps a hash chain over everything said on the line. When both have "
-            "seen everything, the heads are equal: nothing was dropped, altered or injected."
+            "Each station keeps a hash chain over everything said on the line, link tests included. "
+            "When both have seen everything, the heads are equal: nothing was dropped, altered or injected."
         )
 
         def heads() -> tuple[str, str] | None:
@@ -272,9 +327,22 @@ class Demo:
         console.print("    [bold green]equal[/]")
         self.chapter("Done")
         console.print(
-            "The line held: paired, verified, messages both ways with receipts, "
-            "a relay crash without loss, and matching transcripts."
+            "The line held: paired, verified, messages both ways with receipts, one relay lost without "
+            "a gap, both lost without a loss, alarms raised and cleared, and matching transcripts."
         )
+
+    def _line(self, station: str, line: str) -> Any:
+        return self.json(station, "status", line, "--limit", "1")["lines"][0]
+
+    def _circuits_measured(self, station: str, line: str) -> bool:
+        return all(c["rtt_ms"] is not None for c in self._line(station, line)["circuits"])
+
+    def _open_alarms(self, station: str, kind: str) -> list[Any]:
+        return [a for a in self.json(station, "alarms") if a["kind"] == kind]
+
+    def _pending_on(self, station: str, line: str, url: str) -> int:
+        circuits = self._line(station, line)["circuits"]
+        return int(next(c["pending"] for c in circuits if c["url"] == url))
 
 
 def when(ts: float | None) -> str:

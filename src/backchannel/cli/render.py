@@ -115,8 +115,12 @@ def status_view(v: dict[str, Any]) -> Group:
     if v.get("alarms"):
         parts.append(alarms_table(v["alarms"]))
     parts.append(messages_table(v["messages"], "Sent messages"))
-    if v.get("rejected"):
-        parts.append("Rejected input: " + ", ".join(f"{k} {n}" for k, n in sorted(v["rejected"].items())))
+    counters = dict(v.get("rejected") or {})
+    copies = counters.pop("duplicate", 0)
+    if copies:
+        parts.append(f"Copies dropped (already received through another circuit or resent): {copies}")
+    if counters:
+        parts.append("Rejected input: " + ", ".join(f"{k} {n}" for k, n in sorted(counters.items())))
     return Group(*parts)
 
 

@@ -97,14 +97,25 @@ class LinkTest:
 
 @dataclass(frozen=True)
 class LinkTestReply:
-    """The answer to a link test: which circuits (relay URLs) delivered a copy of it here."""
+    """The answer to a link test: which circuits (relay URLs) delivered a copy of it here.
+
+    ``held`` is how long (ms) the answer was deliberately held back to let copies arrive on
+    slower circuits; the tester subtracts it to get the circuits' round trip times.
+    """
 
     test_id: int
     circuits: tuple[str, ...]
     at: int
+    held: int = 0
 
     def to_cbor(self) -> dict[str, Any]:
-        return {"t": "test-reply", "id": self.test_id, "circuits": list(self.circuits), "at": self.at}
+        return {
+            "t": "test-reply",
+            "id": self.test_id,
+            "circuits": list(self.circuits),
+            "at": self.at,
+            "held": self.held,
+        }
 
 
 @dataclass(frozen=True)
@@ -162,7 +173,7 @@ def decode_payload(data: bytes) -> Payload:
     elif kind == "test":
         payload = LinkTest(_ms(obj, "id"), _ms(obj, "at"))
     elif kind == "test-reply":
-        payload = LinkTestReply(_ms(obj, "id"), _urls(obj, "circuits"), _ms(obj, "at"))
+        payload = LinkTestReply(_ms(obj, "id"), _urls(obj, "circuits"), _ms(obj, "at"), _ms(obj, "held"))
     elif kind == "circuits":
         raw_add = field(obj, "add", list)
         if len(raw_add) > MAX_RELAYS:

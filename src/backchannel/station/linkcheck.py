@@ -98,7 +98,7 @@ class LineWatch:
     next_test_id: int = 1
     #: our tests in flight: test id -> monotonic send time
     tests_sent: dict[int, float] = field(default_factory=dict)
-    #: the peer's tests we must answer: test id -> (answer at, circuits seen so far)
+    #: the peer's tests we must answer: test id -> (first copy at, circuits seen so far)
     to_answer: dict[int, tuple[float, set[str]]] = field(default_factory=dict)
     #: sequence numbers of received tests and answers, so later copies still count
     test_seqs: dict[int, int] = field(default_factory=dict)  # seq -> peer's test id
@@ -124,21 +124,30 @@ class LineWatch:
 
     def test_received(self, test_id: int, seq: int, url: str, now: float, interval: float) -> None:
         self.test_seqs[seq] = test_id
-        self.to_answer[test_id] = (now + reply_delay(interval), {url})
+        self.to_answer[test_id] = (now, {url})
         _trim(self.test_seqs)
 
-    def reply_received(self, test_id: int, seq: int, circuits: tuple[str, ...], now: float) -> None:
+    def reply_received(
+        self, test_id: int, seq: int, circuits: tuple[str, ...], held: float, now: float
+    ) -> None:
         sent = self.tests_sent.pop(test_id, None)
         if sent is not None:
-            self.reply_seqs[seq] = sent
+            # The round trip of a circuit ends when the answer's copy arrives through it; the
+            # time the peer deliberately held the answer back is not part of it.
+            self.reply_seqs[seq] = sent + held
             _trim(self.reply_seqs)
         for url in circuits:
             if url in self.circuits:
                 self.circuits[url].last_out = now
 
-    def due_answers(self, now: float) -> list[tuple[int, tuple[str, ...]]]:
-        due = [(tid, tuple(sorted(seen))) for tid, (at, seen) in self.to_answer.items() if at <= now]
-        for tid, _ in due:
+    def due_answers(self, now: float, interval: float) -> list[tuple[int, tuple[str, ...], float]]:
+        """Answers whose collection time is over: (test id, circuits seen, seconds held)."""
+        due = [
+            (tid, tuple(sorted(seen)), now - first)
+            for tid, (first, seen) in self.to_answer.items()
+            if first + reply_delay(interval) <= now
+        ]
+        for tid, _, _ in due:
             del self.to_answer[tid]
         return due
 

@@ -90,7 +90,8 @@ class Monitor:
             watch.to_answer[test_id][1].discard("")
 
     def reply_received(self, line_id: bytes, reply: LinkTestReply, seq: int) -> None:
-        self.watch(line_id).reply_received(reply.test_id, seq, reply.circuits, self._station.now())
+        watch = self.watch(line_id)
+        watch.reply_received(reply.test_id, seq, reply.circuits, reply.held / 1000, self._station.now())
 
     def gap(self, line_id: bytes, open_: bool) -> None:
         watch = self.watch(line_id)
@@ -130,8 +131,8 @@ class Monitor:
                 watch.tests_sent[test_id] = now
                 watch.next_test_at = now + self._interval
                 self._station.send_payload(line_id, LinkTest(test_id, int(now * 1000)), "test")
-            for test_id, circuits in watch.due_answers(now):
-                reply = LinkTestReply(test_id, circuits, int(now * 1000))
+            for test_id, circuits, held in watch.due_answers(now, self._interval):
+                reply = LinkTestReply(test_id, circuits, int(now * 1000), int(held * 1000))
                 self._station.send_payload(line_id, reply, "test-reply")
             self._assess(line_id, watch, now)
         for line_id, seq, precedence, created in self._station.overdue_messages(now):

@@ -323,14 +323,19 @@ class RelayLink:
         may pass: a lost request or reply, or a relay error that asks for a retry. An
         AUTH_SEND is not: the next ``send`` starts a new one.
         """
+        try:
+            signature = signer(frames.auth_message(session.nonce, kind, mailbox_id))
+            build = _registration(kind, mailbox_id, signature)
+        except ValueError as exc:  # a signer that returned the wrong length
+            error = InvalidArgument(f"signer for {kind.name} returned a bad signature: {exc}")
+            self.registration_errors[mailbox_id] = error
+            if raise_errors:
+                raise error from exc
+            return
         delay = BACKOFF_START
         while True:
             try:
-                signature = signer(frames.auth_message(session.nonce, kind, mailbox_id))
-                if kind is FrameType.SUBSCRIBE:
-                    await self._request(session, lambda rid: frames.Subscribe(rid, mailbox_id, signature))
-                else:
-                    await self._request(session, lambda rid: frames.AuthSend(rid, mailbox_id, signature))
+                await self._request(session, build)
                 self.registration_errors.pop(mailbox_id, None)
                 return
             except BackchannelError as exc:
@@ -343,12 +348,6 @@ class RelayLink:
                         continue
                 if raise_errors:
                     raise
-                return
-            except ValueError as exc:  # a signer that returned the wrong length
-                error = InvalidArgument(f"signer for {kind.name} returned a bad signature: {exc}")
-                self.registration_errors[mailbox_id] = error
-                if raise_errors:
-                    raise error from exc
                 return
 
     def _usable(self, session: _Session) -> bool:
@@ -476,6 +475,18 @@ def _decode(message: str | bytes) -> frames.Frame:
 def _check_id(value: bytes, name: str) -> None:
     if len(value) != frames.ID_LEN:
         raise InvalidArgument(f"{name} must be {frames.ID_LEN} bytes, got {len(value)}")
+
+
+def _registration(kind: FrameType, mailbox_id: bytes, signature: bytes) -> Callable[[int], frames.Frame]:
+    """The request that proves a capability, for any request id; ValueError if it cannot be encoded."""
+
+    def build(rid: int) -> frames.Frame:
+        if kind is FrameType.SUBSCRIBE:
+            return frames.Subscribe(rid, mailbox_id, signature)
+        return frames.AuthSend(rid, mailbox_id, signature)
+
+    frames.encode(build(1))  # a signature of the wrong length fails here, not on the wire
+    return build
 
 
 def _retryable(exc: BackchannelError) -> bool:

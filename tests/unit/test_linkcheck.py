@@ -1,0 +1,90 @@
+"""Circuit health and link-test bookkeeping (pure)."""
+
+from __future__ import annotations
+
+import pytest
+
+from backchannel.station.linkcheck import (
+    CircuitHealth,
+    Health,
+    LineWatch,
+    assess,
+    disconnect_grace,
+    line_health,
+    reply_delay,
+)
+
+INTERVAL = 10.0  # link-test interval
+
+
+def circuit(**kw: object) -> CircuitHealth:
+    base: dict[str, object] = {"url": "ws://a", "since": 0.0, "connected": True, "connection_changed": 0.0}
+    base.update(kw)
+    return CircuitHealth(**base)  # type: ignore[arg-type]
+
+
+def test_contact_both_ways_within_two_intervals_is_up() -> None:
+    assert assess(circuit(last_in=95.0, last_out=90.0), now=100.0, interval=INTERVAL) is Health.UP
+
+
+def test_contact_one_way_only_is_degraded() -> None:
+    assert assess(circuit(last_in=95.0, last_out=50.0), now=100.0, interval=INTERVAL) is Health.DEGRADED
+    assert assess(circuit(last_in=None, last_out=95.0), now=100.0, interval=INTERVAL) is Health.DEGRADED
+
+
+def test_no_contact_for_two_intervals_is_down_even_when_connected() -> None:
+    assert assess(circuit(last_in=70.0, last_out=70.0), now=100.0, interval=INTERVAL) is Health.DOWN
+
+
+def test_a_lost_relay_connection_is_down_after_the_grace_period_only() -> None:
+    lost = circuit(connected=False, connection_changed=99.0, last_in=99.0, last_out=99.0)
+    assert assess(lost, now=99.0 + disconnect_grace(INTERVAL) / 2, interval=INTERVAL) is Health.UP
+    assert assess(lost, now=99.0 + disconnect_grace(INTERVAL), interval=INTERVAL) is Health.DOWN
+
+
+def test_a_new_circuit_is_given_two_intervals_before_it_is_judged() -> None:
+    fresh = circuit(since=95.0)
+    assert assess(fresh, now=100.0, interval=INTERVAL) is Health.UP
+    assert assess(fresh, now=95.0 + 2 * INTERVAL + 1, interval=INTERVAL) is Health.DOWN
+
+
+def test_grace_and_reply_delay_are_bounded_for_long_intervals() -> None:
+    assert disconnect_grace(3600) == 30.0 and reply_delay(3600) == 2.0
+    assert disconnect_grace(1.0) == 0.5 and reply_delay(1.0) == 0.25
+
+
+@pytest.mark.parametrize(
+    ("states", "expected"),
+    [
+        ([Health.UP, Health.UP], Health.UP),
+        ([Health.UP, Health.DOWN], Health.DEGRADED),
+        ([Health.DEGRADED, Health.DOWN], Health.DEGRADED),
+        ([Health.DOWN, Health.DOWN], Health.DOWN),
+    ],
+)
+def test_the_line_is_down_only_when_every_circuit_is(states: list[Health], expected: Health) -> None:
+    assert line_health(states) is expected
+
+
+def test_a_test_is_answered_with_every_circuit_that_delivered_a_copy_in_time() -> None:
+    watch = LineWatch()
+    watch.test_received(test_id=7, seq=40, url="ws://a", now=100.0, interval=INTERVAL)
+    watch.copy_arrived("ws://b", seq=40, now=100.5)  # the same frame, later, through b
+    assert watch.due_answers(now=100.1, interval=INTERVAL) == []
+    ((test_id, circuits, held),) = watch.due_answers(now=100.0 + reply_delay(INTERVAL), interval=INTERVAL)
+    assert (test_id, circuits, held) == (7, ("ws://a", "ws://b"), reply_delay(INTERVAL))
+    assert watch.due_answers(now=200.0, interval=INTERVAL) == []  # answered once
+
+
+def test_an_answer_gives_contact_out_and_its_copies_give_round_trip_times_without_the_hold() -> None:
+    watch = LineWatch()
+    watch.circuit("ws://a", 0.0)
+    watch.circuit("ws://b", 0.0)
+    watch.tests_sent[3] = 100.0
+    watch.reply_received(3, seq=12, circuits=("ws://a",), held=2.0, now=102.3)
+    assert watch.circuits["ws://a"].last_out == 102.3 and watch.circuits["ws://b"].last_out is None
+    watch.copy_arrived("ws://a", 12, now=102.3)
+    watch.copy_arrived("ws://b", 12, now=102.8)
+    assert watch.circuits["ws://a"].rtt == pytest.approx(0.3)
+    assert watch.circuits["ws://b"].rtt == pytest.approx(0.8)
+    assert watch.circuits["ws://b"].last_in == 102.8

@@ -167,6 +167,12 @@ class BadSignature(RemoteError):
     code = "bad_signature"
 
 
+class RecordInvalid(RemoteError):
+    """The transcript does not verify: it was altered, truncated, or signed by other keys."""
+
+    code = "record_invalid"
+
+
 class RelayRefused(RemoteError):
     """The relay refused the request."""
 

@@ -13,7 +13,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from websockets.asyncio.client import ClientConnection, connect
 
-from backchannel.errors import RelayRefused, TransportError
+from backchannel.errors import InvalidArgument, RelayRefused, TransportError
 from backchannel.proto import frames
 from backchannel.proto.frames import FrameType, RelayErrorCode
 from backchannel.station.relay_link import Delivery, RelayLink
@@ -184,6 +184,21 @@ def test_bad_signatures_are_refused_with_auth(relay_process: RelayProcess) -> No
     assert metrics(relay_process)["auth_failed"] == 4
 
 
+def test_a_signer_that_returns_garbage_is_reported_not_sent(relay_process: RelayProcess) -> None:
+    async def body(link: RelayLink, queue: asyncio.Queue[Delivery]) -> None:
+        box = await new_mailbox(link)
+        link.subscribe(box.recv_id, lambda message: b"short")
+        link.add_sender(box.send_id, lambda message: b"short")
+        with pytest.raises(InvalidArgument, match="bad signature"):
+            await link.send(box.send_id, b"never sent")
+        await wait_for(lambda: box.recv_id in link.registration_errors)
+        assert isinstance(link.registration_errors[box.recv_id], InvalidArgument)
+        assert await link.ping() >= 0  # the connection is unharmed
+
+    run(with_link(relay_process.url, body))
+    assert metrics(relay_process)["malformed"] == 0
+
+
 def test_send_and_ack_need_the_capability_on_this_connection(
     relay_process: RelayProcess,
 ) -> None:
@@ -339,6 +354,47 @@ def test_unacked_frames_come_again_after_reconnect_and_acked_do_not(
             await link2.close()
 
     run(body())
+
+
+def test_unacked_frames_are_pushed_again_on_the_same_connection(
+    relay_factory: Callable[..., RelayProcess],
+) -> None:
+    relay = relay_factory(config={"redeliver_seconds": 0.4})
+
+    async def body() -> None:
+        events: list[bool] = []
+        link, queue = await open_link(relay.url, on_connected=events.append)
+        try:
+            box = await new_mailbox(link)
+            link.add_sender(box.send_id, box.send_key.sign)
+            early = await link.send(box.send_id, b"stored before subscribing")  # pushed by the pump
+            link.subscribe(box.recv_id, box.recv_key.sign)
+            assert (await take(queue, 1))[0].msg_id == early
+            await link.ack(box.recv_id, early)
+            loop = asyncio.get_running_loop()
+            first = await link.send(box.send_id, b"first")  # pushed straight after its commit
+            second = await link.send(box.send_id, b"second")
+            pushed_at = loop.time()
+            got = await take(queue, 2)
+            assert [d.msg_id for d in got] == [first, second]
+            await link.ack(box.recv_id, second)  # "first" stays unacknowledged
+
+            (again,) = await take(queue, 1, timeout=5)
+            assert again == got[0]  # the same frame: same msg_id, same payload
+            assert loop.time() - pushed_at >= 0.35
+            (third,) = await take(queue, 1, timeout=5)  # and again, until acknowledged
+            assert third == got[0]
+            await link.ack(box.recv_id, first)
+            await asyncio.sleep(1.0)
+            assert queue.empty()
+            assert events == [True]  # all on one connection: no reconnect, no re-SUBSCRIBE
+        finally:
+            await link.close()
+
+    run(body())
+    counts = metrics(relay)
+    assert counts["delivered"] == 3 and counts["redelivered"] == 2
+    assert counts["connections"] == 1 and counts["takeovers"] == 0
 
 
 def test_second_subscription_takes_over(relay_process: RelayProcess) -> None:

@@ -52,7 +52,13 @@ from backchannel.proto.payloads import (
     decode_payload,
     encode_payload,
 )
-from backchannel.proto.primitives import AEAD_TAG_LEN, MLKEM_CIPHERTEXT_LEN, mlkem_public, x25519_public
+from backchannel.proto.primitives import (
+    AEAD_TAG_LEN,
+    MLKEM_CIPHERTEXT_LEN,
+    mldsa_public,
+    mlkem_public,
+    x25519_public,
+)
 from backchannel.proto.session import Identity, OlmSession, decode_olm
 from backchannel.station.keystore import HEADER as KS_HEADER
 from backchannel.station.keystore import MAGIC as KS_MAGIC
@@ -396,7 +402,7 @@ _inviter = Identity.generate()
 _inv_rng = FakeRng(b"fuzz-invitations")
 VALID_INVITATIONS = [
     _invitation(_inviter, _inv_rng),
-    _invitation(_inviter, _inv_rng, name="z", on_record=True),
+    _invitation(_inviter, _inv_rng, name="z", on_record=True, pq_key=mldsa_public(bytes(32))),
     _invitation(
         _inviter,
         _inv_rng,

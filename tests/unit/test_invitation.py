@@ -24,6 +24,7 @@ from backchannel.proto.invitation import (
     parse_invitation,
     parse_invitation_text,
 )
+from backchannel.proto.primitives import mldsa_public
 from backchannel.proto.session import Identity
 
 
@@ -63,6 +64,7 @@ def body_map(invitation: Invitation) -> dict[str, Any]:
         "created": invitation.created_at,
         "expires": invitation.expires_at,
         "record": invitation.on_record,
+        **({"pq": invitation.pq_key} if invitation.pq_key else {}),
     }
 
 
@@ -278,7 +280,9 @@ def test_a_station_name_longer_than_64_characters_is_refused(
 
 
 def test_the_record_flag_survives_the_round_trip(identity: Identity, signed: SignedInvitation) -> None:
-    on_record = resigned_invitation(identity, replace(signed.invitation, on_record=True))
+    on_record = resigned_invitation(
+        identity, replace(signed.invitation, on_record=True, pq_key=mldsa_public(bytes(32)))
+    )
     assert parse_invitation(on_record.blob).invitation.on_record is True
     assert parse_invitation(signed.blob).invitation.on_record is False
 

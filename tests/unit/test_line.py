@@ -22,11 +22,12 @@ from backchannel.proto.payloads import (
     Payload,
     Precedence,
     Welcome,
-    encode_payload,
     hello_binding,
 )
 from backchannel.proto.primitives import mlkem_encapsulate, x25519, x25519_public
+from backchannel.proto.record import Seen, decode_entry, encode_entry
 from backchannel.proto.session import Identity
+from backchannel.proto.transcript import genesis
 
 RELAY = "ws://relay.invalid:1"
 CAPS = (MailboxCapability(RELAY, b"s" * 16, b"k" * 32),)
@@ -54,7 +55,8 @@ def forge_hello(
     session = accepter.outbound_session(inv.identity_key, inv.one_time_key)
     if binding is None:
         binding = accepter.sign(hello_binding(inv.line_id, accepter.identity_key, signed.digest))
-    raw = encode_payload(payload or Hello("bravo", CAPS, binding))
+    start = Seen(0, genesis(inv.line_id, 0))
+    raw = encode_entry(payload or Hello("bravo", CAPS, binding), start, inv.line_id, 1, 1, None)
     if inner is None:
         inner = accepter.identity_key + (claimed_signing_key or accepter.signing_key) + session.encrypt(raw)
     header = Header(Kind.HELLO, inv.line_id, 1, 1, rng.bytes(12), x25519_public(ephemeral), kem_ciphertext)
@@ -94,7 +96,8 @@ def test_open_hello_reports_the_accepters_name_mailboxes_and_keys(support: Any) 
     assert opened.peer_identity_key == accepter.identity_key
     assert opened.peer_signing_key == accepter.signing_key
     assert accepted.hello.seq == 1
-    assert accepted.hello.payload == encode_payload(opened.hello)
+    assert decode_entry(accepted.hello.payload, opened.state.line_id, 1, 1, None).payload == opened.hello
+    assert opened.raw == accepted.hello.payload
 
 
 def test_messages_flow_both_ways(paired: Any, support: Any) -> None:
@@ -154,8 +157,10 @@ def test_the_transcript_records_the_exact_canonical_payload(paired: Any) -> None
     state, sealed = proto_line.seal_payload(
         paired.inviter.state, paired.inviter.session, msg("x"), paired.rng
     )
-    assert sealed.payload == encode_payload(msg("x"))
-    expected = paired.inviter.state.transcript.append(0, 1, encode_payload(msg("x")))
+    entry = decode_entry(sealed.payload, state.line_id, 0, 1, None)
+    assert entry.payload == msg("x")
+    assert entry.seen == Seen(1, paired.inviter.state.transcript.heads[1])  # it commits to the hello
+    expected = paired.inviter.state.transcript.append(0, 1, sealed.payload)
     assert state.transcript == expected
 
 

@@ -29,7 +29,7 @@ from backchannel.proto.encoding import (
     field,
     fixed_bytes,
 )
-from backchannel.proto.primitives import MLKEM_PUBLIC_LEN, ed25519_verify, sha256
+from backchannel.proto.primitives import MLDSA_PUBLIC_LEN, MLKEM_PUBLIC_LEN, ed25519_verify, sha256
 
 MAGIC = b"BCI"
 VERSION = 1
@@ -79,10 +79,13 @@ class Invitation:
     created_at: int  # ms since epoch
     expires_at: int  # ms since epoch
     on_record: bool = False
+    pq_key: bytes = b""  # the inviter's ML-DSA-65 public key, present exactly when on the record
 
     def body(self) -> bytes:
+        extra: dict[str, bytes] = {"pq": self.pq_key} if self.pq_key else {}
         return cbor_encode(
             {
+                **extra,
                 "v": VERSION,
                 "line": self.line_id,
                 "name": self.name,
@@ -165,7 +168,10 @@ def parse_invitation(blob: bytes) -> SignedInvitation:
             created_at=field(obj, "created", int, "invitation"),
             expires_at=field(obj, "expires", int, "invitation"),
             on_record=field(obj, "record", bool, "invitation"),
+            pq_key=fixed_bytes(obj, "pq", MLDSA_PUBLIC_LEN, "invitation") if "pq" in obj else b"",
         )
+        if invitation.on_record != bool(invitation.pq_key):
+            raise InvalidInvitation("an invitation on the record must carry an ML-DSA-65 key, and only then")
         if not all(0 <= t < 2**63 for t in (invitation.created_at, invitation.expires_at)):
             raise InvalidInvitation("the invitation's times are out of range")
         if not valid_name(invitation.name):

@@ -19,6 +19,7 @@ opens it (:func:`open_hello`); from then on both sides are the same.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 
 from backchannel.clock import Rng
@@ -33,13 +34,7 @@ from backchannel.proto import envelope
 from backchannel.proto.envelope import Header, Kind, Sealed
 from backchannel.proto.invitation import MailboxCapability, SignedInvitation
 from backchannel.proto.keyschedule import LineKeys, derive_line_keys
-from backchannel.proto.payloads import (
-    Hello,
-    Payload,
-    decode_payload,
-    encode_payload,
-    hello_binding,
-)
+from backchannel.proto.payloads import Hello, Payload, hello_binding
 from backchannel.proto.primitives import (
     ed25519_verify,
     mlkem_decapsulate,
@@ -47,8 +42,9 @@ from backchannel.proto.primitives import (
     x25519,
     x25519_public,
 )
+from backchannel.proto.record import Seen, decode_entry, encode_entry
 from backchannel.proto.session import Identity, OlmSession
-from backchannel.proto.transcript import Transcript
+from backchannel.proto.transcript import Transcript, genesis
 
 INVITER = 0
 ACCEPTER = 1
@@ -62,6 +58,7 @@ class LineState:
     next_seq: int  # the sequence number our next frame gets
     delivered_upto: int  # the peer's frames up to here are decrypted and stored
     transcript: Transcript
+    on_record: bool = False
 
     @property
     def out_direction(self) -> int:
@@ -83,8 +80,9 @@ class SealedFrame:
 class Opened:
     seq: int
     payload: Payload | None  # None when the frame could not be read (see ``error``)
-    raw: bytes
+    raw: bytes  # the entry bytes, as recorded in the transcript
     error: RemoteError | None = None
+    seen: Seen | None = None  # the sender's view of our direction when it sealed this
 
 
 @dataclass(frozen=True)
@@ -110,13 +108,23 @@ class HelloOpened:
     hello: Hello
     peer_identity_key: bytes
     peer_signing_key: bytes
+    raw: bytes = b""  # the hello's entry bytes, as recorded in the transcript
 
 
 def seal_payload(
-    state: LineState, session: OlmSession, payload: Payload, rng: Rng
+    state: LineState,
+    session: OlmSession,
+    payload: Payload,
+    rng: Rng,
+    sign: Callable[[bytes], bytes] | None = None,
 ) -> tuple[LineState, SealedFrame]:
-    raw = encode_payload(payload)
+    """Seal the next entry of our direction; ``sign`` (our Ed25519) is needed on the record."""
+    if state.on_record and sign is None:
+        raise ValueError("a line on the record needs a signer")
     seq = state.next_seq
+    raw = encode_entry(
+        payload, seen_by(state), state.line_id, state.out_direction, seq, sign if state.on_record else None
+    )
     header = Header(Kind.DATA, state.line_id, state.out_direction, seq, rng.bytes(12))
     frame = envelope.seal(header, state.keys.for_direction(state.out_direction), session.encrypt(raw))
     new_state = replace(
@@ -143,17 +151,32 @@ def authenticate(state: LineState, sealed: Sealed) -> bytes:
     return inner
 
 
-def decrypt_next(state: LineState, session: OlmSession, seq: int, inner: bytes) -> tuple[LineState, Opened]:
-    """Decrypt the next in-order frame. The caller guarantees ``seq == delivered_upto + 1``."""
+def seen_by(state: LineState) -> Seen:
+    """What we have received of the other direction: committed to by our next entry."""
+    direction = state.in_direction
+    return Seen(state.transcript.counts[direction], state.transcript.heads[direction])
+
+
+def decrypt_next(
+    state: LineState, session: OlmSession, seq: int, inner: bytes, peer_signing_key: bytes | None = None
+) -> tuple[LineState, Opened]:
+    """Decrypt the next in-order frame. The caller guarantees ``seq == delivered_upto + 1``.
+
+    On the record, ``peer_signing_key`` checks the entry's signature.
+    """
     if seq != state.delivered_upto + 1:
         raise ValueError(f"decrypt_next out of order: {seq} after {state.delivered_upto}")
     payload: Payload | None = None
     error: RemoteError | None = None
+    seen: Seen | None = None
     raw = b""
     try:
         raw = session.decrypt(inner)
-        payload = decode_payload(raw)
-    except (DecryptError, ProtocolError) as exc:
+        entry = decode_entry(
+            raw, state.line_id, state.in_direction, seq, peer_signing_key if state.on_record else None
+        )
+        payload, seen = entry.payload, entry.seen
+    except (DecryptError, ProtocolError, BadSignature) as exc:
         # The envelope was genuine, so this frame's place in the sequence is spent either way:
         # stalling the line on it would be worse. What Olm could not open is recorded as empty,
         # which makes the two transcripts differ from here on: the divergence is visible.
@@ -163,7 +186,7 @@ def decrypt_next(state: LineState, session: OlmSession, seq: int, inner: bytes) 
         delivered_upto=seq,
         transcript=state.transcript.append(state.in_direction, seq, raw),
     )
-    return new_state, Opened(seq, payload, raw, error)
+    return new_state, Opened(seq, payload, raw, error, seen)
 
 
 def accept(
@@ -172,8 +195,12 @@ def accept(
     name: str,
     mailboxes: tuple[MailboxCapability, ...],
     rng: Rng,
+    pq_key: bytes = b"",
 ) -> Accepted:
-    """Build the accepter's side of a new line and its hello frame."""
+    """Build the accepter's side of a new line and its hello frame.
+
+    On a line on the record, ``pq_key`` is our ML-DSA-65 public key, sent in the hello.
+    """
     inv = signed.invitation
     ephemeral = rng.bytes(32)
     x_secret = x25519(ephemeral, inv.pairing_key)
@@ -181,7 +208,12 @@ def accept(
     keys = derive_line_keys(x_secret, kem_secret, signed.digest, inv.line_id)
     session = identity.outbound_session(inv.identity_key, inv.one_time_key)
     binding = identity.sign(hello_binding(inv.line_id, identity.identity_key, signed.digest))
-    raw = encode_payload(Hello(name, mailboxes, binding))
+    on_record = inv.on_record
+    if on_record and not pq_key:
+        raise ValueError("a line on the record needs our ML-DSA-65 key")
+    hello = Hello(name, mailboxes, binding, pq_key if on_record else b"")
+    start = Seen(0, genesis(inv.line_id, 0))
+    raw = encode_entry(hello, start, inv.line_id, 1, 1, identity.sign if on_record else None)
     inner = identity.identity_key + identity.signing_key + session.encrypt(raw)
     header = Header(Kind.HELLO, inv.line_id, 1, 1, rng.bytes(12), x25519_public(ephemeral), kem_ciphertext)
     frame = envelope.seal(header, keys.to_inviter, inner)
@@ -192,6 +224,7 @@ def accept(
         next_seq=2,
         delivered_upto=0,
         transcript=Transcript.start(inv.line_id).append(1, 1, raw),
+        on_record=on_record,
     )
     return Accepted(state, session, SealedFrame(1, frame, raw))
 
@@ -217,9 +250,15 @@ def open_hello(identity: Identity, pending: PendingInvitation, sealed: Sealed) -
         raise ProtocolError("the hello is truncated")
     peer_ik, peer_ed, olm = inner[:32], inner[32:64], inner[64:]
     session, raw = identity.inbound_session(peer_ik, olm)
-    payload = decode_payload(raw)
+    try:
+        entry = decode_entry(raw, inv.line_id, 1, 1, peer_ed if inv.on_record else None)
+    except BadSignature:
+        raise BadSignature("the hello's signature does not verify; the hello is forged") from None
+    payload = entry.payload
     if not isinstance(payload, Hello):
         raise ProtocolError("the first frame of a line must be a hello")
+    if inv.on_record and not payload.pq_key:
+        raise ProtocolError("a hello on the record must carry the accepter's ML-DSA-65 key")
     try:
         ed25519_verify(
             peer_ed, payload.binding_signature, hello_binding(inv.line_id, peer_ik, pending.signed.digest)
@@ -233,5 +272,6 @@ def open_hello(identity: Identity, pending: PendingInvitation, sealed: Sealed) -
         next_seq=1,
         delivered_upto=1,
         transcript=Transcript.start(inv.line_id).append(1, 1, raw),
+        on_record=inv.on_record,
     )
-    return HelloOpened(state, session, payload, peer_ik, peer_ed)
+    return HelloOpened(state, session, payload, peer_ik, peer_ed, raw)

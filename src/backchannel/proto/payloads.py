@@ -21,6 +21,7 @@ from typing import Any
 from backchannel.errors import ProtocolError
 from backchannel.proto.encoding import cbor_encode, cbor_map, field, fixed_bytes
 from backchannel.proto.invitation import MAX_NAME_BYTES, MAX_RELAYS, MailboxCapability
+from backchannel.proto.primitives import MLDSA_PUBLIC_LEN, MLDSA_SIGNATURE_LEN
 
 HELLO_BINDING_CONTEXT = b"backchannel/v1 hello binding\x00"
 MAX_TEXT_BYTES = 30_000
@@ -39,14 +40,18 @@ class Hello:
     name: str
     mailboxes: tuple[MailboxCapability, ...]
     binding_signature: bytes
+    pq_key: bytes = b""  # the accepter's ML-DSA-65 public key, on the record only
 
     def to_cbor(self) -> dict[str, Any]:
-        return {
+        out: dict[str, Any] = {
             "t": "hello",
             "name": self.name,
             "mailboxes": [m.to_cbor() for m in self.mailboxes],
             "sig": self.binding_signature,
         }
+        if self.pq_key:
+            out["pq"] = self.pq_key
+        return out
 
 
 @dataclass(frozen=True)
@@ -132,7 +137,32 @@ class Circuits:
         return {"t": "circuits", "add": [m.to_cbor() for m in self.add], "remove": list(self.remove)}
 
 
-Payload = Hello | Welcome | Message | Delivered | Acknowledged | LinkTest | LinkTestReply | Circuits
+@dataclass(frozen=True)
+class Checkpoint:
+    """The sender's two chain heads, with recent entry hashes to name a divergence.
+
+    ``recent[d]`` is the last up to 128 entry hashes of direction ``d`` (8 bytes each) ending
+    at ``counts[d]``. ``pq_signature`` is ML-DSA-65 over both heads, on the record only.
+    """
+
+    counts: tuple[int, int]
+    heads: tuple[bytes, bytes]
+    recent: tuple[bytes, bytes]
+    pq_signature: bytes = b""
+
+    def to_cbor(self) -> dict[str, Any]:
+        return {
+            "t": "checkpoint",
+            "n": list(self.counts),
+            "h": list(self.heads),
+            "r": list(self.recent),
+            "pq": self.pq_signature,
+        }
+
+
+Payload = (
+    Hello | Welcome | Message | Delivered | Acknowledged | LinkTest | LinkTestReply | Circuits | Checkpoint
+)
 
 
 def hello_binding(line_id: bytes, identity_key: bytes, invitation_digest: bytes) -> bytes:
@@ -157,7 +187,23 @@ def decode_payload(data: bytes) -> Payload:
             name=_bounded_text(obj, "name", MAX_NAME),
             mailboxes=tuple(MailboxCapability.from_cbor(m) for m in raw),
             binding_signature=fixed_bytes(obj, "sig", 64),
+            pq_key=fixed_bytes(obj, "pq", MLDSA_PUBLIC_LEN) if "pq" in obj else b"",
         )
+    elif kind == "checkpoint":
+        counts, heads, recent = field(obj, "n", list), field(obj, "h", list), field(obj, "r", list)
+        if (
+            len(counts) != 2
+            or len(heads) != 2
+            or len(recent) != 2
+            or not all(isinstance(n, int) and not isinstance(n, bool) and 0 <= n < 2**63 for n in counts)
+            or not all(isinstance(h, bytes) and len(h) == 32 for h in heads)
+            or not all(isinstance(r, bytes) and len(r) % 8 == 0 and len(r) <= 128 * 8 for r in recent)
+        ):
+            raise ProtocolError("the checkpoint is malformed")
+        pq: bytes = field(obj, "pq", bytes)
+        if len(pq) not in (0, MLDSA_SIGNATURE_LEN):
+            raise ProtocolError("the checkpoint's ML-DSA-65 signature has the wrong size")
+        payload = Checkpoint((counts[0], counts[1]), (heads[0], heads[1]), (recent[0], recent[1]), pq)
     elif kind == "welcome":
         payload = Welcome()
     elif kind == "msg":

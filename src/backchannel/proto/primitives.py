@@ -15,6 +15,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import (
     Ed25519PrivateKey,
     Ed25519PublicKey,
 )
+from cryptography.hazmat.primitives.asymmetric.mldsa import MLDSA65PrivateKey, MLDSA65PublicKey
 from cryptography.hazmat.primitives.asymmetric.mlkem import (
     MLKEM768PrivateKey,
     MLKEM768PublicKey,
@@ -74,6 +75,29 @@ def ed25519_verify(public: bytes, signature: bytes, message: bytes) -> None:
     """Raise ``BadSignature`` unless ``signature`` is valid for ``message`` under ``public``."""
     try:
         Ed25519PublicKey.from_public_bytes(public).verify(signature, message)
+    except (InvalidSignature, ValueError):
+        raise BadSignature() from None
+
+
+# ---- ML-DSA-65: post-quantum signatures for the record --------------------------------------
+
+MLDSA_SEED_LEN = 32
+MLDSA_PUBLIC_LEN = 1952
+MLDSA_SIGNATURE_LEN = 3309
+
+
+def mldsa_public(seed: bytes) -> bytes:
+    return MLDSA65PrivateKey.from_seed_bytes(seed).public_key().public_bytes_raw()
+
+
+def mldsa_sign(seed: bytes, message: bytes) -> bytes:
+    return MLDSA65PrivateKey.from_seed_bytes(seed).sign(message)
+
+
+def mldsa_verify(public: bytes, signature: bytes, message: bytes) -> None:
+    """Raise ``BadSignature`` unless the ML-DSA-65 signature is valid."""
+    try:
+        MLDSA65PublicKey.from_public_bytes(public).verify(signature, message)
     except (InvalidSignature, ValueError):
         raise BadSignature() from None
 

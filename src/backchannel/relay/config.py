@@ -8,6 +8,7 @@ range) fail at start with a ``ConfigError`` naming the key, never half-way throu
 from __future__ import annotations
 
 import dataclasses
+import math
 import tomllib
 from dataclasses import dataclass
 from typing import Any
@@ -36,6 +37,13 @@ class RelayConfig:
     expiry_sweep_seconds: float = 60.0
     #: Pushed-but-unacknowledged frames allowed per subscription.
     push_window: int = 512
+    #: A frame pushed but not acknowledged this long ago is pushed again (same msg_id) on the
+    #: same subscription, in case the DELIVER was lost on a connection that stayed up.
+    redeliver_seconds: float = 30.0
+    #: WebSocket keepalive: a ping after this much time, and the connection is closed when
+    #: its pong is later than ``ping_timeout_seconds``. A dead peer is noticed within their sum.
+    ping_interval_seconds: float = 5.0
+    ping_timeout_seconds: float = 5.0
 
     @classmethod
     def load(cls, path: str | None = None, **overrides: Any) -> RelayConfig:
@@ -75,8 +83,11 @@ class RelayConfig:
             if getattr(self, key) < 1:
                 raise ConfigError(f"relay setting {key!r} must be at least 1")
         for key in ("expiry_seconds", "expiry_sweep_seconds"):
-            if getattr(self, key) <= 0:
+            if not getattr(self, key) > 0:  # (`not >`: NaN is refused too)
                 raise ConfigError(f"relay setting {key!r} must be greater than 0")
+        for key in ("redeliver_seconds", "ping_interval_seconds", "ping_timeout_seconds"):
+            if not 0 < getattr(self, key) < math.inf:
+                raise ConfigError(f"relay setting {key!r} must be a finite number greater than 0")
 
 
 _FIELD_TYPES: dict[str, type] = {
@@ -89,6 +100,9 @@ _FIELD_TYPES: dict[str, type] = {
     "expiry_seconds": float,
     "expiry_sweep_seconds": float,
     "push_window": int,
+    "redeliver_seconds": float,
+    "ping_interval_seconds": float,
+    "ping_timeout_seconds": float,
 }
 
 

@@ -41,6 +41,14 @@ class RelayConnection:
         self._out: deque[tuple[bytes, bool]] = deque()
         self._ready = asyncio.Event()
 
+    @property
+    def backlogged(self) -> bool:
+        """True while frames wait to be written (in the outbox or the socket's buffer)."""
+        if self._out:
+            return True
+        transport = self.ws.transport
+        return transport is not None and transport.get_write_buffer_size() > 0
+
     def reply(self, frame: frames.Frame) -> None:
         """Queue the one answer to a request (gives its slot back once written)."""
         self._out.append((frames.encode(frame), True))

@@ -13,7 +13,12 @@ client sends can be replayed on another connection. The relay holds:
   to one connection; a later SUBSCRIBE to the same mailbox takes it over (the usual case is
   a station reconnecting before the relay noticed its old connection died). Its pump task
   reads rows after its cursor from the store and pushes them as DELIVER, never more than
-  ``push_window`` unacknowledged; it wakes on new commits and on ACKs.
+  ``push_window`` unacknowledged; it wakes on new commits, on ACKs, and when a pushed frame
+  has waited ``redeliver_seconds`` for its ACK (then it pushes that frame again: a DELIVER
+  may be lost by a middlebox on a connection that stays up).
+
+Dead connections are found by WebSocket keepalive (``ping_interval_seconds`` and
+``ping_timeout_seconds``); their subscriptions end with them.
 
 Nothing a client sends can crash the relay or another connection: every frame is decoded
 in a ``try``, every failure becomes an ``ERROR`` reply and a counter, and the payloads are
@@ -23,6 +28,8 @@ never logged.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import enum
 import logging
 import signal
 import sys
@@ -88,7 +95,8 @@ COUNTER_NAMES = (
     "created",
     "stored",  # new frames stored
     "duplicates",  # SENDs of a frame already waiting (idempotent retry)
-    "delivered",  # DELIVER frames pushed
+    "delivered",  # DELIVER frames pushed (first push on a subscription)
+    "redelivered",  # DELIVER frames pushed again after redeliver_seconds without an ACK
     "acked",  # frames deleted on acknowledgement
     "expired",  # frames deleted by the expiry sweep
     "takeovers",  # SUBSCRIBEs that replaced another subscription to the same mailbox
@@ -98,16 +106,37 @@ COUNTER_NAMES = (
 )
 
 
+class _Unreadable(enum.Enum):
+    """A mailbox lookup that failed in the store (as opposed to "no such mailbox")."""
+
+    UNREADABLE = "unreadable"
+
+
+UNREADABLE = _Unreadable.UNREADABLE
+
+
 @dataclass(eq=False)
 class _Subscription:
     recv_id: bytes
     conn: RelayConnection
     window: PushWindow
+    #: Set to make the pump look again: at the store if ``dirty``, else only at its timer.
     wake: asyncio.Event = field(default_factory=asyncio.Event)
+    #: Rows after the cursor may be waiting to be pushed: the pump must read the store.
+    dirty: bool = False
     task: asyncio.Task[None] | None = None
     #: True while the pump has pushed every stored row and is not reading the store: a
     #: newly stored frame can then be pushed straight from memory, saving a store read.
     caught_up: bool = False
+
+    def poke(self) -> None:
+        """New work: there may be rows to read (a commit, a freed slot, a new subscription)."""
+        self.dirty = True
+        self.wake.set()
+
+    def rearm(self) -> None:
+        """The redelivery deadline may have moved earlier: the pump recomputes its timer."""
+        self.wake.set()
 
 
 class RelayServer:
@@ -162,8 +191,8 @@ class RelayServer:
                 compression=None,
                 max_size=frame_limit + OVERSIZE_SLACK,
                 process_request=self._process_request,
-                ping_interval=20,
-                ping_timeout=20,
+                ping_interval=self.config.ping_interval_seconds,
+                ping_timeout=self.config.ping_timeout_seconds,
             )
         except OSError as exc:
             raise TransportError(
@@ -358,6 +387,9 @@ class RelayServer:
 
     async def _subscribe(self, conn: RelayConnection, frame: frames.Subscribe) -> None:
         record = await self._mailbox(frame.recv_id, by_send=False)
+        if record is UNREADABLE:
+            self._internal(conn, frame.request_id)  # not AUTH: the client should retry
+            return
         signed = frames.auth_message(conn.nonce, FrameType.SUBSCRIBE, frame.recv_id)
         if record is None or not _verify(record.recv_key, frame.signature, signed):
             self._refuse(
@@ -374,13 +406,17 @@ class RelayServer:
         if old is not None:
             self.counters["takeovers"] += 1
             self._end_subscription(old)
-        sub = _Subscription(frame.recv_id, conn, PushWindow(self.config.push_window))
+        window = PushWindow(self.config.push_window, self.config.redeliver_seconds)
+        sub = _Subscription(frame.recv_id, conn, window)
         self._subs[frame.recv_id] = sub
         sub.task = asyncio.create_task(self._pump(sub), name="relay-pump")
-        sub.wake.set()
+        sub.poke()
 
     async def _auth_send(self, conn: RelayConnection, frame: frames.AuthSend) -> None:
         record = await self._mailbox(frame.send_id, by_send=True)
+        if record is UNREADABLE:
+            self._internal(conn, frame.request_id)
+            return
         signed = frames.auth_message(conn.nonce, FrameType.AUTH_SEND, frame.send_id)
         if record is None or not _verify(record.send_key, frame.signature, signed):
             self._refuse(
@@ -423,12 +459,16 @@ class RelayServer:
                     self.counters["stored"] += 1
                     sub = self._subs.get(recv_id)
                     if sub is not None and sub.caught_up and sub.window.fetch_limit() > 0:
-                        sub.window.pushed(result.count, result.msg_id, self._clock.now())
+                        sub.window.pushed(
+                            result.count, result.msg_id, self._clock.now(), self._clock.monotonic()
+                        )
                         sub.conn.push(frames.Deliver(recv_id, result.msg_id, frame.payload))
                         self.counters["delivered"] += 1
+                        if sub.window.unacked == 1:
+                            sub.rearm()  # the pump may be waiting without a redelivery timer
                     elif sub is not None:
                         sub.caught_up = False
-                        sub.wake.set()
+                        sub.poke()
                 else:
                     self.counters["duplicates"] += 1
                 conn.reply(frames.Stored(rid, result.msg_id))
@@ -454,8 +494,10 @@ class RelayServer:
             if result.outcome is Outcome.DELETED:
                 self.counters["acked"] += 1
             sub = self._subs.get(recv_id)
-            if sub is not None and sub.window.acked(msg_id):
-                sub.wake.set()
+            # A freed slot matters only if rows wait beyond the cursor; when the pump has
+            # caught up, every stored frame was pushed and new ones come by the fast path.
+            if sub is not None and sub.window.acked(msg_id) and not sub.caught_up:
+                sub.poke()
             conn.reply(frames.Ok(rid))
 
         self._commit(DeleteMessage(recv_id, msg_id), done)
@@ -463,29 +505,76 @@ class RelayServer:
     # ---- pushing -----------------------------------------------------------------------
 
     async def _pump(self, sub: _Subscription) -> None:
-        """Push stored frames of one mailbox, oldest first, within the window."""
+        """Push stored frames of one mailbox, oldest first, within the window; push again
+        those left unacknowledged for ``redeliver_seconds``."""
         assert self._store is not None
         while True:
-            await sub.wake.wait()
+            await self._wait_for_work(sub)
             sub.wake.clear()
-            sub.caught_up = False
             try:
+                await self._redeliver(sub)
+                if self._subs.get(sub.recv_id) is not sub:
+                    return
+                if not sub.dirty:
+                    continue  # only the timer (or a rearm): the store has nothing new
+                sub.dirty = False
+                sub.caught_up = False
                 while (limit := sub.window.fetch_limit()) > 0:
                     rows = await self._db(self._store.messages_after, sub.recv_id, sub.window.cursor, limit)
                     if self._subs.get(sub.recv_id) is not sub:
                         return
+                    now = self._clock.monotonic()
                     for row in rows:
-                        sub.window.pushed(row.seq, row.msg_id, row.stored_at)
+                        sub.window.pushed(row.seq, row.msg_id, row.stored_at, now)
                         sub.conn.push(frames.Deliver(row.recv_id, row.msg_id, row.payload))
                     self.counters["delivered"] += len(rows)
                     if len(rows) < limit:
-                        sub.caught_up = not sub.wake.is_set()
+                        sub.caught_up = not sub.dirty  # (dirty: a commit came during the read)
                         break
             except BackchannelError as exc:
                 _LOG.error("relay: cannot read a mailbox: %s", exc)
                 self.counters["storage_errors"] += 1
                 await asyncio.sleep(1.0)
-                sub.wake.set()
+                sub.poke()
+
+    async def _wait_for_work(self, sub: _Subscription) -> None:
+        """Until woken, or until the oldest unacknowledged push is due again."""
+        deadline = sub.window.next_redelivery()
+        if deadline is None:
+            await sub.wake.wait()
+            return
+        delay = deadline - self._clock.monotonic()
+        if delay <= 0:
+            return
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(delay):
+                await sub.wake.wait()
+
+    async def _redeliver(self, sub: _Subscription) -> None:
+        """Push again every frame whose last push has waited ``redeliver_seconds`` for an ACK."""
+        assert self._store is not None
+        now = self._clock.monotonic()
+        due = sub.window.due(now)
+        if not due:
+            return
+        if sub.conn.backlogged:
+            # Earlier frames are still on their way out of this process: nothing was lost
+            # yet, so start the clocks again rather than queue copies behind the originals.
+            for seq, msg_id in due:
+                sub.window.redelivered(msg_id, seq, now)
+            return
+        rows = await self._db(self._store.messages_by_seq, sub.recv_id, [seq for seq, _ in due])
+        if self._subs.get(sub.recv_id) is not sub:
+            return
+        stored = {row.seq: row for row in rows}
+        now = self._clock.monotonic()
+        for seq, msg_id in due:
+            row = stored.get(seq)
+            if row is None:
+                sub.window.forget(msg_id, seq)  # acknowledged or expired meanwhile
+            elif sub.window.redelivered(msg_id, seq, now):
+                sub.conn.push(frames.Deliver(row.recv_id, row.msg_id, row.payload))
+                self.counters["redelivered"] += 1
 
     def _end_subscription(self, sub: _Subscription) -> None:
         if self._subs.get(sub.recv_id) is sub:
@@ -505,7 +594,7 @@ class RelayServer:
                 self.counters["expired"] += result.count
             for sub in list(self._subs.values()):
                 if sub.window.forget_expired(cutoff):
-                    sub.wake.set()
+                    sub.poke()
 
     # ---- store access ------------------------------------------------------------------
 
@@ -519,7 +608,8 @@ class RelayServer:
         """Run a store call on the single database thread."""
         return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
 
-    async def _mailbox(self, mailbox_id: bytes, *, by_send: bool) -> MailboxRecord | None:
+    async def _mailbox(self, mailbox_id: bytes, *, by_send: bool) -> MailboxRecord | _Unreadable | None:
+        """The mailbox record; None if there is no such mailbox; UNREADABLE if the store failed."""
         cache = self._by_send if by_send else self._by_recv
         record = cache.get(mailbox_id)
         if record is not None:
@@ -531,7 +621,7 @@ class RelayServer:
         except BackchannelError as exc:
             _LOG.error("relay: cannot read a mailbox record: %s", exc)
             self.counters["storage_errors"] += 1
-            return None
+            return UNREADABLE
         if record is not None:
             self._remember(record)
         return record

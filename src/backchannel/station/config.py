@@ -47,6 +47,8 @@ class StationConfig:
     relay_request_timeout: float = 10.0
     #: Seconds between link tests on every line (the 1963 hotline was tested hourly).
     link_test_interval: float = 3600.0
+    #: Seconds between signed checkpoints of each line's record.
+    checkpoint_interval: float = 3600.0
     #: Seconds until the *acknowledged* receipt is due, by precedence.
     deadlines: dict[str, float] = field(default_factory=lambda: dict(DEFAULT_DEADLINES))
     #: Per-line overrides of ``deadlines``, by the line's local name.
@@ -152,6 +154,7 @@ _VALIDATORS: dict[str, Callable[[Any, str], Any]] = {
     "send_window": _positive(int),
     "relay_request_timeout": _positive(float),
     "link_test_interval": _positive(float),
+    "checkpoint_interval": _positive(float),
     "deadlines": lambda value, what: {**DEFAULT_DEADLINES, **_deadlines(value, what)},
     "line_deadlines": _line_deadlines,
     "alarm_command": _command,

@@ -79,6 +79,9 @@ class ControlServer:
             "alarms": s.list_alarms,
             "ack_alarm": s.ack_alarm,
             "add_circuit": s.add_circuit,
+            "checkpoint": s.checkpoint,
+            "export_transcript": s.export_transcript,
+            "verify_transcript": s.verify_transcript,
             "remove_circuit": s.remove_circuit,
         }
 

@@ -105,6 +105,7 @@ class LineWatch:
     reply_seqs: dict[int, float] = field(default_factory=dict)  # seq -> when our test was sent
     state: Health = Health.UP
     gap_since: float | None = None
+    next_checkpoint_at: float = 0.0
 
     def circuit(self, url: str, now: float) -> CircuitHealth:
         if url not in self.circuits:

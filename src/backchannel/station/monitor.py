@@ -131,6 +131,11 @@ class Monitor:
                 watch.tests_sent[test_id] = now
                 watch.next_test_at = now + self._interval
                 self._station.send_payload(line_id, LinkTest(test_id, int(now * 1000)), "test")
+            if watch.next_checkpoint_at == 0.0:
+                watch.next_checkpoint_at = now + self._station.config.checkpoint_interval
+            elif now >= watch.next_checkpoint_at:
+                watch.next_checkpoint_at = now + self._station.config.checkpoint_interval
+                self._station.send_checkpoint(line_id)
             for test_id, circuits, held in watch.due_answers(now, self._interval):
                 reply = LinkTestReply(test_id, circuits, int(now * 1000), int(held * 1000))
                 self._station.send_payload(line_id, reply, "test-reply")

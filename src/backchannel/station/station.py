@@ -43,8 +43,10 @@ from backchannel.errors import (
     InvalidInvitation,
     InvitationAlreadyAccepted,
     InvitationAlreadyUsed,
+    LineNotReady,
     MessageTooLarge,
     MisaddressedFrame,
+    RecordInvalid,
     RemoteError,
     StationAlreadyInitialised,
     StationNotInitialised,
@@ -69,6 +71,7 @@ from backchannel.proto.ordering import Verdict, classify
 from backchannel.proto.payloads import (
     MAX_TEXT_BYTES,
     Acknowledged,
+    Checkpoint,
     Circuits,
     Delivered,
     Hello,
@@ -80,13 +83,15 @@ from backchannel.proto.payloads import (
     Welcome,
 )
 from backchannel.proto.primitives import (
+    MLDSA_SEED_LEN,
     ed25519_public_from_seed,
     ed25519_sign,
     mlkem_public,
     require_mlkem,
     x25519_public,
 )
-from backchannel.proto.safety import grouped, safety_number
+from backchannel.proto.record import verify_export
+from backchannel.proto.safety import grouped, safety_number, station_fingerprint
 from backchannel.proto.session import Identity, OlmSession
 from backchannel.proto.transcript import Transcript
 from backchannel.station.alarm_sinks import AlarmDispatcher, sinks_from_config
@@ -95,6 +100,7 @@ from backchannel.station.config import StationConfig
 from backchannel.station.delivery import Sender, Waiters
 from backchannel.station.keystore import AtRest, create_keystore, open_keystore
 from backchannel.station.monitor import Monitor
+from backchannel.station.recorder import Recorder
 from backchannel.station.relay_link import Delivery, RelayLink
 from backchannel.station.store import InboxRow, LineRow, OutboxRow, Store
 from backchannel.station.views import (
@@ -190,6 +196,7 @@ class Station:
         self.alarms = Alarms(store, name, clock, rng, self.line_name, self._dispatch_alarm)
         self.monitor = Monitor(self)
         self._started = False
+        self.recorder = Recorder(self, store, atrest, clock)
         self._load_lines()
 
     # ---- lifecycle -----------------------------------------------------------------------
@@ -211,6 +218,7 @@ class Station:
         with store.transaction():
             store.set_meta("name", name.encode("utf-8"))
             store.set_meta("account", identity.pickle(store_key).encode("ascii"))
+            store.set_meta("mldsa", AtRest(store_key).seal(SystemRng().bytes(MLDSA_SEED_LEN), b"mldsa-seed"))
         store.close()
 
     @classmethod
@@ -329,7 +337,9 @@ class Station:
 
     # ---- pairing -----------------------------------------------------------------------------
 
-    async def invite(self, relay: str | list[str] | None = None, name: str | None = None) -> InvitationView:
+    async def invite(
+        self, relay: str | list[str] | None = None, name: str | None = None, on_record: bool = True
+    ) -> InvitationView:
         """Create an invitation for a new line, to be carried to the other station out of band.
 
         Each relay given becomes one circuit of the line (the accepter makes its own mailbox
@@ -357,6 +367,8 @@ class Station:
             ),
             created_at=ms(now),
             expires_at=ms(now + self.config.invitation_ttl_hours * 3600),
+            on_record=on_record,
+            pq_key=self.recorder.pq_public if on_record else b"",
         )
         signed = encode_invitation(invitation, self._identity.sign(invitation.signed_message()))
         with self._store.transaction():
@@ -396,7 +408,14 @@ class Station:
         if inv.line_id in self._lines:  # accepted concurrently while we awaited the relay
             raise InvitationAlreadyAccepted()
         caps = tuple(MailboxCapability(url, send_id, send_seed) for url, _, _, send_id, send_seed in ours)
-        accepted = proto_line.accept(self._identity, signed, self.name, caps, self._rng)
+        accepted = proto_line.accept(
+            self._identity,
+            signed,
+            self.name,
+            caps,
+            self._rng,
+            self.recorder.pq_public if inv.on_record else b"",
+        )
         now = self._clock.now()
         row = self._new_row(
             accepted.state,
@@ -407,9 +426,13 @@ class Station:
             inv.identity_key,
             inv.signing_key,
             now,
+            inv.pq_key or None,
         )
         with self._mutation():
             self._store.add_line(row)
+            self.recorder.record(
+                inv.line_id, 1, 1, accepted.state.transcript.heads[1], accepted.hello.payload
+            )
             for url, recv_id, recv_seed, _, _ in ours:
                 self._store.add_mailbox(
                     inv.line_id, url, recv_id, self._atrest.seal(recv_seed, b"recv-key" + recv_id)
@@ -440,6 +463,7 @@ class Station:
         peer_identity: bytes,
         peer_signing: bytes,
         now: float,
+        peer_pq: bytes | None = None,
     ) -> LineRow:
         keys = self._atrest.seal(state.keys.to_accepter + state.keys.to_inviter, b"line-keys" + state.line_id)
         t = state.transcript
@@ -459,10 +483,11 @@ class Station:
             tx_head0=t.heads[0],
             tx_count1=t.counts[1],
             tx_head1=t.heads[1],
-            on_record=0,
+            on_record=int(state.on_record),
             verified_at=None,
             created_at=now,
             last_contact=None,
+            peer_pq=peer_pq,
         )
 
     def _check_new_name(self, name: str) -> None:
@@ -496,6 +521,7 @@ class Station:
                 transcript=Transcript(
                     row.line_id, (row.tx_count0, row.tx_count1), (row.tx_head0, row.tx_head1)
                 ),
+                on_record=bool(row.on_record),
             )
             session = OlmSession.from_pickle(row.session_pickle, self._atrest.store_key)
             self._lines[row.line_id] = LiveLine(row, state, session)
@@ -526,7 +552,14 @@ class Station:
         live.row = replace(live.row, **fields)  # type: ignore[arg-type]
 
     def _seal(self, live: LiveLine, payload: Payload) -> SealedFrame:
-        live.state, sealed = proto_line.seal_payload(live.state, live.session, payload, self._rng)
+        """Seal the next entry of our direction and record it (inside the caller's transaction)."""
+        live.state, sealed = proto_line.seal_payload(
+            live.state, live.session, payload, self._rng, self._identity.sign
+        )
+        direction = live.state.out_direction
+        self.recorder.record(
+            live.line_id, direction, sealed.seq, live.state.transcript.heads[direction], sealed.payload
+        )
         return sealed
 
     def _line(self, name_or_id: str) -> LiveLine:
@@ -906,9 +939,15 @@ class Station:
         outgoing: list[tuple[bytes, int]],
         receipts_due: set[bytes],
     ) -> None:
-        live.state, opened = proto_line.decrypt_next(live.state, live.session, seq, inner)
+        live.state, opened = proto_line.decrypt_next(
+            live.state, live.session, seq, inner, live.row.peer_signing
+        )
         payload = opened.payload
         line_id = live.line_id
+        direction = live.state.in_direction
+        self.recorder.record(line_id, direction, seq, live.state.transcript.heads[direction], opened.raw)
+        if opened.seen is not None:
+            self.recorder.check_seen(live, seq, opened.seen, self._after_commit)
         if opened.error is not None:
             # Authenticated by the line key, yet unreadable: the frame is spent (the line moves
             # on, and the transcripts now differ, which is how the operators will see it).
@@ -940,6 +979,8 @@ class Station:
             self._after_commit.append(functools.partial(self.monitor.reply_received, line_id, payload, seq))
         elif isinstance(payload, Circuits):
             self._apply_circuits(live, payload, self._after_commit)
+        elif isinstance(payload, Checkpoint):
+            self.recorder.checkpoint_received(live, seq, payload, self._after_commit)
         elif isinstance(payload, Welcome):
             if live.row.role == proto_line.ACCEPTER and not live.established:
                 self._persist(live, state="established")
@@ -978,9 +1019,11 @@ class Station:
             opened.peer_identity_key,
             opened.peer_signing_key,
             now,
+            opened.hello.pq_key or None,
         )
         live = LiveLine(row, opened.state, opened.session)
         self._store.add_line(row)
+        self.recorder.record(line_id, 1, 1, opened.state.transcript.heads[1], opened.raw)
         self._store.mark_invitation_used(line_id)
         self._save_account()  # the one-time key is now spent
         for cap in opened.hello.mailboxes:
@@ -1158,10 +1201,60 @@ class Station:
         return self._store.counters()
 
     def identity(self) -> dict[str, str]:
+        """This station's public keys, for the other station and for third parties verifying
+        an exported record."""
         return {
             "name": self.name,
             "identity_key": self._identity.identity_key.hex(),
             "signing_key": self._identity.signing_key.hex(),
+            "ed25519": self._identity.signing_key.hex(),
+            "mldsa65": self.recorder.pq_public.hex(),
+            "fingerprint": station_fingerprint(self._identity.identity_key, self._identity.signing_key),
+        }
+
+    # ---- the record ------------------------------------------------------------------------
+
+    def checkpoint(self, line: str) -> dict[str, Any]:
+        """Send a checkpoint now; the peer compares it with its record and answers in kind."""
+        live = self._line(line)
+        if not live.established:
+            raise LineNotReady(f"line {live.row.name!r} is not established yet")
+        seq = self.send_checkpoint(live.line_id)
+        return {"line": live.row.name, "seq": seq, "head": live.state.transcript.head().hex()}
+
+    def send_checkpoint(self, line_id: bytes) -> int:
+        live = self._lines[line_id]
+        with self._mutation():
+            checkpoint = self.recorder.make_checkpoint(live)
+            sealed = self._seal(live, checkpoint)
+            self._store.add_outbound(line_id, sealed.seq, "checkpoint", sealed.frame, self._clock.now())
+            self._persist(live)
+            self.recorder.checkpoint_sent(live, sealed.seq, checkpoint)
+        self.sender.enqueue([(line_id, sealed.seq)])
+        return sealed.seq
+
+    def export_transcript(self, line: str) -> dict[str, Any]:
+        """The whole record of a line, verifiable elsewhere with the two public keys."""
+        return self.recorder.export(self._line(line))
+
+    def verify_transcript(self, line: str) -> dict[str, Any]:
+        """Check the local record: the chain, every signature (on the record), checkpoints."""
+        live = self._line(line)
+        doc = self.recorder.export(live)
+        result = verify_export(doc, doc["stations"], require_signatures=live.state.on_record)
+        if result.head != live.state.transcript.head().hex():
+            raise RecordInvalid("the stored entries do not lead to the line's current head")
+        checkpoints = self._store.checkpoints(live.line_id)
+        received = [c for c in checkpoints if c["status"] != "sent"]
+        return {
+            "line": live.row.name,
+            "on_record": live.state.on_record,
+            "entries": list(result.counts),
+            "head": result.head,
+            "checkpoints_sent": len(checkpoints) - len(received),
+            "checkpoints_received": len(received),
+            "last_checkpoint": received[-1] if received else None,
+            "diverged": [c for c in received if c["status"] == "diverged"],
         }
 
 

@@ -48,6 +48,7 @@ class LineRow:
     verified_at: float | None
     created_at: float
     last_contact: float | None
+    peer_pq: bytes | None = None
 
 
 @dataclass(frozen=True)
@@ -219,7 +220,9 @@ class Store:
     # ---- lines -------------------------------------------------------------------------
 
     def add_line(self, row: LineRow) -> None:
-        self._x(f"INSERT INTO lines VALUES ({', '.join('?' * 19)})", tuple(row.__dict__.values()))
+        columns = ", ".join(row.__dict__)
+        marks = ", ".join("?" * len(row.__dict__))
+        self._x(f"INSERT INTO lines ({columns}) VALUES ({marks})", tuple(row.__dict__.values()))
 
     def update_line(self, line_id: bytes, **fields: Any) -> None:
         assigns = ", ".join(f"{k} = ?" for k in fields)
@@ -433,6 +436,95 @@ class Store:
         ).fetchone()
         return int(row[0])
 
+    # ---- the record --------------------------------------------------------------------
+
+    def add_entry(
+        self, line_id: bytes, direction: int, seq: int, chain_hash: bytes, entry_sealed: bytes, at: float
+    ) -> None:
+        self._x(
+            "INSERT OR REPLACE INTO entries VALUES (?, ?, ?, ?, ?, ?)",
+            (line_id, direction, seq, chain_hash, entry_sealed, at),
+        )
+
+    def entry_hashes(self, line_id: bytes, direction: int) -> list[bytes]:
+        rows = self._x(
+            "SELECT hash FROM entries WHERE line_id = ? AND direction = ? ORDER BY seq", (line_id, direction)
+        ).fetchall()
+        return [bytes(r[0]) for r in rows]
+
+    def entry_hash(self, line_id: bytes, direction: int, seq: int) -> bytes | None:
+        row = self._x(
+            "SELECT hash FROM entries WHERE line_id = ? AND direction = ? AND seq = ?",
+            (line_id, direction, seq),
+        ).fetchone()
+        return None if row is None else bytes(row[0])
+
+    def entries(self, line_id: bytes) -> list[tuple[int, int, bytes, bytes, float]]:
+        """(direction, seq, hash, sealed entry, time) in the order this station recorded them."""
+        rows = self._x(
+            "SELECT direction, seq, hash, entry_sealed, at FROM entries WHERE line_id = ?"
+            " ORDER BY at, direction, seq",
+            (line_id,),
+        ).fetchall()
+        return [(r[0], r[1], bytes(r[2]), bytes(r[3]), r[4]) for r in rows]
+
+    def entry_time(self, line_id: bytes, direction: int, seq: int) -> float | None:
+        row = self._x(
+            "SELECT at FROM entries WHERE line_id = ? AND direction = ? AND seq = ?",
+            (line_id, direction, seq),
+        ).fetchone()
+        return None if row is None else float(row[0])
+
+    def add_checkpoint(
+        self,
+        line_id: bytes,
+        by_direction: int,
+        seq: int,
+        counts: tuple[int, int],
+        heads: tuple[bytes, bytes],
+        pq_signature: bytes,
+        status: str,
+        detail: str,
+        at: float,
+    ) -> None:
+        self._x(
+            "INSERT INTO checkpoints (line_id, by_direction, seq, n0, h0, n1, h1, pq_signature, status,"
+            " detail, at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                line_id,
+                by_direction,
+                seq,
+                counts[0],
+                heads[0],
+                counts[1],
+                heads[1],
+                pq_signature,
+                status,
+                detail,
+                at,
+            ),
+        )
+
+    def checkpoints(self, line_id: bytes) -> list[dict[str, Any]]:
+        rows = self._x(
+            "SELECT by_direction, seq, n0, h0, n1, h1, pq_signature, status, detail, at"
+            " FROM checkpoints WHERE line_id = ? ORDER BY id",
+            (line_id,),
+        ).fetchall()
+        return [
+            {
+                "by": r[0],
+                "seq": r[1],
+                "counts": [r[2], r[4]],
+                "heads": [bytes(r[3]).hex(), bytes(r[5]).hex()],
+                "mldsa65": bytes(r[6]).hex(),
+                "status": r[7],
+                "detail": r[8],
+                "at": r[9],
+            }
+            for r in rows
+        ]
+
     # ---- alarms ------------------------------------------------------------------------
 
     def open_alarm(
@@ -484,6 +576,94 @@ class Store:
 
     def counters(self) -> dict[str, int]:
         return {r[0]: r[1] for r in self._x("SELECT name, value FROM counters").fetchall()}
+
+    # ---- operators and audit (console) ----------------------------------------------------
+    # Rows come back as plain tuples; backchannel.station.operators gives them names.
+
+    def add_operator(self, name: str, role: str, password_hash: str, at: float) -> bool:
+        """Create an operator account; False if the name is taken."""
+        if self._x("SELECT 1 FROM operators WHERE name = ?", (name,)).fetchone():
+            return False
+        self._x(
+            "INSERT INTO operators (name, role, password_hash, created_at) VALUES (?, ?, ?, ?)",
+            (name, role, password_hash, at),
+        )
+        return True
+
+    def get_operator(self, name: str) -> tuple[Any, ...] | None:
+        """(name, role, password_hash, created_at, failed_logins, locked_until, last_login)."""
+        row = self._x(
+            "SELECT name, role, password_hash, created_at, failed_logins, locked_until, last_login"
+            " FROM operators WHERE name = ?",
+            (name,),
+        ).fetchone()
+        return None if row is None else tuple(row)
+
+    def list_operators(self) -> list[tuple[Any, ...]]:
+        rows = self._x(
+            "SELECT name, role, password_hash, created_at, failed_logins, locked_until, last_login"
+            " FROM operators ORDER BY name"
+        ).fetchall()
+        return [tuple(r) for r in rows]
+
+    def remove_operator(self, name: str) -> bool:
+        """Delete the account (its sessions go with it); False if there was none."""
+        return self._x("DELETE FROM operators WHERE name = ?", (name,)).rowcount > 0
+
+    def set_operator_password(self, name: str, password_hash: str) -> bool:
+        """New password; clears a lockout and ends the operator's sessions."""
+        changed = self._x(
+            "UPDATE operators SET password_hash = ?, failed_logins = 0, locked_until = NULL WHERE name = ?",
+            (password_hash, name),
+        ).rowcount
+        self._x("DELETE FROM console_sessions WHERE operator = ?", (name,))
+        return changed > 0
+
+    def set_login_state(
+        self, name: str, failed_logins: int, locked_until: float | None, last_login: float | None = None
+    ) -> None:
+        self._x(
+            "UPDATE operators SET failed_logins = ?, locked_until = ?,"
+            " last_login = COALESCE(?, last_login) WHERE name = ?",
+            (failed_logins, locked_until, last_login, name),
+        )
+
+    def add_console_session(
+        self, token_hash: bytes, operator: str, csrf: str, created_at: float, expires_at: float
+    ) -> None:
+        self._x(
+            "INSERT INTO console_sessions (token_hash, operator, csrf, created_at, expires_at)"
+            " VALUES (?, ?, ?, ?, ?)",
+            (token_hash, operator, csrf, created_at, expires_at),
+        )
+
+    def get_console_session(self, token_hash: bytes) -> tuple[Any, ...] | None:
+        """(operator, role, csrf, created_at, expires_at) of a session, or None."""
+        row = self._x(
+            "SELECT s.operator, o.role, s.csrf, s.created_at, s.expires_at FROM console_sessions s"
+            " JOIN operators o ON o.name = s.operator WHERE s.token_hash = ?",
+            (token_hash,),
+        ).fetchone()
+        return None if row is None else tuple(row)
+
+    def delete_console_session(self, token_hash: bytes) -> None:
+        self._x("DELETE FROM console_sessions WHERE token_hash = ?", (token_hash,))
+
+    def delete_expired_console_sessions(self, now: float) -> int:
+        return int(self._x("DELETE FROM console_sessions WHERE expires_at <= ?", (now,)).rowcount)
+
+    def add_audit(self, at: float, operator: str, action: str, detail: str) -> None:
+        self._x(
+            "INSERT INTO audit (at, operator, action, detail) VALUES (?, ?, ?, ?)",
+            (at, operator, action, detail),
+        )
+
+    def audit_entries(self, limit: int = 500) -> list[tuple[Any, ...]]:
+        """(id, at, operator, action, detail), newest first."""
+        rows = self._x(
+            "SELECT id, at, operator, action, detail FROM audit ORDER BY id DESC LIMIT ?", (limit,)
+        ).fetchall()
+        return [tuple(r) for r in rows]
 
 
 @dataclass(frozen=True)

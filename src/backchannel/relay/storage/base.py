@@ -101,6 +101,10 @@ class MailboxStore(Protocol):
         """Up to ``limit`` frames of one mailbox with ``seq > after_seq``, oldest first."""
         ...
 
+    def messages_by_seq(self, recv_id: bytes, seqs: Sequence[int]) -> list[StoredMessage]:
+        """The frames of one mailbox with these sequence numbers that are still stored, oldest first."""
+        ...
+
     def depth(self, recv_id: bytes) -> int:
         """How many frames wait in a mailbox."""
         ...

@@ -34,6 +34,8 @@ from backchannel.relay.storage.base import (
 )
 
 _SCHEMA_FILE = re.compile(r"^(\d{3})_[a-z0-9_]+\.sql$")
+#: Sequence numbers per ``IN (...)`` query (well under SQLite's bound-parameter limit).
+_IN_CHUNK = 500
 
 
 class SqliteMailboxStore:
@@ -74,6 +76,21 @@ class SqliteMailboxStore:
                 (recv_id, after_seq, limit),
             ).fetchall()
         return [StoredMessage(seq, recv_id, mid, payload, at) for seq, mid, payload, at in rows]
+
+    def messages_by_seq(self, recv_id: bytes, seqs: Sequence[int]) -> list[StoredMessage]:
+        found: list[StoredMessage] = []
+        wanted = sorted(set(seqs))
+        with _mapped("read messages"):
+            for start in range(0, len(wanted), _IN_CHUNK):
+                chunk = wanted[start : start + _IN_CHUNK]
+                marks = ",".join("?" * len(chunk))
+                rows = self._db.execute(
+                    "SELECT seq, msg_id, payload, stored_at FROM messages"
+                    f" WHERE recv_id = ? AND seq IN ({marks}) ORDER BY seq",
+                    (recv_id, *chunk),
+                ).fetchall()
+                found.extend(StoredMessage(seq, recv_id, mid, payload, at) for seq, mid, payload, at in rows)
+        return found
 
     def depth(self, recv_id: bytes) -> int:
         with _mapped("count messages"):

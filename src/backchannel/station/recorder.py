@@ -1,0 +1,234 @@
+"""The station's part of the record: store entries, exchange and compare checkpoints, export.
+
+Theory of operation
+-------------------
+Every entry, in both directions, is stored with the chain hash after it (sealed at rest),
+in the same transaction as the frame it belongs to. That gives three things:
+
+- the ``seen`` claim in each received entry (the sender's view of *our* direction) is
+  checked against our own chain at once: a mismatch means the two records of the line
+  have split, and an alarm names our first entry the peer saw differently;
+- checkpoints: on demand and every ``checkpoint_interval`` each station sends its two chain
+  heads (signed with ML-DSA-65 on the record, and with Ed25519 like every entry) plus the
+  last 128 entry hashes of each direction; the receiver compares them with its own
+  (:func:`backchannel.proto.record.compare_checkpoint`), records the outcome, and raises a
+  ``record_divergence`` alarm naming the first entry where the views differ;
+- the export: every entry's exact bytes, every checkpoint with its signature, and the two
+  stations' public keys, which :func:`backchannel.proto.record.verify_export` checks anywhere.
+"""
+
+from __future__ import annotations
+
+import functools
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from backchannel.clock import Clock
+from backchannel.proto.payloads import Checkpoint
+from backchannel.proto.primitives import mldsa_public, mldsa_sign
+from backchannel.proto.record import (
+    EXPORT_FORMAT,
+    Seen,
+    checkpoint_message,
+    compare_checkpoint,
+    decode_export_entry,
+    short_hashes,
+)
+from backchannel.proto.safety import station_fingerprint
+from backchannel.proto.transcript import genesis
+from backchannel.station.keystore import AtRest
+from backchannel.station.store import Store
+
+if TYPE_CHECKING:
+    from backchannel.station.station import LiveLine, Station
+
+DIVERGENCE = "record_divergence"
+
+
+class Recorder:
+    def __init__(self, station: Station, store: Store, atrest: AtRest, clock: Clock) -> None:
+        self._station = station
+        self._store = store
+        self._atrest = atrest
+        self._clock = clock
+        sealed = store.get_meta("mldsa")
+        if sealed is None:  # a station created before the record existed
+            from backchannel.clock import SystemRng
+
+            seed = SystemRng().bytes(32)
+            with store.transaction():
+                store.set_meta("mldsa", atrest.seal(seed, b"mldsa-seed"))
+        else:
+            seed = atrest.open(sealed, b"mldsa-seed")
+        self._pq_seed = seed
+        self.pq_public = mldsa_public(seed)
+
+    # ---- entries ---------------------------------------------------------------------------
+
+    def record(self, line_id: bytes, direction: int, seq: int, chain_hash: bytes, raw: bytes) -> None:
+        """Store one entry (inside the caller's transaction)."""
+        sealed = self._atrest.seal(raw, _entry_context(line_id, direction, seq))
+        self._store.add_entry(line_id, direction, seq, chain_hash, sealed, self._clock.now())
+
+    def check_seen(self, live: LiveLine, seq: int, seen: Seen, after: list[Callable[[], object]]) -> None:
+        """The peer's entry ``seq`` says what it had received from us; does our record agree?"""
+        ours = live.state.out_direction
+        if seen.count == 0:
+            expected: bytes | None = genesis(live.line_id, ours)
+        else:
+            expected = self._store.entry_hash(live.line_id, ours, seen.count)
+        if expected != seen.head:
+            detail = (
+                f"entry {seq} from {live.row.peer_name} says it had received {seen.count} of our "
+                f"entries with a different chain: the records differ at or before our entry "
+                f"{seen.count}"
+            )
+            after.append(functools.partial(self._alarm, live.line_id, f"{ours}:{seen.count}", detail))
+
+    # ---- checkpoints -----------------------------------------------------------------------
+
+    def make_checkpoint(self, live: LiveLine) -> Checkpoint:
+        t = live.state.transcript
+        recent = (
+            short_hashes(self._store.entry_hashes(live.line_id, 0)[: t.counts[0]]),
+            short_hashes(self._store.entry_hashes(live.line_id, 1)[: t.counts[1]]),
+        )
+        signature = b""
+        if live.state.on_record:
+            signature = mldsa_sign(self._pq_seed, checkpoint_message(live.line_id, t.counts, t.heads))
+        return Checkpoint(t.counts, t.heads, recent, signature)
+
+    def checkpoint_sent(self, live: LiveLine, seq: int, checkpoint: Checkpoint) -> None:
+        self._store.add_checkpoint(
+            live.line_id,
+            live.state.out_direction,
+            seq,
+            checkpoint.counts,
+            checkpoint.heads,
+            checkpoint.pq_signature,
+            "sent",
+            "",
+            self._clock.now(),
+        )
+
+    def checkpoint_received(
+        self, live: LiveLine, seq: int, checkpoint: Checkpoint, after: list[Callable[[], object]]
+    ) -> None:
+        from backchannel.errors import BadSignature
+        from backchannel.proto.primitives import mldsa_verify
+
+        status, detail = "agreed", ""
+        if live.state.on_record:
+            try:
+                message = checkpoint_message(live.line_id, checkpoint.counts, checkpoint.heads)
+                mldsa_verify(live.row.peer_pq or b"", checkpoint.pq_signature, message)
+            except BadSignature:
+                status, detail = "diverged", "the checkpoint's ML-DSA-65 signature does not verify"
+        if status == "agreed":
+            local = {d: self._store.entry_hashes(live.line_id, d) for d in (0, 1)}
+            # The checkpoint is itself our latest entry from the peer: compare what preceded it.
+            local[live.state.in_direction] = local[live.state.in_direction][: seq - 1]
+            result = compare_checkpoint(checkpoint, local, live.state.out_direction)
+            status, detail = result.status, result.detail
+            if result.status == "diverged":
+                subject = f"{result.direction}:{result.seq}"
+                after.append(functools.partial(self._alarm, live.line_id, subject, detail))
+            elif result.status == "behind" and result.seq is not None:
+                sealed_at = self._store.entry_time(live.line_id, live.state.out_direction, result.seq)
+                interval = self._station.config.checkpoint_interval
+                if sealed_at is not None and self._clock.now() - sealed_at > interval:
+                    subject = f"{result.direction}:{result.seq}"
+                    after.append(
+                        functools.partial(
+                            self._alarm,
+                            live.line_id,
+                            subject,
+                            f"{detail}, although entry {result.seq} was sealed "
+                            f"{self._clock.now() - sealed_at:.0f} s ago (dropped?)",
+                        )
+                    )
+        self._store.add_checkpoint(
+            live.line_id,
+            live.state.in_direction,
+            seq,
+            checkpoint.counts,
+            checkpoint.heads,
+            checkpoint.pq_signature,
+            status,
+            detail,
+            self._clock.now(),
+        )
+
+    def _alarm(self, line_id: bytes, subject: str, detail: str) -> None:
+        name = self._station.line_name(line_id)
+        self._station.alarms.raise_alarm(DIVERGENCE, line_id, subject, f"line {name}: {detail}")
+
+    # ---- export ----------------------------------------------------------------------------
+
+    def export(self, live: LiveLine) -> dict[str, Any]:
+        """Everything a third party needs, with the two public keys, to verify the record."""
+        row = live.row
+        ours = self._station.identity()
+        mine = {
+            "name": self._station.name,
+            "ed25519": ours["signing_key"],
+            "mldsa65": ours["mldsa65"],
+            "fingerprint": ours["fingerprint"],
+        }
+        theirs = {
+            "name": row.peer_name,
+            "ed25519": row.peer_signing.hex(),
+            "mldsa65": (row.peer_pq or b"").hex(),
+            "fingerprint": station_fingerprint(row.peer_identity, row.peer_signing),
+        }
+        stations = (
+            {"inviter": mine, "accepter": theirs}
+            if live.state.role == 0
+            else {"inviter": theirs, "accepter": mine}
+        )
+        entries = []
+        for direction, seq, chain_hash, sealed, at in self._store.entries(live.line_id):
+            raw = self._atrest.open(sealed, _entry_context(live.line_id, direction, seq))
+            entries.append(
+                {
+                    "direction": direction,
+                    "seq": seq,
+                    "entry": raw.hex(),
+                    "hash": chain_hash.hex(),
+                    "recorded_at": at,
+                    "payload": _plain(decode_export_entry(raw.hex())),
+                }
+            )
+        t = live.state.transcript
+        return {
+            "format": EXPORT_FORMAT,
+            "line_id": live.line_id.hex(),
+            "line": row.name,
+            "on_record": live.state.on_record,
+            "exported_by": self._station.name,
+            "exported_at": self._clock.now(),
+            "exported_at_text": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(self._clock.now())),
+            "stations": stations,
+            "counts": list(t.counts),
+            "head": t.head().hex(),
+            "entries": entries,
+            "checkpoints": [c for c in self._store.checkpoints(live.line_id) if c["mldsa65"]]
+            if live.state.on_record
+            else self._store.checkpoints(live.line_id),
+        }
+
+
+def _entry_context(line_id: bytes, direction: int, seq: int) -> bytes:
+    return b"entry" + line_id + bytes([direction]) + seq.to_bytes(8, "big")
+
+
+def _plain(value: Any) -> Any:
+    """Bytes as hex, for the readable copy of each payload in an export."""
+    if isinstance(value, bytes):
+        return value.hex()
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items() if k not in ("send_key",)}
+    if isinstance(value, list):
+        return [_plain(v) for v in value]
+    return value

@@ -49,8 +49,11 @@ from backchannel.proto.invitation import (
 from backchannel.proto.keyschedule import derive_line_keys
 from backchannel.proto.payloads import (
     Acknowledged,
+    Circuits,
     Delivered,
     Hello,
+    LinkTest,
+    LinkTestReply,
     Message,
     Payload,
     Precedence,
@@ -63,6 +66,7 @@ from backchannel.proto.primitives import (
     argon2id,
     ed25519_public_from_seed,
     ed25519_sign,
+    mldsa_public,
     mlkem_decapsulate,
     mlkem_public,
     sha256,
@@ -193,6 +197,7 @@ def invitation_two() -> Invitation:
             capability("inviter/mailbox-2", "ws://127.0.0.1:7401"),
         ),
         on_record=True,
+        pq_key=mldsa_public(fixed("inviter/mldsa-seed", 32)),
     )
 
 
@@ -642,6 +647,7 @@ def invitation_fields(inv: Invitation) -> dict[str, Any]:
         "created_at": inv.created_at,
         "expires_at": inv.expires_at,
         "on_record": inv.on_record,
+        "pq_key": h(inv.pq_key),
     }
 
 
@@ -742,6 +748,11 @@ def invitation_vectors() -> dict[str, Any]:
 # ---- payloads.json -------------------------------------------------------------------------------
 
 
+RELAY_ONE = "wss://relay-one.example:7400"
+RELAY_TWO = "wss://relay-two.example:7400"
+RELAY_THREE = "wss://relay-three.example:7400"
+
+
 def payload_list() -> list[tuple[str, Payload]]:
     return [
         ("hello: the accepter's first payload", hello_payload()),
@@ -755,6 +766,21 @@ def payload_list() -> list[tuple[str, Payload]]:
         ("msg, PRIORITY", Message(Precedence.PRIORITY, "Confirm receipt.", CREATED_MS + 2)),
         ("delivered: cumulative receipt", Delivered(3, CREATED_MS + 61_000)),
         ("ack: operator read message 2", Acknowledged(2, "Lt. Ivanova", CREATED_MS + 62_000)),
+        # Appended, never inserted: transcript_vectors() picks payloads above by position.
+        ("test: link test 7", LinkTest(7, CREATED_MS + 3_600_000)),
+        (
+            "test-reply: test 7 arrived through two circuits; held back 2 s for slower copies",
+            LinkTestReply(7, (RELAY_ONE, RELAY_TWO), CREATED_MS + 3_602_050, 2_000),
+        ),
+        (
+            "test-reply: test 8 answered with no circuit listed",
+            LinkTestReply(8, (), CREATED_MS + 7_202_000, 0),
+        ),
+        (
+            "circuits: add the sender's mailbox on a new relay",
+            Circuits((capability("accepter/mailbox-3", RELAY_THREE),), ()),
+        ),
+        ("circuits: remove a relay", Circuits((), (RELAY_ONE,))),
     ]
 
 
@@ -773,6 +799,20 @@ def payload_fields(payload: Payload) -> dict[str, Any]:
         return {"upto": payload.upto, "at": payload.at}
     if isinstance(payload, Acknowledged):
         return {"seq": payload.seq, "operator": payload.operator, "at": payload.at}
+    if isinstance(payload, LinkTest):
+        return {"test_id": payload.test_id, "at": payload.at}
+    if isinstance(payload, LinkTestReply):
+        return {
+            "test_id": payload.test_id,
+            "circuits": list(payload.circuits),
+            "at": payload.at,
+            "held": payload.held,
+        }
+    if isinstance(payload, Circuits):
+        return {
+            "add": [{"url": m.url, "send_id": h(m.send_id), "send_key": h(m.send_key)} for m in payload.add],
+            "remove": list(payload.remove),
+        }
     return {}
 
 
@@ -783,6 +823,8 @@ def payload_vectors() -> dict[str, Any]:
     digest = sign_invitation(invitation_one()).digest
     binding_msg = hello_binding(LINE_ID, ik, digest)
     msg = {"t": "msg", "p": "ROUTINE", "text": "x", "at": 1}
+    reply = {"t": "test-reply", "id": 1, "circuits": [RELAY_ONE], "at": 1, "held": 0}
+    change = Circuits((capability("accepter/mailbox-3", RELAY_THREE),), ()).to_cbor()
     bad: list[tuple[str, bytes]] = [
         ("not CBOR", b"\xff"),
         ("a CBOR array, not a map", cbor_encode(["msg"])),
@@ -796,8 +838,14 @@ def payload_vectors() -> dict[str, Any]:
             cbor_encode({"t": "delivered", "upto": 3, "at": 1})[:-1] + b"\x18\x03",
         ),
         ("trailing byte", cbor_encode(msg) + b"\x00"),
-        ("CBOR tag 1 (decoded natively, then fails the canonical check)", cbor2.dumps(cbor2.CBORTag(1, 0))),
+        ("CBOR tag 1 (an epoch date: not plain data)", cbor2.dumps(cbor2.CBORTag(1, 0))),
         ("unknown CBOR tag 99", cbor2.dumps(cbor2.CBORTag(99, 0))),
+        (
+            "CBOR tag 2 (a bignum, 2^128, where an integer belongs)",
+            cbor2.dumps(
+                {"t": "delivered", "upto": cbor2.CBORTag(2, b"\x01" + bytes(16)), "at": 1}, canonical=True
+            ),
+        ),
         ("negative timestamp", cbor_encode({**msg, "at": -1})),
         ("timestamp 2^63", cbor_encode({**msg, "at": 2**63})),
         ("boolean where an integer belongs", cbor_encode({"t": "delivered", "upto": True, "at": 1})),
@@ -814,6 +862,29 @@ def payload_vectors() -> dict[str, Any]:
             ),
         ),
         ("hello signature of 63 bytes", cbor_encode({**hello_payload().to_cbor(), "sig": bytes(63)})),
+        ("test without id", cbor_encode({"t": "test", "at": 1})),
+        ("test id 2^63", cbor_encode({"t": "test", "id": 2**63, "at": 1})),
+        (
+            "test-reply without held (missing field)",
+            cbor_encode({k: v for k, v in reply.items() if k != "held"}),
+        ),
+        ("test-reply with negative held", cbor_encode({**reply, "held": -1})),
+        ("test-reply circuits not an array", cbor_encode({**reply, "circuits": RELAY_ONE})),
+        ("test-reply listing 9 circuits", cbor_encode({**reply, "circuits": [RELAY_ONE] * 9})),
+        ("test-reply listing an empty URL", cbor_encode({**reply, "circuits": [""]})),
+        ("test-reply listing a URL of 513 characters", cbor_encode({**reply, "circuits": ["w" * 513]})),
+        ("test-reply listing a URL that is bytes", cbor_encode({**reply, "circuits": [RELAY_ONE.encode()]})),
+        ("circuits without remove", cbor_encode({"t": "circuits", "add": []})),
+        ("circuits adding 9 mailboxes", cbor_encode({**change, "add": [change["add"][0]] * 9})),
+        (
+            "circuits adding a mailbox whose URL is not ws:// or wss://",
+            cbor_encode({**change, "add": [{**change["add"][0], "url": "https://relay.example"}]}),
+        ),
+        (
+            "circuits adding a mailbox with a 15-byte send_id",
+            cbor_encode({**change, "add": [{**change["add"][0], "send_id": bytes(15)}]}),
+        ),
+        ("circuits removing 9 relays", cbor_encode({**change, "remove": [RELAY_ONE] * 9})),
     ]
     malformed = []
     for description, data in bad:
@@ -829,6 +900,8 @@ def payload_vectors() -> dict[str, Any]:
             "hello_binding_context": h(b"backchannel/v1 hello binding\x00"),
             "max_text_bytes": 30_000,
             "max_name_bytes": 64,
+            "max_relays": 8,
+            "max_url_chars": 512,
         },
         payloads=[
             {

@@ -24,6 +24,7 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
+import cbor2
 import pytest
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
@@ -46,9 +47,14 @@ from backchannel.proto.invitation import (
 from backchannel.proto.keyschedule import LineKeys, derive_line_keys
 from backchannel.proto.payloads import (
     HELLO_BINDING_CONTEXT,
+    MAX_NAME,
+    MAX_TEXT_BYTES,
     Acknowledged,
+    Circuits,
     Delivered,
     Hello,
+    LinkTest,
+    LinkTestReply,
     Message,
     Payload,
     Precedence,
@@ -375,6 +381,7 @@ def build_invitation(f: dict[str, Any]) -> Invitation:
         created_at=f["created_at"],
         expires_at=f["expires_at"],
         on_record=f["on_record"],
+        pq_key=b(f.get("pq_key", "")),
     )
 
 
@@ -439,13 +446,43 @@ def build_payload(vector: dict[str, Any]) -> Payload:
             return Delivered(f["upto"], f["at"])
         case "ack":
             return Acknowledged(f["seq"], f["operator"], f["at"])
+        case "test":
+            return LinkTest(f["test_id"], f["at"])
+        case "test-reply":
+            return LinkTestReply(f["test_id"], tuple(f["circuits"]), f["at"], f["held"])
+        case "circuits":
+            caps = tuple(MailboxCapability(m["url"], b(m["send_id"]), b(m["send_key"])) for m in f["add"])
+            return Circuits(caps, tuple(f["remove"]))
     raise AssertionError(vector["type"])
+
+
+PAYLOAD_TYPES = {"hello", "welcome", "msg", "delivered", "ack", "test", "test-reply", "circuits"}
 
 
 def test_every_payload_type_and_precedence_has_a_vector() -> None:
     vectors = items("payloads.json", "payloads")
-    assert {v["type"] for v in vectors} == {"hello", "welcome", "msg", "delivered", "ack"}
+    assert {v["type"] for v in vectors} == PAYLOAD_TYPES
     assert {v["fields"]["precedence"] for v in vectors if v["type"] == "msg"} == {p.value for p in Precedence}
+    # Both halves of a circuits change, and an answer naming several circuits and none.
+    changes = [v["fields"] for v in vectors if v["type"] == "circuits"]
+    assert any(c["add"] and not c["remove"] for c in changes)
+    assert any(c["remove"] and not c["add"] for c in changes)
+    replies = [v["fields"]["circuits"] for v in vectors if v["type"] == "test-reply"]
+    assert any(len(r) > 1 for r in replies) and any(not r for r in replies)
+
+
+def test_payload_constants() -> None:
+    c = load("payloads.json")["constants"]
+    assert (c["max_text_bytes"], c["max_name_bytes"]) == (MAX_TEXT_BYTES, MAX_NAME)
+    assert (c["max_relays"], c["max_url_chars"]) == (8, 512)
+
+
+@pytest.mark.parametrize("vector", items("payloads.json", "payloads"), ids=ids)
+def test_payload_map_keys_are_in_rfc8949_canonical_order(vector: dict[str, Any]) -> None:
+    # Recomputed from §2 of the spec: shorter encoded keys first, then bytewise; 't' names the type.
+    keys = list(cbor2.loads(b(vector["cbor"])))
+    assert keys == sorted(keys, key=lambda k: (len(k.encode()), k.encode()))
+    assert cbor2.loads(b(vector["cbor"]))["t"] == vector["type"]
 
 
 @pytest.mark.parametrize("vector", items("payloads.json", "payloads"), ids=ids)

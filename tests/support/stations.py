@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import select
 import signal
 import subprocess
@@ -46,10 +47,16 @@ def cli(
 
 
 class StationProcess:
-    def __init__(self, directory: Path, name: str, extra_args: tuple[str, ...] = ()) -> None:
+    """A station process; ``console=True`` serves its console on a free port (``console_url``)."""
+
+    def __init__(
+        self, directory: Path, name: str, extra_args: tuple[str, ...] = (), console: bool = False
+    ) -> None:
         self.home = directory / name
         self.name = name
         self.extra_args = extra_args
+        self.console = console
+        self.console_url: str | None = None
         self.proc: subprocess.Popen[str] | None = None
         result = cli(self.home, "init", "--name", name)
         if result.returncode != 0:
@@ -69,6 +76,7 @@ class StationProcess:
                     "run",
                     "--log-level",
                     "INFO",
+                    *self._console_args(),
                     *self.extra_args,
                 ],
                 stdout=subprocess.PIPE,
@@ -85,12 +93,20 @@ class StationProcess:
             if ready:
                 line = self.proc.stdout.readline()
                 if "running" in line:
+                    console = re.search(r"; console at (\S+)", line)
+                    self.console_url = console.group(1) if console else None
                     return
                 if not line:
                     break
             elif self.proc.poll() is not None:
                 break
+        self.kill()  # never leave a half-started station behind
         raise RuntimeError(f"station {self.name} did not start:\n{self.stderr_text()[-3000:]}")
+
+    def _console_args(self) -> tuple[str, ...]:
+        if "--console" in self.extra_args:
+            return ()
+        return ("--console", "127.0.0.1:0" if self.console else "off")
 
     @property
     def running(self) -> bool:

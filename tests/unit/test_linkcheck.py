@@ -42,10 +42,20 @@ def test_a_lost_relay_connection_is_down_after_the_grace_period_only() -> None:
     assert assess(lost, now=99.0 + disconnect_grace(INTERVAL), interval=INTERVAL) is Health.DOWN
 
 
-def test_a_new_circuit_is_given_two_intervals_before_it_is_judged() -> None:
+def test_a_new_circuit_is_not_judged_for_two_intervals_unless_it_shows_contact() -> None:
     fresh = circuit(since=95.0)
-    assert assess(fresh, now=100.0, interval=INTERVAL) is Health.UP
+    assert assess(fresh, now=100.0, interval=INTERVAL) is None  # no word yet: an open alarm stays open
+    assert assess(circuit(since=95.0, last_in=99.0), now=100.0, interval=INTERVAL) is Health.UP
     assert assess(fresh, now=95.0 + 2 * INTERVAL + 1, interval=INTERVAL) is Health.DOWN
+
+
+def test_the_first_copy_of_an_answer_gives_its_circuit_a_round_trip_time() -> None:
+    watch = LineWatch()
+    watch.circuit("ws://a", 0.0)
+    watch.tests_sent[5] = 10.0
+    watch.copy_arrived("ws://a", 30, now=10.9)  # the station sees the copy before it decodes it
+    watch.reply_received(5, seq=30, circuits=("ws://a",), held=0.5, now=10.9, url="ws://a")
+    assert watch.circuits["ws://a"].rtt == pytest.approx(0.4)
 
 
 def test_grace_and_reply_delay_are_bounded_for_long_intervals() -> None:

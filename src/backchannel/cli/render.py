@@ -124,6 +124,35 @@ def status_view(v: dict[str, Any]) -> Group:
     return Group(*parts)
 
 
+def transcript_table(v: dict[str, Any]) -> Table:
+    mode = "on the record" if v["on_record"] else "off the record"
+    table = Table(title=f"Record of line {v['line']} ({mode}); head {v['head'][:16]}…", title_justify="left")
+    for col in ("dir", "seq", "kind", "content", "chain hash"):
+        table.add_column(col)
+    for e in v["entries"]:
+        p = e["payload"]
+        kind = p.get("t", "?")
+        content = _entry_summary(kind, p)
+        table.add_row("→" if e["direction"] == 0 else "←", str(e["seq"]), kind, content, e["hash"][:16] + "…")
+    return table
+
+
+def _entry_summary(kind: str, p: dict[str, Any]) -> str:
+    if kind == "msg":
+        return f"[{p['p']}] {_short(p['text'], 40)}"
+    if kind == "ack":
+        return f"acknowledges #{p['seq']} by {p['op']}"
+    if kind == "delivered":
+        return f"has everything up to #{p['upto']}"
+    if kind == "checkpoint":
+        return f"heads at {p['n'][0]}/{p['n'][1]}"
+    if kind == "test":
+        return f"link test {p['id']}"
+    if kind == "test-reply":
+        return f"answer to test {p['id']} via {len(p['circuits'])} circuits"
+    return ""
+
+
 def messages_table(messages: list[dict[str, Any]], title: str) -> Table:
     """Sent messages show their receipts; received ones when they were sent, received, read."""
     inbound = bool(messages) and all(m["direction"] == "in" for m in messages)

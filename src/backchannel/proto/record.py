@@ -128,7 +128,7 @@ def short_hashes(hashes: list[bytes]) -> bytes:
 class Comparison:
     """What a peer's checkpoint says about our two records of the line."""
 
-    status: str  # "agreed", "diverged" or "behind"
+    status: str  # "agreed" or "diverged"; an agreement may note that the peer is behind
     direction: int | None = None  # where the first difference or the gap is
     seq: int | None = None
     detail: str = ""
@@ -167,10 +167,10 @@ def compare_checkpoint(
     if behind > 0:
         seq = checkpoint.counts[our_direction] + 1
         return Comparison(
-            "behind",
+            "agreed",
             our_direction,
             seq,
-            f"the peer had not received our entries from {seq} on ({behind} entries)",
+            f"the peer had not yet received our entries from {seq} on ({behind} entries)",
         )
     return Comparison("agreed")
 

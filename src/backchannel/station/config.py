@@ -21,6 +21,7 @@ FLASH = 60
 
 from __future__ import annotations
 
+import shlex
 import tomllib
 from collections.abc import Callable
 from dataclasses import dataclass, field, fields, replace
@@ -137,7 +138,7 @@ def _line_deadlines(value: Any, what: str) -> dict[str, dict[str, float]]:
 
 
 def _command(value: Any, what: str) -> tuple[str, ...]:
-    items = [value] if isinstance(value, str) else value
+    items = shlex.split(value) if isinstance(value, str) else value
     if not isinstance(items, list | tuple) or not items or not all(isinstance(v, str) and v for v in items):
         raise ConfigError(f"{what} must be a command: a list of program and arguments")
     return tuple(items)

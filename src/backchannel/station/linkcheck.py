@@ -65,8 +65,8 @@ def reply_delay(interval: float) -> float:
     return min(interval / 4, 2.0)
 
 
-def assess(health: CircuitHealth, now: float, interval: float) -> Health:
-    """The state of one circuit, from what we know at ``now``."""
+def assess(health: CircuitHealth, now: float, interval: float) -> Health | None:
+    """The state of one circuit at ``now``; None while it is too early to say (just started)."""
     if not health.connected and now - health.connection_changed >= disconnect_grace(interval):
         return Health.DOWN
     horizon = 2 * interval
@@ -75,7 +75,7 @@ def assess(health: CircuitHealth, now: float, interval: float) -> Health:
     if fresh_in and fresh_out:
         return Health.UP
     if now - health.since <= horizon:
-        return Health.UP if health.connected else health.state  # too early to judge
+        return Health.UP if fresh_in or fresh_out else None  # too early to judge
     if fresh_in or fresh_out:
         return Health.DEGRADED
     return Health.DOWN
@@ -129,14 +129,23 @@ class LineWatch:
         _trim(self.test_seqs)
 
     def reply_received(
-        self, test_id: int, seq: int, circuits: tuple[str, ...], held: float, now: float
+        self,
+        test_id: int,
+        seq: int,
+        circuits: tuple[str, ...],
+        held: float,
+        now: float,
+        url: str | None = None,
     ) -> None:
+        """The peer's answer to our test; ``url`` is the circuit its first copy came through."""
         sent = self.tests_sent.pop(test_id, None)
         if sent is not None:
             # The round trip of a circuit ends when the answer's copy arrives through it; the
             # time the peer deliberately held the answer back is not part of it.
             self.reply_seqs[seq] = sent + held
             _trim(self.reply_seqs)
+            if url is not None and url in self.circuits:
+                self.circuits[url].rtt = now - (sent + held)
         for url in circuits:
             if url in self.circuits:
                 self.circuits[url].last_out = now

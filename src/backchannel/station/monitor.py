@@ -62,7 +62,7 @@ class Monitor:
         watch = self.watches.get(line_id)
         if watch is None:
             now = self._station.now()
-            watch = LineWatch(next_test_at=now + min(self._interval, 1.0))
+            watch = LineWatch(next_test_at=now + min(self._interval, 1.0), next_test_id=int(now * 1000))
             for url in self._station.circuit_urls(line_id):
                 circuit = watch.circuit(url, now)
                 circuit.connected = self._station.link_connected(url)
@@ -80,7 +80,7 @@ class Monitor:
                 circuit.connection_changed = now
 
     def copy_arrived(self, line_id: bytes, url: str | None, seq: int) -> None:
-        if url is not None:
+        if url is not None and url in self._station.circuit_urls(line_id):  # not a removed circuit
             self.watch(line_id).copy_arrived(url, seq, self._station.now())
 
     def test_received(self, line_id: bytes, test_id: int, seq: int, url: str | None) -> None:
@@ -89,9 +89,10 @@ class Monitor:
         if url is None:
             watch.to_answer[test_id][1].discard("")
 
-    def reply_received(self, line_id: bytes, reply: LinkTestReply, seq: int) -> None:
+    def reply_received(self, line_id: bytes, reply: LinkTestReply, seq: int, url: str | None = None) -> None:
         watch = self.watch(line_id)
-        watch.reply_received(reply.test_id, seq, reply.circuits, reply.held / 1000, self._station.now())
+        now = self._station.now()
+        watch.reply_received(reply.test_id, seq, reply.circuits, reply.held / 1000, now, url)
 
     def gap(self, line_id: bytes, open_: bool) -> None:
         watch = self.watch(line_id)
@@ -154,21 +155,25 @@ class Monitor:
         name = self._station.line_name(line_id)
         states = []
         for url, circuit in watch.circuits.items():
-            circuit.state = assess(circuit, now, self._interval)
-            states.append(circuit.state)
+            judged = assess(circuit, now, self._interval)
+            if judged is None:
+                continue  # too early after a start or a new circuit: say nothing yet
+            circuit.state = judged
+            states.append(judged)
             last = "never" if circuit.last_in is None else f"{now - circuit.last_in:.1f} s ago"
             self._set(
                 ("circuit_down", line_id, url),
-                circuit.state is Health.DOWN,
+                judged is Health.DOWN,
                 f"circuit {url} of line {name} is down (relay connection "
                 f"{'up' if circuit.connected else 'lost'}; last contact {last})",
             )
-        watch.state = line_health(states) if states else Health.DOWN
-        self._set(
-            ("line_down", line_id, ""),
-            watch.state is Health.DOWN,
-            f"line {name} is down: none of its {len(states)} circuits works; messages are queued",
-        )
+        if states and len(states) == len(watch.circuits):
+            watch.state = line_health(states)
+            self._set(
+                ("line_down", line_id, ""),
+                watch.state is Health.DOWN,
+                f"line {name} is down: none of its {len(states)} circuits works; messages are queued",
+            )
         gap_open = watch.gap_since is not None and now - watch.gap_since > self._interval
         self._set(
             ("sequence_gap", line_id, ""),

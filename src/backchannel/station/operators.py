@@ -23,6 +23,7 @@ for a second operator (release authority); ``admin`` may do everything and read 
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hashlib
 import hmac
@@ -176,8 +177,13 @@ class AuditEntry:
     detail: str
 
     def to_json(self) -> dict[str, Any]:
-        return {"id": self.id, "at": self.at, "operator": self.operator, "action": self.action,
-                "detail": self.detail}  # fmt: skip
+        return {
+            "id": self.id,
+            "at": self.at,
+            "operator": self.operator,
+            "action": self.action,
+            "detail": self.detail,
+        }
 
 
 def _operator(row: tuple[Any, ...]) -> OperatorView:
@@ -212,6 +218,7 @@ class Operators:
         self._params = hash_params or default_hash_params()
         # Checked against when the name is unknown, so that costs the same time as a real check.
         self._dummy_hash = hash_password(self._rng.bytes(16).hex(), self._params, self._rng)
+        self._login_lock = asyncio.Lock()
 
     # ---- accounts ----------------------------------------------------------------------------
 
@@ -233,7 +240,7 @@ class Operators:
             raise UnknownOperator(f"there is no operator {name!r}; `backchannel operator list` lists them")
         return _operator(row)
 
-    def list(self) -> list[OperatorView]:
+    def all(self) -> list[OperatorView]:
         return [_operator(r) for r in self._store.list_operators()]
 
     def remove(self, name: str) -> None:
@@ -251,22 +258,29 @@ class Operators:
 
     # ---- logging in --------------------------------------------------------------------------
 
-    def authenticate(self, name: str, password: str) -> OperatorView:
+    async def authenticate(self, name: str, password: str) -> OperatorView:
         """The operator, if the password is right and the account not locked.
 
         Raises :class:`LoginRefused` (wrong name or password: the two are not told apart) or
         :class:`AccountLocked`. Every failure on an existing account counts toward its lockout.
-        Slow on purpose (Argon2id): call it off the event loop.
+        One login is checked at a time, its Argon2id hashing in a worker thread (it releases
+        the GIL), so a flood of attempts neither races the failure count nor stalls the station.
         """
+        async with self._login_lock:
+            return await self._authenticate(name, password[:MAX_PASSWORD])
+
+    async def _authenticate(self, name: str, password: str) -> OperatorView:
         row = self._store.get_operator(name) if len(name) <= 256 else None
         if row is None:
-            verify_password(password, self._dummy_hash)
+            await asyncio.to_thread(verify_password, password, self._dummy_hash)
             raise LoginRefused()
         view = _operator(row)
         now = self._clock.now()
         if view.locked_until is not None and now < view.locked_until:
             raise AccountLocked(self._locked_message(view.locked_until - now))
-        if not verify_password(password[:MAX_PASSWORD], row[2]):
+        if not await asyncio.to_thread(verify_password, password, row[2]):
+            now = self._clock.now()
+            view = _operator(self._store.get_operator(name) or row)
             failed = view.failed_logins + 1
             locked = failed >= self.lockout_attempts
             with self._store.transaction():

@@ -134,7 +134,7 @@ class Recorder:
             if result.status == "diverged":
                 subject = f"{result.direction}:{result.seq}"
                 after.append(functools.partial(self._alarm, live.line_id, subject, detail))
-            elif result.status == "behind" and result.seq is not None:
+            elif result.seq is not None:  # agreed so far, but the peer lacks our latest entries
                 sealed_at = self._store.entry_time(live.line_id, live.state.out_direction, result.seq)
                 interval = self._station.config.checkpoint_interval
                 if sealed_at is not None and self._clock.now() - sealed_at > interval:

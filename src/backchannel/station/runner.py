@@ -9,14 +9,27 @@ import logging
 import os
 import signal
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Protocol
 
 from backchannel import aio
 from backchannel.errors import StationAlreadyRunning
 from backchannel.station.config import StationConfig
 from backchannel.station.control import ControlServer, socket_path
 from backchannel.station.station import Station
+
+
+class Service(Protocol):
+    """Something that runs in the station process beside the control socket (the console)."""
+
+    async def start(self, station: Station) -> None: ...
+
+    def announcement(self) -> str:
+        """What ``station run`` adds to its *running* line (where to reach the service)."""
+        ...
+
+    async def close(self) -> None: ...
 
 
 def lock_home(home: Path) -> int:
@@ -36,6 +49,7 @@ async def run_station(
     config: StationConfig,
     on_ready: Callable[[Station, Path], None] | None = None,
     stop: asyncio.Event | None = None,
+    services: Sequence[Service] = (),
 ) -> None:
     lock = lock_home(home)
     try:
@@ -44,6 +58,8 @@ async def run_station(
         path = socket_path(home)
         await station.start()
         await control.start(path)
+        for service in services:
+            await service.start(station)
         stop = stop or asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
@@ -52,6 +68,8 @@ async def run_station(
         if on_ready:
             on_ready(station, path)
         await stop.wait()
+        for service in reversed(services):
+            await service.close()
         await control.close()
         await station.close()
         with contextlib.suppress(FileNotFoundError):
@@ -60,23 +78,30 @@ async def run_station(
         os.close(lock)
 
 
-def main_run(home: Path, passphrase: str, config: StationConfig, log_level: str = "WARNING") -> None:
+def main_run(
+    home: Path,
+    passphrase: str,
+    config: StationConfig,
+    log_level: str = "WARNING",
+    services: Sequence[Service] = (),
+) -> None:
     logging.basicConfig(
         level=log_level, stream=sys.stderr, format="%(asctime)s %(name)s %(levelname)s %(message)s"
     )
 
     def ready(station: Station, path: Path) -> None:
-        print(f"station {station.name} running in {home}; control socket {path}", flush=True)
+        extra = "".join(f"; {service.announcement()}" for service in services)
+        print(f"station {station.name} running in {home}; control socket {path}{extra}", flush=True)
 
     profile = os.environ.get("BACKCHANNEL_PROFILE")
     if profile:  # for `make bench` investigations: where does a station spend its time?
         import cProfile
 
         cProfile.runctx(
-            "asyncio.run(run_station(home, passphrase, config, ready))",
+            "asyncio.run(run_station(home, passphrase, config, ready, services=services))",
             globals(),
             locals(),
             f"{profile}.{os.getpid()}",
         )
         return
-    aio.run(run_station(home, passphrase, config, ready))
+    aio.run(run_station(home, passphrase, config, ready, services=services))

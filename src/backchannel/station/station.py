@@ -58,6 +58,7 @@ from backchannel.proto import envelope
 from backchannel.proto import line as proto_line
 from backchannel.proto.envelope import Kind, Sealed
 from backchannel.proto.invitation import (
+    MAX_RELAYS,
     Invitation,
     MailboxCapability,
     encode_invitation,
@@ -758,7 +759,7 @@ class Station:
         """Add a circuit through another relay: our mailbox there, offered to the peer in-band."""
         live = self._line(line)
         (url,) = _relay_list(relay)
-        if any(u == url for _, u, _, _ in self._store.mailboxes() if _ == live.line_id):
+        if any(u == url for lid, u, _, _ in self._store.mailboxes() if lid == live.line_id):
             raise InvalidArgument(f"line {live.row.name!r} already has a circuit through {url}")
         recv_id, recv_seed, send_id, send_seed = await self._new_mailbox(url)
         with self._mutation():
@@ -779,12 +780,21 @@ class Station:
         if len(self.circuit_urls(live.line_id)) == 1:
             raise InvalidArgument("a line keeps at least one circuit; add another before removing this one")
         self.send_payload(live.line_id, Circuits((), (relay,)), "circuits")
+        with self._mutation():  # and stop using it here too, once the peer has been told
+            self._store.remove_circuit(live.line_id, relay)
+        self._peer_caps.get(live.line_id, {}).pop(relay, None)
+        self.monitor.circuits_changed(live.line_id)
         return self._line_view(live)
 
     def _apply_circuits(self, live: LiveLine, change: Circuits, after: list[Callable[[], object]]) -> None:
         line_id = live.line_id
         ours = {url for lid, url, _, _ in self._store.mailboxes() if lid == line_id}
+        circuits = set(self.circuit_urls(line_id))
         for cap in change.add:
+            if cap.url not in circuits and len(circuits) >= MAX_RELAYS:
+                self._store.count("circuit_limit")  # a peer may not grow a line past 8 circuits
+                continue
+            circuits.add(cap.url)
             self._store.add_peer_mailbox(
                 line_id, cap.url, cap.send_id, self._atrest.seal(cap.send_key, b"send-key" + cap.send_id)
             )
@@ -792,6 +802,10 @@ class Station:
             if cap.url not in ours:  # answer with our own mailbox on that relay
                 after.append(functools.partial(self._spawn, self.add_circuit(live.row.name, cap.url)))
         for url in change.remove:
+            if url not in circuits or len(circuits) == 1:
+                self._store.count("circuit_refused")  # never remove the last circuit of a line
+                continue
+            circuits.discard(url)
             self._store.remove_circuit(line_id, url)
             after.append(functools.partial(self._peer_caps.get(line_id, {}).pop, url, None))
         after.append(functools.partial(self.monitor.circuits_changed, line_id))
@@ -976,7 +990,9 @@ class Station:
                 functools.partial(self.monitor.test_received, line_id, payload.test_id, seq, url)
             )
         elif isinstance(payload, LinkTestReply):
-            self._after_commit.append(functools.partial(self.monitor.reply_received, line_id, payload, seq))
+            self._after_commit.append(
+                functools.partial(self.monitor.reply_received, line_id, payload, seq, url)
+            )
         elif isinstance(payload, Circuits):
             self._apply_circuits(live, payload, self._after_commit)
         elif isinstance(payload, Checkpoint):

@@ -190,3 +190,37 @@ def test_a_flash_deadline_escalates_once_to_both_sinks_and_clears_on_acknowledge
         assert [e["state"] for e in command_events if e["kind"] == "deadline_passed"] == ["raised", "cleared"]
     finally:
         webhook.stop()
+
+
+def test_a_circuit_added_and_removed_in_band_is_applied_by_both_stations(
+    tmp_path: Path, world: dict[str, Any]
+) -> None:
+    first, second = start_relay(tmp_path, name="first"), start_relay(tmp_path, name="second")
+    world["relays"] += [first, second]
+    a, b = station(tmp_path, "alpha"), station(tmp_path, "bravo")
+    world["stations"] += [a, b]
+    a_line, b_line = pair_over(a, b, [first])
+
+    added = a.cli("circuit", "add", a_line, second.url)
+    assert added.returncode == 0, added.stderr
+
+    def urls(st: StationProcess, line: str) -> set[str]:
+        return {c["url"] for c in st.call("line", name=line)["circuits"]}
+
+    wait_until(
+        "both stations on two circuits", lambda: urls(a, a_line) == urls(b, b_line) == {first.url, second.url}
+    )
+    first.kill()  # the new circuit alone must now carry the line
+    a.call("send", line=a_line, text="over the added circuit", wait="delivered", timeout=20)
+    first.restart()
+
+    removed = b.cli("circuit", "remove", b_line, first.url)
+    assert removed.returncode == 0, removed.stderr
+    wait_until(
+        "both stations back to one circuit", lambda: urls(a, a_line) == urls(b, b_line) == {second.url}
+    )
+    again = b.cli("circuit", "remove", b_line, second.url)
+    assert again.returncode == 1 and "at least one circuit" in again.stderr
+    b.call("send", line=b_line, text="after the removal", wait="delivered")
+    assert [m["text"] for m in reversed(a.call("inbox"))] == ["after the removal"]
+    wait_until("equal transcripts", lambda: heads_equal(a, a_line, b, b_line), timeout=30)

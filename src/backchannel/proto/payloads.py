@@ -176,7 +176,11 @@ def encode_payload(payload: Payload) -> bytes:
 
 def decode_payload(data: bytes) -> Payload:
     """Parse a payload from a peer; anything unexpected is a ``ProtocolError``."""
-    obj = cbor_map(data, "payload")
+    return payload_from_map(cbor_map(data, "payload"))
+
+
+def payload_from_map(obj: dict[str, Any]) -> Payload:
+    """Build a payload from an already decoded (canonical, plain) CBOR map."""
     kind = field(obj, "t", str)
     payload: Payload
     if kind == "hello":
@@ -227,7 +231,7 @@ def decode_payload(data: bytes) -> Payload:
         payload = Circuits(tuple(MailboxCapability.from_cbor(m) for m in raw_add), _urls(obj, "remove"))
     else:
         raise ProtocolError(f"unknown payload type {kind[:20]!r}")
-    if encode_payload(payload) != data:
+    if payload.to_cbor() != obj:
         raise ProtocolError("the payload carries unknown fields")
     return payload
 

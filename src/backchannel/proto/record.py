@@ -29,7 +29,7 @@ from typing import Any
 
 from backchannel.errors import BadSignature, ProtocolError, RecordInvalid
 from backchannel.proto.encoding import cbor_decode, cbor_encode, cbor_map, field, fixed_bytes
-from backchannel.proto.payloads import Checkpoint, Payload, decode_payload
+from backchannel.proto.payloads import Checkpoint, Payload, payload_from_map
 from backchannel.proto.primitives import ed25519_verify, mldsa_verify
 from backchannel.proto.transcript import Transcript, genesis, next_hash
 
@@ -93,7 +93,9 @@ def decode_entry(data: bytes, line_id: bytes, direction: int, seq: int, verify_k
         raise ProtocolError("the entry's 'seen' field is malformed")
     seen = Seen(raw_seen[0], raw_seen[1])
     payload_map = field(obj, "p", dict, "entry")
-    payload = decode_payload(cbor_encode(payload_map))
+    if not all(isinstance(k, str) for k in payload_map):
+        raise ProtocolError("the entry's payload is not a map with text keys")
+    payload = payload_from_map(payload_map)
     signature = b""
     if verify_key is not None:
         if "sig" not in obj:

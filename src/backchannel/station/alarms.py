@@ -11,11 +11,12 @@ to the sinks (a command and/or a webhook, :mod:`backchannel.station.alarm_sinks`
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Any
 
 from backchannel.clock import Clock, Rng
 from backchannel.station.store import AlarmRow, Store
+from backchannel.station.views import shallow
 
 KINDS = ("circuit_down", "line_down", "deadline_passed", "sequence_gap")
 
@@ -35,7 +36,7 @@ class AlarmView:
     acknowledged_by: str | None
 
     def to_json(self) -> dict[str, Any]:
-        return asdict(self)
+        return shallow(self)
 
 
 class Alarms:

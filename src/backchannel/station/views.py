@@ -6,8 +6,13 @@ into the store. Times are seconds since the epoch (float) or ``None``.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any
+
+
+def shallow(view: Any) -> dict[str, Any]:
+    """A dataclass as a dict, without ``asdict``'s deep copies (views hold only plain data)."""
+    return {f.name: getattr(view, f.name) for f in fields(view)}
 
 
 @dataclass(frozen=True)
@@ -19,7 +24,7 @@ class InvitationView:
     relays: list[str]
 
     def to_json(self) -> dict[str, Any]:
-        return asdict(self)
+        return shallow(self)
 
 
 @dataclass(frozen=True)
@@ -44,7 +49,7 @@ class LineView:
     open_alarms: int = 0
 
     def to_json(self) -> dict[str, Any]:
-        return asdict(self)
+        return shallow(self)
 
 
 @dataclass(frozen=True)
@@ -66,7 +71,7 @@ class MessageView:
         return f"{self.line}:{self.seq}"
 
     def to_json(self) -> dict[str, Any]:
-        out = asdict(self)
+        out = shallow(self)
         out["ref"] = self.ref
         return out
 
@@ -81,7 +86,7 @@ class VerificationView:
     verified_at: float | None
 
     def to_json(self) -> dict[str, Any]:
-        return asdict(self)
+        return shallow(self)
 
 
 @dataclass(frozen=True)
@@ -92,4 +97,4 @@ class TranscriptView:
     received_entries: int
 
     def to_json(self) -> dict[str, Any]:
-        return asdict(self)
+        return shallow(self)

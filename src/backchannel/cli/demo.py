@@ -325,10 +325,33 @@ class Demo:
         console.print(f"    washington: {w_head}")
         console.print(f"    moscow:     {m_head}")
         console.print("    [bold green]equal[/]")
+        self.say(
+            "The line is on the record: every entry is signed, and the stations exchange signed "
+            "checkpoints (Ed25519 and post-quantum ML-DSA-65) and compare them."
+        )
+        self.cli("washington", "transcript", "checkpoint", "moscow")
+        self.wait_for(
+            "moscow to compare the checkpoint",
+            lambda: self.json("moscow", "transcript", "verify", "washington")["last_checkpoint"],
+        )
+        self.cli("moscow", "transcript", "verify", "washington")
+        self.say(
+            "An arbiter who has never seen the line can verify the exported record with nothing but "
+            "the two stations' public keys."
+        )
+        export = self.root / "record.json"
+        self.cli("moscow", "transcript", "export", "washington", "--out", str(export))
+        keys = []
+        for station in ("washington", "moscow"):
+            path = self.root / f"{station}.keys.json"
+            path.write_text(self.cli(station, "identity", "--json", show=False))
+            keys += ["--keys", str(path)]
+        self.cli("arbiter", "transcript", "verify-export", str(export), *keys)
         self.chapter("Done")
         console.print(
             "The line held: paired, verified, messages both ways with receipts, one relay lost without "
-            "a gap, both lost without a loss, alarms raised and cleared, and matching transcripts."
+            "a gap, both lost without a loss, alarms raised and cleared, matching transcripts, and a "
+            "record a third party can verify."
         )
 
     def _line(self, station: str, line: str) -> Any:

@@ -5,7 +5,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: venv test lint demo bench chaos vectors clean
+.PHONY: venv test lint demo bench chaos vectors clean chromium screenshots
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "backchannel needs Python 3.11 or newer")'
@@ -20,8 +20,15 @@ lint: $(STAMP)
 	$(VENV)/bin/mypy src/backchannel
 	$(VENV)/bin/lint-imports
 
-test: lint
+test: lint chromium
 	$(VENV)/bin/pytest -q -p no:cacheprovider
+
+# The console's browser tests drive Debian's chromium (never a browser Playwright downloads).
+chromium:
+	@command -v chromium >/dev/null || (apt-get update -qq && apt-get install -y -qq chromium)
+
+screenshots: $(STAMP) chromium
+	BACKCHANNEL_SCREENSHOTS=docs/screenshots $(VENV)/bin/pytest -q -p no:cacheprovider tests/console
 
 demo: $(STAMP)
 	$(VENV)/bin/backchannel demo

@@ -153,10 +153,12 @@ def test_repeated_failures_lock_the_account_even_against_the_right_password(
     for _ in range(2):
         with pytest.raises(LoginRefused):
             login(ops, "smith", "wrong password")
-    with pytest.raises(AccountLocked):
+    with pytest.raises(AccountLocked) as locking:
         login(ops, "smith", "wrong password")  # the third failure locks
-    with pytest.raises(AccountLocked, match="locked after 3 failed logins"):
+    assert locking.value.just_locked
+    with pytest.raises(AccountLocked, match="locked after 3 failed logins") as locked:
         login(ops, "smith", PASSWORD)
+    assert not locked.value.just_locked
     clock.advance(61)
     assert login(ops, "smith", PASSWORD) == "smith"
 
@@ -271,11 +273,11 @@ def test_a_post_from_another_origin_is_refused() -> None:
 
 
 def test_a_console_on_loopback_answers_only_loopback_host_names() -> None:
-    assert host_allowed("127.0.0.1:7480", "127.0.0.1", 7480)
-    assert host_allowed("localhost:7480", "127.0.0.1", 7480)
-    assert not host_allowed("rebind.example:7480", "127.0.0.1", 7480)
-    assert not host_allowed(None, "127.0.0.1", 7480)
-    assert host_allowed("anything:80", "0.0.0.0", 80)
+    assert host_allowed("127.0.0.1:7480", "127.0.0.1")
+    assert host_allowed("localhost:7480", "127.0.0.1")
+    assert not host_allowed("rebind.example:7480", "127.0.0.1")
+    assert not host_allowed(None, "127.0.0.1")
+    assert host_allowed("anything:80", "0.0.0.0")
 
 
 def test_after_login_only_local_paths_are_followed() -> None:
@@ -297,7 +299,7 @@ def test_roles_grant_what_the_issue_says() -> None:
 
 def test_console_addresses_parse() -> None:
     assert parse_address("off")["enabled"] is False
-    assert parse_address("127.0.0.1:0") == {"enabled": True, "host": "127.0.0.1", "port": 0, "explicit": True}
+    assert parse_address("127.0.0.1:0") == {"enabled": True, "host": "127.0.0.1", "port": 0}
     assert parse_address("[::1]:7480")["host"] == "::1"
     assert parse_address("7481")["port"] == 7481
     for bad in ("127.0.0.1:http", "127.0.0.1:70000", ":7480", "[::1]7480"):
@@ -311,7 +313,7 @@ def test_console_settings_come_from_the_console_table_then_the_flag(tmp_path: Pa
         '[station]\nlink_test_interval = 5\n[console]\naddress = "127.0.0.1:9000"\nsession_seconds = 60\n'
     )
     settings = ConsoleSettings.load(path)
-    assert (settings.port, settings.session_seconds, settings.explicit) == (9000, 60.0, True)
+    assert (settings.port, settings.session_seconds) == (9000, 60.0)
     assert ConsoleSettings.load(path, "off").enabled is False
     assert ConsoleSettings.load(tmp_path / "missing.toml") == ConsoleSettings()
     path.write_text("[console]\nsession_minutes = 5\n")

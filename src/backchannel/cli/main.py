@@ -19,6 +19,7 @@ from typing import Any, TypeVar
 
 import click
 
+from backchannel.cli import record as record_commands
 from backchannel.cli import render
 from backchannel.errors import BackchannelError, InvalidArgument
 
@@ -133,6 +134,12 @@ def station() -> None:
 @click.option("--alarm-command", help="Run this command with each alarm as JSON on stdin.")
 @click.option("--alarm-webhook", help="POST each alarm as JSON to this URL.")
 @click.option("--log-level", default="WARNING", show_default=True)
+@click.option(
+    "--console",
+    "console_address",
+    metavar="HOST:PORT|off",
+    help="Serve the operator console here (default 127.0.0.1:7480; port 0 picks a free one).",
+)
 @pass_state
 def station_run(
     state: State,
@@ -143,6 +150,7 @@ def station_run(
     alarm_command: str | None,
     alarm_webhook: str | None,
     log_level: str,
+    console_address: str | None,
 ) -> None:
     """Run the station: keep its lines connected, send and receive, serve the CLI."""
     import shlex
@@ -157,7 +165,11 @@ def station_run(
         alarm_command=shlex.split(alarm_command) if alarm_command else None,
         alarm_webhook=alarm_webhook,
     )
-    main_run(state.home, read_passphrase(passphrase_file), config, log_level.upper())
+    from backchannel.console.server import ConsoleService
+
+    console = ConsoleService.from_options(config_file or state.home / "station.toml", console_address)
+    passphrase = read_passphrase(passphrase_file)
+    main_run(state.home, passphrase, config, log_level.upper(), services=[console] if console else [])
 
 
 @cli.group()
@@ -200,9 +212,18 @@ def relay_serve(config_file: Path | None, host: str | None, port: int | None, db
 )
 @json_option
 @pass_state
-def invite(state: State, relays: tuple[str, ...], name: str | None, out: Path | None, as_json: bool) -> None:
+@click.option(
+    "--on-record/--off-record",
+    "on_record",
+    default=True,
+    show_default=True,
+    help="On the record: everything signed, the transcript provable to third parties. Off: deniable.",
+)
+def invite(
+    state: State, relays: tuple[str, ...], name: str | None, out: Path | None, on_record: bool, as_json: bool
+) -> None:
     """Create an invitation to carry to the other station out of band."""
-    result = state.call("invite", relay=list(relays) or None, name=name)
+    result = state.call("invite", relay=list(relays) or None, name=name, on_record=on_record)
     if out is not None:
         out.write_text(result["text"] + "\n", encoding="utf-8")
         os.chmod(out, 0o600)
@@ -448,6 +469,9 @@ def transcript_head(state: State, line: str, as_json: bool) -> None:
     )
 
 
+record_commands.register(cli, transcript, pass_state, json_option, emit)
+
+
 @cli.command()
 @click.option("--keep", is_flag=True, help="Keep the temporary directory afterwards.")
 @click.option("--fast", is_flag=True, help="Shorter pauses (for tests).")
@@ -479,3 +503,8 @@ def main() -> None:
         sys.exit(1)
     except KeyboardInterrupt:
         sys.exit(130)
+
+
+from backchannel.cli import operators as _operators  # noqa: E402
+
+_operators.register(cli)

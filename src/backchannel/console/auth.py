@@ -55,7 +55,7 @@ def same_origin(origin: str | None, host: str | None) -> bool:
     return urlsplit(origin).netloc == host
 
 
-def host_allowed(host_header: str | None, bound_host: str, port: int) -> bool:
+def host_allowed(host_header: str | None, bound_host: str) -> bool:
     """Refuse requests for another host name (DNS rebinding) when bound to loopback."""
     if bound_host in ("0.0.0.0", "::", ""):
         return True

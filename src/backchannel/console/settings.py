@@ -32,8 +32,6 @@ class ConsoleSettings:
     enabled: bool = True
     host: str = DEFAULT_HOST
     port: int = DEFAULT_PORT
-    #: True when the address was chosen by the operator (flag or file), not the default.
-    explicit: bool = False
     session_seconds: float = 12 * 3600.0
     lockout_attempts: int = 5
     lockout_seconds: float = 300.0
@@ -70,7 +68,7 @@ class ConsoleSettings:
             what = f"{where}: {key!r}"
             if key == "address":
                 if not isinstance(value, str):
-                    raise ConfigError(f"{what} must be HOST:PORT or \"off\"")
+                    raise ConfigError(f'{what} must be HOST:PORT or "off"')
                 changes.update(parse_address(value, what))
             elif key in ("session_seconds", "lockout_seconds"):
                 changes[key] = float(_positive(value, what))
@@ -87,7 +85,7 @@ def parse_address(text: str, what: str = "--console") -> dict[str, Any]:
     """``off``, ``HOST:PORT``, ``[IPv6]:PORT`` or ``PORT`` (on 127.0.0.1)."""
     text = text.strip()
     if text.lower() in OFF:
-        return {"enabled": False, "explicit": True}
+        return {"enabled": False}
     host, port_text = DEFAULT_HOST, text
     if text.startswith("["):
         end = text.find("]:")
@@ -100,7 +98,7 @@ def parse_address(text: str, what: str = "--console") -> dict[str, Any]:
         raise ConfigError(f"{what}: {text!r} needs a port from 0 to 65535 (HOST:PORT, or off)")
     if not host:
         raise ConfigError(f"{what}: {text!r} needs a host (HOST:PORT, or off)")
-    return {"enabled": True, "host": host, "port": int(port_text), "explicit": True}
+    return {"enabled": True, "host": host, "port": int(port_text)}
 
 
 def _positive(value: Any, what: str) -> float:

@@ -53,6 +53,8 @@ class AccountLocked(LocalError):
     """This operator account is locked after repeated failed logins. Try again later or ask an admin."""
 
     code = "account_locked"
+    #: True when this very attempt was the failure that locked the account.
+    just_locked = False
 
 
 class UnknownOperator(LocalError):
@@ -288,7 +290,9 @@ class Operators:
                     name, 0 if locked else failed, now + self.lockout_seconds if locked else None
                 )
             if locked:
-                raise AccountLocked(self._locked_message(self.lockout_seconds))
+                error = AccountLocked(self._locked_message(self.lockout_seconds))
+                error.just_locked = True
+                raise error
             raise LoginRefused()
         with self._store.transaction():
             self._store.set_login_state(name, 0, None, last_login=now)

@@ -171,3 +171,39 @@ def test_invitation_text_is_a_signed_single_line(relay_process, stations) -> Non
 def _write(path: Path, text: str) -> Path:
     path.write_text(text)
     return path
+
+
+def test_a_flash_on_a_two_person_line_leaves_only_when_a_second_operator_releases_it(
+    relay_process, tmp_path
+) -> None:
+    alpha, bravo = StationProcess(tmp_path, "alpha"), StationProcess(tmp_path, "bravo")
+    (alpha.home / "station.toml").write_text('[station.lines.bravo]\nrelease = "flash"\n')
+    try:
+        alpha.start()
+        bravo.start()
+        pair(alpha, bravo, relay_process.url, inviter_line="bravo")
+        held = json.loads(
+            alpha.cli(
+                "send", "bravo", "Launch detected.", "-p", "FLASH", "--operator", "smith", "--json"
+            ).stdout
+        )
+        assert held["status"] == "awaiting release" and held["drafted_by"] == "smith"
+        routine = alpha.call("send", line="bravo", text="routine goes at once", wait="delivered")
+        assert routine["status"] == "delivered"
+        assert [d["id"] for d in alpha.call("drafts")] == [held["id"]]
+        assert [m["text"] for m in bravo.call("inbox")] == ["routine goes at once"]  # the FLASH waits
+
+        own = alpha.cli("release", held["id"], "--operator", "smith")
+        assert own.returncode == 1 and "cannot release it" in own.stderr
+        released = json.loads(alpha.cli("release", held["id"], "--operator", "jones", "--json").stdout)
+        assert released["precedence"] == "FLASH" and released["seq"] > routine["seq"]
+        wait_until(
+            "the released FLASH to arrive",
+            lambda: bravo.call("inbox")[0]["text"] == "Launch detected.",
+        )
+        again = alpha.cli("release", held["id"], "--operator", "jones")
+        assert again.returncode == 1 and "already released" in again.stderr
+        assert alpha.call("drafts") == []
+    finally:
+        alpha.stop()
+        bravo.stop()

@@ -318,6 +318,11 @@ def lines(state: State, as_json: bool) -> None:
     help="Return only once the message reached this status.",
 )
 @click.option("--timeout", type=float, default=30.0, show_default=True, help="Seconds to --wait.")
+@click.option(
+    "--operator",
+    default=lambda: os.environ.get("USER", "operator"),
+    help="Who drafts it (matters on lines under the two-person rule; default $USER).",
+)
 @json_option
 @pass_state
 def send(
@@ -327,15 +332,57 @@ def send(
     precedence: str,
     wait: str | None,
     timeout: float,
+    operator: str,
     as_json: bool,
 ) -> None:
     """Send TEXT on LINE (reads the text from stdin when TEXT is omitted)."""
     if text is None:
         text = sys.stdin.read().rstrip("\n")
     result = state.call(
-        "send", line=line, text=text, precedence=precedence.upper(), wait=wait, timeout=timeout
+        "send",
+        line=line,
+        text=text,
+        precedence=precedence.upper(),
+        wait=wait,
+        timeout=timeout,
+        operator=operator,
     )
-    emit(as_json, result, lambda v: render.console.print(f"Sent {render.message_line(v)}"))
+
+    def human(v: dict[str, Any]) -> None:
+        if v.get("status") == "awaiting release":
+            render.console.print(
+                f"Held as draft {v['id']} [{v['precedence']}]: line {v['line']} needs a "
+                f"second operator to release it (backchannel release {v['id']})."
+            )
+        else:
+            render.console.print(f"Sent {render.message_line(v)}")
+
+    emit(as_json, result, human)
+
+
+@cli.command()
+@click.argument("line", required=False)
+@json_option
+@pass_state
+def drafts(state: State, line: str | None, as_json: bool) -> None:
+    """Messages awaiting release by a second operator (the two-person rule)."""
+    result = state.call("drafts", line=line)
+    emit(as_json, result, lambda v: render.console.print(render.drafts_table(v)))
+
+
+@cli.command()
+@click.argument("draft_id")
+@click.option(
+    "--operator",
+    default=lambda: os.environ.get("USER", "operator"),
+    help="Who releases it: not the operator who drafted it (default $USER).",
+)
+@json_option
+@pass_state
+def release(state: State, draft_id: str, operator: str, as_json: bool) -> None:
+    """Release held message DRAFT_ID: it is sealed and sent now."""
+    result = state.call("release", draft_id=draft_id, operator=operator)
+    emit(as_json, result, lambda v: render.console.print(f"Released and sent {render.message_line(v)}"))
 
 
 @cli.command()

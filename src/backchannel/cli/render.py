@@ -137,6 +137,17 @@ def transcript_table(v: dict[str, Any]) -> Table:
     return table
 
 
+def drafts_table(drafts: list[dict[str, Any]]) -> Table:
+    table = Table(title="Awaiting release (two-person rule)", title_justify="left")
+    for col in ("draft", "line", "precedence", "drafted by", "at", "text"):
+        table.add_column(col)
+    for d in drafts:
+        table.add_row(
+            d["id"], d["line"], d["precedence"], d["drafted_by"], when(d["created_at"]), _short(d["text"])
+        )
+    return table
+
+
 def _entry_summary(kind: str, p: dict[str, Any]) -> str:
     if kind == "msg":
         return f"[{p['p']}] {_short(p['text'], 40)}"

@@ -54,6 +54,8 @@ class StationConfig:
     deadlines: dict[str, float] = field(default_factory=lambda: dict(DEFAULT_DEADLINES))
     #: Per-line overrides of ``deadlines``, by the line's local name.
     line_deadlines: dict[str, dict[str, float]] = field(default_factory=dict)
+    #: Two-person rule, by line name: "flash" (FLASH needs a releaser) or "all"; default none.
+    line_release: dict[str, str] = field(default_factory=dict)
     #: Run this command (argv) with each alarm event as JSON on stdin.
     alarm_command: tuple[str, ...] = ()
     #: POST each alarm event as JSON to this http(s) URL.
@@ -77,14 +79,23 @@ class StationConfig:
         known = {f.name for f in fields(self)}
         changes: dict[str, Any] = {}
         for key, value in values.items():
-            name = {"relay": "relays", "lines": "line_deadlines"}.get(key, key)
-            if name not in known:
+            if key == "lines":
+                changes["line_deadlines"] = _line_deadlines(value, f"{where}: 'lines'")
+                changes["line_release"] = _line_release(value, f"{where}: 'lines'")
+                continue
+            name = {"relay": "relays"}.get(key, key)
+            if name not in known or name in ("line_deadlines", "line_release"):
                 raise ConfigError(f"{where}: unknown station setting {key!r}")
             changes[name] = _VALIDATORS[name](value, f"{where}: {key!r}")
         return replace(self, **changes)
 
     def deadlines_for(self, line_name: str) -> dict[str, float]:
         return {**self.deadlines, **self.line_deadlines.get(line_name, {})}
+
+    def needs_release(self, line_name: str, precedence: str) -> bool:
+        """Whether a message must wait for a second operator (the two-person rule)."""
+        rule = self.line_release.get(line_name, "none")
+        return rule == "all" or (rule == "flash" and precedence == "FLASH")
 
 
 def _positive(kind: type) -> Callable[[Any, str], Any]:
@@ -131,9 +142,19 @@ def _line_deadlines(value: Any, what: str) -> dict[str, dict[str, float]]:
         raise ConfigError(f"{what} must be a table of line names")
     out = {}
     for line, table in value.items():
-        if not isinstance(table, dict) or set(table) - {"deadlines"}:
-            raise ConfigError(f"{what}.{line} may only hold a [deadlines] table")
+        if not isinstance(table, dict) or set(table) - {"deadlines", "release"}:
+            raise ConfigError(f"{what}.{line} may only hold 'release' and a [deadlines] table")
         out[line] = _deadlines(table.get("deadlines", {}), f"{what}.{line}.deadlines")
+    return out
+
+
+def _line_release(value: dict[str, Any], what: str) -> dict[str, str]:
+    out = {}
+    for line, table in value.items():
+        rule = table.get("release", "none")
+        if rule not in ("none", "flash", "all"):
+            raise ConfigError(f'{what}.{line}.release must be "none", "flash" or "all"')
+        out[line] = rule
     return out
 
 

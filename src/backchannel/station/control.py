@@ -80,6 +80,8 @@ class ControlServer:
             "ack_alarm": s.ack_alarm,
             "add_circuit": s.add_circuit,
             "checkpoint": s.checkpoint,
+            "drafts": s.drafts,
+            "release": s.release,
             "export_transcript": s.export_transcript,
             "verify_transcript": s.verify_transcript,
             "remove_circuit": s.remove_circuit,

@@ -105,6 +105,7 @@ from backchannel.station.recorder import Recorder
 from backchannel.station.relay_link import Delivery, RelayLink
 from backchannel.station.store import InboxRow, LineRow, OutboxRow, Store
 from backchannel.station.views import (
+    DraftView,
     InvitationView,
     LineView,
     MessageView,
@@ -186,9 +187,15 @@ class Station:
         self._receiver: asyncio.Task[None] | None = None
         self._send_batch: list[
             tuple[
-                LiveLine, Precedence, str, str | None, asyncio.Future[tuple[int, asyncio.Future[None] | None]]
+                LiveLine,
+                Precedence,
+                str,
+                str | None,
+                asyncio.Future[tuple[int, asyncio.Future[None] | None]],
+                tuple[str, str] | None,
             ]
         ] = []
+        self._releasing: set[str] = set()
         self._peer_caps: dict[bytes, dict[str, bytes]] = {}  # line -> circuit url -> send id
         self._after_commit: list[Callable[[], object]] = []
         self.waiters = Waiters()
@@ -587,11 +594,14 @@ class Station:
         precedence: str | Precedence = Precedence.ROUTINE,
         wait: str | None = None,
         timeout: float = 30.0,
-    ) -> MessageView:
+        operator: str | None = None,
+    ) -> MessageView | DraftView:
         """Queue a message durably and start sending it on every circuit of the line.
 
         Returns once the message is stored (status *queued*), or, with ``wait`` set to
-        ``relayed``, ``delivered`` or ``acknowledged``, once it reached that status.
+        ``relayed``, ``delivered`` or ``acknowledged``, once it reached that status. On a
+        line under the two-person rule the message is held instead (a :class:`DraftView`,
+        *awaiting release*) until another operator releases it with :meth:`release`.
         """
         live = self._line(line)
         try:
@@ -606,6 +616,8 @@ class Station:
             raise MessageTooLarge(f"the message is longer than {MAX_TEXT_BYTES} bytes; split it")
         if wait is not None and wait not in STATUS_LEVELS[1:]:
             raise InvalidArgument("wait must be one of relayed, delivered, acknowledged")
+        if self.config.needs_release(live.row.name, prec.value):
+            return self._hold_for_release(live, prec, text, operator)
         seq, waiter = await self._queue_send(live, prec, text, wait)
         if waiter is not None:
             try:
@@ -617,8 +629,88 @@ class Station:
                 ) from None
         return self.message(live.row.name, seq, "out")
 
+    # ---- release authority (the two-person rule) ------------------------------------------
+
+    def _hold_for_release(
+        self, live: LiveLine, precedence: Precedence, text: str, operator: str | None
+    ) -> DraftView:
+        if operator is None or not valid_name(operator):
+            raise InvalidArgument(
+                f"line {live.row.name!r} needs a second operator to release {precedence.value} messages: "
+                "say who drafts this one (--operator NAME)"
+            )
+        draft_id = self._rng.bytes(6).hex()
+        with self._store.transaction():
+            body = self._atrest.seal(text.encode("utf-8"), b"draft" + draft_id.encode())
+            self._store.add_draft(draft_id, live.line_id, precedence.value, body, operator, self._clock.now())
+        return self.draft(draft_id)
+
+    def drafts(self, line: str | None = None) -> list[DraftView]:
+        """Messages awaiting release by a second operator (visible to everyone)."""
+        line_id = self._line(line).line_id if line else None
+        return [self._draft_view(d) for d in self._store.drafts(line_id)]
+
+    def draft(self, draft_id: str) -> DraftView:
+        found = self._store.draft(draft_id)
+        if found is None:
+            raise UnknownMessage(f"there is no draft {draft_id!r}; `backchannel drafts` lists them")
+        return self._draft_view(found)
+
+    async def release(
+        self, draft_id: str, operator: str, wait: str | None = None, timeout: float = 30.0
+    ) -> MessageView:
+        """Release a held message: it is sealed and sent now. The drafter may not release it."""
+        found = self._store.draft(draft_id)
+        if found is None:
+            raise UnknownMessage(f"there is no draft {draft_id!r}; `backchannel drafts` lists them")
+        _, line_id, precedence, body, drafted_by, _, released_by, _, seq = found
+        if released_by is not None:
+            raise LineNotReady(f"draft {draft_id} was already released by {released_by} as message {seq}")
+        if not valid_name(operator):
+            raise InvalidArgument("an operator name of 1 to 64 bytes of printable text is required")
+        if operator == drafted_by:
+            raise InvalidArgument(
+                "the operator who drafted a message cannot release it: a second operator must"
+            )
+        if draft_id in self._releasing:
+            raise LineNotReady(f"draft {draft_id} is being released already")
+        live = self._lines[line_id]
+        text = self._atrest.open(body, b"draft" + draft_id.encode()).decode("utf-8")
+        self._releasing.add(draft_id)
+        try:
+            seq, waiter = await self._queue_send(
+                live, Precedence(precedence), text, wait, (draft_id, operator)
+            )
+        finally:
+            self._releasing.discard(draft_id)
+        if waiter is not None:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(waiter, timeout)
+        return self.message(live.row.name, seq, "out")
+
+    def _draft_view(self, d: tuple[Any, ...]) -> DraftView:
+        draft_id, line_id, precedence, body, drafted_by, created, released_by, released_at, seq = d
+        text = self._atrest.open(body, b"draft" + draft_id.encode()).decode("utf-8")
+        return DraftView(
+            draft_id,
+            self.line_name(line_id),
+            precedence,
+            text,
+            drafted_by,
+            created,
+            "released" if released_by else "awaiting release",
+            released_by,
+            released_at,
+            seq,
+        )
+
     def _queue_send(
-        self, live: LiveLine, precedence: Precedence, text: str, wait: str | None
+        self,
+        live: LiveLine,
+        precedence: Precedence,
+        text: str,
+        wait: str | None,
+        release: tuple[str, str] | None = None,
     ) -> asyncio.Future[tuple[int, asyncio.Future[None] | None]]:
         """Join the next group commit; resolves to (sequence number, waiter) once durable.
 
@@ -628,7 +720,7 @@ class Station:
         """
         future: asyncio.Future[tuple[int, asyncio.Future[None] | None]]
         future = asyncio.get_running_loop().create_future()
-        self._send_batch.append((live, precedence, text, wait, future))
+        self._send_batch.append((live, precedence, text, wait, future, release))
         if len(self._send_batch) == 1:
             asyncio.get_running_loop().call_soon(self._commit_sends)
         return future
@@ -639,21 +731,23 @@ class Station:
         sealed: list[tuple[bytes, int]] = []
         try:
             with self._mutation():
-                for live, precedence, text, _, _ in batch:
+                for live, precedence, text, _, _, release in batch:
                     frame = self._seal(live, Message(precedence, text, ms(now)))
                     body = self._body(live.line_id, "out", frame.seq, text)
                     self._store.add_outbound(
                         live.line_id, frame.seq, "msg", frame.frame, now, precedence.value, body
                     )
+                    if release is not None:  # in the same transaction: a draft is sent once
+                        self._store.mark_released(release[0], release[1], now, frame.seq)
                     sealed.append((live.line_id, frame.seq))
                 for live in {id(item[0]): item[0] for item in batch}.values():
                     self._persist(live)
         except Exception as exc:
-            for *_, future in batch:
-                if not future.done():
-                    future.set_exception(exc)
+            for item in batch:
+                if not item[4].done():
+                    item[4].set_exception(exc)
             return
-        for (line_id, seq), (_, _, _, wait, future) in zip(sealed, batch, strict=True):
+        for (line_id, seq), (_, _, _, wait, future, _) in zip(sealed, batch, strict=True):
             waiter = self.waiters.register(line_id, seq, wait) if wait else None
             if not future.done():
                 future.set_result((seq, waiter))

@@ -525,6 +525,38 @@ class Store:
             for r in rows
         ]
 
+    # ---- release authority -----------------------------------------------------------------
+
+    def add_draft(
+        self, draft_id: str, line_id: bytes, precedence: str, body_sealed: bytes, drafted_by: str, at: float
+    ) -> None:
+        self._x(
+            "INSERT INTO drafts (id, line_id, precedence, body_sealed, drafted_by, created_at)"
+            " VALUES (?, ?, ?, ?, ?, ?)",
+            (draft_id, line_id, precedence, body_sealed, drafted_by, at),
+        )
+
+    def drafts(self, line_id: bytes | None = None, pending_only: bool = True) -> list[tuple[Any, ...]]:
+        """(id, line, precedence, sealed body, drafted by, created, released by, released at, seq)."""
+        clauses = (["released_at IS NULL"] if pending_only else []) + (["line_id = ?"] if line_id else [])
+        where = (" WHERE " + " AND ".join(clauses)) if clauses else ""
+        rows = self._x(
+            "SELECT id, line_id, precedence, body_sealed, drafted_by, created_at, released_by, released_at,"
+            f" seq FROM drafts{where} ORDER BY created_at",
+            (line_id,) if line_id else (),
+        ).fetchall()
+        return [(r[0], bytes(r[1]), r[2], bytes(r[3]), *r[4:]) for r in rows]
+
+    def draft(self, draft_id: str) -> tuple[Any, ...] | None:
+        found = [d for d in self.drafts(pending_only=False) if d[0] == draft_id]
+        return found[0] if found else None
+
+    def mark_released(self, draft_id: str, operator: str, at: float, seq: int) -> None:
+        self._x(
+            "UPDATE drafts SET released_by = ?, released_at = ?, seq = ? WHERE id = ?",
+            (operator, at, seq, draft_id),
+        )
+
     # ---- alarms ------------------------------------------------------------------------
 
     def open_alarm(

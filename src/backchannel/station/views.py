@@ -77,6 +77,25 @@ class MessageView:
 
 
 @dataclass(frozen=True)
+class DraftView:
+    """A message held by the two-person rule until a second operator releases it."""
+
+    id: str
+    line: str
+    precedence: str
+    text: str
+    drafted_by: str
+    created_at: float
+    status: str  # "awaiting release" or "released"
+    released_by: str | None
+    released_at: float | None
+    seq: int | None  # the message's sequence number once released
+
+    def to_json(self) -> dict[str, Any]:
+        return shallow(self)
+
+
+@dataclass(frozen=True)
 class VerificationView:
     line: str
     peer_name: str

@@ -462,3 +462,16 @@ def test_a_rolled_back_receipt_does_not_release_a_waiter(
         assert not waiter.done(), f"the waiter was released while the store says {status!r}"
 
     asyncio.run(body())
+
+
+def test_the_two_person_rule_is_read_per_line_and_bad_rules_are_named(tmp_path: Path) -> None:
+    path = write_config(
+        tmp_path / "s.toml",
+        '[station.lines.moscow]\nrelease = "flash"\n[station.lines.kyiv]\nrelease = "all"\n',
+    )
+    config = StationConfig.load(path)
+    assert config.needs_release("moscow", "FLASH") and not config.needs_release("moscow", "ROUTINE")
+    assert config.needs_release("kyiv", "ROUTINE") and not config.needs_release("other", "FLASH")
+    bad = write_config(tmp_path / "b.toml", '[station.lines.moscow]\nrelease = "sometimes"\n')
+    with pytest.raises(ConfigError, match="release"):
+        StationConfig.load(bad)

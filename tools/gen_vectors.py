@@ -30,12 +30,14 @@ import json
 import struct
 import sys
 import tempfile
+import time
 from pathlib import Path
 from typing import Any
 
 import cbor2
 
 from backchannel.clock import FakeRng
+from backchannel.errors import BadSignature, RecordInvalid
 from backchannel.proto import envelope, frames, keyschedule, transcript
 from backchannel.proto.encoding import cbor_encode
 from backchannel.proto.envelope import Header, Kind
@@ -49,6 +51,7 @@ from backchannel.proto.invitation import (
 from backchannel.proto.keyschedule import derive_line_keys
 from backchannel.proto.payloads import (
     Acknowledged,
+    Checkpoint,
     Circuits,
     Delivered,
     Hello,
@@ -58,6 +61,7 @@ from backchannel.proto.payloads import (
     Payload,
     Precedence,
     Welcome,
+    decode_payload,
     encode_payload,
     hello_binding,
 )
@@ -67,11 +71,28 @@ from backchannel.proto.primitives import (
     ed25519_public_from_seed,
     ed25519_sign,
     mldsa_public,
+    mldsa_sign,
+    mldsa_verify,
     mlkem_decapsulate,
     mlkem_public,
     sha256,
     x25519,
     x25519_public,
+)
+from backchannel.proto.record import (
+    CHECKPOINT_CONTEXT,
+    ENTRY_CONTEXT,
+    EXPORT_FORMAT,
+    RECENT,
+    SHORT,
+    Seen,
+    checkpoint_message,
+    compare_checkpoint,
+    decode_entry,
+    encode_entry,
+    entry_message,
+    short_hashes,
+    verify_export,
 )
 from backchannel.proto.safety import grouped, safety_number, station_fingerprint
 from backchannel.proto.transcript import Transcript
@@ -673,6 +694,7 @@ def invitation_vectors() -> dict[str, Any]:
     signed = sign_invitation(invitation_one())
     blob, text = signed.blob, signed.text()
     body_map = cbor2.loads(invitation_one().body())
+    record_map = cbor2.loads(invitation_two().body())
     body_len = len(invitation_one().body())
     noncanonical = cbor2.dumps(dict(reversed(list(body_map.items()))))
     assert noncanonical != invitation_one().body()
@@ -700,6 +722,18 @@ def invitation_vectors() -> dict[str, Any]:
             ),
         ),
         ("validly signed, name of 65 characters", raw_invitation_blob({**body_map, "name": "n" * 65})),
+        (
+            "validly signed, on the record without an ML-DSA-65 key",
+            raw_invitation_blob({k: v for k, v in record_map.items() if k != "pq"}),
+        ),
+        (
+            "validly signed, off the record with an ML-DSA-65 key",
+            raw_invitation_blob({**body_map, "pq": record_map["pq"]}),
+        ),
+        (
+            "validly signed, ML-DSA-65 key one byte short",
+            raw_invitation_blob({**record_map, "pq": record_map["pq"][:-1]}),
+        ),
         (
             "validly signed, body not in canonical CBOR (map keys reversed)",
             b"BCI\x01"
@@ -817,7 +851,6 @@ def payload_fields(payload: Payload) -> dict[str, Any]:
 
 
 def payload_vectors() -> dict[str, Any]:
-    from backchannel.proto.payloads import decode_payload
 
     ik, ed = accepter_keys()
     digest = sign_invitation(invitation_one()).digest
@@ -967,8 +1000,10 @@ def transcript_vectors() -> dict[str, Any]:
     empty = Transcript.start(LINE_ID)
     return doc(
         "The transcript hash chains (transcript.py). h[d][0] = SHA-256(GENESIS | line_id | d); "
-        "h[d][n] = SHA-256(ENTRY | line_id | d | n (8) | h[d][n-1] | SHA-256(payload)); "
-        "head = SHA-256(HEAD | line_id | n0 (8) | h[0][n0] | n1 (8) | h[1][n1]).",
+        "h[d][n] = SHA-256(ENTRY | line_id | d | n (8) | h[d][n-1] | SHA-256(entry)); "
+        "head = SHA-256(HEAD | line_id | n0 (8) | h[0][n0] | n1 (8) | h[1][n1]). The chain takes any "
+        "byte strings; here bare payloads stand in for the entry bytes a station hashes (the entry "
+        "wraps the payload, see record.json, which has chains over real entries).",
         constants={
             "genesis": h(transcript.GENESIS),
             "entry": h(transcript.ENTRY),
@@ -1046,6 +1081,18 @@ def at_rest_items() -> list[tuple[str, bytes, bytes]]:
         ),
         ("received message body 5", b"body" + LINE_ID + b"in" + (5).to_bytes(8, "big"), "Отбой.".encode()),
         ("sent message body 2", b"body" + LINE_ID + b"out" + (2).to_bytes(8, "big"), b"Hourly link test."),
+        # Appended, never inserted: the nonces are drawn in this order.
+        (
+            "an issued invitation's binary form",
+            b"invitation-blob" + LINE_ID,
+            sign_invitation(invitation_one()).blob,
+        ),
+        (
+            "transcript entry 1 of direction 0 (the welcome off the record, record.json)",
+            b"entry" + LINE_ID + b"\x00" + (1).to_bytes(8, "big"),
+            record_conversation(False)[1]["entry"],
+        ),
+        ("the station's ML-DSA-65 record key seed", b"mldsa-seed", fixed("inviter/mldsa-seed", 32)),
     ]
 
 
@@ -1138,6 +1185,667 @@ def keystore_vectors() -> dict[str, Any]:
     )
 
 
+# ---- record.json ---------------------------------------------------------------------------------
+
+INVITER_MLDSA_SEED = fixed("inviter/mldsa-seed", 32)
+ACCEPTER_MLDSA_SEED = fixed("accepter/mldsa-seed", 32)
+RECORD_LINE_ID = invitation_two().line_id  # the line of invitation 1 of invitation.json: on the record
+
+#: ML-DSA-65 signature by INVITER_MLDSA_SEED over the checkpoint message of the on-the-record
+#: conversation below. ML-DSA signing in OpenSSL is hedged (randomised), so it was produced once;
+#: record_vectors() checks that it verifies and, if the conversation ever changes, stops and
+#: prints a fresh one to paste here.
+MLDSA_CHECKPOINT_SIGNATURE = bytes.fromhex(
+    "4817385c5d4c815acda42d2aa7d855debf562b092fc1f3b66c24047c3db09e5cc7c9f3aacc99312bd8f1c9539ff94c7c"
+    "1afb1664efb8348ceb675ef988232003307c2eda2b956ca1214f27c47458cef18f212e21ae6d64bef1eb14a6b89dc323"
+    "d486d4a371756cb0151079ec45da9a4e1563d421622a31396de1c928d579ec1641a1afb5e0513f19260e0a61a928692e"
+    "66e1b06a7c75b3c5bc91d2883f7ed1712c3ddc7b2075b44e389e61f953b1e0b7ee69d6bdf08d18a1ec8e351aab307ac9"
+    "d3526816a6229151e90a2b49a3e8594f9ace1495dbc8b048273bbae0e7abf5ba802bbf59523da39dc2b49c231ef41f93"
+    "f2a832fe80311ee704525db9e9657a5f8157e496a7318693e76dc4bd19f5ea7eb634b6ec67a815d7eed68f0f15218d05"
+    "41f597eb0635bea96bce2f021d73db46c782f4a9360cadd4ecac439ec78949d6f8e886dcd5fd7cbb7c2beb5ed89757c6"
+    "566a329551d9f60cada09dcf9dfe94d55cd744aef355e1583d13992392c238639837d614343427b2a74f718aa4754806"
+    "90bc417baf99faeaf22d86b02e4b3e10f6a01b27e469e233dcffb7ef9a5a62a5558e0475fd6940f81d07d3506d561dcf"
+    "ad3bbbe115c2b067a12abc2c38687f7b39ac41f53299dd9cea43e1bd29b102a9356be61bf11ad14f80ed98cfb98102cb"
+    "5a58479f8f7b395f5c9195817b2f23cc8cc598d87352d7ccf65b2cbf6bcf3e6370b17673dcb2c3314c25842829e8b18b"
+    "ab7e81d3b27fa193069a0124c19878e10bf15b789e44a94f3dba16bbf088746549fa1da7e10c17c1ce7a67fb3bd44751"
+    "6da1bf79bcf983794e1a82836ca206318066635c66d36b7d6272f137a4c04d0a2f70c20cf06cd6912b8920bb64523c35"
+    "d7a9cc43878b1903bf0a47e28e7fb0a85d7756dedb8fb10c8aa6b252699f3556cebf2ebddb70bd4229c7ebfdba6e62bb"
+    "4b77bfd12e8d40bf60222ad0e7780ddcf58d398ee2a0fdb19b1ec519a279b6ac11462a8139ac4cb3ac12df0016852a8a"
+    "372d2d7fa25d3de204ee7c1fb3e51599dda04ffa462699b7f042f3ae9d7c2fa55be05ec6212d6764d408b526043e4e59"
+    "7062929b800a4f505f3943722f111c895824ac15cc39d8fbefc403099f68264fede9041030894db650882e5760280fb0"
+    "bd47acb4c377efd853c18fe92a384c7e4243a2f6d836227c0d6ed552e19efcfbc8ea4e804ecf2176b4990ebc52ba39ea"
+    "25feb3726032a10ea0d0b20a50037f8e83f67aadec48970499ff0e75795e1e8f81db47fc4557950ba478126f30190bac"
+    "05d44d6441d4e3d2994b75cdda2ca8b02c5c1bd6884f9876398eac2d50c6d9b6a92d7aca4e8522b7c1f129b402a70d08"
+    "920c476e18f0c1cffbb215688cdb3e17cf2ff360d8bc5bca162f0a4a4ff24adf25a34989945737bc98c317f67e168800"
+    "f5f8feb8485f0f6275aa7e48092b33d6801c7bd33b4e28bde8493c06e9c752d23cc376e15eeff9c047b9d7d002645ad0"
+    "a18a0b9ff86188593a73fc9926e20840e80d36259ce362355f6e827ed813c55aed28008c37300c4420107fb19da6e3ed"
+    "00b11b7e4f702c27d4cb313b5006ba9382a0f558ae7295ab13b9c68257c5d1b876263ba6bae0a2b4c531521f9ab7112b"
+    "f5cc9c640b33ca807d3a12fbe9e96a1ddbf58be7b72b39718f4e6164cbde454bc5d28eaa0c01f36dc2c27c95b973e508"
+    "a038fad983d213dc8eda5fe6742105c37359405fe5f12c6299e0cb1c57a5183e06be810b72a25a1af1b7552a84b07086"
+    "da9ab727cfbbf75be5eecc434dadd9e30a16148adcad008c0c1ad8d80889c79edac09d96e93b36edb7de614ae6378864"
+    "d5589b6ec5611628c79cc1ff5a9458faa4e86a797d142e88bf432ece17249bb275b0721dc748ff99ee543c6d2dda6f02"
+    "086a2d46cc02172cd0cda6bb77b870052da6f972acba8e3c6a3d992ec5508b14d9f171bcf099af38737e427f7d21e20e"
+    "fc13a709c88a436bc4187291819d34c7cdd2887aee8b1f6f0b3e84d813cbbc944674877f55381106be9b0d2c067f9e68"
+    "5d24b182d36a89656160d7a90a9adb571e57dd9cd08996f05314632abfc28973e2591bec56925c7517ad36f5e492cdcf"
+    "b1599efb70847601626eccd5887e560ebc8bee049ebb588dc8e7525dc9618819d007369f879a83f6a976e16aa1603639"
+    "46347393128c22777f321fbdd539ad04b5b5d2208b0e43da9d771020aa6c80b4ed9aac4e3c16792154614282e089911e"
+    "012df69bdb32ff5006d55dbae259e580cae8d066d2690c6412510e9598390a79bfbc8f1afec2c28535b6e8cd064d0438"
+    "ba45e0aaf13d913f0715dc6b36d96e5c924447477d6d0b3ac9621e57fd209c64fe22e144d976353e13a2b6ecf3ce22b3"
+    "025d8eb66013d88ccb70947cac86714e255ddad92009e4d76d01bb92e52f0d7ea6fa7b8d272bc8265696a27537bc1578"
+    "e18a6a47245cbb3846d53b8918a5deff69367df37afd775e64b0051e94aa351fbdfa9ecfc388df5ca739f87f441ede86"
+    "f45de20ae0b7aab36124438a53eeb2c5f1f42dca58fa7d8d8efd4f9853baa2fdf07e4921c53496e1a3ef034695279c38"
+    "6d34175e79614c6fc4565e215857b4df7b7784915f72a40cfd8710966e6009ae0029bc21a6cc1423968a59fafbcca123"
+    "de03f72e6e51b50ab1921ae103e3439d3c30e0e5d76063c956e19543a802b86181b9bd0c3abda36bcdb8bb4352519e3c"
+    "25ff8d214cba6cd5ab226111d0685124cfbaef229274f3682b261ce8f4bf4392eabd596707c11b64d3c0cada81321f6e"
+    "869c69acb4cb64d5139ab3452aeae4df60cfa0226e46832f183e4df6fb2a34b178c0714642ae6ff528aa73f6f454af6e"
+    "d0e06de4fb650f4cfb7a656ce7dc5736ce3382f14c8528d0312ed6ab4d9a12bb5d9b3d7df6a4e42ae22187a183320ec0"
+    "885e9612efc60cc0d25df09b2eebec845bf39b1775899b1d828268f2889968a6f1c9dd782267e8162fbb7657bdf248d7"
+    "3bc9b786fa64d40dd15d4db54a9e57735032bac8c50e5a85a8a36ba8d31d4ee5722b1ccb4b7adcfe3e9c39b05309434e"
+    "66d992210ef9f5e4544eca473f888baec5b95831d31a408163bd173fbf8c8214a757b1ac31378750141bf0c05bc1a961"
+    "7d4fce5c58d3d70f067c0fe09bf410346d500cf6367fd46648801c13f60e4a7afd4c5b8da7b94a8ad06fbe4a207fc8f0"
+    "5ac6351958001077535c059b0928f3a773f398cb18ddc2c79664d9d55b0a4248dd025c923da00b0e2bad60d7d0b46b12"
+    "8316ec31c334498668911a9ca4c63edb72c7a2309d19677ff97db05d6770749a6f9597a0bcaaf6fc6b725dabca76123c"
+    "8cc10cad7116705d3408ea6e2f7a5f5309a739f7312ecaa23972cff2914921d461ebdb008f777c6f6a8122a5c9129f50"
+    "c411a8e3e1b900b0a7c11cd596cf7db192293f5cf29708c10797c876d863f5b145945b43fb939ac60240030f0eea6cb4"
+    "67e93ecab8aac5f54e333a7b6c6d4677b3184accf4ea4168ed5e12bb0b2a1bb506e0ae1ad0e8bca28cfeaeb86fb6b049"
+    "38fddcd87f63f7a00f65f232971c36e28196eed5cb9e31a43172f4e97f5fc14878071364d69454ab25ec88648d6e8af9"
+    "710b00f98ccb4b18216824ac5fb21fdd4c0e478a340e6bdcd9016a42080287225bcaec8febe9ccb119028a2e25e50432"
+    "5b18c498ae334d4d67fd173c90ce5200080e75ea6e21780bc2f36db1e8fdc57a53e22924bd385fcdb112e69c204511c5"
+    "56ef06b6b04637beff6884432aa5edd4cb2be2b265704403d588e5a98276d1b10369c146cf1e98d5a02cc048ae202092"
+    "3d5bd7e5b500f8ef60cf9de221a7d74fd80e935f3f4c67542c203cda295d347ac43b2a81f3e93d941bd563dbff4f2a18"
+    "4bcd4019b4c76a9523f60ab936132122d68d531545e12ba57fd5fadcbabfe6b5b90fb352d15b31f30103e2e6701c4742"
+    "f91837521da507158b647843a425b04dec953656fdb9e88890895941be31d5d718753ae38b04d2f060c8a84b2bff871a"
+    "13604553ca10a858d5af29ccad32d8a03602d48db46ff53a9ececb5b4b8f61877bfce7746f69d15bf1e9570f518b9e7e"
+    "9b41eff01b7e53e4768c345960e823dbea953a957f0f369ec1d3e057f692a5d32b89a773ae7a3eb12f9c6f09e52ff61a"
+    "e80b16a917fe2e84eb160acfda7a28b25dda362ab7ce9b599aa13f935cd7eadad9e24ab70ffc5c625e17e304677b2b01"
+    "9d5aabc2787b166ce3f506645e4a90f4ed7c6aeaac7fb051f94a05cf52b838bedf7c25a797a266e2f86c291690983486"
+    "836bbfd4614285d869243fdc86a40e59f922a1c0b5e130d4c40765400fd148b83ab8a2406a13158e519abaaf5ba619d9"
+    "36e6f467da60595d6ca5cd24568ddfe699947a90811b3a25eea41419ea54194b81e21cb14e79f686df0a5e0e4fcce152"
+    "ca9c8f8989aa6cb7e8e24c805a633300578b29aa4ce229b83db013368634f366a79250b5b512e6e9bda50f18c548898e"
+    "9bc0102053e92602e2214f72ecf464d98a6ec91273b63d3c445fb6604455dad4f52c5a53149d4f9d84582b91f1bbef3a"
+    "c9da6c99c81e24ebc7be6bde8903feb6dd8e3215128446d7b5c7d3ae13a4652b2aaeb4bbeff9fd09124164b0d1d3e554"
+    "6d848d053c464b6c85a0a1bec8f9032441454a80ccf70000000000000000000000000000000000070f11131e26"
+)
+
+
+def record_hello(on_record: bool) -> Hello:
+    """The accepter's hello on the off-record line (LINE_ID) or the on-record line."""
+    if not on_record:
+        return hello_payload()
+    ik, _ = accepter_keys()
+    digest = sign_invitation(invitation_two()).digest
+    binding = ed25519_sign(ACCEPTER_ED_SEED, hello_binding(RECORD_LINE_ID, ik, digest))
+    caps = (capability("accepter/mailbox-1", RELAY_ONE),)
+    return Hello("Bravo duty desk", caps, binding, mldsa_public(ACCEPTER_MLDSA_SEED))
+
+
+def record_conversation(on_record: bool, signature: bytes = b"") -> list[dict[str, Any]]:
+    """A short line, in the order the inviter recorded it: hello, welcome, a FLASH message, its
+    acknowledgement, the inviter's checkpoint, the accepter's delivered receipt.
+
+    Each entry's ``seen`` is the sender's view of the other direction when it sealed the entry
+    (here: everything before it in this order). On the record every entry is signed with the
+    sender's fixed Ed25519 seed, and the checkpoint carries ``signature`` (ML-DSA-65).
+    """
+    line_id = RECORD_LINE_ID if on_record else LINE_ID
+    seeds = {0: INVITER_ED_SEED, 1: ACCEPTER_ED_SEED}
+    at = CREATED_MS
+    script: list[tuple[int, Payload | None]] = [
+        (1, record_hello(on_record)),
+        (0, Welcome()),
+        (1, Message(Precedence.FLASH, "Unidentified aircraft at the border. Please confirm.", at + 60_000)),
+        (0, Acknowledged(2, "smith", at + 75_000)),
+        (0, None),  # the checkpoint, made from the chains at this point
+        (1, Delivered(3, at + 91_000)),
+    ]
+    t = Transcript.start(line_id)
+    chains: dict[int, list[bytes]] = {0: [], 1: []}
+    out = []
+    for direction, maybe in script:
+        payload: Payload
+        if maybe is None:
+            recent = (short_hashes(chains[0]), short_hashes(chains[1]))
+            payload = Checkpoint(t.counts, t.heads, recent, signature if on_record else b"")
+        else:
+            payload = maybe
+        seq = t.counts[direction] + 1
+        other = 1 - direction
+        seen = Seen(t.counts[other], t.heads[other])
+        seed = seeds[direction]
+        sign = (lambda m, s=seed: ed25519_sign(s, m)) if on_record else None
+        raw = encode_entry(payload, seen, line_id, direction, seq, sign)
+        t = t.append(direction, seq, raw)
+        chains[direction].append(t.heads[direction])
+        out.append(
+            {
+                "line_id": line_id,
+                "direction": direction,
+                "seq": seq,
+                "payload": payload,
+                "seen": seen,
+                "entry": raw,
+                "hash": t.heads[direction],
+                "seed": seed,
+                "transcript": t,
+            }
+        )
+    return out
+
+
+def conversation_checkpoint(entries: list[dict[str, Any]]) -> tuple[Checkpoint, int]:
+    index = next(i for i, e in enumerate(entries) if isinstance(e["payload"], Checkpoint))
+    checkpoint: Checkpoint = entries[index]["payload"]
+    return checkpoint, index
+
+
+def on_record_conversation() -> list[dict[str, Any]]:
+    entries = record_conversation(True, MLDSA_CHECKPOINT_SIGNATURE)
+    checkpoint, _ = conversation_checkpoint(entries)
+    message = checkpoint_message(RECORD_LINE_ID, checkpoint.counts, checkpoint.heads)
+    try:
+        mldsa_verify(mldsa_public(INVITER_MLDSA_SEED), MLDSA_CHECKPOINT_SIGNATURE, message)
+    except BadSignature:
+        fresh = mldsa_sign(INVITER_MLDSA_SEED, message)
+        raise SystemExit(
+            "the checkpoint message of record.json changed: replace MLDSA_CHECKPOINT_SIGNATURE in "
+            f"{GENERATOR} with this fresh signature and run again:\n{fresh.hex()}"
+        ) from None
+    return entries
+
+
+def entry_vector(description: str, e: dict[str, Any], on_record: bool) -> dict[str, Any]:
+    payload: Payload = e["payload"]
+    seen: Seen = e["seen"]
+    body = cbor_encode({"p": payload.to_cbor(), "seen": [seen.count, seen.head]})
+    message = entry_message(e["line_id"], e["direction"], e["seq"], body)
+    vector: dict[str, Any] = {
+        "description": description,
+        "line_id": h(e["line_id"]),
+        "direction": e["direction"],
+        "seq": e["seq"],
+        "on_record": on_record,
+        "payload_type": payload.to_cbor()["t"],
+        "payload": h(encode_payload(payload)),
+        "seen": {"count": seen.count, "head": h(seen.head)},
+        "body": h(body),
+    }
+    if on_record:
+        vector.update(
+            signature_input=h(message),
+            signer_seed=h(e["seed"]),
+            signing_key=h(ed25519_public_from_seed(e["seed"])),
+            signature=h(ed25519_sign(e["seed"], message)),
+        )
+    vector["entry"] = h(e["entry"])
+    vector["chain_hash"] = h(e["hash"])
+    return vector
+
+
+def readable(value: Any) -> Any:
+    """The export's readable copy of a payload: bytes as hex, send keys left out."""
+    if isinstance(value, bytes):
+        return value.hex()
+    if isinstance(value, dict):
+        return {k: readable(v) for k, v in value.items() if k != "send_key"}
+    if isinstance(value, list):
+        return [readable(v) for v in value]
+    return value
+
+
+def export_document(entries: list[dict[str, Any]], on_record: bool) -> dict[str, Any]:
+    """The inviter's export of the conversation, as ``backchannel transcript export`` writes it."""
+    inviter_ik, inviter_ed = inviter_keys()
+    accepter_ik, accepter_ed = accepter_keys()
+    stations = {
+        "inviter": {
+            "name": (invitation_two() if on_record else invitation_one()).name,
+            "ed25519": h(inviter_ed),
+            "mldsa65": h(mldsa_public(INVITER_MLDSA_SEED)),
+            "fingerprint": station_fingerprint(inviter_ik, inviter_ed),
+        },
+        "accepter": {
+            "name": "Bravo duty desk",
+            "ed25519": h(accepter_ed),
+            "mldsa65": h(mldsa_public(ACCEPTER_MLDSA_SEED)) if on_record else "",
+            "fingerprint": station_fingerprint(accepter_ik, accepter_ed),
+        },
+    }
+    checkpoint, index = conversation_checkpoint(entries)
+    at0 = CREATED_MS / 1000
+    final: Transcript = entries[-1]["transcript"]
+    return {
+        "format": EXPORT_FORMAT,
+        "line_id": h(entries[0]["line_id"]),
+        "line": "bravo",
+        "on_record": on_record,
+        "exported_by": stations["inviter"]["name"],
+        "exported_at": at0 + 3600.0,
+        "exported_at_text": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(at0 + 3600.0)),
+        "stations": stations,
+        "counts": list(final.counts),
+        "head": h(final.head()),
+        "entries": [
+            {
+                "direction": e["direction"],
+                "seq": e["seq"],
+                "entry": h(e["entry"]),
+                "hash": h(e["hash"]),
+                "recorded_at": at0 + 10.0 * (i + 1),
+                "payload": readable(e["payload"].to_cbor()),
+            }
+            for i, e in enumerate(entries)
+        ],
+        "checkpoints": [
+            {
+                "by": entries[index]["direction"],
+                "seq": entries[index]["seq"],
+                "counts": list(checkpoint.counts),
+                "heads": [h(checkpoint.heads[0]), h(checkpoint.heads[1])],
+                "mldsa65": h(checkpoint.pq_signature),
+                "status": "sent",
+                "detail": "",
+                "at": at0 + 10.0 * (index + 1),
+            }
+        ],
+    }
+
+
+def export_keys() -> dict[str, dict[str, str]]:
+    """What a verifier is given: each station's `backchannel identity --json` output."""
+    _, inviter_ed = inviter_keys()
+    _, accepter_ed = accepter_keys()
+    return {
+        "inviter": {"ed25519": h(inviter_ed), "mldsa65": h(mldsa_public(INVITER_MLDSA_SEED))},
+        "accepter": {"ed25519": h(accepter_ed), "mldsa65": h(mldsa_public(ACCEPTER_MLDSA_SEED))},
+    }
+
+
+def apply_patches(document: Any, patches: list[dict[str, Any]]) -> Any:
+    """Apply the export variants' edits (the conformance test has its own copy of this)."""
+    document = json.loads(json.dumps(document))
+    for patch in patches:
+        if "move_entry" in patch:
+            src, dst = patch["move_entry"]
+            document["entries"].insert(dst, document["entries"].pop(src))
+            continue
+        path = next(patch[op] for op in ("set", "delete", "flip") if op in patch)
+        target = document
+        for key in path[:-1]:
+            target = target[key]
+        if "set" in patch:
+            target[path[-1]] = patch["value"]
+        elif "flip" in patch:
+            target[path[-1]] = h(flip(bytes.fromhex(target[path[-1]]), patch["byte"]))
+        else:
+            del target[path[-1]]
+    return document
+
+
+def verified_fields(result: Any) -> dict[str, Any]:
+    return {
+        "line_id": result.line_id,
+        "on_record": result.on_record,
+        "counts": list(result.counts),
+        "head": result.head,
+        "checkpoints": result.checkpoints,
+    }
+
+
+def export_variants(on_doc: dict[str, Any], off_doc: dict[str, Any]) -> list[dict[str, Any]]:
+    """The two exports as written, and damaged variants with what verify_export must say."""
+    e = on_doc["entries"]
+    msg_raw = bytes.fromhex(e[2]["entry"])
+    text_at = msg_raw.index(b"Unidentified")
+    sig_at = bytes.fromhex(e[3]["entry"]).index(b"\x63sig\x58\x40") + 6  # first byte of the signature
+    # Which station's key each role is given: [whose Ed25519 key, whose ML-DSA-65 key].
+    right = {"inviter": ["inviter", "inviter"], "accepter": ["accepter", "accepter"]}
+    swapped = {"inviter": ["accepter", "accepter"], "accepter": ["inviter", "inviter"]}
+    wrong_mldsa = {"inviter": ["inviter", "accepter"], "accepter": ["accepter", "accepter"]}
+    cases: list[dict[str, Any]] = []
+
+    def case(
+        description: str,
+        patches: list[dict[str, Any]],
+        expected: list[str],
+        export: str = "on",
+        keys: dict[str, list[str]] = right,
+        require_signatures: bool = True,
+    ) -> None:
+        cases.append(
+            {
+                "description": description,
+                "export": export,
+                "patches": patches,
+                "keys": keys,
+                "require_signatures": require_signatures,
+                "expected": expected,
+            }
+        )
+
+    case("on the record, as exported: verifies", [], [])
+    case("on the record, without requiring signatures: still verifies them", [], [], require_signatures=False)
+    case("off the record, consistency only: verifies", [], [], export="off", require_signatures=False)
+    case(
+        "off the record, as a record: refused, nothing in it is signed",
+        [],
+        ["this line is off the record", "proves nothing to a third party"],
+        export="off",
+    )
+    case(
+        "off the record, flag changed to on the record: the first entry is not signed",
+        [{"set": ["on_record"], "value": True}],
+        ["entry 1 of direction 1 (item 1)", "the signature does not verify"],
+        export="off",
+    )
+    case(
+        "on the record, flag changed to off the record",
+        [{"set": ["on_record"], "value": False}],
+        ["this line is off the record"],
+    )
+    case(
+        "not an export",
+        [{"set": ["format"], "value": "backchannel-transcript/2"}],
+        ["this is not a backchannel-transcript/1 export"],
+    )
+    case(
+        "the two stations' key files given the wrong way round",
+        [],
+        ["the inviter's key in the export is not the key you gave"],
+        keys=swapped,
+    )
+    case(
+        "one byte of the message text flipped",
+        [{"flip": ["entries", 2, "entry"], "byte": text_at + 3}],
+        ["entry 2 of direction 1 (item 3)", "the signature does not verify (altered or forged)"],
+    )
+    case(
+        "one byte of an entry's signature flipped",
+        [{"flip": ["entries", 3, "entry"], "byte": sig_at + 10}],
+        ["entry 2 of direction 0 (item 4)", "the signature does not verify"],
+    )
+    case(
+        "an entry replaced by an unsigned one (the welcome of the off-the-record line)",
+        [{"set": ["entries", 1, "entry"], "value": off_doc["entries"][1]["entry"]}],
+        ["entry 1 of direction 0 (item 2)", "the signature does not verify"],
+    )
+    case(
+        "a genuine entry replayed in another position (entry 2 of direction 1 given as entry 3)",
+        [{"set": ["entries", 5, "entry"], "value": e[2]["entry"]}],
+        ["entry 3 of direction 1 (item 6)", "the signature does not verify"],
+    )
+    case(
+        "an entry truncated by one byte",
+        [{"set": ["entries", 3, "entry"], "value": e[3]["entry"][:-2]}],
+        ["entry 2 of direction 0 (item 4) is malformed"],
+    )
+    case(
+        "one byte of a chain hash flipped",
+        [{"flip": ["entries", 1, "hash"], "byte": 0}],
+        ["entry 1 of direction 0 (item 2)", "the chain hash does not match (altered)"],
+    )
+    case(
+        "an entry dropped",
+        [{"delete": ["entries", 3]}],
+        ["entry 3 of direction 0 (item 4) is out of order or a gap precedes it"],
+    )
+    case(
+        "two entries of one direction swapped",
+        [{"move_entry": [3, 1]}],
+        ["entry 2 of direction 0 (item 2) is out of order or a gap precedes it"],
+    )
+    # Not here, because verify_export crashes on it (IndexError, record.py): an entry moved before
+    # the entry of the other direction it had seen ({"move_entry": [2, 1]}).
+    case(
+        "a checkpoint's counts changed",
+        [{"set": ["checkpoints", 0, "counts"], "value": [1, 2]}],
+        ["checkpoint 1 (by direction 0) does not match the entries"],
+    )
+    case(
+        "one byte of the checkpoint's ML-DSA-65 signature flipped",
+        [{"flip": ["checkpoints", 0, "mldsa65"], "byte": 100}],
+        ["checkpoint 1 (by direction 0): the ML-DSA-65 signature does not verify"],
+    )
+    case(
+        "the inviter's ML-DSA-65 key file is the wrong key",
+        [],
+        ["checkpoint 1 (by direction 0): the ML-DSA-65 signature does not verify"],
+        keys=wrong_mldsa,
+    )
+    case(
+        "the final head altered",
+        [{"flip": ["head"], "byte": 31}],
+        ["the export's final head does not match its entries"],
+    )
+    case("the entries missing", [{"delete": ["entries"]}], ["the export is malformed"])
+
+    every = export_keys()
+    out = []
+    for c in cases:
+        expected = c.pop("expected")
+        document = apply_patches(on_doc if c["export"] == "on" else off_doc, c["patches"])
+        given = {
+            role: {"ed25519": every[ed]["ed25519"], "mldsa65": every[pq]["mldsa65"]}
+            for role, (ed, pq) in c["keys"].items()
+        }
+        try:
+            result = verify_export(document, given, require_signatures=c["require_signatures"])
+        except RecordInvalid as exc:
+            assert expected and all(part in str(exc) for part in expected), (c["description"], str(exc))
+            c["error"] = "RecordInvalid"
+            c["message_contains"] = expected
+        else:
+            assert not expected, (c["description"], "verified")
+            c["verified"] = verified_fields(result)
+        out.append(c)
+    return out
+
+
+def chain_by_rule(label: str, n: int, diverge_at: int | None = None) -> list[bytes]:
+    """Synthetic chain hashes for the comparison vectors: entry i (1-based) is
+    SHA-256(label | "/" | i); from ``diverge_at`` on, SHA-256(label | "/other/" | i)."""
+    return [
+        sha256(f"{label}/{'other/' if diverge_at is not None and i >= diverge_at else ''}{i}".encode())
+        for i in range(1, n + 1)
+    ]
+
+
+def comparison_vectors(entries: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    checkpoint, index = conversation_checkpoint(entries)
+    ours = {d: [e["hash"] for e in entries if e["direction"] == d] for d in (0, 1)}
+    seq = entries[index]["seq"]
+    at_accepter = {0: ours[0][: seq - 1], 1: ours[1][:2]}  # before the accepter sealed its receipt
+    behind = {0: ours[0][: seq - 1], 1: ours[1]}  # the receipt (1, 3) was sealed before it arrived
+    altered = {0: ours[0][: seq - 1], 1: [ours[1][0], sha256(b"another entry 2")]}
+    short = {0: ours[0][:1], 1: ours[1][:2]}
+    cases: list[tuple[str, Checkpoint, dict[int, list[bytes]], int, dict[str, Any] | None]] = [
+        ("the accepter's record agrees with the inviter's checkpoint", checkpoint, at_accepter, 1, None),
+        ("agreed, but the peer had not yet received our entry 3", checkpoint, behind, 1, None),
+        ("our entry 2 differs from what the peer recorded", checkpoint, altered, 1, None),
+        ("the peer records an entry we never sent or received (injected)", checkpoint, short, 1, None),
+    ]
+    long_theirs = chain_by_rule("record/compare", 200, diverge_at=150)
+    long_old = chain_by_rule("record/compare", 200, diverge_at=10)
+    long_ours = chain_by_rule("record/compare", 200)
+    genesis1 = transcript.genesis(LINE_ID, 1)
+    for description, theirs, k in (
+        ("200 entries; the records differ from entry 150 on (inside the window)", long_theirs, 150),
+        ("200 entries; they differ from entry 10 on, before the 128-entry window", long_old, 10),
+    ):
+        cp = Checkpoint((200, 0), (theirs[-1], genesis1), (short_hashes(theirs), b""))
+        by_rule: dict[str, Any] = {"label": "record/compare", "n": 200, "peer_diverges_at": k}
+        cases.append((description, cp, {0: long_ours, 1: []}, 1, by_rule))
+    out = []
+    for description, cp, local, our_direction, rule in cases:
+        result = compare_checkpoint(cp, local, our_direction)
+        vector: dict[str, Any] = {
+            "description": description,
+            "checkpoint": {
+                "counts": list(cp.counts),
+                "heads": [h(cp.heads[0]), h(cp.heads[1])],
+                "recent": [h(cp.recent[0]), h(cp.recent[1])],
+            },
+            "our_direction": our_direction,
+        }
+        if rule is None:
+            vector["local"] = [[h(x) for x in local[0]], [h(x) for x in local[1]]]
+        else:
+            vector["local_rule"] = rule
+        vector["expected"] = {"status": result.status, "direction": result.direction, "seq": result.seq}
+        out.append(vector)
+    return out
+
+
+def record_vectors() -> dict[str, Any]:
+    on = on_record_conversation()
+    off = record_conversation(False)
+    names = ["hello", "welcome", "msg (FLASH)", "ack of message 2", "checkpoint", "delivered up to 3"]
+    entries = [entry_vector(f"on the record: {name}", e, True) for name, e in zip(names, on, strict=True)] + [
+        entry_vector(f"off the record: {name}", e, False) for name, e in zip(names, off, strict=True)
+    ]
+
+    # Malformed entries: (description, bytes, line, direction, seq, verify key or None).
+    _, inviter_ed = inviter_keys()
+    _, accepter_ed = accepter_keys()
+    welcome_on, welcome_off, msg_on = on[1], off[1], on[2]
+    body = {"p": Welcome().to_cbor(), "seen": [welcome_on["seen"].count, welcome_on["seen"].head]}
+    signed = cbor2.loads(welcome_on["entry"])
+    bad: list[tuple[str, bytes, bytes, int, int, bytes | None]] = []
+
+    def bad_entry(
+        description: str,
+        data: bytes,
+        line: bytes = LINE_ID,
+        d: int = 0,
+        seq: int = 1,
+        key: bytes | None = None,
+    ) -> None:
+        bad.append((description, data, line, d, seq, key))
+
+    bad_entry("on the record, unsigned", welcome_off["entry"], key=inviter_ed)
+    bad_entry("off the record, signed", welcome_on["entry"], RECORD_LINE_ID)
+    bad_entry("signed by the other station", welcome_on["entry"], RECORD_LINE_ID, key=accepter_ed)
+    bad_entry(
+        "verified as another sequence number (replayed)", msg_on["entry"], RECORD_LINE_ID, 1, 3, accepter_ed
+    )
+    bad_entry("verified as another direction", msg_on["entry"], RECORD_LINE_ID, 0, 2, accepter_ed)
+    bad_entry("verified on another line", msg_on["entry"], LINE_ID, 1, 2, accepter_ed)
+    short_sig = cbor_encode({**signed, "sig": signed["sig"][:63]})
+    bad_entry("signature of 63 bytes", short_sig, RECORD_LINE_ID, key=inviter_ed)
+    bad_entry("an unknown field", cbor_encode({**body, "x": 1}))
+    bad_entry("no 'seen'", cbor_encode({"p": Welcome().to_cbor()}))
+    bad_entry("'seen' head of 31 bytes", cbor_encode({**body, "seen": [1, bytes(31)]}))
+    bad_entry("'seen' count negative", cbor_encode({**body, "seen": [-1, bytes(32)]}))
+    bad_entry("'seen' count a boolean", cbor_encode({**body, "seen": [True, bytes(32)]}))
+    bad_entry("'seen' of three elements", cbor_encode({**body, "seen": [1, bytes(32), 0]}))
+    bad_entry("no payload", cbor_encode({"seen": body["seen"]}))
+    bad_entry("a payload with an unknown field", cbor_encode({**body, "p": {"t": "welcome", "x": 1}}))
+    bad_entry("the bare payload, not an entry", encode_payload(Welcome()))
+    bad_entry("map keys not in canonical order", cbor2.dumps({"seen": body["seen"], "p": body["p"]}))
+    bad_entry("empty (what Olm could not open)", b"")
+    malformed = [
+        {
+            "description": d,
+            "input": h(data),
+            "line_id": h(line),
+            "direction": direction,
+            "seq": seq,
+            "verify_key": h(key) if key is not None else None,
+            "error": error_name(decode_entry, data, line, direction, seq, key),
+        }
+        for d, data, line, direction, seq, key in bad
+    ]
+
+    checkpoint, _ = conversation_checkpoint(on)
+    off_checkpoint, _ = conversation_checkpoint(off)
+    message = checkpoint_message(RECORD_LINE_ID, checkpoint.counts, checkpoint.heads)
+    cp_map = off_checkpoint.to_cbor()  # unsigned, to keep the file small; decoding is the same
+    bad_checkpoints = [
+        ("recent hashes not a multiple of 8 bytes", {**cp_map, "r": [cp_map["r"][0][:-1], cp_map["r"][1]]}),
+        ("more than 128 recent hashes", {**cp_map, "r": [bytes(8 * 129), cp_map["r"][1]]}),
+        ("a head of 31 bytes", {**cp_map, "h": [cp_map["h"][0][:31], cp_map["h"][1]]}),
+        ("three counts", {**cp_map, "n": [1, 2, 3]}),
+        ("a negative count", {**cp_map, "n": [-1, 2]}),
+        ("an ML-DSA-65 signature of 1 byte (neither empty nor 3309 bytes)", {**cp_map, "pq": b"\x00"}),
+        ("no pq field", {k: v for k, v in cp_map.items() if k != "pq"}),
+    ]
+    return doc(
+        "The record (record.py): every payload travels in an entry {p, seen, sig}; the transcript "
+        "chain hashes the entry bytes; on the record the entry is signed with Ed25519 and checkpoints "
+        "with ML-DSA-65; exports are verified with the two stations' public keys alone.",
+        notes=[
+            "Ed25519 is deterministic: every entry signature is reproducible from the signer seed.",
+            "ML-DSA-65 signing is hedged (randomised) in OpenSSL: two signatures of one message differ. "
+            "The checkpoint signature here was made once with the inviter's ML-DSA seed and is a constant "
+            "of the generator; it is checked by verification, and a fresh signature verifies too.",
+            "The on-the-record line is that of invitation 1 of invitation.json (line-id-2, record true); "
+            "the off-the-record line is that of invitation 0 (the shared pairing).",
+        ],
+        constants={
+            "entry_context": h(ENTRY_CONTEXT),
+            "checkpoint_context": h(CHECKPOINT_CONTEXT),
+            "export_format": EXPORT_FORMAT,
+            "recent_hashes": RECENT,
+            "short_hash_bytes": SHORT,
+            "mldsa65_public_len": 1952,
+            "mldsa65_signature_len": 3309,
+        },
+        keys={
+            "inviter": {
+                "ed25519_seed": h(INVITER_ED_SEED),
+                "ed25519": h(inviter_ed),
+                "mldsa65_seed": h(INVITER_MLDSA_SEED),
+                "mldsa65": h(mldsa_public(INVITER_MLDSA_SEED)),
+            },
+            "accepter": {
+                "ed25519_seed": h(ACCEPTER_ED_SEED),
+                "ed25519": h(accepter_ed),
+                "mldsa65_seed": h(ACCEPTER_MLDSA_SEED),
+                "mldsa65": h(mldsa_public(ACCEPTER_MLDSA_SEED)),
+            },
+        },
+        entries=entries,
+        malformed_entries=malformed,
+        checkpoint={
+            "description": "the inviter's checkpoint on the record (entry 3 of direction 0): both chains "
+            "as they stood before it was sealed",
+            "line_id": h(RECORD_LINE_ID),
+            "counts": list(checkpoint.counts),
+            "heads": [h(checkpoint.heads[0]), h(checkpoint.heads[1])],
+            "recent": [h(checkpoint.recent[0]), h(checkpoint.recent[1])],
+            "message": h(message),
+            "mldsa65_seed": h(INVITER_MLDSA_SEED),
+            "mldsa65_public": h(mldsa_public(INVITER_MLDSA_SEED)),
+            "signature": h(checkpoint.pq_signature),
+            "payload": h(encode_payload(checkpoint)),
+        },
+        checkpoint_off_record={
+            "description": "the same checkpoint on the off-the-record line: no signature (pq is empty)",
+            "line_id": h(LINE_ID),
+            "counts": list(off_checkpoint.counts),
+            "heads": [h(off_checkpoint.heads[0]), h(off_checkpoint.heads[1])],
+            "recent": [h(off_checkpoint.recent[0]), h(off_checkpoint.recent[1])],
+            "payload": h(encode_payload(off_checkpoint)),
+        },
+        malformed_checkpoints=[
+            {"description": d, "input": h(data), "error": error_name(decode_payload, data)}
+            for d, data in ((d, cbor_encode(m)) for d, m in bad_checkpoints)
+        ],
+        comparisons=comparison_vectors(on),
+        comparisons_note="local[d][i] is our chain hash after entry i+1 of direction d. A local_rule "
+        "stands for chains made by rule: our entry i (1-based) of direction 0 is SHA-256(label | '/' | i); "
+        "the peer's is the same before peer_diverges_at and SHA-256(label | '/other/' | i) from there on; "
+        "direction 1 is empty. The checkpoint is the peer's (heads[0] = its hash after entry n).",
+        export_keys=export_keys(),
+        export_on_record=export_document(on, True),
+        export_off_record=export_document(off, False),
+        export_variants=export_variants(export_document(on, True), export_document(off, False)),
+        export_variants_note="each variant applies its patches to the named export in order: "
+        "{set: path, value} replaces a value, {flip: path, byte: n} flips the lowest bit of byte n of a "
+        "hex string, {delete: path} removes, {move_entry: [i, j]} moves entries[i] to position j. keys "
+        "gives, per role, whose Ed25519 key and whose ML-DSA-65 key (from export_keys) the verifier uses",
+    )
+
+
 # ---- driver --------------------------------------------------------------------------------------
 
 BUILDERS = {
@@ -1149,6 +1857,7 @@ BUILDERS = {
     "transcript.json": transcript_vectors,
     "safety.json": safety_vectors,
     "keystore.json": keystore_vectors,
+    "record.json": record_vectors,
 }
 
 

@@ -50,6 +50,7 @@ from backchannel.proto.payloads import (
     MAX_NAME,
     MAX_TEXT_BYTES,
     Acknowledged,
+    Checkpoint,
     Circuits,
     Delivered,
     Hello,
@@ -64,14 +65,35 @@ from backchannel.proto.payloads import (
     hello_binding,
 )
 from backchannel.proto.primitives import (
+    MLDSA_PUBLIC_LEN,
+    MLDSA_SIGNATURE_LEN,
     argon2id,
     ed25519_public_from_seed,
     ed25519_sign,
     ed25519_verify,
+    mldsa_public,
+    mldsa_sign,
+    mldsa_verify,
     mlkem_decapsulate,
     mlkem_public,
     x25519,
     x25519_public,
+)
+from backchannel.proto.record import (
+    CHECKPOINT_CONTEXT,
+    ENTRY_CONTEXT,
+    EXPORT_FORMAT,
+    RECENT,
+    SHORT,
+    Entry,
+    Seen,
+    checkpoint_message,
+    compare_checkpoint,
+    decode_entry,
+    encode_entry,
+    entry_message,
+    short_hashes,
+    verify_export,
 )
 from backchannel.proto.safety import grouped, safety_number, station_fingerprint
 from backchannel.proto.session import Identity
@@ -90,6 +112,7 @@ FILES = (
     "transcript.json",
     "safety.json",
     "keystore.json",
+    "record.json",
 )
 
 
@@ -750,6 +773,422 @@ def test_pairing_round_trip_matches_the_spec() -> None:
     assert_raises_named(
         "MisaddressedFrame", proto_line.authenticate, inv_state, envelope.parse(receipt.frame)
     )
+
+
+# ---- the record ----------------------------------------------------------------------------------
+
+
+def record_entries(on_record: bool) -> list[dict[str, Any]]:
+    return [e for e in items("record.json", "entries") if e["on_record"] is on_record]
+
+
+def test_record_constants() -> None:
+    c = load("record.json")["constants"]
+    assert b(c["entry_context"]) == ENTRY_CONTEXT == b"backchannel/v1 entry\x00"
+    assert b(c["checkpoint_context"]) == CHECKPOINT_CONTEXT == b"backchannel/v1 checkpoint\x00"
+    assert c["export_format"] == EXPORT_FORMAT == "backchannel-transcript/1"
+    assert (c["recent_hashes"], c["short_hash_bytes"]) == (RECENT, SHORT) == (128, 8)
+    assert (c["mldsa65_public_len"], c["mldsa65_signature_len"]) == (MLDSA_PUBLIC_LEN, MLDSA_SIGNATURE_LEN)
+
+
+def test_record_keys_are_the_pairing_keys() -> None:
+    keys = load("record.json")["keys"]
+    for role in ("inviter", "accepter"):
+        k = keys[role]
+        assert ed25519_public_from_seed(b(k["ed25519_seed"])).hex() == k["ed25519"]
+        assert mldsa_public(b(k["mldsa65_seed"])).hex() == k["mldsa65"]
+        assert len(b(k["mldsa65"])) == MLDSA_PUBLIC_LEN
+    on_record_invitation = items("invitation.json", "valid")[1]["fields"]
+    assert on_record_invitation["on_record"] is True
+    assert on_record_invitation["pq_key"] == keys["inviter"]["mldsa65"]
+    assert on_record_invitation["signing_key"] == keys["inviter"]["ed25519"]
+    assert items("invitation.json", "valid")[0]["fields"]["pq_key"] == ""  # off the record: no key
+    assert load("payloads.json")["hello_binding"]["signing_key"] == keys["accepter"]["ed25519"]
+
+
+def entry_payload(vector: dict[str, Any]) -> Payload:
+    return decode_payload(b(vector["payload"]))
+
+
+@pytest.mark.parametrize("vector", items("record.json", "entries"), ids=ids)
+def test_entry_encodes_to_exact_bytes(vector: dict[str, Any]) -> None:
+    line_id, d, seq = b(vector["line_id"]), vector["direction"], vector["seq"]
+    seen = Seen(vector["seen"]["count"], b(vector["seen"]["head"]))
+    payload = entry_payload(vector)
+    assert cbor2.loads(b(vector["payload"]))["t"] == vector["payload_type"]
+    # The body: canonical CBOR of {"p": payload map, "seen": [count, head]}.
+    body = cbor2.dumps(
+        {"p": cbor2.loads(b(vector["payload"])), "seen": [seen.count, seen.head]}, canonical=True
+    )
+    assert body.hex() == vector["body"]
+    if not vector["on_record"]:
+        assert "signature" not in vector
+        assert encode_entry(payload, seen, line_id, d, seq, None).hex() == vector["entry"] == vector["body"]
+        return
+    # On the record: Ed25519 over ENTRY_CONTEXT | line id | direction | seq u64 | body.
+    message = b"backchannel/v1 entry\x00" + line_id + bytes([d]) + seq.to_bytes(8, "big") + body
+    assert message.hex() == vector["signature_input"]
+    assert entry_message(line_id, d, seq, body) == message
+    seed = b(vector["signer_seed"])
+    assert ed25519_public_from_seed(seed).hex() == vector["signing_key"]
+    assert ed25519_sign(seed, message).hex() == vector["signature"]
+    ed25519_verify(b(vector["signing_key"]), b(vector["signature"]), message)
+    entry = encode_entry(payload, seen, line_id, d, seq, lambda m: ed25519_sign(seed, m))
+    assert entry.hex() == vector["entry"]
+    by_formula = {
+        "p": cbor2.loads(b(vector["payload"])),
+        "seen": [seen.count, seen.head],
+        "sig": b(vector["signature"]),
+    }
+    assert cbor2.dumps(by_formula, canonical=True) == entry
+    assert list(cbor2.loads(entry)) == ["p", "sig", "seen"]  # canonical order: shorter keys first
+
+
+@pytest.mark.parametrize("vector", items("record.json", "entries"), ids=ids)
+def test_entry_decodes_and_verifies(vector: dict[str, Any]) -> None:
+    line_id, d, seq, entry = b(vector["line_id"]), vector["direction"], vector["seq"], b(vector["entry"])
+    seen = Seen(vector["seen"]["count"], b(vector["seen"]["head"]))
+    if vector["on_record"]:
+        key = b(vector["signing_key"])
+        decoded = decode_entry(entry, line_id, d, seq, key)
+        assert decoded == Entry(entry_payload(vector), seen, b(vector["signature"]))
+        # The same bytes on a line off the record are refused: a signature there is an error.
+        assert_raises_named("ProtocolError", decode_entry, entry, line_id, d, seq, None)
+    else:
+        assert decode_entry(entry, line_id, d, seq, None) == Entry(entry_payload(vector), seen, b"")
+        signing_key = load("record.json")["keys"]["inviter" if d == 0 else "accepter"]["ed25519"]
+        assert_raises_named("BadSignature", decode_entry, entry, line_id, d, seq, b(signing_key))
+
+
+@pytest.mark.parametrize("on_record", [True, False], ids=["on the record", "off the record"])
+def test_entries_chain_and_commit_to_the_other_direction(on_record: bool) -> None:
+    """The chain hashes the entry bytes; each entry's 'seen' is the other direction's chain."""
+    entries = record_entries(on_record)
+    line_id = b(entries[0]["line_id"])
+    chain: dict[int, list[bytes]] = {d: [sha256(transcript.GENESIS + line_id + bytes([d]))] for d in (0, 1)}
+    t = Transcript.start(line_id)
+    for e in entries:
+        d, n, entry = e["direction"], e["seq"], b(e["entry"])
+        assert n == len(chain[d])
+        other = chain[1 - d]
+        assert (e["seen"]["count"], e["seen"]["head"]) == (len(other) - 1, other[-1].hex())
+        new = sha256(
+            transcript.ENTRY + line_id + bytes([d]) + n.to_bytes(8, "big") + chain[d][-1] + sha256(entry)
+        )
+        assert new.hex() == e["chain_hash"]
+        chain[d].append(new)
+        t = t.append(d, n, entry)
+        assert t.heads[d] == new
+    assert [e["payload_type"] for e in entries] == [
+        "hello",
+        "welcome",
+        "msg",
+        "ack",
+        "checkpoint",
+        "delivered",
+    ]
+
+
+def test_hello_on_the_record_carries_the_accepters_mldsa_key() -> None:
+    keys = load("record.json")["keys"]
+    hello_on = decode_payload(b(record_entries(True)[0]["payload"]))
+    hello_off = decode_payload(b(record_entries(False)[0]["payload"]))
+    assert isinstance(hello_on, Hello) and isinstance(hello_off, Hello)
+    assert hello_on.pq_key.hex() == keys["accepter"]["mldsa65"]
+    assert hello_off.pq_key == b"" and "pq" not in cbor2.loads(b(record_entries(False)[0]["payload"]))
+    assert list(cbor2.loads(b(record_entries(True)[0]["payload"]))) == ["t", "pq", "sig", "name", "mailboxes"]
+    # Its binding signs the digest of the on-the-record invitation.
+    invitation = items("invitation.json", "valid")[1]
+    accepter_ik = load("payloads.json")["hello_binding"]["identity_key"]
+    binding = (
+        HELLO_BINDING_CONTEXT + b(invitation["fields"]["line_id"]) + b(accepter_ik) + b(invitation["digest"])
+    )
+    ed25519_verify(b(keys["accepter"]["ed25519"]), hello_on.binding_signature, binding)
+
+
+@pytest.mark.parametrize("vector", items("record.json", "malformed_entries"), ids=ids)
+def test_malformed_entry_is_rejected(vector: dict[str, Any]) -> None:
+    key = b(vector["verify_key"]) if vector["verify_key"] is not None else None
+    args = (b(vector["input"]), b(vector["line_id"]), vector["direction"], vector["seq"], key)
+    assert_raises_named(vector["error"], decode_entry, *args)
+
+
+def test_checkpoint_payload_and_its_mldsa_signature() -> None:
+    v = load("record.json")["checkpoint"]
+    line_id = b(v["line_id"])
+    counts = (v["counts"][0], v["counts"][1])
+    heads = (b(v["heads"][0]), b(v["heads"][1]))
+    recent = (b(v["recent"][0]), b(v["recent"][1]))
+    checkpoint = Checkpoint(counts, heads, recent, b(v["signature"]))
+    assert encode_payload(checkpoint).hex() == v["payload"]
+    assert decode_payload(b(v["payload"])) == checkpoint
+    assert list(cbor2.loads(b(v["payload"]))) == ["h", "n", "r", "t", "pq"]
+    # The signed message: CONTEXT | line id | n0 u64 | h0 | n1 u64 | h1 (122 bytes).
+    message = (
+        b"backchannel/v1 checkpoint\x00"
+        + line_id
+        + counts[0].to_bytes(8, "big")
+        + heads[0]
+        + counts[1].to_bytes(8, "big")
+        + heads[1]
+    )
+    assert len(message) == 122 and message.hex() == v["message"]
+    assert checkpoint_message(line_id, counts, heads) == message
+    assert mldsa_public(b(v["mldsa65_seed"])).hex() == v["mldsa65_public"]
+    public = b(v["mldsa65_public"])
+    assert len(b(v["signature"])) == MLDSA_SIGNATURE_LEN
+    mldsa_verify(public, b(v["signature"]), message)
+    # ML-DSA signing is randomised: a fresh signature differs but verifies just as well.
+    fresh = mldsa_sign(b(v["mldsa65_seed"]), message)
+    mldsa_verify(public, fresh, message)
+    bad = bytearray(b(v["signature"]))
+    bad[100] ^= 1
+    assert_raises_named("BadSignature", mldsa_verify, public, bytes(bad), message)
+    assert_raises_named("BadSignature", mldsa_verify, public, b(v["signature"]), message[:-1] + b"\x00")
+    # Heads and recent hashes are the chains of the entries before the checkpoint.
+    entries = record_entries(True)
+    sent = next(e for e in entries if e["payload_type"] == "checkpoint")
+    assert sent["payload"] == v["payload"]
+    for d in (0, 1):
+        chain = [b(e["chain_hash"]) for e in entries if e["direction"] == d][: counts[d]]
+        assert chain[-1] == heads[d]
+        assert recent[d] == b"".join(x[:8] for x in chain[-128:]) == short_hashes(chain)
+    assert counts == (sent["seq"] - 1, sent["seen"]["count"])
+
+
+def test_checkpoint_off_the_record_is_unsigned() -> None:
+    v = load("record.json")["checkpoint_off_record"]
+    checkpoint = Checkpoint(
+        (v["counts"][0], v["counts"][1]),
+        (b(v["heads"][0]), b(v["heads"][1])),
+        (b(v["recent"][0]), b(v["recent"][1])),
+        b"",
+    )
+    assert encode_payload(checkpoint).hex() == v["payload"]
+    assert decode_payload(b(v["payload"])) == checkpoint
+    assert cbor2.loads(b(v["payload"]))["pq"] == b""
+
+
+@pytest.mark.parametrize("vector", items("record.json", "malformed_checkpoints"), ids=ids)
+def test_malformed_checkpoint_is_rejected(vector: dict[str, Any]) -> None:
+    assert_raises_named(vector["error"], decode_payload, b(vector["input"]))
+
+
+def chain_by_rule(label: str, n: int, diverge_at: int | None = None) -> list[bytes]:
+    def one(i: int) -> bytes:
+        other = "other/" if diverge_at is not None and i >= diverge_at else ""
+        return sha256(f"{label}/{other}{i}".encode())
+
+    return [one(i) for i in range(1, n + 1)]
+
+
+def compare_by_spec(
+    counts: list[int], heads: list[bytes], recent: list[bytes], local: dict[int, list[bytes]], ours: int
+) -> tuple[str, int | None, int | None]:
+    """The comparison rules of PROTOCOL §11.3, written out again."""
+    for d in (0, 1):
+        n, mine = counts[d], local[d]
+        if n > len(mine):
+            return "diverged", d, len(mine) + 1
+        if n and mine[n - 1] != heads[d]:
+            theirs = [recent[d][i : i + 8] for i in range(0, len(recent[d]), 8)]
+            first = n - len(theirs)  # entries before the window
+            for i, short in enumerate(theirs):
+                if mine[first + i][:8] != short:
+                    return "diverged", d, first + i + 1
+            return "diverged", d, max(1, first)
+    if len(local[ours]) > counts[ours]:
+        return "agreed", ours, counts[ours] + 1
+    return "agreed", None, None
+
+
+@pytest.mark.parametrize("vector", items("record.json", "comparisons"), ids=ids)
+def test_checkpoint_comparison(vector: dict[str, Any]) -> None:
+    cp = vector["checkpoint"]
+    if "local" in vector:
+        local = {d: [b(x) for x in vector["local"][d]] for d in (0, 1)}
+    else:
+        rule = vector["local_rule"]
+        local = {0: chain_by_rule(rule["label"], rule["n"]), 1: []}
+        theirs = chain_by_rule(rule["label"], rule["n"], rule["peer_diverges_at"])
+        assert b(cp["heads"][0]) == theirs[-1] and b(cp["recent"][0]) == short_hashes(theirs)
+    checkpoint = Checkpoint(
+        (cp["counts"][0], cp["counts"][1]),
+        (b(cp["heads"][0]), b(cp["heads"][1])),
+        (b(cp["recent"][0]), b(cp["recent"][1])),
+    )
+    result = compare_checkpoint(checkpoint, local, vector["our_direction"])
+    expected = vector["expected"]
+    assert (result.status, result.direction, result.seq) == (
+        expected["status"],
+        expected["direction"],
+        expected["seq"],
+    )
+    by_spec = compare_by_spec(
+        cp["counts"],
+        [b(x) for x in cp["heads"]],
+        [b(x) for x in cp["recent"]],
+        local,
+        vector["our_direction"],
+    )
+    assert by_spec == (expected["status"], expected["direction"], expected["seq"])
+
+
+def test_exports_hold_the_entries_and_the_keys() -> None:
+    v = load("record.json")
+    for name, on_record in (("export_on_record", True), ("export_off_record", False)):
+        doc = v[name]
+        entries = record_entries(on_record)
+        assert doc["format"] == EXPORT_FORMAT and doc["on_record"] is on_record
+        assert doc["line_id"] == entries[0]["line_id"]
+        assert [(e["direction"], e["seq"], e["entry"], e["hash"]) for e in doc["entries"]] == [
+            (e["direction"], e["seq"], e["entry"], e["chain_hash"]) for e in entries
+        ]
+        t = Transcript.start(b(doc["line_id"]))
+        for e in doc["entries"]:
+            t = t.append(e["direction"], e["seq"], b(e["entry"]))
+        assert (list(t.counts), t.head().hex()) == (doc["counts"], doc["head"])
+        for role in ("inviter", "accepter"):
+            station = doc["stations"][role]
+            assert station["ed25519"] == v["export_keys"][role]["ed25519"] == v["keys"][role]["ed25519"]
+        [cp] = doc["checkpoints"]
+        assert cp["mldsa65"] == (v["checkpoint"]["signature"] if on_record else "")
+        # The readable copy of each payload leaves the mailboxes' send keys out (the entry has them).
+        hello = doc["entries"][0]
+        assert "send_key" not in json.dumps(hello["payload"])
+        assert "send_key" in cbor2.loads(b(hello["entry"]))["p"]["mailboxes"][0]
+    assert v["export_keys"]["inviter"]["mldsa65"] == v["keys"]["inviter"]["mldsa65"]
+
+
+def apply_patches(document: Any, patches: list[dict[str, Any]]) -> Any:
+    document = json.loads(json.dumps(document))
+    for patch in patches:
+        if "move_entry" in patch:
+            src, dst = patch["move_entry"]
+            document["entries"].insert(dst, document["entries"].pop(src))
+            continue
+        op = next(op for op in ("set", "delete", "flip") if op in patch)
+        *parents, last = patch[op]
+        target = document
+        for key in parents:
+            target = target[key]
+        if op == "set":
+            target[last] = patch["value"]
+        elif op == "flip":
+            raw = bytearray(b(target[last]))
+            raw[patch["byte"]] ^= 0x01
+            target[last] = raw.hex()
+        else:
+            del target[last]
+    return document
+
+
+@pytest.mark.parametrize("vector", items("record.json", "export_variants"), ids=ids)
+def test_export_verification(vector: dict[str, Any]) -> None:
+    v = load("record.json")
+    document = apply_patches(
+        v["export_on_record" if vector["export"] == "on" else "export_off_record"], vector["patches"]
+    )
+    every = v["export_keys"]
+    keys = {
+        role: {"ed25519": every[ed]["ed25519"], "mldsa65": every[pq]["mldsa65"]}
+        for role, (ed, pq) in vector["keys"].items()
+    }
+    if "verified" in vector:
+        result = verify_export(document, keys, require_signatures=vector["require_signatures"])
+        assert {
+            "line_id": result.line_id,
+            "on_record": result.on_record,
+            "counts": list(result.counts),
+            "head": result.head,
+            "checkpoints": result.checkpoints,
+        } == vector["verified"]
+        return
+    with pytest.raises(errors.RecordInvalid) as info:
+        verify_export(document, keys, require_signatures=vector["require_signatures"])
+    assert type(info.value).__name__ == vector["error"]
+    for part in vector["message_contains"]:
+        assert part in str(info.value)
+
+
+def test_every_payload_type_is_covered_by_the_vectors() -> None:
+    types = {v["type"] for v in items("payloads.json", "payloads")}
+    types |= {e["payload_type"] for e in items("record.json", "entries")}
+    assert types == PAYLOAD_TYPES | {"checkpoint"}
+
+
+def on_record_invitation(rng: FakeRng, inviter: Identity, pq_seed: bytes) -> tuple[Invitation, bytes, bytes]:
+    pairing_secret, kem_seed = rng.bytes(32), rng.bytes(64)
+    cap = MailboxCapability("wss://relay.example", rng.bytes(16), rng.bytes(32))
+    inv = Invitation(
+        rng.bytes(16),
+        "A",
+        inviter.identity_key,
+        inviter.signing_key,
+        inviter.new_one_time_key(),
+        x25519_public(pairing_secret),
+        mlkem_public(kem_seed),
+        (cap,),
+        0,
+        2**40,
+        on_record=True,
+        pq_key=mldsa_public(pq_seed),
+    )
+    return inv, pairing_secret, kem_seed
+
+
+def test_pairing_round_trip_on_the_record() -> None:
+    """Olm's Ed25519 key signs entries as plain Ed25519: a third party checks them by formula."""
+    rng = FakeRng(b"conformance record pairing")
+    inviter, accepter = Identity.generate(), Identity.generate()
+    inv, pairing_secret, kem_seed = on_record_invitation(rng, inviter, rng.bytes(32))
+    signed = encode_invitation(inv, inviter.sign(inv.signed_message()))
+    accepter_pq = mldsa_public(rng.bytes(32))
+    cap = inv.mailboxes[0]
+    accepted = proto_line.accept(accepter, parse_invitation(signed.blob), "B", (cap,), rng, accepter_pq)
+    assert accepted.state.on_record
+    opened = proto_line.open_hello(
+        inviter,
+        proto_line.PendingInvitation(signed, pairing_secret, kem_seed),
+        envelope.parse(accepted.hello.frame),
+    )
+    assert opened.hello.pq_key == accepter_pq
+    hello_entry = cbor2.loads(opened.raw)
+    body = cbor_encode({"p": hello_entry["p"], "seen": hello_entry["seen"]})
+    ed25519_verify(accepter.signing_key, hello_entry["sig"], entry_message(inv.line_id, 1, 1, body))
+    assert hello_entry["seen"] == [0, sha256(transcript.GENESIS + inv.line_id + b"\x00")]
+
+    inv_state, welcome = proto_line.seal_payload(opened.state, opened.session, Welcome(), rng, inviter.sign)
+    acc_state, opened_welcome = proto_line.decrypt_next(
+        accepted.state,
+        accepted.session,
+        1,
+        proto_line.authenticate(accepted.state, envelope.parse(welcome.frame)),
+        inviter.signing_key,
+    )
+    assert opened_welcome.payload == Welcome() and opened_welcome.error is None
+    assert opened_welcome.seen == Seen(1, accepted.state.transcript.heads[1])  # the inviter had the hello
+    acc_state, msg = proto_line.seal_payload(
+        acc_state, accepted.session, Message(Precedence.FLASH, "hi", 5), rng, accepter.sign
+    )
+    entry = cbor2.loads(msg.payload)
+    ed25519_verify(
+        accepter.signing_key,
+        entry["sig"],
+        entry_message(inv.line_id, 1, 2, cbor_encode({"p": entry["p"], "seen": entry["seen"]})),
+    )
+    inv_state, opened_msg = proto_line.decrypt_next(
+        inv_state,
+        opened.session,
+        2,
+        proto_line.authenticate(inv_state, envelope.parse(msg.frame)),
+        accepter.signing_key,
+    )
+    assert opened_msg.payload == Message(Precedence.FLASH, "hi", 5)
+    assert inv_state.transcript == acc_state.transcript
+    # A line on the record refuses to seal without a signer.
+    with pytest.raises(ValueError):
+        proto_line.seal_payload(inv_state, opened.session, Welcome(), rng)
 
 
 # ---- the generator -------------------------------------------------------------------------------

@@ -91,6 +91,8 @@ from backchannel.proto.record import (
     decode_entry,
     encode_entry,
     entry_message,
+    export_digest,
+    readable,
     short_hashes,
     verify_export,
 )
@@ -1381,17 +1383,6 @@ def entry_vector(description: str, e: dict[str, Any], on_record: bool) -> dict[s
     return vector
 
 
-def readable(value: Any) -> Any:
-    """The export's readable copy of a payload: bytes as hex, send keys left out."""
-    if isinstance(value, bytes):
-        return value.hex()
-    if isinstance(value, dict):
-        return {k: readable(v) for k, v in value.items() if k != "send_key"}
-    if isinstance(value, list):
-        return [readable(v) for v in value]
-    return value
-
-
 def export_document(entries: list[dict[str, Any]], on_record: bool) -> dict[str, Any]:
     """The inviter's export of the conversation, as ``backchannel transcript export`` writes it."""
     inviter_ik, inviter_ed = inviter_keys()
@@ -1413,7 +1404,7 @@ def export_document(entries: list[dict[str, Any]], on_record: bool) -> dict[str,
     checkpoint, index = conversation_checkpoint(entries)
     at0 = CREATED_MS / 1000
     final: Transcript = entries[-1]["transcript"]
-    return {
+    doc: dict[str, Any] = {
         "format": EXPORT_FORMAT,
         "line_id": h(entries[0]["line_id"]),
         "line": "bravo",
@@ -1448,6 +1439,9 @@ def export_document(entries: list[dict[str, Any]], on_record: bool) -> dict[str,
             }
         ],
     }
+    if on_record:  # the exporting station (the inviter) seals everything the signatures do not cover
+        doc["seal"] = {"by": "inviter", "ed25519": h(ed25519_sign(INVITER_ED_SEED, export_digest(doc)))}
+    return doc
 
 
 def export_keys() -> dict[str, dict[str, str]]:

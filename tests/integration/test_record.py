@@ -127,6 +127,20 @@ def test_an_on_the_record_export_verifies_with_only_the_two_public_keys_and_any_
     assert bad.returncode == 1 and "Traceback" not in bad.stderr
     assert f"entry {entry['seq']} of direction {entry['direction']}" in bad.stderr
 
+    # Bytes no signature covers are sealed by the exporting station: changing them fails too.
+    for field, change in (("payload", "text"), ("recorded_at", None)):
+        doc = json.loads(export.read_text())
+        item = next(e for e in doc["entries"] if e["payload"].get("t") == "msg")
+        if field == "payload":
+            item["payload"]["text"] = "We never said that."
+        else:
+            item["recorded_at"] += 3600
+        tampered.write_text(json.dumps(doc))
+        bad = standalone("transcript", "verify-export", str(tampered), *keys, cwd=third_party)
+        assert bad.returncode == 1, field
+        expected = f"entry {item['seq']} of direction {item['direction']}" if change else "seal"
+        assert expected in bad.stderr, (field, bad.stderr)
+
 
 def test_an_off_the_record_export_carries_no_verifiable_signature(
     tmp_path: Path, world: dict[str, Any]

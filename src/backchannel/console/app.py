@@ -13,6 +13,12 @@ Every page but ``/login``, ``/health`` and the static files needs a session
 (:mod:`backchannel.station.operators`); every POST needs the session's CSRF token; every
 action is checked against the operator's role and written to the audit log as that operator.
 Sending goes through a preview: the server keeps the draft and sends exactly what was shown.
+
+Release authority (the two-person rule) is the station's: on a line configured for it, the
+station holds a FLASH (or every) message as a draft *awaiting release* instead of sending it,
+and refuses a release by the drafter. The console names the drafter (the logged-in operator),
+shows held drafts in the conversation and on the Release page, offers the Release button only
+to operators whose role allows it (and not to the drafter), and shows the station's refusals.
 """
 
 from __future__ import annotations
@@ -54,12 +60,18 @@ from backchannel.console.auth import (
 from backchannel.console.feed import ChangeFeed
 from backchannel.console.settings import ConsoleSettings
 from backchannel.console.templating import environment
-from backchannel.errors import BackchannelError, InvalidArgument, UnknownLine, UnknownMessage
+from backchannel.errors import (
+    BackchannelError,
+    InvalidArgument,
+    LineNotReady,
+    UnknownLine,
+    UnknownMessage,
+)
 from backchannel.proto.payloads import MAX_TEXT_BYTES
 from backchannel.station.config import PRECEDENCES
 from backchannel.station.operators import AccountLocked, LoginRefused, Operators, Session
 from backchannel.station.station import Station
-from backchannel.station.views import MessageView
+from backchannel.station.views import DraftView, MessageView
 
 log = logging.getLogger("backchannel.console")
 STATIC = Path(__file__).parent / "static"
@@ -146,6 +158,8 @@ class Console:
             Route("/line/{line}/verify", g("verify", self.verify), methods=["POST"]),
             Route("/line/{line}/transcript", g("read", self.transcript_page)),
             Route("/line/{line}/transcript/export", g("read", self.transcript_export)),
+            Route("/release", g("read", self.release_page)),
+            Route("/release/{draft}", g("release", self.release), methods=["POST"]),
             Route("/alarms", g("read", self.alarms_page)),
             Route("/alarms/{alarm}/ack", g("alarm_ack", self.alarm_ack), methods=["POST"]),
             Route("/audit", g("audit", self.audit_page)),
@@ -169,6 +183,7 @@ class Console:
             [(m.line, m.seq, m.status, m.acknowledged_by) for m in s.outbox(limit=50)],
             [(m.line, m.seq, m.status, m.acknowledged_by) for m in s.inbox(limit=50)],
             [(a.id, a.state, a.acknowledged_by) for a in s.list_alarms(include_cleared=True)],
+            [(d.id, d.status) for d in s.drafts()],
         ]
 
     def render(
@@ -180,6 +195,7 @@ class Console:
             "csrf": session.csrf if session else "",
             "can": (lambda p: session is not None and allowed(session.role, p)),
             "open_alarms": len(self.station.list_alarms()) if session else 0,
+            "awaiting_release": len(self.station.drafts()) if session else 0,
             "nav": "",
             "now": time.time(),
         }
@@ -339,24 +355,45 @@ class Console:
 
     async def lines_page(self, request: Request, session: Session, form: FormData | None) -> Response:
         lines = self.station.lines()
-        return self.render("lines.html", session, title="Lines", nav="lines", lines=lines)
+        held: dict[str, int] = {}
+        for d in self.station.drafts():
+            held[d.line] = held.get(d.line, 0) + 1
+        return self.render(
+            "lines.html",
+            session,
+            title="Lines",
+            nav="lines",
+            lines=lines,
+            held=held,
+            release_scope=self._release_scope,
+        )
 
     async def line_page(self, request: Request, session: Session, form: FormData | None) -> Response:
         line = self.station.line(request.path_params["line"])
         oldest_first = request.query_params.get("order") == "oldest"
         messages = self.station.inbox(line.line_id, limit=200) + self.station.outbox(line.line_id, limit=200)
-        messages.sort(key=_local_time, reverse=not oldest_first)
+        entries: list[tuple[float, MessageView | DraftView]] = [(_local_time(m), m) for m in messages]
+        entries += [(d.created_at, d) for d in self.station.drafts(line.line_id)]
+        entries.sort(key=lambda entry: entry[0], reverse=not oldest_first)
         deadlines = self.station.config.deadlines_for(line.name)
         notice = ""
         if (sent := request.query_params.get("sent", "")).isdigit():
             notice = f"Message {line.name}:{sent} is stored and going out on every circuit."
+        elif (released := request.query_params.get("released", "")).isdigit():
+            notice = f"Released: message {line.name}:{released} is stored and going out on every circuit."
+        elif self._held_here(request.query_params.get("held", ""), line.name):
+            notice = (
+                f"Held for release: line {line.name} needs a second operator (releaser) to release "
+                f"{self._release_scope(line.name)}. It is shown below as awaiting release; "
+                "nothing has left this station."
+            )
         return self.render(
             "line.html",
             session,
             title=f"Line {line.name}",
             nav="lines",
             line=line,
-            messages=messages,
+            entries=entries,
             oldest_first=oldest_first,
             deadlines=deadlines,
             notice=notice,
@@ -419,6 +456,8 @@ class Console:
             precedence=precedence,
             size=len(text.encode("utf-8")),
             deadline=self.station.config.deadlines_for(line.name).get(precedence),
+            held=self.station.config.needs_release(line.name, precedence),
+            release_scope=self._release_scope(line.name),
         )
 
     def _prune_drafts(self) -> None:
@@ -441,9 +480,58 @@ class Console:
                 "Check the conversation before writing it again.",
             )
         del self._drafts[str(form.get("draft"))]
-        sent = await self.station.send(line.line_id, draft.text, draft.precedence)
+        sent = await self.station.send(line.line_id, draft.text, draft.precedence, operator=session.operator)
+        if isinstance(sent, DraftView):
+            self.audit(session, "draft", f"{line.name} {sent.precedence} held for release as draft {sent.id}")
+            return RedirectResponse(f"/line/{line.line_id}?held={sent.id}#draft-{sent.id}", 303)
         self.audit(session, "send", f"{line.name}:{sent.seq} {draft.precedence}")
         return RedirectResponse(f"/line/{line.line_id}?sent={sent.seq}", 303)
+
+    def _held_here(self, draft_id: str, line_name: str) -> bool:
+        """Whether ``draft_id`` names a draft of this line (for the notice after drafting)."""
+        if not draft_id:
+            return False
+        try:
+            return self.station.draft(draft_id).line == line_name
+        except UnknownMessage:
+            return False
+
+    def _release_scope(self, line_name: str) -> str:
+        """What a line's two-person rule holds, in words: "FLASH messages", "every message"."""
+        rule = self.station.config.line_release.get(line_name, "none")
+        return {"flash": "FLASH messages", "all": "every message"}.get(rule, "")
+
+    # ---- release authority ----------------------------------------------------------------------
+
+    async def release_page(self, request: Request, session: Session, form: FormData | None) -> Response:
+        drafts = self.station.drafts()
+        lines = {line.name: line for line in self.station.lines()}
+        return self.render(
+            "release.html",
+            session,
+            title="Release",
+            nav="release",
+            drafts=drafts,
+            lines=lines,
+            rules=[(name, self._release_scope(name)) for name in lines],
+        )
+
+    async def release(self, request: Request, session: Session, form: FormData | None) -> Response:
+        draft_id = request.path_params["draft"]
+        try:
+            held = self.station.draft(draft_id)
+            sent = await self.station.release(draft_id, session.operator)
+        except (InvalidArgument, LineNotReady, UnknownMessage) as exc:
+            self.audit(session, "release_refused", f"draft {draft_id[:32]}: {exc}")
+            status = 404 if isinstance(exc, UnknownMessage) else 409 if isinstance(exc, LineNotReady) else 403
+            return self.refused(session, status, "Not released", f"{_sentence(str(exc))} Nothing was sent.")
+        self.audit(
+            session,
+            "release",
+            f"{held.line}:{sent.seq} {held.precedence} draft {held.id}, drafted by {held.drafted_by}",
+        )
+        line_id = self.station.line(held.line).line_id
+        return RedirectResponse(f"/line/{line_id}?released={sent.seq}#out-{sent.seq}", 303)
 
     async def ack(self, request: Request, session: Session, form: FormData | None) -> Response:
         line = self.station.line(request.path_params["line"])

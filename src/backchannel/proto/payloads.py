@@ -204,6 +204,8 @@ def payload_from_map(obj: dict[str, Any]) -> Payload:
             or not all(isinstance(r, bytes) and len(r) % 8 == 0 and len(r) <= 128 * 8 for r in recent)
         ):
             raise ProtocolError("the checkpoint is malformed")
+        if any(len(recent[d]) // 8 > counts[d] for d in (0, 1)):
+            raise ProtocolError("the checkpoint carries more recent hashes than entries")
         pq: bytes = field(obj, "pq", bytes)
         if len(pq) not in (0, MLDSA_SIGNATURE_LEN):
             raise ProtocolError("the checkpoint's ML-DSA-65 signature has the wrong size")

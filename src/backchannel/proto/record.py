@@ -24,17 +24,19 @@ Off the record, nothing is signed: Olm's authentication convinces the peer but n
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from typing import Any
 
 from backchannel.errors import BadSignature, ProtocolError, RecordInvalid
 from backchannel.proto.encoding import cbor_decode, cbor_encode, cbor_map, field, fixed_bytes
 from backchannel.proto.payloads import Checkpoint, Payload, payload_from_map
-from backchannel.proto.primitives import ed25519_verify, mldsa_verify
+from backchannel.proto.primitives import ed25519_verify, mldsa_verify, sha256
 from backchannel.proto.transcript import Transcript, genesis, next_hash
 
 ENTRY_CONTEXT = b"backchannel/v1 entry\x00"
 CHECKPOINT_CONTEXT = b"backchannel/v1 checkpoint\x00"
+SEAL_CONTEXT = b"backchannel/v1 export seal\x00"
 EXPORT_FORMAT = "backchannel-transcript/1"
 RECENT = 128  # entry hashes per direction carried in a checkpoint, to name a divergence
 SHORT = 8  # bytes of each such entry hash
@@ -137,7 +139,10 @@ class Comparison:
 
 
 def compare_checkpoint(
-    checkpoint: Checkpoint, local: dict[int, list[bytes]], our_direction: int
+    checkpoint: Checkpoint,
+    local: dict[int, list[bytes]],
+    our_direction: int,
+    line_id: bytes | None = None,
 ) -> Comparison:
     """Compare a peer's checkpoint with our chains (``local[d][i]`` = hash after entry i+1).
 
@@ -155,8 +160,8 @@ def compare_checkpoint(
                 f"the peer records {count} entries in direction {direction}, we have "
                 f"{len(ours)}: entries were injected",
             )
-        our_head = ours[count - 1] if count else None
-        if count and our_head != checkpoint.heads[direction]:
+        our_head = ours[count - 1] if count else (genesis(line_id, direction) if line_id else None)
+        if our_head is not None and our_head != checkpoint.heads[direction]:
             first = _first_difference(checkpoint.recent[direction], ours[:count])
             return Comparison(
                 "diverged",
@@ -178,7 +183,7 @@ def compare_checkpoint(
 
 
 def _first_difference(recent: bytes, ours: list[bytes]) -> int:
-    theirs = [recent[i : i + SHORT] for i in range(0, len(recent), SHORT)]
+    theirs = [recent[i : i + SHORT] for i in range(0, len(recent), SHORT)][-len(ours) :] if ours else []
     start = len(ours) - len(theirs)
     for offset, short in enumerate(theirs):
         if ours[start + offset][:SHORT] != short:
@@ -234,7 +239,9 @@ def _verify_export(doc: Any, keys: dict[str, dict[str, str]], require_signatures
     chains: dict[int, list[bytes]] = {0: [], 1: []}
     heads = [genesis(line_id, 0), genesis(line_id, 1)]
     for index, item in enumerate(doc["entries"]):
-        direction, seq = int(item["direction"]), int(item["seq"])
+        if not isinstance(item.get("direction"), int) or isinstance(item.get("direction"), bool):
+            raise RecordInvalid(f"item {index + 1} has no valid direction")
+        direction, seq = item["direction"], int(item["seq"])
         where = f"entry {seq} of direction {direction} (item {index + 1})"
         if direction not in (0, 1) or seq != len(chains[direction]) + 1:
             raise RecordInvalid(f"{where} is out of order or a gap precedes it")
@@ -247,9 +254,13 @@ def _verify_export(doc: Any, keys: dict[str, dict[str, str]], require_signatures
         except ProtocolError as exc:
             raise RecordInvalid(f"{where} is malformed: {exc}") from None
         other = chains[1 - direction]
+        if entry.seen.count > len(other):
+            raise RecordInvalid(f"{where}: it claims to have seen entries that come later in the record")
         expected = other[entry.seen.count - 1] if entry.seen.count else genesis(line_id, 1 - direction)
-        if entry.seen.count > len(other) or entry.seen.head != expected:
+        if entry.seen.head != expected:
             raise RecordInvalid(f"{where}: its view of the other direction does not match the record")
+        if "payload" in item and item["payload"] != readable(entry.payload.to_cbor()):
+            raise RecordInvalid(f"{where}: its readable copy does not match the signed entry (altered)")
         heads[direction] = next_hash(line_id, direction, seq, heads[direction], raw)
         if item.get("hash") and bytes.fromhex(item["hash"]) != heads[direction]:
             raise RecordInvalid(f"{where}: the chain hash does not match (altered)")
@@ -260,8 +271,10 @@ def _verify_export(doc: Any, keys: dict[str, dict[str, str]], require_signatures
         by = int(cp["by"])
         where = f"checkpoint {index + 1} (by direction {by})"
         for d in (0, 1):
+            if not 0 <= counts[d] <= len(chains[d]):
+                raise RecordInvalid(f"{where} counts entries the record does not have")
             have = chains[d][counts[d] - 1] if counts[d] else genesis(line_id, d)
-            if counts[d] > len(chains[d]) or have != cp_heads[d]:
+            if have != cp_heads[d]:
                 raise RecordInvalid(f"{where} does not match the entries")
         if not on_record:
             continue
@@ -274,7 +287,39 @@ def _verify_export(doc: Any, keys: dict[str, dict[str, str]], require_signatures
     head = Transcript(line_id, counts, (heads[0], heads[1])).head()
     if doc.get("head") and doc["head"] != head.hex():
         raise RecordInvalid("the export's final head does not match its entries")
+    if on_record:
+        # Everything the signatures above do not cover (times recorded, names, checkpoint
+        # outcomes) is covered by the exporting station's seal: no byte can change unnoticed.
+        seal = doc.get("seal")
+        if not isinstance(seal, dict) or seal.get("by") not in ("inviter", "accepter"):
+            raise RecordInvalid("the export has no seal from the station that made it")
+        try:
+            ed25519_verify(
+                bytes.fromhex(keys[seal["by"]]["ed25519"]), bytes.fromhex(seal["ed25519"]), export_digest(doc)
+            )
+        except BadSignature:
+            raise RecordInvalid(
+                "the export was altered after it was made: the exporting station's seal does not verify "
+                "(a recorded time, a name or a checkpoint outcome was changed)"
+            ) from None
     return VerifiedExport(line_id.hex(), on_record, counts, head.hex(), len(doc.get("checkpoints", [])))
+
+
+def readable(value: Any) -> Any:
+    """The human-readable copy of a payload in an export: bytes as hex, capabilities' keys left out."""
+    if isinstance(value, bytes):
+        return value.hex()
+    if isinstance(value, dict):
+        return {k: readable(v) for k, v in value.items() if k != "send_key"}
+    if isinstance(value, list):
+        return [readable(v) for v in value]
+    return value
+
+
+def export_digest(doc: dict[str, Any]) -> bytes:
+    """What the exporter's seal covers: the whole export but the seal, as canonical JSON."""
+    body = {k: v for k, v in doc.items() if k != "seal"}
+    return SEAL_CONTEXT + sha256(json.dumps(body, sort_keys=True, separators=(",", ":")).encode("utf-8"))
 
 
 def decode_export_entry(raw_hex: str) -> dict[str, Any]:

@@ -132,8 +132,9 @@ class Monitor:
                 watch.tests_sent[test_id] = now
                 watch.next_test_at = now + self._interval
                 self._station.send_payload(line_id, LinkTest(test_id, int(now * 1000)), "test")
-            if watch.next_checkpoint_at == 0.0:
-                watch.next_checkpoint_at = now + self._station.config.checkpoint_interval
+            if watch.next_checkpoint_at == 0.0:  # after a start: one interval after the last one sent
+                last = self._station.last_checkpoint_sent(line_id) or now
+                watch.next_checkpoint_at = last + self._station.config.checkpoint_interval
             elif now >= watch.next_checkpoint_at:
                 watch.next_checkpoint_at = now + self._station.config.checkpoint_interval
                 self._station.send_checkpoint(line_id)

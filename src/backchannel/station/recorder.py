@@ -33,6 +33,8 @@ from backchannel.proto.record import (
     checkpoint_message,
     compare_checkpoint,
     decode_export_entry,
+    export_digest,
+    readable,
     short_hashes,
 )
 from backchannel.proto.safety import station_fingerprint
@@ -125,11 +127,19 @@ class Recorder:
                 mldsa_verify(live.row.peer_pq or b"", checkpoint.pq_signature, message)
             except BadSignature:
                 status, detail = "diverged", "the checkpoint's ML-DSA-65 signature does not verify"
+                after.append(
+                    functools.partial(
+                        self._alarm,
+                        live.line_id,
+                        f"checkpoint:{seq}",
+                        f"checkpoint {seq} from the peer: {detail}",
+                    )
+                )
         if status == "agreed":
             local = {d: self._store.entry_hashes(live.line_id, d) for d in (0, 1)}
             # The checkpoint is itself our latest entry from the peer: compare what preceded it.
             local[live.state.in_direction] = local[live.state.in_direction][: seq - 1]
-            result = compare_checkpoint(checkpoint, local, live.state.out_direction)
+            result = compare_checkpoint(checkpoint, local, live.state.out_direction, live.line_id)
             status, detail = result.status, result.detail
             if result.status == "diverged":
                 subject = f"{result.direction}:{result.seq}"
@@ -197,11 +207,11 @@ class Recorder:
                     "entry": raw.hex(),
                     "hash": chain_hash.hex(),
                     "recorded_at": at,
-                    "payload": _plain(decode_export_entry(raw.hex())),
+                    "payload": readable(decode_export_entry(raw.hex())),
                 }
             )
         t = live.state.transcript
-        return {
+        doc: dict[str, Any] = {
             "format": EXPORT_FORMAT,
             "line_id": live.line_id.hex(),
             "line": row.name,
@@ -213,22 +223,13 @@ class Recorder:
             "counts": list(t.counts),
             "head": t.head().hex(),
             "entries": entries,
-            "checkpoints": [c for c in self._store.checkpoints(live.line_id) if c["mldsa65"]]
-            if live.state.on_record
-            else self._store.checkpoints(live.line_id),
+            "checkpoints": [c for c in self._store.checkpoints(live.line_id) if c["status"] != "diverged"],
         }
+        if live.state.on_record:  # off the record nothing is signed, not even the export
+            role = "inviter" if live.state.role == 0 else "accepter"
+            doc["seal"] = {"by": role, "ed25519": self._station.sign(export_digest(doc)).hex()}
+        return doc
 
 
 def _entry_context(line_id: bytes, direction: int, seq: int) -> bytes:
     return b"entry" + line_id + bytes([direction]) + seq.to_bytes(8, "big")
-
-
-def _plain(value: Any) -> Any:
-    """Bytes as hex, for the readable copy of each payload in an export."""
-    if isinstance(value, bytes):
-        return value.hex()
-    if isinstance(value, dict):
-        return {k: _plain(v) for k, v in value.items() if k not in ("send_key",)}
-    if isinstance(value, list):
-        return [_plain(v) for v in value]
-    return value

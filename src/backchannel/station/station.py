@@ -1324,13 +1324,21 @@ class Station:
 
     # ---- the record ------------------------------------------------------------------------
 
+    def sign(self, message: bytes) -> bytes:
+        """Sign with this station's Ed25519 identity key (entries, export seals)."""
+        return self._identity.sign(message)
+
     def checkpoint(self, line: str) -> dict[str, Any]:
-        """Send a checkpoint now; the peer compares it with its record and answers in kind."""
+        """Send a checkpoint now; the peer compares it with its own record and records the outcome."""
         live = self._line(line)
         if not live.established:
             raise LineNotReady(f"line {live.row.name!r} is not established yet")
         seq = self.send_checkpoint(live.line_id)
         return {"line": live.row.name, "seq": seq, "head": live.state.transcript.head().hex()}
+
+    def last_checkpoint_sent(self, line_id: bytes) -> float | None:
+        sent = [c["at"] for c in self._store.checkpoints(line_id) if c["status"] == "sent"]
+        return max(sent) if sent else None
 
     def send_checkpoint(self, line_id: bytes) -> int:
         live = self._lines[line_id]

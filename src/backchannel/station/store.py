@@ -462,8 +462,7 @@ class Store:
     def entries(self, line_id: bytes) -> list[tuple[int, int, bytes, bytes, float]]:
         """(direction, seq, hash, sealed entry, time) in the order this station recorded them."""
         rows = self._x(
-            "SELECT direction, seq, hash, entry_sealed, at FROM entries WHERE line_id = ?"
-            " ORDER BY at, direction, seq",
+            "SELECT direction, seq, hash, entry_sealed, at FROM entries WHERE line_id = ? ORDER BY rowid",
             (line_id,),
         ).fetchall()
         return [(r[0], r[1], bytes(r[2]), bytes(r[3]), r[4]) for r in rows]

@@ -933,25 +933,29 @@ class Station:
                 # A bug, not bad input (that is a RemoteError, counted per frame). Never let it
                 # stop the station: take the frames one by one and drop only the one that fails.
                 log.exception("a batch of %d frames hit an internal error", len(batch))
-                newly_sendable = self._receive_one_by_one(batch)
+                newly_sendable, batch = self._receive_one_by_one(batch)
             self.sender.enqueue(newly_sendable)  # receipts leave before the relay acks
             for delivery in batch:
                 url = self._mailbox_urls.get(delivery.recv_id)
                 if url is not None:
                     self._spawn_ack(url, delivery)
 
-    def _receive_one_by_one(self, batch: list[Delivery]) -> list[tuple[bytes, int]]:
+    def _receive_one_by_one(self, batch: list[Delivery]) -> tuple[list[tuple[bytes, int]], list[Delivery]]:
+        """Returns what to send and the frames that may be acknowledged to their relays."""
         sendable: list[tuple[bytes, int]] = []
+        done: list[Delivery] = []
         for delivery in batch:
             try:
                 sendable += self.receive_batch([delivery])
             except BackchannelError:
                 self._deliveries.put_nowait(delivery)  # not stored: it comes round again
+                continue
             except Exception:
                 log.exception("a frame could not be processed; it is dropped")
                 with contextlib.suppress(BackchannelError), self._store.transaction():
                     self._store.count("internal_error")
-        return sendable
+            done.append(delivery)
+        return sendable, done
 
     def _spawn_ack(self, url: str, delivery: Delivery) -> None:
         async def ack() -> None:

@@ -475,3 +475,26 @@ def test_the_two_person_rule_is_read_per_line_and_bad_rules_are_named(tmp_path: 
     bad = write_config(tmp_path / "b.toml", '[station.lines.moscow]\nrelease = "sometimes"\n')
     with pytest.raises(ConfigError, match="release"):
         StationConfig.load(bad)
+
+
+def test_an_internal_error_on_one_frame_drops_only_that_frame_and_keeps_the_station_going(
+    open_station: Callable[[str], Station], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from backchannel.errors import StorageError
+    from backchannel.station.relay_link import Delivery
+
+    station = open_station("alpha")
+    bug, busy, fine = (Delivery(bytes([i]) * 16, bytes([i]) * 16, b"x") for i in (1, 2, 3))
+
+    def receive_batch(batch: list[Delivery]) -> list[tuple[bytes, int]]:
+        if batch == [bug]:
+            raise RuntimeError("a bug")
+        if batch == [busy]:
+            raise StorageError("disk busy")
+        return []
+
+    monkeypatch.setattr(station, "receive_batch", receive_batch)
+    sendable, done = station._receive_one_by_one([bug, busy, fine])
+    assert sendable == [] and done == [bug, fine]  # the unstored frame is not acknowledged
+    assert station._deliveries.get_nowait() == busy  # it comes round again
+    assert station.counters()["internal_error"] == 1

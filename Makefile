@@ -28,7 +28,7 @@ chromium:
 	@command -v chromium >/dev/null || (apt-get update -qq && apt-get install -y -qq chromium)
 
 screenshots: $(STAMP) chromium
-	BACKCHANNEL_SCREENSHOTS=docs/screenshots $(VENV)/bin/pytest -q -p no:cacheprovider tests/console
+	BACKCHANNEL_SCREENSHOTS=docs/images $(VENV)/bin/pytest -q -p no:cacheprovider tests/console
 
 demo: $(STAMP)
 	$(VENV)/bin/backchannel demo

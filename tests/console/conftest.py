@@ -6,11 +6,12 @@ own browser context (its own cookies), as two duty officers on two machines woul
 
 Chromium is Debian's (``apt-get install chromium``; ``make test`` installs it when missing),
 never a browser Playwright downloads. Screenshots go to ``$BACKCHANNEL_SCREENSHOTS`` when it is
-set (``make screenshots`` sets it to ``docs/screenshots``), else to a temporary directory.
+set (``make screenshots`` sets it to ``docs/images``), else to a temporary directory.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 from collections.abc import Iterator
@@ -86,16 +87,18 @@ def screenshots(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return directory
 
 
-@pytest.fixture(scope="module")
-def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
-    directory = tmp_path_factory.mktemp("console")
+@contextlib.contextmanager
+def running_world(
+    directory: Path, washington_operators: dict[str, str], washington_toml: str = ""
+) -> Iterator[World]:
+    """A relay and two paired stations with consoles: washington (its line: "moscow") and moscow."""
     started: list[Any] = []
     try:
         relay = start_relay(directory)
         started.append(relay)
-        washington = console_station(directory, "washington")
+        washington = console_station(directory, "washington", station_toml=washington_toml)
         moscow = console_station(directory, "moscow")
-        for name, role in (("smith", "operator"), ("chief", "admin"), ("victim", "operator")):
+        for name, role in washington_operators.items():
             add_operator(washington, name, role)
         add_operator(moscow, "ivanova", "operator")
         for station in (washington, moscow):
@@ -107,3 +110,19 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
     finally:
         for process in reversed(started):
             process.stop()
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
+    operators = {"smith": "operator", "chief": "admin", "victim": "operator"}
+    with running_world(tmp_path_factory.mktemp("console"), operators) as world:
+        yield world
+
+
+@pytest.fixture(scope="module")
+def release_world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
+    """Washington's line to moscow under the two-person rule for FLASH (set before it starts)."""
+    operators = {"smith": "operator", "jones": "releaser", "chief": "admin"}
+    rule = '[station.lines.moscow]\nrelease = "flash"\n'
+    with running_world(tmp_path_factory.mktemp("release"), operators, rule) as world:
+        yield world

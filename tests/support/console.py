@@ -41,11 +41,14 @@ def add_operator(station: StationProcess, name: str, role: str) -> None:
     assert result.returncode == 0, result.stderr
 
 
-def console_station(directory: Path, name: str, console_toml: str = "") -> StationProcess:
+def console_station(
+    directory: Path, name: str, console_toml: str = "", station_toml: str = ""
+) -> StationProcess:
+    """A station (not started) serving its console; ``station_toml`` adds tables under [station]."""
     station = StationProcess(directory, name, console=True)
     (station.home / "station.toml").write_text(
-        f"[station]\nlink_test_interval = {INTERVAL}\n\n[console]\nlockout_attempts = {LOCKOUT_ATTEMPTS}\n"
-        + console_toml
+        f"[station]\nlink_test_interval = {INTERVAL}\n\n{station_toml}\n"
+        f"[console]\nlockout_attempts = {LOCKOUT_ATTEMPTS}\n" + console_toml
     )
     return station
 

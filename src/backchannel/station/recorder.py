@@ -43,7 +43,8 @@ from backchannel.station.keystore import AtRest
 from backchannel.station.store import Store
 
 if TYPE_CHECKING:
-    from backchannel.station.station import LiveLine, Station
+    from backchannel.station.liveline import LiveLine
+    from backchannel.station.station import Station
 
 DIVERGENCE = "record_divergence"
 

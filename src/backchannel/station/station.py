@@ -31,32 +31,26 @@ import contextlib
 import functools
 import logging
 from collections.abc import Callable, Coroutine, Iterator
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 from backchannel.clock import Clock, Rng, SystemClock, SystemRng
 from backchannel.errors import (
     BackchannelError,
-    DecryptError,
     InvalidArgument,
     InvalidInvitation,
     InvitationAlreadyAccepted,
-    InvitationAlreadyUsed,
     LineNotReady,
     MessageTooLarge,
-    MisaddressedFrame,
     RecordInvalid,
-    RemoteError,
     StationAlreadyInitialised,
     StationNotInitialised,
     TransportError,
     UnknownLine,
     UnknownMessage,
 )
-from backchannel.proto import envelope
 from backchannel.proto import line as proto_line
-from backchannel.proto.envelope import Kind, Sealed
 from backchannel.proto.invitation import (
     MAX_RELAYS,
     Invitation,
@@ -67,21 +61,14 @@ from backchannel.proto.invitation import (
     valid_name,
 )
 from backchannel.proto.keyschedule import LineKeys
-from backchannel.proto.line import LineState, PendingInvitation, SealedFrame
-from backchannel.proto.ordering import Verdict, classify
+from backchannel.proto.line import LineState, SealedFrame
 from backchannel.proto.payloads import (
     MAX_TEXT_BYTES,
     Acknowledged,
-    Checkpoint,
     Circuits,
-    Delivered,
-    Hello,
-    LinkTest,
-    LinkTestReply,
     Message,
     Payload,
     Precedence,
-    Welcome,
 )
 from backchannel.proto.primitives import (
     MLDSA_SEED_LEN,
@@ -100,7 +87,9 @@ from backchannel.station.alarms import Alarms, AlarmView
 from backchannel.station.config import StationConfig
 from backchannel.station.delivery import Sender, Waiters
 from backchannel.station.keystore import AtRest, create_keystore, open_keystore
+from backchannel.station.liveline import LiveLine
 from backchannel.station.monitor import Monitor
+from backchannel.station.receiver import Receiver
 from backchannel.station.recorder import Recorder
 from backchannel.station.relay_link import Delivery, RelayLink
 from backchannel.station.store import InboxRow, LineRow, OutboxRow, Store
@@ -124,33 +113,6 @@ STATUS_LEVELS = ("queued", "relayed", "delivered", "acknowledged")
 
 def ms(seconds: float) -> int:
     return int(seconds * 1000)
-
-
-@dataclass
-class LiveLine:
-    """A line as the running station holds it: the database row plus live protocol objects."""
-
-    row: LineRow
-    state: LineState
-    session: OlmSession
-
-    @property
-    def line_id(self) -> bytes:
-        return self.row.line_id
-
-    @property
-    def established(self) -> bool:
-        return self.row.state == "established"
-
-
-class _HeldView:
-    """``seq in held`` for the ordering rule, answered by the store."""
-
-    def __init__(self, store: Store, line_id: bytes) -> None:
-        self._store, self._line_id = store, line_id
-
-    def __contains__(self, seq: object) -> bool:
-        return isinstance(seq, int) and self._store.is_held(self._line_id, seq)
 
 
 class Station:
@@ -205,6 +167,7 @@ class Station:
         self.monitor = Monitor(self)
         self._started = False
         self.recorder = Recorder(self, store, atrest, clock)
+        self.receiver = Receiver(self)
         self._load_lines()
 
     # ---- lifecycle -----------------------------------------------------------------------
@@ -275,7 +238,7 @@ class Station:
             self._subscribe(url, recv_id, self._atrest.open(recv_sealed, b"recv-key" + recv_id))
         for line_id, url, send_id, send_sealed in self._store.peer_mailboxes():
             self._add_sender(line_id, url, send_id, self._atrest.open(send_sealed, b"send-key" + send_id))
-        self._receiver = asyncio.create_task(self._receive_loop(), name="receive")
+        self._receiver = asyncio.create_task(self.receiver.run(), name="receive")
         await self.sender.start(self._store.unsent())
         await self.monitor.start()
 
@@ -913,262 +876,14 @@ class Station:
 
         asyncio.get_running_loop().create_task(guarded())
 
-    # ---- receiving -------------------------------------------------------------------------
-
-    async def _receive_loop(self) -> None:
-        while True:
-            batch = [await self._deliveries.get()]
-            while len(batch) < RECEIVE_BATCH and not self._deliveries.empty():
-                batch.append(self._deliveries.get_nowait())
-            try:
-                newly_sendable = self.receive_batch(batch)
-            except BackchannelError as exc:
-                # Nothing of the batch was kept or acknowledged; try the same frames again.
-                log.error("a batch of %d frames was not stored (%s); retrying", len(batch), exc)
-                await asyncio.sleep(0.5)
-                for delivery in batch:
-                    self._deliveries.put_nowait(delivery)
-                continue
-            except Exception:
-                # A bug, not bad input (that is a RemoteError, counted per frame). Never let it
-                # stop the station: take the frames one by one and drop only the one that fails.
-                log.exception("a batch of %d frames hit an internal error", len(batch))
-                newly_sendable, batch = self._receive_one_by_one(batch)
-            self.sender.enqueue(newly_sendable)  # receipts leave before the relay acks
-            for delivery in batch:
-                url = self._mailbox_urls.get(delivery.recv_id)
-                if url is not None:
-                    self._spawn_ack(url, delivery)
-
-    def _receive_one_by_one(self, batch: list[Delivery]) -> tuple[list[tuple[bytes, int]], list[Delivery]]:
-        """Returns what to send and the frames that may be acknowledged to their relays."""
-        sendable: list[tuple[bytes, int]] = []
-        done: list[Delivery] = []
-        for delivery in batch:
-            try:
-                sendable += self.receive_batch([delivery])
-            except BackchannelError:
-                self._deliveries.put_nowait(delivery)  # not stored: it comes round again
-                continue
-            except Exception:
-                log.exception("a frame could not be processed; it is dropped")
-                with contextlib.suppress(BackchannelError), self._store.transaction():
-                    self._store.count("internal_error")
-            done.append(delivery)
-        return sendable, done
-
-    def _spawn_ack(self, url: str, delivery: Delivery) -> None:
-        async def ack() -> None:
-            with contextlib.suppress(BackchannelError):
-                await self._links[url].ack(delivery.recv_id, delivery.msg_id)
-
-        asyncio.get_running_loop().create_task(ack())
+    # ---- receiving (see receiver.py) -------------------------------------------------------
 
     def receive_batch(self, batch: list[Delivery]) -> list[tuple[bytes, int]]:
-        """Process frames from relays in one transaction; returns new frames to send.
+        """Process frames from relays in one transaction; returns new frames to send."""
+        return self.receiver.receive_batch(batch)
 
-        Rejected frames are counted by reason and dropped (the caller still acknowledges them
-        to the relay, so garbage does not clog a mailbox); they never affect accepted messages.
-        """
-        now = self._clock.now()
-        outgoing: list[tuple[bytes, int]] = []
-        receipts_due: set[bytes] = set()
-        touched: set[bytes] = set()
-        self._after_commit = []
-        try:
-            self._receive_in_transaction(batch, now, outgoing, receipts_due, touched)
-        except BaseException:
-            self.waiters.rollback()
-            self._after_commit = []
-            raise
-        self.waiters.flush()
-        after, self._after_commit = self._after_commit, []
-        for action in after:
-            action()
-        return outgoing
-
-    def _receive_in_transaction(
-        self,
-        batch: list[Delivery],
-        now: float,
-        outgoing: list[tuple[bytes, int]],
-        receipts_due: set[bytes],
-        touched: set[bytes],
-    ) -> None:
-        with self._mutation():
-            for delivery in batch:
-                try:
-                    url = self._mailbox_urls.get(delivery.recv_id)
-                    self._receive_one(delivery.payload, url, now, outgoing, receipts_due, touched)
-                except RemoteError as exc:
-                    self._store.count(exc.code)
-                    log.info("dropped a frame: %s", exc)
-            for line_id in receipts_due:
-                live = self._lines[line_id]
-                sealed = self._seal(live, Delivered(live.state.delivered_upto, ms(now)))
-                self._store.add_outbound(line_id, sealed.seq, "delivered", sealed.frame, now)
-                outgoing.append((line_id, sealed.seq))
-                touched.add(line_id)
-            for line_id in touched:
-                self._persist(self._lines[line_id], last_contact=now)
-
-    def _receive_one(
-        self,
-        data: bytes,
-        url: str | None,
-        now: float,
-        outgoing: list[tuple[bytes, int]],
-        receipts_due: set[bytes],
-        touched: set[bytes],
-    ) -> None:
-        sealed = envelope.parse(data)
-        line_id = sealed.header.line_id
-        live = self._lines.get(line_id)
-        if live is None:
-            if sealed.header.kind is Kind.HELLO:
-                self._receive_hello(sealed, now, outgoing)
-                return
-            raise _misaddressed()
-        try:
-            inner = proto_line.authenticate(live.state, sealed)
-        except DecryptError:
-            if sealed.header.kind is Kind.HELLO:
-                raise InvitationAlreadyUsed(
-                    "a second party tried to accept an invitation already used"
-                ) from None
-            raise
-        seq = sealed.header.seq
-        self.monitor.copy_arrived(line_id, url, seq)  # any genuine copy proves its circuit works
-        verdict = classify(seq, live.state.delivered_upto, _HeldView(self._store, line_id))
-        if verdict is Verdict.DUPLICATE:
-            self._store.count("duplicate")
-            return
-        if verdict is Verdict.TOO_FAR:
-            self._store.count("too_far_ahead")
-            return
-        if verdict is Verdict.HOLD:
-            self._store.hold(line_id, seq, data)
-            self._after_commit.append(functools.partial(self.monitor.gap, line_id, True))
-            return
-        touched.add(line_id)
-        self._deliver(live, seq, inner, url, now, outgoing, receipts_due)
-        while (held := self._store.take_held(line_id, live.state.delivered_upto + 1)) is not None:
-            next_sealed = envelope.parse(held)
-            inner = proto_line.authenticate(live.state, next_sealed)
-            self._deliver(live, next_sealed.header.seq, inner, None, now, outgoing, receipts_due)
-        if not self._store.has_held(line_id):
-            self._after_commit.append(functools.partial(self.monitor.gap, line_id, False))
-
-    def _deliver(
-        self,
-        live: LiveLine,
-        seq: int,
-        inner: bytes,
-        url: str | None,
-        now: float,
-        outgoing: list[tuple[bytes, int]],
-        receipts_due: set[bytes],
-    ) -> None:
-        live.state, opened = proto_line.decrypt_next(
-            live.state, live.session, seq, inner, live.row.peer_signing
-        )
-        payload = opened.payload
-        line_id = live.line_id
-        direction = live.state.in_direction
-        self.recorder.record(line_id, direction, seq, live.state.transcript.heads[direction], opened.raw)
-        if opened.seen is not None:
-            self.recorder.check_seen(live, seq, opened.seen, self._after_commit)
-        if opened.error is not None:
-            # Authenticated by the line key, yet unreadable: the frame is spent (the line moves
-            # on, and the transcripts now differ, which is how the operators will see it).
-            self._store.count("unreadable_" + opened.error.code)
-            log.warning("frame %d on line %s was unreadable: %s", seq, live.row.name, opened.error)
-        if isinstance(payload, Message):
-            self._store.add_inbound(
-                line_id,
-                seq,
-                payload.precedence.value,
-                self._body(line_id, "in", seq, payload.text),
-                payload.sent_at / 1000,
-                now,
-            )
-            receipts_due.add(line_id)
-            self.waiters.incoming(line_id, seq)
-        elif isinstance(payload, Delivered):
-            self._store.mark_delivered(line_id, payload.upto, now)
-            self.waiters.reached_upto(line_id, payload.upto, "delivered")
-        elif isinstance(payload, Acknowledged):
-            self._store.mark_acknowledged(line_id, payload.seq, payload.operator, now)
-            self.waiters.reached(line_id, payload.seq, "acknowledged")
-            self._after_commit.append(functools.partial(self.monitor.clear_deadline, line_id, payload.seq))
-        elif isinstance(payload, LinkTest):
-            self._after_commit.append(
-                functools.partial(self.monitor.test_received, line_id, payload.test_id, seq, url)
-            )
-        elif isinstance(payload, LinkTestReply):
-            self._after_commit.append(
-                functools.partial(self.monitor.reply_received, line_id, payload, seq, url)
-            )
-        elif isinstance(payload, Circuits):
-            self._apply_circuits(live, payload, self._after_commit)
-        elif isinstance(payload, Checkpoint):
-            self.recorder.checkpoint_received(live, seq, payload, self._after_commit)
-        elif isinstance(payload, Welcome):
-            if live.row.role == proto_line.ACCEPTER and not live.established:
-                self._persist(live, state="established")
-                outgoing.extend((line_id, s) for s in range(2, live.state.next_seq))
-        elif isinstance(payload, Hello):
-            self._store.count("unexpected_hello")
-
-    def _receive_hello(self, sealed: Sealed, now: float, outgoing: list[tuple[bytes, int]]) -> None:
-        line_id = sealed.header.line_id
-        found = self._store.get_invitation(line_id)
-        if found is None:
-            raise _misaddressed()
-        local_name, blob, secrets_sealed, used = found
-        if used:
-            raise InvitationAlreadyUsed()
-        signed = parse_invitation(self._atrest.open(blob, b"invitation-blob" + line_id))
-        if signed.invitation.expires_at < ms(now):
-            raise InvalidInvitation("a hello arrived for an invitation that has expired")
-        secrets = self._atrest.open(secrets_sealed, b"invitation" + line_id)
-        pending = PendingInvitation(signed, secrets[:32], secrets[32:])
-        try:
-            opened = proto_line.open_hello(self._identity, pending, sealed)
-        except RemoteError:
-            # Olm may have spent the one-time key in memory: take the account back from disk.
-            self._identity = Identity.from_pickle(
-                (self._store.get_meta("account") or b"").decode("ascii"), self._atrest.store_key
-            )
-            raise
-        name = local_name or self._unique_name(opened.hello.name)
-        row = self._new_row(
-            opened.state,
-            opened.session,
-            name,
-            "established",
-            opened.hello.name,
-            opened.peer_identity_key,
-            opened.peer_signing_key,
-            now,
-            opened.hello.pq_key or None,
-        )
-        live = LiveLine(row, opened.state, opened.session)
-        self._store.add_line(row)
-        self.recorder.record(line_id, 1, 1, opened.state.transcript.heads[1], opened.raw)
-        self._store.mark_invitation_used(line_id)
-        self._save_account()  # the one-time key is now spent
-        for cap in opened.hello.mailboxes:
-            self._store.add_peer_mailbox(
-                line_id, cap.url, cap.send_id, self._atrest.seal(cap.send_key, b"send-key" + cap.send_id)
-            )
-        self._lines[line_id] = live
-        welcome = self._seal(live, Welcome())
-        self._store.add_outbound(line_id, welcome.seq, "welcome", welcome.frame, now)
-        self._persist(live, last_contact=now)
-        outgoing.append((line_id, welcome.seq))
-        for cap in opened.hello.mailboxes:
-            self._add_sender(line_id, cap.url, cap.send_id, cap.send_key)
+    def _receive_one_by_one(self, batch: list[Delivery]) -> tuple[list[tuple[bytes, int]], list[Delivery]]:
+        return self.receiver._receive_one_by_one(batch)
 
     # ---- reading ---------------------------------------------------------------------------
 
@@ -1406,7 +1121,3 @@ def _relay_list(relay: str | list[str] | None) -> list[str]:
     if len(set(urls)) != len(urls) or len(urls) > 8:
         raise InvalidArgument("give between 1 and 8 different relays")
     return urls
-
-
-def _misaddressed() -> RemoteError:
-    return MisaddressedFrame("a frame arrived for a line this station does not have")

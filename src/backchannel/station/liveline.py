@@ -1,0 +1,29 @@
+"""A line as a running station holds it: its database row beside its live protocol objects.
+
+The row is what is on disk; the protocol state and the Olm session are what the pure core
+works on. The station writes both in the same transaction (see ``Station._persist``) and
+reloads them from disk when a transaction fails, so the two never drift apart.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from backchannel.proto.line import LineState
+from backchannel.proto.session import OlmSession
+from backchannel.station.store import LineRow
+
+
+@dataclass
+class LiveLine:
+    row: LineRow
+    state: LineState
+    session: OlmSession
+
+    @property
+    def line_id(self) -> bytes:
+        return self.row.line_id
+
+    @property
+    def established(self) -> bool:
+        return self.row.state == "established"

@@ -310,8 +310,8 @@ class Receiver:
                 (self._s._store.get_meta("account") or b"").decode("ascii"), self._s._atrest.store_key
             )
             raise
-        name = local_name or self._s._unique_name(opened.hello.name)
-        row = self._s._new_row(
+        name = local_name or self._s.pairing.unique_name(opened.hello.name)
+        row = self._s.pairing.new_row(
             opened.state,
             opened.session,
             name,

@@ -39,8 +39,6 @@ from backchannel.clock import Clock, Rng, SystemClock, SystemRng
 from backchannel.errors import (
     BackchannelError,
     InvalidArgument,
-    InvalidInvitation,
-    InvitationAlreadyAccepted,
     LineNotReady,
     MessageTooLarge,
     RecordInvalid,
@@ -53,11 +51,7 @@ from backchannel.errors import (
 from backchannel.proto import line as proto_line
 from backchannel.proto.invitation import (
     MAX_RELAYS,
-    Invitation,
     MailboxCapability,
-    encode_invitation,
-    parse_invitation,
-    parse_invitation_text,
     valid_name,
 )
 from backchannel.proto.keyschedule import LineKeys
@@ -74,9 +68,7 @@ from backchannel.proto.primitives import (
     MLDSA_SEED_LEN,
     ed25519_public_from_seed,
     ed25519_sign,
-    mlkem_public,
     require_mlkem,
-    x25519_public,
 )
 from backchannel.proto.record import verify_export
 from backchannel.proto.safety import grouped, safety_number, station_fingerprint
@@ -89,10 +81,11 @@ from backchannel.station.delivery import Sender, Waiters
 from backchannel.station.keystore import AtRest, create_keystore, open_keystore
 from backchannel.station.liveline import LiveLine
 from backchannel.station.monitor import Monitor
+from backchannel.station.pairing import Pairing, relay_list
 from backchannel.station.receiver import Receiver
 from backchannel.station.recorder import Recorder
 from backchannel.station.relay_link import Delivery, RelayLink
-from backchannel.station.store import InboxRow, LineRow, OutboxRow, Store
+from backchannel.station.store import InboxRow, OutboxRow, Store
 from backchannel.station.views import (
     DraftView,
     InvitationView,
@@ -168,6 +161,7 @@ class Station:
         self._started = False
         self.recorder = Recorder(self, store, atrest, clock)
         self.receiver = Receiver(self)
+        self.pairing = Pairing(self)
         self._load_lines()
 
     # ---- lifecycle -----------------------------------------------------------------------
@@ -306,173 +300,21 @@ class Station:
         )
         return recv_id, recv_seed, send_id, send_seed
 
-    # ---- pairing -----------------------------------------------------------------------------
+    # ---- pairing (see pairing.py) ------------------------------------------------------------
 
     async def invite(
         self, relay: str | list[str] | None = None, name: str | None = None, on_record: bool = True
     ) -> InvitationView:
         """Create an invitation for a new line, to be carried to the other station out of band.
 
-        Each relay given becomes one circuit of the line (the accepter makes its own mailbox
-        on each of them too).
+        Each relay given becomes one circuit of the line; ``on_record`` chooses a line on the
+        record (signed, provable to third parties) or off it (deniable).
         """
-        urls = _relay_list(relay) or list(self.config.relays)
-        if not urls:
-            raise InvalidArgument("no relay given: pass --relay URL or set 'relays' in station.toml")
-        if name is not None:
-            self._check_new_name(name)
-        boxes = [(url, *await self._new_mailbox(url)) for url in urls]
-        line_id = self._rng.bytes(16)
-        pairing_secret, kem_seed = self._rng.bytes(32), self._rng.bytes(64)
-        now = self._clock.now()
-        invitation = Invitation(
-            line_id=line_id,
-            name=self.name,
-            identity_key=self._identity.identity_key,
-            signing_key=self._identity.signing_key,
-            one_time_key=self._identity.new_one_time_key(),
-            pairing_key=x25519_public(pairing_secret),
-            kem_key=mlkem_public(kem_seed),
-            mailboxes=tuple(
-                MailboxCapability(url, send_id, send_seed) for url, _, _, send_id, send_seed in boxes
-            ),
-            created_at=ms(now),
-            expires_at=ms(now + self.config.invitation_ttl_hours * 3600),
-            on_record=on_record,
-            pq_key=self.recorder.pq_public if on_record else b"",
-        )
-        signed = encode_invitation(invitation, self._identity.sign(invitation.signed_message()))
-        with self._store.transaction():
-            self._store.add_invitation(
-                line_id,
-                name or "",
-                self._atrest.seal(signed.blob, b"invitation-blob" + line_id),
-                self._atrest.seal(pairing_secret + kem_seed, b"invitation" + line_id),
-                now,
-            )
-            for url, recv_id, recv_seed, _, _ in boxes:
-                sealed_key = self._atrest.seal(recv_seed, b"recv-key" + recv_id)
-                self._store.add_mailbox(line_id, url, recv_id, sealed_key)
-            self._save_account()
-        for url, recv_id, recv_seed, _, _ in boxes:
-            self._subscribe(url, recv_id, recv_seed)
-        return InvitationView(line_id.hex(), name or "", signed.text(), invitation.expires_at / 1000, urls)
+        return await self.pairing.invite(relay, name, on_record)
 
     async def accept(self, text: str, name: str | None = None) -> LineView:
         """Accept an invitation: open the line and send the hello to the inviter."""
-        signed = parse_invitation_text(text) if not isinstance(text, bytes) else parse_invitation(text)
-        inv = signed.invitation
-        if self._store.get_invitation(inv.line_id) is not None:
-            raise InvalidArgument("this invitation was made by this station; give it to the other one")
-        if inv.line_id in self._lines or self._store.get_line(inv.line_id) is not None:
-            raise InvitationAlreadyAccepted()
-        if inv.expires_at < ms(self._clock.now()):
-            raise InvalidInvitation("the invitation has expired; ask the other station for a new one")
-        if inv.identity_key == self._identity.identity_key:
-            raise InvalidArgument("this invitation was made by this station; give it to the other one")
-        line_name = name or self._unique_name(inv.name)
-        self._check_new_name(line_name)
-        ours: list[tuple[str, bytes, bytes, bytes, bytes]] = []
-        for cap in inv.mailboxes:
-            recv_id, recv_seed, send_id, send_seed = await self._new_mailbox(cap.url)
-            ours.append((cap.url, recv_id, recv_seed, send_id, send_seed))
-        if inv.line_id in self._lines:  # accepted concurrently while we awaited the relay
-            raise InvitationAlreadyAccepted()
-        caps = tuple(MailboxCapability(url, send_id, send_seed) for url, _, _, send_id, send_seed in ours)
-        accepted = proto_line.accept(
-            self._identity,
-            signed,
-            self.name,
-            caps,
-            self._rng,
-            self.recorder.pq_public if inv.on_record else b"",
-        )
-        now = self._clock.now()
-        row = self._new_row(
-            accepted.state,
-            accepted.session,
-            line_name,
-            "pairing",
-            inv.name,
-            inv.identity_key,
-            inv.signing_key,
-            now,
-            inv.pq_key or None,
-        )
-        with self._mutation():
-            self._store.add_line(row)
-            self.recorder.record(
-                inv.line_id, 1, 1, accepted.state.transcript.heads[1], accepted.hello.payload
-            )
-            for url, recv_id, recv_seed, _, _ in ours:
-                self._store.add_mailbox(
-                    inv.line_id, url, recv_id, self._atrest.seal(recv_seed, b"recv-key" + recv_id)
-                )
-            for cap in inv.mailboxes:
-                self._store.add_peer_mailbox(
-                    inv.line_id,
-                    cap.url,
-                    cap.send_id,
-                    self._atrest.seal(cap.send_key, b"send-key" + cap.send_id),
-                )
-            self._store.add_outbound(inv.line_id, 1, "hello", accepted.hello.frame, now)
-            self._lines[inv.line_id] = LiveLine(row, accepted.state, accepted.session)
-        for url, recv_id, recv_seed, _, _ in ours:
-            self._subscribe(url, recv_id, recv_seed)
-        for cap in inv.mailboxes:
-            self._add_sender(inv.line_id, cap.url, cap.send_id, cap.send_key)
-        self.sender.enqueue([(inv.line_id, 1)])
-        return self._line_view(self._lines[inv.line_id])
-
-    def _new_row(
-        self,
-        state: LineState,
-        session: OlmSession,
-        name: str,
-        status: str,
-        peer_name: str,
-        peer_identity: bytes,
-        peer_signing: bytes,
-        now: float,
-        peer_pq: bytes | None = None,
-    ) -> LineRow:
-        keys = self._atrest.seal(state.keys.to_accepter + state.keys.to_inviter, b"line-keys" + state.line_id)
-        t = state.transcript
-        return LineRow(
-            line_id=state.line_id,
-            name=name,
-            role=state.role,
-            state=status,
-            peer_name=peer_name,
-            peer_identity=peer_identity,
-            peer_signing=peer_signing,
-            keys_sealed=keys,
-            session_pickle=session.pickle(self._atrest.store_key),
-            next_seq=state.next_seq,
-            delivered_upto=state.delivered_upto,
-            tx_count0=t.counts[0],
-            tx_head0=t.heads[0],
-            tx_count1=t.counts[1],
-            tx_head1=t.heads[1],
-            on_record=int(state.on_record),
-            verified_at=None,
-            created_at=now,
-            last_contact=None,
-            peer_pq=peer_pq,
-        )
-
-    def _check_new_name(self, name: str) -> None:
-        if not valid_name(name) or ":" in name:
-            raise InvalidArgument("a line name must be 1 to 64 bytes of printable text without ':'")
-        if self._store.name_taken(name):
-            raise InvalidArgument(f"a line named {name!r} already exists; choose another --name")
-
-    def _unique_name(self, base: str) -> str:
-        base = (base or "line").replace(":", "-").encode("utf-8")[:56].decode("utf-8", "ignore")
-        name, n = base, 2
-        while self._store.name_taken(name):
-            name, n = f"{base}-{n}", n + 1
-        return name
+        return await self.pairing.accept(text, name)
 
     def _save_account(self) -> None:
         self._store.set_meta("account", self._identity.pickle(self._atrest.store_key).encode("ascii"))
@@ -815,7 +657,7 @@ class Station:
     async def add_circuit(self, line: str, relay: str) -> LineView:
         """Add a circuit through another relay: our mailbox there, offered to the peer in-band."""
         live = self._line(line)
-        (url,) = _relay_list(relay)
+        (url,) = relay_list(relay)
         if any(u == url for lid, u, _, _ in self._store.mailboxes() if lid == live.line_id):
             raise InvalidArgument(f"line {live.row.name!r} already has a circuit through {url}")
         recv_id, recv_seed, send_id, send_seed = await self._new_mailbox(url)
@@ -1111,13 +953,3 @@ class Station:
             "last_checkpoint": received[-1] if received else None,
             "diverged": [c for c in received if c["status"] == "diverged"],
         }
-
-
-def _relay_list(relay: str | list[str] | None) -> list[str]:
-    urls = [relay] if isinstance(relay, str) else list(relay or [])
-    for url in urls:
-        if not isinstance(url, str) or not url.startswith(("ws://", "wss://")):
-            raise InvalidArgument(f"{url!r} is not a relay URL (ws://host:port or wss://...)")
-    if len(set(urls)) != len(urls) or len(urls) > 8:
-        raise InvalidArgument("give between 1 and 8 different relays")
-    return urls

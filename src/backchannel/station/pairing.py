@@ -1,0 +1,225 @@
+"""Pairing: the invitation one station makes, and the other's acceptance of it.
+
+Theory of operation
+-------------------
+The inviter creates a mailbox on every relay of the new line (one circuit each), keeps the
+secret halves of the hybrid X25519 + ML-KEM-768 agreement sealed at rest, and signs an
+invitation carrying the public halves, its identity and one-time keys and the send
+capabilities of its mailboxes. The accepter checks it (signature, expiry, not ours, not
+accepted before), makes its own mailboxes on the same relays, derives the line keys,
+opens the Olm session and stores the line with its hello as the first entry of its
+direction, all in one transaction, before the hello is sent. The inviter's side of the
+handshake, opening the hello, happens on the receive path (:mod:`receiver`).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from backchannel.errors import InvalidArgument, InvalidInvitation, InvitationAlreadyAccepted
+from backchannel.proto import line as proto_line
+from backchannel.proto.invitation import (
+    Invitation,
+    MailboxCapability,
+    encode_invitation,
+    parse_invitation,
+    parse_invitation_text,
+    valid_name,
+)
+from backchannel.proto.line import LineState
+from backchannel.proto.primitives import mlkem_public, x25519_public
+from backchannel.proto.session import OlmSession
+from backchannel.station.liveline import LiveLine
+from backchannel.station.store import LineRow
+from backchannel.station.views import InvitationView, LineView
+
+if TYPE_CHECKING:
+    from backchannel.station.station import Station
+
+
+def ms(seconds: float) -> int:
+    return int(seconds * 1000)
+
+
+def relay_list(relay: str | list[str] | None) -> list[str]:
+    """The relays given for a line, checked: ws:// or wss:// URLs, 1 to 8, no repeats."""
+    urls = [relay] if isinstance(relay, str) else list(relay or [])
+    for url in urls:
+        if not isinstance(url, str) or not url.startswith(("ws://", "wss://")):
+            raise InvalidArgument(f"{url!r} is not a relay URL (ws://host:port or wss://...)")
+    if len(set(urls)) != len(urls) or len(urls) > 8:
+        raise InvalidArgument("give between 1 and 8 different relays")
+    return urls
+
+
+class Pairing:
+    def __init__(self, station: Station) -> None:
+        self._s = station
+
+    async def invite(
+        self, relay: str | list[str] | None = None, name: str | None = None, on_record: bool = True
+    ) -> InvitationView:
+        """Create an invitation for a new line, to be carried to the other station out of band.
+
+        Each relay given becomes one circuit of the line (the accepter makes its own mailbox
+        on each of them too).
+        """
+        urls = relay_list(relay) or list(self._s.config.relays)
+        if not urls:
+            raise InvalidArgument("no relay given: pass --relay URL or set 'relays' in station.toml")
+        if name is not None:
+            self._check_new_name(name)
+        boxes = [(url, *await self._s._new_mailbox(url)) for url in urls]
+        line_id = self._s._rng.bytes(16)
+        pairing_secret, kem_seed = self._s._rng.bytes(32), self._s._rng.bytes(64)
+        now = self._s._clock.now()
+        invitation = Invitation(
+            line_id=line_id,
+            name=self._s.name,
+            identity_key=self._s._identity.identity_key,
+            signing_key=self._s._identity.signing_key,
+            one_time_key=self._s._identity.new_one_time_key(),
+            pairing_key=x25519_public(pairing_secret),
+            kem_key=mlkem_public(kem_seed),
+            mailboxes=tuple(
+                MailboxCapability(url, send_id, send_seed) for url, _, _, send_id, send_seed in boxes
+            ),
+            created_at=ms(now),
+            expires_at=ms(now + self._s.config.invitation_ttl_hours * 3600),
+            on_record=on_record,
+            pq_key=self._s.recorder.pq_public if on_record else b"",
+        )
+        signed = encode_invitation(invitation, self._s._identity.sign(invitation.signed_message()))
+        with self._s._store.transaction():
+            self._s._store.add_invitation(
+                line_id,
+                name or "",
+                self._s._atrest.seal(signed.blob, b"invitation-blob" + line_id),
+                self._s._atrest.seal(pairing_secret + kem_seed, b"invitation" + line_id),
+                now,
+            )
+            for url, recv_id, recv_seed, _, _ in boxes:
+                sealed_key = self._s._atrest.seal(recv_seed, b"recv-key" + recv_id)
+                self._s._store.add_mailbox(line_id, url, recv_id, sealed_key)
+            self._s._save_account()
+        for url, recv_id, recv_seed, _, _ in boxes:
+            self._s._subscribe(url, recv_id, recv_seed)
+        return InvitationView(line_id.hex(), name or "", signed.text(), invitation.expires_at / 1000, urls)
+
+    async def accept(self, text: str, name: str | None = None) -> LineView:
+        """Accept an invitation: open the line and send the hello to the inviter."""
+        signed = parse_invitation_text(text) if not isinstance(text, bytes) else parse_invitation(text)
+        inv = signed.invitation
+        if self._s._store.get_invitation(inv.line_id) is not None:
+            raise InvalidArgument("this invitation was made by this station; give it to the other one")
+        if inv.line_id in self._s._lines or self._s._store.get_line(inv.line_id) is not None:
+            raise InvitationAlreadyAccepted()
+        if inv.expires_at < ms(self._s._clock.now()):
+            raise InvalidInvitation("the invitation has expired; ask the other station for a new one")
+        if inv.identity_key == self._s._identity.identity_key:
+            raise InvalidArgument("this invitation was made by this station; give it to the other one")
+        line_name = name or self.unique_name(inv.name)
+        self._check_new_name(line_name)
+        ours: list[tuple[str, bytes, bytes, bytes, bytes]] = []
+        for cap in inv.mailboxes:
+            recv_id, recv_seed, send_id, send_seed = await self._s._new_mailbox(cap.url)
+            ours.append((cap.url, recv_id, recv_seed, send_id, send_seed))
+        if inv.line_id in self._s._lines:  # accepted concurrently while we awaited the relay
+            raise InvitationAlreadyAccepted()
+        caps = tuple(MailboxCapability(url, send_id, send_seed) for url, _, _, send_id, send_seed in ours)
+        accepted = proto_line.accept(
+            self._s._identity,
+            signed,
+            self._s.name,
+            caps,
+            self._s._rng,
+            self._s.recorder.pq_public if inv.on_record else b"",
+        )
+        now = self._s._clock.now()
+        row = self.new_row(
+            accepted.state,
+            accepted.session,
+            line_name,
+            "pairing",
+            inv.name,
+            inv.identity_key,
+            inv.signing_key,
+            now,
+            inv.pq_key or None,
+        )
+        with self._s._mutation():
+            self._s._store.add_line(row)
+            self._s.recorder.record(
+                inv.line_id, 1, 1, accepted.state.transcript.heads[1], accepted.hello.payload
+            )
+            for url, recv_id, recv_seed, _, _ in ours:
+                self._s._store.add_mailbox(
+                    inv.line_id, url, recv_id, self._s._atrest.seal(recv_seed, b"recv-key" + recv_id)
+                )
+            for cap in inv.mailboxes:
+                self._s._store.add_peer_mailbox(
+                    inv.line_id,
+                    cap.url,
+                    cap.send_id,
+                    self._s._atrest.seal(cap.send_key, b"send-key" + cap.send_id),
+                )
+            self._s._store.add_outbound(inv.line_id, 1, "hello", accepted.hello.frame, now)
+            self._s._lines[inv.line_id] = LiveLine(row, accepted.state, accepted.session)
+        for url, recv_id, recv_seed, _, _ in ours:
+            self._s._subscribe(url, recv_id, recv_seed)
+        for cap in inv.mailboxes:
+            self._s._add_sender(inv.line_id, cap.url, cap.send_id, cap.send_key)
+        self._s.sender.enqueue([(inv.line_id, 1)])
+        return self._s._line_view(self._s._lines[inv.line_id])
+
+    def new_row(
+        self,
+        state: LineState,
+        session: OlmSession,
+        name: str,
+        status: str,
+        peer_name: str,
+        peer_identity: bytes,
+        peer_signing: bytes,
+        now: float,
+        peer_pq: bytes | None = None,
+    ) -> LineRow:
+        keys = self._s._atrest.seal(
+            state.keys.to_accepter + state.keys.to_inviter, b"line-keys" + state.line_id
+        )
+        t = state.transcript
+        return LineRow(
+            line_id=state.line_id,
+            name=name,
+            role=state.role,
+            state=status,
+            peer_name=peer_name,
+            peer_identity=peer_identity,
+            peer_signing=peer_signing,
+            keys_sealed=keys,
+            session_pickle=session.pickle(self._s._atrest.store_key),
+            next_seq=state.next_seq,
+            delivered_upto=state.delivered_upto,
+            tx_count0=t.counts[0],
+            tx_head0=t.heads[0],
+            tx_count1=t.counts[1],
+            tx_head1=t.heads[1],
+            on_record=int(state.on_record),
+            verified_at=None,
+            created_at=now,
+            last_contact=None,
+            peer_pq=peer_pq,
+        )
+
+    def _check_new_name(self, name: str) -> None:
+        if not valid_name(name) or ":" in name:
+            raise InvalidArgument("a line name must be 1 to 64 bytes of printable text without ':'")
+        if self._s._store.name_taken(name):
+            raise InvalidArgument(f"a line named {name!r} already exists; choose another --name")
+
+    def unique_name(self, base: str) -> str:
+        base = (base or "line").replace(":", "-").encode("utf-8")[:56].decode("utf-8", "ignore")
+        name, n = base, 2
+        while self._s._store.name_taken(name):
+            name, n = f"{base}-{n}", n + 1
+        return name

@@ -85,6 +85,7 @@ from backchannel.station.pairing import Pairing, relay_list
 from backchannel.station.receiver import Receiver
 from backchannel.station.recorder import Recorder
 from backchannel.station.relay_link import Delivery, RelayLink
+from backchannel.station.release import Releases
 from backchannel.station.store import InboxRow, OutboxRow, Store
 from backchannel.station.views import (
     DraftView,
@@ -150,7 +151,6 @@ class Station:
                 tuple[str, str] | None,
             ]
         ] = []
-        self._releasing: set[str] = set()
         self._peer_caps: dict[bytes, dict[str, bytes]] = {}  # line -> circuit url -> send id
         self._after_commit: list[Callable[[], object]] = []
         self.waiters = Waiters()
@@ -162,6 +162,7 @@ class Station:
         self.recorder = Recorder(self, store, atrest, clock)
         self.receiver = Receiver(self)
         self.pairing = Pairing(self)
+        self.releases = Releases(self)
         self._load_lines()
 
     # ---- lifecycle -----------------------------------------------------------------------
@@ -422,7 +423,7 @@ class Station:
         if wait is not None and wait not in STATUS_LEVELS[1:]:
             raise InvalidArgument("wait must be one of relayed, delivered, acknowledged")
         if self.config.needs_release(live.row.name, prec.value):
-            return self._hold_for_release(live, prec, text, operator)
+            return self.releases.hold(live, prec, text, operator)
         seq, waiter = await self._queue_send(live, prec, text, wait)
         if waiter is not None:
             try:
@@ -434,80 +435,20 @@ class Station:
                 ) from None
         return self.message(live.row.name, seq, "out")
 
-    # ---- release authority (the two-person rule) ------------------------------------------
-
-    def _hold_for_release(
-        self, live: LiveLine, precedence: Precedence, text: str, operator: str | None
-    ) -> DraftView:
-        if operator is None or not valid_name(operator):
-            raise InvalidArgument(
-                f"line {live.row.name!r} needs a second operator to release {precedence.value} messages: "
-                "say who drafts this one (--operator NAME)"
-            )
-        draft_id = self._rng.bytes(6).hex()
-        with self._store.transaction():
-            body = self._atrest.seal(text.encode("utf-8"), b"draft" + draft_id.encode())
-            self._store.add_draft(draft_id, live.line_id, precedence.value, body, operator, self._clock.now())
-        return self.draft(draft_id)
+    # ---- release authority (see release.py) -----------------------------------------------
 
     def drafts(self, line: str | None = None) -> list[DraftView]:
         """Messages awaiting release by a second operator (visible to everyone)."""
-        line_id = self._line(line).line_id if line else None
-        return [self._draft_view(d) for d in self._store.drafts(line_id)]
+        return self.releases.drafts(line)
 
     def draft(self, draft_id: str) -> DraftView:
-        found = self._store.draft(draft_id)
-        if found is None:
-            raise UnknownMessage(f"there is no draft {draft_id!r}; `backchannel drafts` lists them")
-        return self._draft_view(found)
+        return self.releases.draft(draft_id)
 
     async def release(
         self, draft_id: str, operator: str, wait: str | None = None, timeout: float = 30.0
     ) -> MessageView:
         """Release a held message: it is sealed and sent now. The drafter may not release it."""
-        found = self._store.draft(draft_id)
-        if found is None:
-            raise UnknownMessage(f"there is no draft {draft_id!r}; `backchannel drafts` lists them")
-        _, line_id, precedence, body, drafted_by, _, released_by, _, seq = found
-        if released_by is not None:
-            raise LineNotReady(f"draft {draft_id} was already released by {released_by} as message {seq}")
-        if not valid_name(operator):
-            raise InvalidArgument("an operator name of 1 to 64 bytes of printable text is required")
-        if operator == drafted_by:
-            raise InvalidArgument(
-                "the operator who drafted a message cannot release it: a second operator must"
-            )
-        if draft_id in self._releasing:
-            raise LineNotReady(f"draft {draft_id} is being released already")
-        live = self._lines[line_id]
-        text = self._atrest.open(body, b"draft" + draft_id.encode()).decode("utf-8")
-        self._releasing.add(draft_id)
-        try:
-            seq, waiter = await self._queue_send(
-                live, Precedence(precedence), text, wait, (draft_id, operator)
-            )
-        finally:
-            self._releasing.discard(draft_id)
-        if waiter is not None:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(waiter, timeout)
-        return self.message(live.row.name, seq, "out")
-
-    def _draft_view(self, d: tuple[Any, ...]) -> DraftView:
-        draft_id, line_id, precedence, body, drafted_by, created, released_by, released_at, seq = d
-        text = self._atrest.open(body, b"draft" + draft_id.encode()).decode("utf-8")
-        return DraftView(
-            draft_id,
-            self.line_name(line_id),
-            precedence,
-            text,
-            drafted_by,
-            created,
-            "released" if released_by else "awaiting release",
-            released_by,
-            released_at,
-            seq,
-        )
+        return await self.releases.release(draft_id, operator, wait, timeout)
 
     def _queue_send(
         self,

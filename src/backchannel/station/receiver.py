@@ -279,7 +279,7 @@ class Receiver:
                 functools.partial(self._s.monitor.reply_received, line_id, payload, seq, url)
             )
         elif isinstance(payload, Circuits):
-            self._s._apply_circuits(live, payload, self._s._after_commit)
+            self._s.circuits.apply(live, payload, self._s._after_commit)
         elif isinstance(payload, Checkpoint):
             self._s.recorder.checkpoint_received(live, seq, payload, self._s._after_commit)
         elif isinstance(payload, Welcome):

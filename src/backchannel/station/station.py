@@ -30,7 +30,7 @@ import asyncio
 import contextlib
 import functools
 import logging
-from collections.abc import Callable, Coroutine, Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -50,8 +50,6 @@ from backchannel.errors import (
 )
 from backchannel.proto import line as proto_line
 from backchannel.proto.invitation import (
-    MAX_RELAYS,
-    MailboxCapability,
     valid_name,
 )
 from backchannel.proto.keyschedule import LineKeys
@@ -59,7 +57,6 @@ from backchannel.proto.line import LineState, SealedFrame
 from backchannel.proto.payloads import (
     MAX_TEXT_BYTES,
     Acknowledged,
-    Circuits,
     Message,
     Payload,
     Precedence,
@@ -76,12 +73,13 @@ from backchannel.proto.session import Identity, OlmSession
 from backchannel.proto.transcript import Transcript
 from backchannel.station.alarm_sinks import AlarmDispatcher, sinks_from_config
 from backchannel.station.alarms import Alarms, AlarmView
+from backchannel.station.circuits import CircuitChanges
 from backchannel.station.config import StationConfig
 from backchannel.station.delivery import Sender, Waiters
 from backchannel.station.keystore import AtRest, create_keystore, open_keystore
 from backchannel.station.liveline import LiveLine
 from backchannel.station.monitor import Monitor
-from backchannel.station.pairing import Pairing, relay_list
+from backchannel.station.pairing import Pairing
 from backchannel.station.receiver import Receiver
 from backchannel.station.recorder import Recorder
 from backchannel.station.relay_link import Delivery, RelayLink
@@ -163,6 +161,7 @@ class Station:
         self.receiver = Receiver(self)
         self.pairing = Pairing(self)
         self.releases = Releases(self)
+        self.circuits = CircuitChanges(self)
         self._load_lines()
 
     # ---- lifecycle -----------------------------------------------------------------------
@@ -593,71 +592,15 @@ class Station:
             raise InvalidArgument(f"there is no alarm {alarm_id!r}; `backchannel alarms --all` lists them")
         return view
 
-    # ---- circuits --------------------------------------------------------------------------
+    # ---- circuits (see circuits.py) ---------------------------------------------------------
 
     async def add_circuit(self, line: str, relay: str) -> LineView:
         """Add a circuit through another relay: our mailbox there, offered to the peer in-band."""
-        live = self._line(line)
-        (url,) = relay_list(relay)
-        if any(u == url for lid, u, _, _ in self._store.mailboxes() if lid == live.line_id):
-            raise InvalidArgument(f"line {live.row.name!r} already has a circuit through {url}")
-        recv_id, recv_seed, send_id, send_seed = await self._new_mailbox(url)
-        with self._mutation():
-            self._store.add_mailbox(
-                live.line_id, url, recv_id, self._atrest.seal(recv_seed, b"recv-key" + recv_id)
-            )
-            self.send_payload(
-                live.line_id, Circuits((MailboxCapability(url, send_id, send_seed),), ()), "circuits"
-            )
-        self._subscribe(url, recv_id, recv_seed)
-        return self._line_view(live)
+        return await self.circuits.add(line, relay)
 
     async def remove_circuit(self, line: str, relay: str) -> LineView:
         """Stop using a relay for this line, on both sides (told to the peer in-band)."""
-        live = self._line(line)
-        if relay not in self.circuit_urls(live.line_id):
-            raise InvalidArgument(f"line {live.row.name!r} has no circuit through {relay}")
-        if len(self.circuit_urls(live.line_id)) == 1:
-            raise InvalidArgument("a line keeps at least one circuit; add another before removing this one")
-        self.send_payload(live.line_id, Circuits((), (relay,)), "circuits")
-        with self._mutation():  # and stop using it here too, once the peer has been told
-            self._store.remove_circuit(live.line_id, relay)
-        self._peer_caps.get(live.line_id, {}).pop(relay, None)
-        self.monitor.circuits_changed(live.line_id)
-        return self._line_view(live)
-
-    def _apply_circuits(self, live: LiveLine, change: Circuits, after: list[Callable[[], object]]) -> None:
-        line_id = live.line_id
-        ours = {url for lid, url, _, _ in self._store.mailboxes() if lid == line_id}
-        circuits = set(self.circuit_urls(line_id))
-        for cap in change.add:
-            if cap.url not in circuits and len(circuits) >= MAX_RELAYS:
-                self._store.count("circuit_limit")  # a peer may not grow a line past 8 circuits
-                continue
-            circuits.add(cap.url)
-            self._store.add_peer_mailbox(
-                line_id, cap.url, cap.send_id, self._atrest.seal(cap.send_key, b"send-key" + cap.send_id)
-            )
-            after.append(functools.partial(self._add_sender, line_id, cap.url, cap.send_id, cap.send_key))
-            if cap.url not in ours:  # answer with our own mailbox on that relay
-                after.append(functools.partial(self._spawn, self.add_circuit(live.row.name, cap.url)))
-        for url in change.remove:
-            if url not in circuits or len(circuits) == 1:
-                self._store.count("circuit_refused")  # never remove the last circuit of a line
-                continue
-            circuits.discard(url)
-            self._store.remove_circuit(line_id, url)
-            after.append(functools.partial(self._peer_caps.get(line_id, {}).pop, url, None))
-        after.append(functools.partial(self.monitor.circuits_changed, line_id))
-
-    def _spawn(self, coro: Coroutine[Any, Any, object]) -> None:
-        async def guarded() -> None:
-            try:
-                await coro
-            except BackchannelError as exc:
-                log.warning("circuit change failed: %s", exc)
-
-        asyncio.get_running_loop().create_task(guarded())
+        return await self.circuits.remove(line, relay)
 
     # ---- receiving (see receiver.py) -------------------------------------------------------
 

@@ -1,0 +1,98 @@
+"""Changing a line's circuits in band: add a relay, remove one; both stations apply it.
+
+Adding: we create our own mailbox on the new relay and send its send capability in a
+``circuits`` payload (sealed, ordered and recorded like any entry); the peer adds it and
+answers with its own mailbox there. Removing: we tell the peer, then stop using the relay
+ourselves. A received change is bounded: never more than 8 circuits, never the last one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import logging
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+from backchannel.errors import BackchannelError, InvalidArgument
+from backchannel.proto.invitation import MAX_RELAYS, MailboxCapability
+from backchannel.proto.payloads import Circuits
+from backchannel.station.liveline import LiveLine
+from backchannel.station.pairing import relay_list
+from backchannel.station.views import LineView
+
+if TYPE_CHECKING:
+    from backchannel.station.station import Station
+
+log = logging.getLogger("backchannel.station")
+
+
+class CircuitChanges:
+    def __init__(self, station: Station) -> None:
+        self._s = station
+
+    async def add(self, line: str, relay: str) -> LineView:
+        """Add a circuit through another relay: our mailbox there, offered to the peer in-band."""
+        live = self._s._line(line)
+        (url,) = relay_list(relay)
+        if any(u == url for lid, u, _, _ in self._s._store.mailboxes() if lid == live.line_id):
+            raise InvalidArgument(f"line {live.row.name!r} already has a circuit through {url}")
+        recv_id, recv_seed, send_id, send_seed = await self._s._new_mailbox(url)
+        with self._s._mutation():
+            self._s._store.add_mailbox(
+                live.line_id, url, recv_id, self._s._atrest.seal(recv_seed, b"recv-key" + recv_id)
+            )
+            self._s.send_payload(
+                live.line_id, Circuits((MailboxCapability(url, send_id, send_seed),), ()), "circuits"
+            )
+        self._s._subscribe(url, recv_id, recv_seed)
+        return self._s._line_view(live)
+
+    async def remove(self, line: str, relay: str) -> LineView:
+        """Stop using a relay for this line, on both sides (told to the peer in-band)."""
+        live = self._s._line(line)
+        if relay not in self._s.circuit_urls(live.line_id):
+            raise InvalidArgument(f"line {live.row.name!r} has no circuit through {relay}")
+        if len(self._s.circuit_urls(live.line_id)) == 1:
+            raise InvalidArgument("a line keeps at least one circuit; add another before removing this one")
+        self._s.send_payload(live.line_id, Circuits((), (relay,)), "circuits")
+        with self._s._mutation():  # and stop using it here too, once the peer has been told
+            self._s._store.remove_circuit(live.line_id, relay)
+        self._s._peer_caps.get(live.line_id, {}).pop(relay, None)
+        self._s.monitor.circuits_changed(live.line_id)
+        return self._s._line_view(live)
+
+    def apply(self, live: LiveLine, change: Circuits, after: list[Callable[[], object]]) -> None:
+        line_id = live.line_id
+        ours = {url for lid, url, _, _ in self._s._store.mailboxes() if lid == line_id}
+        circuits = set(self._s.circuit_urls(line_id))
+        for cap in change.add:
+            if cap.url not in circuits and len(circuits) >= MAX_RELAYS:
+                self._s._store.count("circuit_limit")  # a peer may not grow a line past 8 circuits
+                continue
+            circuits.add(cap.url)
+            self._s._store.add_peer_mailbox(
+                line_id, cap.url, cap.send_id, self._s._atrest.seal(cap.send_key, b"send-key" + cap.send_id)
+            )
+            after.append(functools.partial(self._s._add_sender, line_id, cap.url, cap.send_id, cap.send_key))
+            if cap.url not in ours:  # answer with our own mailbox on that relay
+                after.append(functools.partial(self._answer, live.row.name, cap.url))
+        for url in change.remove:
+            if url not in circuits or len(circuits) == 1:
+                self._s._store.count("circuit_refused")  # never remove the last circuit of a line
+                continue
+            circuits.discard(url)
+            self._s._store.remove_circuit(line_id, url)
+            after.append(functools.partial(self._s._peer_caps.get(line_id, {}).pop, url, None))
+        after.append(functools.partial(self._s.monitor.circuits_changed, line_id))
+
+    def _answer(self, line: str, url: str) -> None:
+        """After the commit: offer our own mailbox on the relay the peer added."""
+
+        async def guarded() -> None:
+            try:
+                await self.add(line, url)
+            except BackchannelError as exc:
+                log.warning("circuit change failed: %s", exc)
+
+        asyncio.get_running_loop().create_task(guarded())

@@ -22,6 +22,11 @@ a crash anywhere replays safely.
 
 The in-memory copy of each line (protocol state and Olm session) mirrors the database; if a
 transaction fails, the copies are reloaded from disk so memory never runs ahead of the disk.
+
+The station's parts, one concept each: :mod:`pairing` (invite, accept), :mod:`receiver` (the
+receive path), :mod:`delivery` (the sender and waiters), :mod:`monitor` and :mod:`linkcheck`
+(link tests, health, alarms), :mod:`recorder` (the record), :mod:`circuits` (in-band circuit
+changes), :mod:`release` (the two-person rule), :mod:`store` (all SQL), :mod:`keystore`.
 """
 
 from __future__ import annotations

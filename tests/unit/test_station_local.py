@@ -477,7 +477,7 @@ def test_the_two_person_rule_is_read_per_line_and_bad_rules_are_named(tmp_path: 
         StationConfig.load(bad)
 
 
-def test_an_internal_error_on_one_frame_drops_only_that_frame_and_keeps_the_station_going(
+def test_an_internal_error_on_one_frame_leaves_it_at_its_relay_and_keeps_the_station_going(
     open_station: Callable[[str], Station], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from backchannel.errors import StorageError
@@ -495,6 +495,23 @@ def test_an_internal_error_on_one_frame_drops_only_that_frame_and_keeps_the_stat
 
     monkeypatch.setattr(station, "receive_batch", receive_batch)
     sendable, done = station._receive_one_by_one([bug, busy, fine])
-    assert sendable == [] and done == [bug, fine]  # the unstored frame is not acknowledged
+    assert sendable == [] and done == [fine]  # neither unstored frame is acknowledged to its relay
     assert station._deliveries.get_nowait() == busy  # it comes round again
     assert station.counters()["internal_error"] == 1
+
+
+def test_a_spent_frame_stays_in_an_exportable_verifiable_record_and_raises_an_alarm(
+    station_pair: Any, support: Any
+) -> None:
+    from backchannel.proto.record import verify_export
+
+    a, b, lid = station_pair.inviter, station_pair.accepter, station_pair.line_id
+    live = b._lines[lid]  # the peer forges a genuine-looking frame whose content is unreadable
+    header = Header(Kind.DATA, lid, 1, live.state.next_seq, os.urandom(12))
+    support.deliver(a, envelope.seal(header, live.state.keys.to_inviter, live.session.encrypt(b"\xff")))
+    doc = a.export_transcript(station_pair.inviter_line)
+    spent = [e for e in doc["entries"] if e.get("spent")]
+    assert [(e["direction"], e["seq"]) for e in spent] == [(1, live.state.next_seq)]
+    result = verify_export(doc, doc["stations"], require_signatures=doc["on_record"])
+    assert result.spent == (f"entry {live.state.next_seq} of direction 1 (item {len(doc['entries'])})",)
+    assert [x.kind for x in a.list_alarms()] == ["record_divergence"]

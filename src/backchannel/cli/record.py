@@ -139,6 +139,7 @@ def register(
             "entries": list(result.counts),
             "head": result.head,
             "checkpoints": result.checkpoints,
+            "spent": list(result.spent),
         }
         emit(
             as_json,
@@ -147,6 +148,9 @@ def register(
                 f"[green]Verified[/]: {v['entries'][0]} + {v['entries'][1]} entries and {v['checkpoints']} "
                 f"checkpoints of line {v['line_id']}, head {v['head']}"
                 + ("" if v["on_record"] else " (off the record: consistency only, no signatures)")
+                + "".join(
+                    f"\n[yellow]unreadable when received, content not proven[/]: {w}" for w in v["spent"]
+                )
             ),
         )
 

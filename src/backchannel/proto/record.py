@@ -201,6 +201,7 @@ class VerifiedExport:
     counts: tuple[int, int]
     head: str
     checkpoints: int
+    spent: tuple[str, ...] = ()  # entries the receiver could not read: in the chain, content unproven
 
 
 def verify_export(
@@ -217,7 +218,7 @@ def verify_export(
         return _verify_export(doc, keys, require_signatures)
     except RecordInvalid:
         raise
-    except (KeyError, TypeError, ValueError, ProtocolError) as exc:
+    except (KeyError, TypeError, ValueError, AttributeError, IndexError, ProtocolError) as exc:
         raise RecordInvalid(f"the export is malformed: {exc}") from None
 
 
@@ -238,6 +239,7 @@ def _verify_export(doc: Any, keys: dict[str, dict[str, str]], require_signatures
             raise RecordInvalid(f"the {role}'s key in the export is not the key you gave")
     chains: dict[int, list[bytes]] = {0: [], 1: []}
     heads = [genesis(line_id, 0), genesis(line_id, 1)]
+    spent: list[str] = []
     for index, item in enumerate(doc["entries"]):
         if not isinstance(item.get("direction"), int) or isinstance(item.get("direction"), bool):
             raise RecordInvalid(f"item {index + 1} has no valid direction")
@@ -246,6 +248,15 @@ def _verify_export(doc: Any, keys: dict[str, dict[str, str]], require_signatures
         if direction not in (0, 1) or seq != len(chains[direction]) + 1:
             raise RecordInvalid(f"{where} is out of order or a gap precedes it")
         raw = bytes.fromhex(item["entry"])
+        if item.get("spent") is True:
+            # The receiving station could not read this frame (its place was spent so the line
+            # went on). Its bytes are chained like any entry, but nothing about it is proven.
+            spent.append(where)
+            heads[direction] = next_hash(line_id, direction, seq, heads[direction], raw)
+            if item.get("hash") and bytes.fromhex(item["hash"]) != heads[direction]:
+                raise RecordInvalid(f"{where}: the chain hash does not match (altered)")
+            chains[direction].append(heads[direction])
+            continue
         try:
             key = bytes.fromhex(signer[direction]["ed25519"]) if on_record else None
             entry = decode_entry(raw, line_id, direction, seq, key)
@@ -302,7 +313,9 @@ def _verify_export(doc: Any, keys: dict[str, dict[str, str]], require_signatures
                 "the export was altered after it was made: the exporting station's seal does not verify "
                 "(a recorded time, a name or a checkpoint outcome was changed)"
             ) from None
-    return VerifiedExport(line_id.hex(), on_record, counts, head.hex(), len(doc.get("checkpoints", [])))
+    return VerifiedExport(
+        line_id.hex(), on_record, counts, head.hex(), len(doc.get("checkpoints", [])), tuple(spent)
+    )
 
 
 def readable(value: Any) -> Any:

@@ -42,9 +42,9 @@ class CircuitChanges:
             self._s._store.add_mailbox(
                 live.line_id, url, recv_id, self._s._atrest.seal(recv_seed, b"recv-key" + recv_id)
             )
-            self._s.send_payload(
-                live.line_id, Circuits((MailboxCapability(url, send_id, send_seed),), ()), "circuits"
-            )
+            change = Circuits((MailboxCapability(url, send_id, send_seed),), ())
+            seq = self._s.send_payload(live.line_id, change, "circuits", enqueue=False)
+        self._s.sender.enqueue([(live.line_id, seq)])
         self._s._subscribe(url, recv_id, recv_seed)
         return self._s._line_view(live)
 
@@ -55,10 +55,11 @@ class CircuitChanges:
             raise InvalidArgument(f"line {live.row.name!r} has no circuit through {relay}")
         if len(self._s.circuit_urls(live.line_id)) == 1:
             raise InvalidArgument("a line keeps at least one circuit; add another before removing this one")
-        self._s.send_payload(live.line_id, Circuits((), (relay,)), "circuits")
-        with self._s._mutation():  # and stop using it here too, once the peer has been told
+        with self._s._mutation():  # tell the peer and stop using it here, in one transaction
+            seq = self._s.send_payload(live.line_id, Circuits((), (relay,)), "circuits", enqueue=False)
             self._s._store.remove_circuit(live.line_id, relay)
         self._s._peer_caps.get(live.line_id, {}).pop(relay, None)
+        self._s.sender.enqueue([(live.line_id, seq)])
         self._s.monitor.circuits_changed(live.line_id)
         return self._s._line_view(live)
 

@@ -118,9 +118,12 @@ class Receiver:
                 self._s._deliveries.put_nowait(delivery)  # not stored: it comes round again
                 continue
             except Exception:
-                log.exception("a frame could not be processed; it is dropped")
+                # Not acknowledged: the relay keeps it (and pushes it again later), so a
+                # genuine frame is never lost to a bug; the line waits and the gap alarm says so.
+                log.exception("a frame could not be processed; it stays at its relay")
                 with contextlib.suppress(BackchannelError), self._s._store.transaction():
                     self._s._store.count("internal_error")
+                continue
             done.append(delivery)
         return sendable, done
 
@@ -150,8 +153,11 @@ class Receiver:
             raise
         self._s.waiters.flush()
         after, self._s._after_commit = self._s._after_commit, []
-        for action in after:
-            action()
+        for action in after:  # the batch is committed: nothing here may undo or lose it
+            try:
+                action()
+            except Exception:
+                log.exception("an action after a stored batch failed (alarm, health or circuit)")
         return outgoing
 
     def _receive_in_transaction(
@@ -250,6 +256,15 @@ class Receiver:
             # on, and the transcripts now differ, which is how the operators will see it).
             self._s._store.count("unreadable_" + opened.error.code)
             log.warning("frame %d on line %s was unreadable: %s", seq, live.row.name, opened.error)
+            detail = (
+                f"entry {seq} from {live.row.peer_name} passed the line key but could not be read "
+                f"({opened.error.code}); its place was spent and it is kept in the record as such"
+            )
+            self._s._after_commit.append(
+                functools.partial(
+                    self._s.recorder._alarm, line_id, f"{live.state.in_direction}:{seq}", detail
+                )
+            )
         if isinstance(payload, Message):
             self._s._store.add_inbound(
                 line_id,

@@ -25,6 +25,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from backchannel.clock import Clock
+from backchannel.errors import BadSignature, ProtocolError
 from backchannel.proto.payloads import Checkpoint
 from backchannel.proto.primitives import mldsa_public, mldsa_sign
 from backchannel.proto.record import (
@@ -32,7 +33,7 @@ from backchannel.proto.record import (
     Seen,
     checkpoint_message,
     compare_checkpoint,
-    decode_export_entry,
+    decode_entry,
     export_digest,
     readable,
     short_hashes,
@@ -201,6 +202,16 @@ class Recorder:
         entries = []
         for direction, seq, chain_hash, sealed, at in self._store.entries(live.line_id):
             raw = self._atrest.open(sealed, _entry_context(live.line_id, direction, seq))
+            signer = (
+                (bytes.fromhex(stations["inviter" if direction == 0 else "accepter"]["ed25519"]))
+                if live.state.on_record
+                else None
+            )
+            try:
+                payload = readable(decode_entry(raw, live.line_id, direction, seq, signer).payload.to_cbor())
+                spent = False
+            except (ProtocolError, BadSignature):
+                payload, spent = {"t": "spent"}, True  # a frame this station could not read
             entries.append(
                 {
                     "direction": direction,
@@ -208,7 +219,8 @@ class Recorder:
                     "entry": raw.hex(),
                     "hash": chain_hash.hex(),
                     "recorded_at": at,
-                    "payload": readable(decode_export_entry(raw.hex())),
+                    "payload": payload,
+                    **({"spent": True} if spent else {}),
                 }
             )
         t = live.state.transcript

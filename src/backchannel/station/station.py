@@ -346,12 +346,19 @@ class Station:
 
     @contextlib.contextmanager
     def _mutation(self) -> Iterator[None]:
-        """A store transaction whose failure also resets the in-memory lines to the disk's."""
+        """A store transaction whose failure also resets the in-memory state to the disk's.
+
+        That is the lines (protocol state, Olm sessions) and the Olm account, whose one-time
+        key a hello being opened may already have spent in memory.
+        """
         try:
             with self._store.transaction():
                 yield
         except BaseException:
             self._load_lines()
+            account = self._store.get_meta("account")
+            if account is not None:
+                self._identity = Identity.from_pickle(account.decode("ascii"), self._atrest.store_key)
             raise
 
     def _persist(self, live: LiveLine, **extra: object) -> None:
@@ -481,7 +488,9 @@ class Station:
         sealed: list[tuple[bytes, int]] = []
         try:
             with self._mutation():
-                for live, precedence, text, _, _, release in batch:
+                for queued, precedence, text, _, _, release in batch:
+                    # By id: a failed transaction since the send was queued replaced the objects.
+                    live = self._lines[queued.line_id]
                     frame = self._seal(live, Message(precedence, text, ms(now)))
                     body = self._body(live.line_id, "out", frame.seq, text)
                     self._store.add_outbound(
@@ -490,8 +499,8 @@ class Station:
                     if release is not None:  # in the same transaction: a draft is sent once
                         self._store.mark_released(release[0], release[1], now, frame.seq)
                     sealed.append((live.line_id, frame.seq))
-                for live in {id(item[0]): item[0] for item in batch}.values():
-                    self._persist(live)
+                for line_id in {item[0].line_id for item in batch}:
+                    self._persist(self._lines[line_id])
         except Exception as exc:
             for item in batch:
                 if not item[4].done():
@@ -515,18 +524,25 @@ class Station:
             now = self._clock.now()
             with self._mutation():
                 self._store.ack_inbound(live.line_id, seq, operator, now)
-                self.send_payload(live.line_id, Acknowledged(seq, operator, ms(now)), "ack")
+                ack_seq = self.send_payload(
+                    live.line_id, Acknowledged(seq, operator, ms(now)), "ack", enqueue=False
+                )
+            self.sender.enqueue([(live.line_id, ack_seq)])
         return self.message(live.row.name, seq, "in")
 
-    def send_payload(self, line_id: bytes, payload: Payload, kind: str) -> int:
-        """Seal a control payload (receipt, link test, ...), store it, then queue it to send."""
+    def send_payload(self, line_id: bytes, payload: Payload, kind: str, enqueue: bool = True) -> int:
+        """Seal a control payload (receipt, link test, ...), store it, then queue it to send.
+
+        Inside a larger transaction, pass ``enqueue=False`` and enqueue after that commits.
+        """
         live = self._lines[line_id]
         now = self._clock.now()
         with self._mutation():
             sealed = self._seal(live, payload)
             self._store.add_outbound(line_id, sealed.seq, kind, sealed.frame, now)
             self._persist(live)
-        self.sender.enqueue([(line_id, sealed.seq)])
+        if enqueue:
+            self.sender.enqueue([(line_id, sealed.seq)])
         return sealed.seq
 
     def may_send(self, line_id: bytes, seq: int) -> bool:

@@ -166,6 +166,12 @@ class Store:
             if not durable:
                 self._conn.execute("PRAGMA synchronous=FULL")
 
+    def _many(self, sql: str, rows: list[tuple[Any, ...]]) -> None:
+        try:
+            self._conn.executemany(sql, rows)
+        except sqlite3.Error as exc:
+            raise StorageError(f"database error: {exc}") from None
+
     def _x(self, sql: str, params: tuple[Any, ...] = ()) -> sqlite3.Cursor:
         try:
             return self._conn.execute(sql, params)
@@ -292,11 +298,11 @@ class Store:
 
     def record_sent(self, items: list[tuple[bytes, int, str]], at: float) -> None:
         """Circuits that stored frames; a frame stored on every circuit leaves the tracking."""
-        self._conn.executemany(
+        self._many(
             "INSERT OR IGNORE INTO sent (line_id, url, seq) VALUES (?, ?, ?)",
             [(line_id, url, seq) for line_id, seq, url in items],
         )
-        self._conn.executemany(
+        self._many(
             "UPDATE outbox SET relayed_at = ? WHERE line_id = ? AND seq = ? AND relayed_at IS NULL",
             [(at, line_id, seq) for line_id, seq, _ in items],
         )

@@ -72,7 +72,7 @@ from backchannel.proto.primitives import (
     ed25519_sign,
     require_mlkem,
 )
-from backchannel.proto.record import verify_export
+from backchannel.proto.record import VerifiedExport, verify_export
 from backchannel.proto.safety import grouped, safety_number, station_fingerprint
 from backchannel.proto.session import Identity, OlmSession
 from backchannel.proto.transcript import Transcript
@@ -156,6 +156,7 @@ class Station:
         ] = []
         self._peer_caps: dict[bytes, dict[str, bytes]] = {}  # line -> circuit url -> send id
         self._after_commit: list[Callable[[], object]] = []
+        self._verified: dict[bytes, tuple[str, VerifiedExport]] = {}
         self.waiters = Waiters()
         self.sender = Sender(self, config)
         self.dispatcher: AlarmDispatcher | None = None
@@ -840,12 +841,22 @@ class Station:
         return self.recorder.export(self._line(line))
 
     def verify_transcript(self, line: str) -> dict[str, Any]:
-        """Check the local record: the chain, every signature (on the record), checkpoints."""
+        """Check the local record: the chain, every signature (on the record), checkpoints.
+
+        The full check runs on the event loop, so its result is kept until the line's head
+        moves: a console page viewed again and again does not stall the station.
+        """
         live = self._line(line)
-        doc = self.recorder.export(live)
-        result = verify_export(doc, doc["stations"], require_signatures=live.state.on_record)
-        if result.head != live.state.transcript.head().hex():
-            raise RecordInvalid("the stored entries do not lead to the line's current head")
+        head = live.state.transcript.head().hex()
+        cached = self._verified.get(live.line_id)
+        if cached is not None and cached[0] == head:
+            result = cached[1]
+        else:
+            doc = self.recorder.export(live)
+            result = verify_export(doc, doc["stations"], require_signatures=live.state.on_record)
+            if result.head != head:
+                raise RecordInvalid("the stored entries do not lead to the line's current head")
+            self._verified[live.line_id] = (head, result)
         checkpoints = self._store.checkpoints(live.line_id)
         received = [c for c in checkpoints if c["status"] != "sent"]
         return {
@@ -857,4 +868,5 @@ class Station:
             "checkpoints_received": len(received),
             "last_checkpoint": received[-1] if received else None,
             "diverged": [c for c in received if c["status"] == "diverged"],
+            "spent": list(result.spent),
         }

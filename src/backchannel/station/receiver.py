@@ -286,13 +286,11 @@ class Receiver:
                 functools.partial(self._s.monitor.clear_deadline, line_id, payload.seq)
             )
         elif isinstance(payload, LinkTest):
-            self._s._after_commit.append(
-                functools.partial(self._s.monitor.test_received, line_id, payload.test_id, seq, url)
-            )
+            # At once, not after the commit: later copies of this test in the same batch must
+            # find it (health is in memory only; a rolled-back batch costs nothing here).
+            self._s.monitor.test_received(line_id, payload.test_id, seq, url)
         elif isinstance(payload, LinkTestReply):
-            self._s._after_commit.append(
-                functools.partial(self._s.monitor.reply_received, line_id, payload, seq, url)
-            )
+            self._s.monitor.reply_received(line_id, payload, seq, url)
         elif isinstance(payload, Circuits):
             self._s.circuits.apply(live, payload, self._s._after_commit)
         elif isinstance(payload, Checkpoint):

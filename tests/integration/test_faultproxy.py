@@ -18,13 +18,11 @@ import os
 import random
 import time
 import urllib.request
-from collections.abc import Callable, Coroutine, Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Any, TypeVar
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from websockets.asyncio.client import connect
 
 from backchannel.errors import BackchannelError, RelayRefused, TransportError
@@ -33,9 +31,7 @@ from backchannel.proto.frames import RelayErrorCode
 from backchannel.station.relay_link import Delivery, RelayLink
 
 from support.faultproxy import FaultProxy
-from support.relays import RelayProcess
-
-T = TypeVar("T")
+from support.relays import RelayProcess, metrics, public, run
 
 N = 300
 #: Faults stay on at least this long, so that even a quick run meets them.
@@ -58,28 +54,6 @@ SCENARIOS: dict[str, tuple[dict[str, float], tuple[str, ...]]] = {
 
 
 # ---- helpers ---------------------------------------------------------------------------
-
-
-def run(coro: Coroutine[Any, Any, T], timeout: float = 30.0) -> T:
-    async def bounded() -> T:
-        async with asyncio.timeout(timeout):
-            return await coro
-
-    return asyncio.run(bounded())
-
-
-def public(key: Ed25519PrivateKey) -> bytes:
-    return key.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
-
-
-def metrics(relay: RelayProcess) -> dict[str, int]:
-    with urllib.request.urlopen(relay.http_url + "/metrics", timeout=5) as response:
-        text = response.read().decode()
-    out = {}
-    for line in text.splitlines():
-        name, value = line.rsplit(" ", 1)
-        out[name.removeprefix("backchannel_relay_").removesuffix("_total")] = int(value)
-    return out
 
 
 @dataclass

@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import urllib.request
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import Any
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from websockets.asyncio.client import ClientConnection, connect
 
 from backchannel.errors import InvalidArgument, RelayRefused, TransportError
@@ -18,22 +17,7 @@ from backchannel.proto import frames
 from backchannel.proto.frames import FrameType, RelayErrorCode
 from backchannel.station.relay_link import Delivery, RelayLink
 
-if TYPE_CHECKING:
-    from support.relays import RelayProcess
-
-T = TypeVar("T")
-
-
-def run(coro: Coroutine[Any, Any, T], timeout: float = 30.0) -> T:
-    async def bounded() -> T:
-        async with asyncio.timeout(timeout):
-            return await coro
-
-    return asyncio.run(bounded())
-
-
-def public(key: Ed25519PrivateKey) -> bytes:
-    return key.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
+from support.relays import RelayProcess, metrics, public, run
 
 
 @dataclass
@@ -67,16 +51,6 @@ async def wait_for(predicate: Callable[[], bool], timeout: float = 10.0) -> None
 async def take(queue: asyncio.Queue[Delivery], n: int, timeout: float = 10.0) -> list[Delivery]:
     async with asyncio.timeout(timeout):
         return [await queue.get() for _ in range(n)]
-
-
-def metrics(relay: RelayProcess) -> dict[str, int]:
-    with urllib.request.urlopen(relay.http_url + "/metrics", timeout=5) as response:
-        text = response.read().decode()
-    out = {}
-    for line in text.splitlines():
-        name, value = line.rsplit(" ", 1)
-        out[name.removeprefix("backchannel_relay_").removesuffix("_total")] = int(value)
-    return out
 
 
 def binary(message: str | bytes) -> bytes:

@@ -7,14 +7,20 @@ relay they started, even when a test fails.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import select
 import signal
 import subprocess
 import sys
 import time
+import urllib.request
+from collections.abc import Coroutine
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 READY_PREFIX = "relay listening on "
 START_TIMEOUT = 15.0
@@ -140,3 +146,31 @@ def _toml_table(name: str, values: dict[str, Any]) -> str:
             rendered = repr(value)
         lines.append(f"{key} = {rendered}")
     return "\n".join(lines) + "\n"
+
+
+T = TypeVar("T")
+
+
+def run(coro: Coroutine[Any, Any, T], timeout: float = 30.0) -> T:
+    """Run one coroutine to completion from a synchronous test, bounded in time."""
+
+    async def bounded() -> T:
+        async with asyncio.timeout(timeout):
+            return await coro
+
+    return asyncio.run(bounded())
+
+
+def public(key: Ed25519PrivateKey) -> bytes:
+    return key.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
+
+
+def metrics(relay: RelayProcess) -> dict[str, int]:
+    """The relay's counters from its /metrics endpoint, by short name."""
+    with urllib.request.urlopen(relay.http_url + "/metrics", timeout=5) as response:
+        text = response.read().decode()
+    out = {}
+    for line in text.splitlines():
+        name, value = line.rsplit(" ", 1)
+        out[name.removeprefix("backchannel_relay_").removesuffix("_total")] = int(value)
+    return out

@@ -75,7 +75,25 @@ def test_the_line_delivers_exactly_once_in_order_under_each_fault(
         b.call("send", line="alpha", text=f"b{i:04d}")
         time.sleep(0.02)
     assert time.monotonic() < deadline
-    time.sleep(1.0)  # let the fault act on the traffic in flight
+    expected = {
+        "drop": "dropped",
+        "delay": "delayed",
+        "duplicate": "duplicated",
+        "reorder": "reordered",
+        "cut": "cuts",
+    }
+
+    def happened() -> dict[str, int]:
+        return {k: sum(p.counters.get(k, 0) for p in proxies) for k in expected.values()}
+
+    # The faults are random: keep them on (link tests keep traffic flowing) until each one
+    # named has acted at least once, so the run tests what it says whatever the seed.
+    time.sleep(1.0)
+    wait_until(
+        f"every fault of {sorted(FAULTS[fault])} to act at least once",
+        lambda: all(happened()[expected[name]] > 0 for name in FAULTS[fault]),
+        timeout=30,
+    )
     for proxy in proxies:
         proxy.set_faults({})
 
@@ -90,16 +108,6 @@ def test_the_line_delivers_exactly_once_in_order_under_each_fault(
     assert texts(b, "alpha") == [f"a{i:04d}" for i in range(MESSAGES)]
     assert texts(a, "bravo") == [f"b{i:04d}" for i in range(MESSAGES)]
     wait_until("equal transcripts", lambda: heads_equal(a, "bravo", b, "alpha"), timeout=30)
-    happened = {
-        k: sum(p.counters.get(k, 0) for p in proxies)
-        for k in ("dropped", "delayed", "duplicated", "reordered", "cuts")
-    }
-    expected = {
-        "drop": "dropped",
-        "delay": "delayed",
-        "duplicate": "duplicated",
-        "reorder": "reordered",
-        "cut": "cuts",
-    }
+    counts = happened()
     for name in FAULTS[fault]:
-        assert happened[expected[name]] > 0, f"the {name} fault never happened: {happened}"
+        assert counts[expected[name]] > 0, f"the {name} fault never happened: {counts}"

@@ -119,6 +119,9 @@ def status_view(v: dict[str, Any]) -> Group:
     copies = counters.pop("duplicate", 0)
     if copies:
         parts.append(f"Copies dropped (already received through another circuit or resent): {copies}")
+    resent = counters.pop("resent", 0)
+    if resent:
+        parts.append(f"Frames sent again end to end (a relay lost them after storing them): {resent}")
     if counters:
         parts.append("Rejected input: " + ", ".join(f"{k} {n}" for k, n in sorted(counters.items())))
     return Group(*parts)

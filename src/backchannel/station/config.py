@@ -50,6 +50,9 @@ class StationConfig:
     link_test_interval: float = 3600.0
     #: Seconds between signed checkpoints of each line's record.
     checkpoint_interval: float = 3600.0
+    #: Seconds after a relay stored a frame that the peer may still report lacking it before
+    #: the frame is sent again end to end (a relay lost it; see ``station.recovery``).
+    resend_after: float = 60.0
     #: Seconds until the *acknowledged* receipt is due, by precedence.
     deadlines: dict[str, float] = field(default_factory=lambda: dict(DEFAULT_DEADLINES))
     #: Per-line overrides of ``deadlines``, by the line's local name.
@@ -177,6 +180,7 @@ _VALIDATORS: dict[str, Callable[[Any, str], Any]] = {
     "relay_request_timeout": _positive(float),
     "link_test_interval": _positive(float),
     "checkpoint_interval": _positive(float),
+    "resend_after": _positive(float),
     "deadlines": lambda value, what: {**DEFAULT_DEADLINES, **_deadlines(value, what)},
     "line_deadlines": _line_deadlines,
     "alarm_command": _command,

@@ -26,6 +26,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from enum import StrEnum
 
+from backchannel.station.recovery import PeerReport
+
 
 class Health(StrEnum):
     UP = "up"
@@ -106,6 +108,10 @@ class LineWatch:
     state: Health = Health.UP
     gap_since: float | None = None
     next_checkpoint_at: float = 0.0
+    #: when we last sent a link test on this line
+    last_test_at: float | None = None
+    #: what the peer's entries say it has of our frames (for end-to-end recovery)
+    peer: PeerReport = field(default_factory=PeerReport)
 
     def circuit(self, url: str, now: float) -> CircuitHealth:
         if url not in self.circuits:

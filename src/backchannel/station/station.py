@@ -87,6 +87,7 @@ from backchannel.station.monitor import Monitor
 from backchannel.station.pairing import Pairing
 from backchannel.station.receiver import Receiver
 from backchannel.station.recorder import Recorder
+from backchannel.station.recovery import RESEND_LIMIT, PeerReport, frames_to_resend
 from backchannel.station.relay_link import Delivery, RelayLink
 from backchannel.station.release import Releases
 from backchannel.station.store import InboxRow, OutboxRow, Store
@@ -585,6 +586,28 @@ class Station:
             deadlines = self.config.deadlines_for(live.row.name)
             out += [o for o in self._store.overdue(now, deadlines) if o[0] == line_id]
         return out
+
+    def resend_lacking(self, line_id: bytes, report: PeerReport, now: float) -> int:
+        """Send again, on every circuit, our frames the peer still lacks though a relay stored
+        them (``station.recovery``); returns how many."""
+        live = self._lines[line_id]
+        if report.reported_at is None or report.has + 1 >= live.state.next_seq:
+            return 0
+        relayed = self._store.relayed_times(line_id, report.has + 1, report.has + RESEND_LIMIT)
+        due = frames_to_resend(report, relayed, now, self.config.resend_after)
+        if not due:
+            return 0
+        report.resent_at = now
+        with self._store.transaction(durable=False):
+            self._store.count("resent", len(due))
+        log.warning(
+            "line %s: the peer still lacks %d frame(s) from %d on that a relay stored; sending them again",
+            live.row.name,
+            len(due),
+            due[0],
+        )
+        self.sender.enqueue([(line_id, seq) for seq in due])
+        return len(due)
 
     def mark_escalated(self, line_id: bytes, seq: int) -> None:
         with self._store.transaction():

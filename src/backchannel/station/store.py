@@ -316,6 +316,14 @@ class Store:
                 self._x("UPDATE outbox SET relayed_all = 1 WHERE line_id = ? AND seq = ?", (line_id, seq))
                 self._x("DELETE FROM sent WHERE line_id = ? AND seq = ?", (line_id, seq))
 
+    def relayed_times(self, line_id: bytes, first: int, last: int) -> list[tuple[int, float | None]]:
+        """(seq, when a relay first stored it) of our frames ``first``..``last``, in order."""
+        rows = self._x(
+            "SELECT seq, relayed_at FROM outbox WHERE line_id = ? AND seq BETWEEN ? AND ? ORDER BY seq",
+            (line_id, first, last),
+        ).fetchall()
+        return [(r[0], r[1]) for r in rows]
+
     def remove_circuit(self, line_id: bytes, url: str) -> None:
         self._x("DELETE FROM peer_mailboxes WHERE line_id = ? AND url = ?", (line_id, url))
         self._x("DELETE FROM mailboxes WHERE line_id = ? AND url = ?", (line_id, url))

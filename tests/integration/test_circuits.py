@@ -223,4 +223,51 @@ def test_a_circuit_added_and_removed_in_band_is_applied_by_both_stations(
     assert again.returncode == 1 and "at least one circuit" in again.stderr
     b.call("send", line=b_line, text="after the removal", wait="delivered")
     assert [m["text"] for m in reversed(a.call("inbox"))] == ["after the removal"]
+
+    # The removed relay can be added again (by either side): fresh mailboxes on both.
+    readded = a.cli("circuit", "add", a_line, first.url)
+    assert readded.returncode == 0, readded.stderr
+    wait_until(
+        "both stations on two circuits again",
+        lambda: urls(a, a_line) == urls(b, b_line) == {first.url, second.url},
+    )
+    second.kill()  # the re-added circuit alone must carry the line, both ways
+    a.call("send", line=a_line, text="over the re-added circuit", wait="delivered", timeout=20)
+    b.call("send", line=b_line, text="back over it", wait="delivered", timeout=20)
+    second.restart()
+    assert [m["text"] for m in reversed(a.call("inbox"))] == ["after the removal", "back over it"]
+    assert [m["text"] for m in reversed(b.call("inbox"))] == [
+        "over the added circuit",
+        "over the re-added circuit",
+    ]
+    wait_until("equal transcripts", lambda: heads_equal(a, a_line, b, b_line), timeout=30)
+
+
+def test_two_operators_removing_both_circuits_at_once_leave_a_working_line_across_restarts(
+    tmp_path: Path, world: dict[str, Any]
+) -> None:
+    r1, r2 = start_relay(tmp_path, name="r1"), start_relay(tmp_path, name="r2")
+    world["relays"] += [r1, r2]
+    a, b = station(tmp_path, "alpha"), station(tmp_path, "bravo")
+    world["stations"] += [a, b]
+    a_line, b_line = pair_over(a, b, [r1, r2])
+    for relay in (r1, r2):  # the two changes must cross: neither arrives before the other is made
+        relay.kill()
+    assert a.cli("circuit", "remove", a_line, r1.url).returncode == 0
+    assert b.cli("circuit", "remove", b_line, r2.url).returncode == 0
+    for relay in (r1, r2):
+        relay.restart()
+    wait_until(
+        "both refusals",
+        lambda: (
+            a.call("counters").get("circuit_refused") == 1 and b.call("counters").get("circuit_refused") == 1
+        ),
+    )
+    for st in (a, b):  # each now sends on a different relay and reads its retired mailbox
+        st.stop()
+        st.start()
+    a.call("send", line=a_line, text="from alpha", wait="delivered", timeout=20)
+    b.call("send", line=b_line, text="from bravo", wait="delivered", timeout=20)
+    assert [m["text"] for m in a.call("inbox")] == ["from bravo"]
+    assert [m["text"] for m in b.call("inbox")] == ["from alpha"]
     wait_until("equal transcripts", lambda: heads_equal(a, a_line, b, b_line), timeout=30)

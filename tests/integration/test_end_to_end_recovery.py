@@ -106,3 +106,43 @@ def test_frames_the_relay_expired_while_the_station_was_away_are_sent_again(
     time.sleep(1.5)
     assert inbox_texts(b, b_line) == [f"while away {i}" for i in range(5)]
     wait_until("equal transcripts", lambda: heads_equal(a, a_line, b, b_line))
+
+
+def test_frames_lost_in_both_directions_are_recovered_though_each_sides_reports_are_held(
+    tmp_path: Path, world: dict[str, Any]
+) -> None:
+    relay = start_relay(tmp_path)
+    world["relays"].append(relay)
+    a, b = stations(tmp_path, world)
+    a_line, b_line = pair(a, b, relay.url)
+
+    def wipe() -> None:
+        relay.stop()
+        with sqlite3.connect(relay.db_path) as db:
+            db.execute("DELETE FROM messages")
+        relay.restart()
+
+    b.stop()
+    for i in range(3):
+        a.call("send", line=a_line, text=f"a{i}")
+    wait_until("washington's messages stored", lambda: relayed(a, a_line, 3))
+    a.stop()
+    wipe()  # moscow never gets them
+    b.start()
+    for i in range(3):
+        b.call("send", line=b_line, text=f"b{i}")
+    wait_until("moscow's messages stored", lambda: relayed(b, b_line, 3))
+    b.stop()
+    wipe()  # washington never gets them; now each side's later frames wait behind a gap
+    a.start()
+    b.start()
+
+    wait_until(
+        "both directions recovered",
+        lambda: len(inbox_texts(b, b_line)) == 3 and len(inbox_texts(a, a_line)) == 3,
+        timeout=60,
+    )
+    time.sleep(1.5)
+    assert inbox_texts(b, b_line) == ["a0", "a1", "a2"]
+    assert inbox_texts(a, a_line) == ["b0", "b1", "b2"]
+    wait_until("equal transcripts", lambda: heads_equal(a, a_line, b, b_line), timeout=30)

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from backchannel.station.recovery import RESEND_LIMIT, PeerReport, frames_to_resend, gap_test_due
+from backchannel.station.recovery import RESEND_LIMIT, PeerReport, gap_due
+
+R = 2.0  # resend_after
 
 
 def test_a_report_never_moves_back() -> None:
@@ -14,8 +16,14 @@ def test_a_report_never_moves_back() -> None:
     assert (report.has, report.reported_at) == (5, 12.0)
 
 
+def test_an_entry_released_from_the_hold_raises_has_but_dates_no_report() -> None:
+    report = PeerReport(has=2, reported_at=10.0)
+    report.report(4, now=50.0, first_hand=False)
+    assert (report.has, report.reported_at) == (4, 10.0)
+
+
 def test_nothing_is_resent_before_the_peer_has_reported() -> None:
-    assert frames_to_resend(PeerReport(), [(1, 0.0)], now=100.0, resend_after=2.0) == []
+    assert PeerReport().resend([(1, 0.0)], now=100.0, resend_after=R) == []
 
 
 def test_a_frame_stored_long_before_the_peer_reported_lacking_it_is_resent() -> None:
@@ -23,30 +31,43 @@ def test_a_frame_stored_long_before_the_peer_reported_lacking_it_is_resent() -> 
     relayed = [(5, 7.0), (6, 8.5), (7, None)]
     # 5 was stored 3 s before the report (> 2 s): lost. 6 only 1.5 s before: maybe in flight.
     # 7 was never stored: the ordinary retry is still at it.
-    assert frames_to_resend(report, relayed, now=10.5, resend_after=2.0) == [5]
+    assert report.resend(relayed, now=10.5, resend_after=R) == [5]
+    assert report.resent_at == 10.5
 
 
 def test_frames_the_peer_already_has_are_never_resent() -> None:
     report = PeerReport(has=6, reported_at=100.0)
-    assert frames_to_resend(report, [(5, 1.0), (6, 1.0), (7, 1.0)], now=100.0, resend_after=2.0) == [7]
+    assert report.resend([(5, 1.0), (6, 1.0), (7, 1.0)], now=100.0, resend_after=R) == [7]
 
 
-def test_one_round_per_resend_after() -> None:
-    report = PeerReport(has=0, reported_at=10.0, resent_at=9.0)
-    assert frames_to_resend(report, [(1, 1.0)], now=10.5, resend_after=2.0) == []
-    assert frames_to_resend(report, [(1, 1.0)], now=11.0, resend_after=2.0) == [1]
+def test_another_round_needs_a_report_newer_than_the_last_round() -> None:
+    report = PeerReport(has=0, reported_at=10.0)
+    assert report.resend([(1, 1.0)], now=10.0, resend_after=R) == [1]
+    assert report.resend([(1, 1.0)], now=11.0, resend_after=R) == []  # too soon
+    assert report.resend([(1, 1.0)], now=50.0, resend_after=R) == []  # the peer said nothing since
+    report.report(0, now=51.0)  # it still lacks frame 1
+    assert report.resend([(1, 1.0)], now=51.0, resend_after=R) == [1]
 
 
 def test_a_round_is_bounded() -> None:
     report = PeerReport(has=0, reported_at=1000.0)
     relayed = [(seq, 1.0) for seq in range(1, 2 * RESEND_LIMIT)]
-    due = frames_to_resend(report, relayed, now=1000.0, resend_after=2.0)
-    assert due == list(range(1, RESEND_LIMIT + 1))
+    assert report.resend(relayed, now=1000.0, resend_after=R) == list(range(1, RESEND_LIMIT + 1))
 
 
-def test_a_gap_is_reported_early_once_per_resend_after() -> None:
-    assert not gap_test_due(None, None, now=100.0, resend_after=2.0)
-    assert not gap_test_due(99.0, None, now=100.0, resend_after=2.0)  # too young
-    assert gap_test_due(97.0, None, now=100.0, resend_after=2.0)
-    assert not gap_test_due(97.0, 99.5, now=100.0, resend_after=2.0)  # tested just now
-    assert gap_test_due(97.0, 98.0, now=100.0, resend_after=2.0)
+def test_our_own_gap_drives_rounds_without_a_report_at_doubling_ages() -> None:
+    # Loss both ways: the peer's reports are held behind our gap, which opened at 100.
+    report = PeerReport(has=3, reported_at=50.0, resent_at=60.0)
+    relayed = [(4, 90.0)]
+    rounds = [now for now in range(100, 130) if report.resend(relayed, now, R, gap_since=100.0)]
+    assert rounds == [102, 104, 108, 116]  # gap ages R, 2R, 4R, 8R
+
+
+def test_a_gap_is_reported_early_at_doubling_ages() -> None:
+    assert not gap_due(None, None, now=100.0, resend_after=R)
+    assert not gap_due(99.0, None, now=100.0, resend_after=R)  # too young
+    assert gap_due(97.0, None, now=100.0, resend_after=R)
+    assert gap_due(97.0, 90.0, now=100.0, resend_after=R)  # the last test was before the gap
+    assert not gap_due(97.0, 99.5, now=100.0, resend_after=R)  # tested just now
+    assert gap_due(90.0, 94.0, now=98.0, resend_after=R)  # age 4 at the last test: again 4 s later
+    assert not gap_due(90.0, 98.0, now=105.0, resend_after=R)  # age 8 at the last: wait 8 s

@@ -392,3 +392,18 @@ def test_mailboxes_and_peer_mailboxes(store: Store) -> None:
     assert store.mailboxes() == [(L1, "ws://a", b"r" * 16, b"sealed-recv")]
     assert store.peer_mailboxes(L1) == [(L1, "ws://a", b"t" * 16, b"sealed-send-2")]
     assert len(store.peer_mailboxes()) == 2
+
+
+def test_a_removed_circuit_retires_our_mailbox_and_forgets_the_peers(store: Store) -> None:
+    one_circuit_per_line(store)
+    with store.transaction():
+        store.add_mailbox(L1, URL, b"r" * 16, b"sealed")
+        store.add_outbound(L1, 1, "msg", b"f", 1.0)
+        store.remove_circuit(L1, URL, at=5.0)
+    assert store.mailboxes() == []  # no longer the line's circuit: the relay may be added again
+    assert store.mailboxes(retired=True) == [(L1, URL, b"r" * 16, b"sealed")]  # still read
+    assert [url for line_id, url, _, _ in store.peer_mailboxes() if line_id == L1] == []
+    assert all(line_id != L1 for line_id, _, _ in store.unsent())  # nothing more is sent there
+    with store.transaction():
+        store.add_mailbox(L1, URL, b"n" * 16, b"fresh")  # added again: a fresh mailbox
+    assert store.mailboxes() == [(L1, URL, b"n" * 16, b"fresh")]

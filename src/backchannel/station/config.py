@@ -116,6 +116,16 @@ def _positive(kind: type) -> Callable[[Any, str], Any]:
     return check
 
 
+def _at_least(minimum: float) -> Callable[[Any, str], float]:
+    def check(value: Any, what: str) -> float:
+        seconds = float(_positive(float)(value, what))
+        if seconds < minimum:
+            raise ConfigError(f"{what} must be at least {minimum:g} seconds")
+        return seconds
+
+    return check
+
+
 def _url(value: Any, what: str, schemes: tuple[str, ...] = ("ws://", "wss://")) -> str:
     if not isinstance(value, str) or not value.startswith(schemes):
         raise ConfigError(f"{what} must be a URL starting with {' or '.join(schemes)}")
@@ -180,7 +190,7 @@ _VALIDATORS: dict[str, Callable[[Any, str], Any]] = {
     "relay_request_timeout": _positive(float),
     "link_test_interval": _positive(float),
     "checkpoint_interval": _positive(float),
-    "resend_after": _positive(float),
+    "resend_after": _at_least(1.0),
     "deadlines": lambda value, what: {**DEFAULT_DEADLINES, **_deadlines(value, what)},
     "line_deadlines": _line_deadlines,
     "alarm_command": _command,

@@ -132,7 +132,7 @@ class LineWatch:
     def test_received(self, test_id: int, seq: int, url: str, now: float, interval: float) -> None:
         self.test_seqs[seq] = test_id
         self.to_answer[test_id] = (now, {url})
-        _trim(self.test_seqs)
+        trim(self.test_seqs)
 
     def reply_received(
         self,
@@ -149,7 +149,7 @@ class LineWatch:
             # The round trip of a circuit ends when the answer's copy arrives through it; the
             # time the peer deliberately held the answer back is not part of it.
             self.reply_seqs[seq] = sent + held
-            _trim(self.reply_seqs)
+            trim(self.reply_seqs)
             if url is not None and url in self.circuits:
                 self.circuits[url].rtt = now - (sent + held)
         for url in circuits:
@@ -168,6 +168,6 @@ class LineWatch:
         return due
 
 
-def _trim(mapping: dict[int, int] | dict[int, float], keep: int = 64) -> None:
+def trim(mapping: dict[int, int] | dict[int, float], keep: int = 64) -> None:
     while len(mapping) > keep:
         del mapping[next(iter(mapping))]

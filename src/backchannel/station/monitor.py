@@ -24,8 +24,8 @@ from typing import TYPE_CHECKING
 
 from backchannel.errors import BackchannelError
 from backchannel.proto.payloads import LinkTest, LinkTestReply
-from backchannel.station.linkcheck import Health, LineWatch, assess, line_health
-from backchannel.station.recovery import gap_test_due
+from backchannel.station.linkcheck import Health, LineWatch, assess, line_health, trim
+from backchannel.station.recovery import gap_due
 
 if TYPE_CHECKING:
     from backchannel.station.station import Station
@@ -95,9 +95,10 @@ class Monitor:
         now = self._station.now()
         watch.reply_received(reply.test_id, seq, reply.circuits, reply.held / 1000, now, url)
 
-    def peer_reported(self, line_id: bytes, count: int) -> None:
-        """A peer entry said it had ``count`` of our frames (its ``seen``)."""
-        self.watch(line_id).peer.report(count, self._station.now())
+    def peer_reported(self, line_id: bytes, count: int, first_hand: bool) -> None:
+        """A peer entry said it had ``count`` of our frames (its ``seen``); ``first_hand``
+        unless it was released from the hold after a gap (see ``PeerReport.report``)."""
+        self.watch(line_id).peer.report(count, self._station.now(), first_hand)
 
     def gap(self, line_id: bytes, open_: bool) -> None:
         watch = self.watch(line_id)
@@ -132,15 +133,16 @@ class Monitor:
         for line_id in self._station.established_lines():
             watch = self.watch(line_id)
             resend_after = self._station.config.resend_after
-            gap_report = gap_test_due(watch.gap_since, watch.last_test_at, now, resend_after)
+            gap_report = gap_due(watch.gap_since, watch.last_test_at, now, resend_after)
             if now >= watch.next_test_at or gap_report:  # early with a gap: it tells what we lack
                 test_id = watch.next_test_id
                 watch.next_test_id += 1
                 watch.tests_sent[test_id] = now
+                trim(watch.tests_sent)  # (replies to tests held behind a gap may never come)
                 watch.next_test_at = now + self._interval
                 watch.last_test_at = now
                 self._station.send_payload(line_id, LinkTest(test_id, int(now * 1000)), "test")
-            self._station.resend_lacking(line_id, watch.peer, now)
+            self._station.resend_lacking(line_id, watch.peer, now, watch.gap_since)
             if watch.next_checkpoint_at == 0.0:  # after a start: one interval after the last one sent
                 last = self._station.last_checkpoint_sent(line_id) or now
                 watch.next_checkpoint_at = last + self._station.config.checkpoint_interval

@@ -251,7 +251,8 @@ class Receiver:
         self._s.recorder.record(line_id, direction, seq, live.state.transcript.heads[direction], opened.raw)
         if opened.seen is not None:
             self._s.recorder.check_seen(live, seq, opened.seen, self._s._after_commit)
-            self._s.monitor.peer_reported(line_id, opened.seen.count)
+            count = min(opened.seen.count, live.state.next_seq - 1)  # never more than we sent
+            self._s.monitor.peer_reported(line_id, count, first_hand=url is not None)
         if opened.error is not None:
             # Authenticated by the line key, yet unreadable: the frame is spent (the line moves
             # on, and the transcripts now differ, which is how the operators will see it).

@@ -17,9 +17,12 @@ store it again if they had lost it (a copy still waiting is stored once), and th
 the first copy by sequence number, so a resend can never duplicate a message; at worst it
 costs one dropped copy.
 
-A receiving station with a gap (later frames held, an earlier one missing) sends a link test
-early, at most once per ``resend_after``, so that its report reaches the sender without
-waiting for the next scheduled test.
+When frames are lost in *both* directions, each side's reports sit behind its own gap at the
+other side (an entry is read only in order), so no report would ever come. A station whose own
+gap has stayed open therefore also sends again, without a report, what the peer had not
+confirmed; and it sends a link test early so that its report reaches the peer. Both happen at
+gap ages R, 2R, 4R, ... (R = ``resend_after``): quick for a loss that one round repairs, and a
+bounded trickle, never a storm, for a gap that nothing fills.
 
 What this does not recover: the pairing frames (hello and welcome) travel before the line
 has any report to give; a pairing whose hello or welcome every relay lost is redone with a
@@ -41,43 +44,60 @@ class PeerReport:
 
     #: How many of our frames (sequence numbers 1..has) the peer had received, in order.
     has: int = 0
-    #: When the latest report that did not move ``has`` backwards arrived (our clock).
+    #: When the latest first-hand report arrived (our clock); None before any.
     reported_at: float | None = None
-    #: When we last sent frames again on this line (one round per ``resend_after``).
+    #: When we last sent frames again on this line.
     resent_at: float | None = None
 
-    def report(self, count: int, now: float) -> None:
-        """Note one entry's ``seen`` count; a late, older report never moves ``has`` back."""
+    def report(self, count: int, now: float, first_hand: bool = True) -> None:
+        """Note one entry's ``seen`` count; a late, older report never moves ``has`` back.
+
+        An entry released from the hold after a gap was filled is not first-hand: it may have
+        been sealed long ago, so it may raise ``has`` but does not date a report.
+        """
         if count >= self.has:
             self.has = count
-            self.reported_at = now
+            if first_hand:
+                self.reported_at = now
+
+    def resend(
+        self,
+        relayed: Sequence[tuple[int, float | None]],
+        now: float,
+        resend_after: float,
+        gap_since: float | None = None,
+    ) -> list[int]:
+        """The frames to send again now, given ``relayed``: (seq, when a relay first stored it).
+
+        ``relayed`` holds our frames after ``has``, in order; ``gap_since`` is when our own
+        inbound gap opened (None without one). A frame qualifies when a relay stored it more
+        than ``resend_after`` seconds before the evidence that the peer lacks it: a report that
+        arrived after our last round, or else our own gap, aged as described above. Frames no
+        relay stored are the ordinary retry's business. Returning frames starts a round.
+        """
+        last = self.resent_at
+        if last is not None and now - last < resend_after:
+            return []
+        evidence: float | None = None
+        if self.reported_at is not None and (last is None or self.reported_at > last):
+            evidence = self.reported_at
+        elif gap_due(gap_since, last, now, resend_after):
+            evidence = now
+        if evidence is None:
+            return []
+        due = [
+            seq
+            for seq, stored_at in relayed
+            if seq > self.has and stored_at is not None and evidence - stored_at > resend_after
+        ][:RESEND_LIMIT]
+        if due:
+            self.resent_at = now
+        return due
 
 
-def frames_to_resend(
-    report: PeerReport, relayed: Sequence[tuple[int, float | None]], now: float, resend_after: float
-) -> list[int]:
-    """The frames to send again now, given ``relayed``: (seq, when a relay first stored it).
-
-    ``relayed`` holds our frames after ``report.has``, in order. A frame qualifies when a
-    relay stored it and the peer, more than ``resend_after`` seconds later, still reported
-    not having it; frames never stored are the ordinary retry's business, not ours.
-    """
-    if report.reported_at is None:
-        return []
-    if report.resent_at is not None and now - report.resent_at < resend_after:
-        return []
-    due = [
-        seq
-        for seq, stored_at in relayed
-        if seq > report.has and stored_at is not None and report.reported_at - stored_at > resend_after
-    ]
-    return due[:RESEND_LIMIT]
-
-
-def gap_test_due(
-    gap_since: float | None, last_test_at: float | None, now: float, resend_after: float
-) -> bool:
-    """Whether a receiving station with a gap should send a link test now, to report it."""
+def gap_due(gap_since: float | None, last: float | None, now: float, resend_after: float) -> bool:
+    """Whether a station whose own gap opened at ``gap_since`` should act on it again now,
+    having last done so at ``last``: at gap ages R, 2R, 4R, ... (R = ``resend_after``)."""
     if gap_since is None or now - gap_since < resend_after:
         return False
-    return last_test_at is None or now - last_test_at >= resend_after
+    return last is None or last < gap_since or now - last >= max(resend_after, last - gap_since)

@@ -87,7 +87,7 @@ from backchannel.station.monitor import Monitor
 from backchannel.station.pairing import Pairing
 from backchannel.station.receiver import Receiver
 from backchannel.station.recorder import Recorder
-from backchannel.station.recovery import RESEND_LIMIT, PeerReport, frames_to_resend
+from backchannel.station.recovery import RESEND_LIMIT, PeerReport
 from backchannel.station.relay_link import Delivery, RelayLink
 from backchannel.station.release import Releases
 from backchannel.station.store import InboxRow, OutboxRow, Store
@@ -235,7 +235,7 @@ class Station:
         sinks = sinks_from_config(list(self.config.alarm_command) or None, self.config.alarm_webhook)
         if sinks:
             self.dispatcher = AlarmDispatcher(sinks, on_result=self._alarm_delivery_result)
-        for _, url, recv_id, recv_sealed in self._store.mailboxes():
+        for _, url, recv_id, recv_sealed in self._store.mailboxes() + self._store.mailboxes(retired=True):
             self._subscribe(url, recv_id, self._atrest.open(recv_sealed, b"recv-key" + recv_id))
         for line_id, url, send_id, send_sealed in self._store.peer_mailboxes():
             self._add_sender(line_id, url, send_id, self._atrest.open(send_sealed, b"send-key" + send_id))
@@ -587,19 +587,19 @@ class Station:
             out += [o for o in self._store.overdue(now, deadlines) if o[0] == line_id]
         return out
 
-    def resend_lacking(self, line_id: bytes, report: PeerReport, now: float) -> int:
+    def resend_lacking(self, line_id: bytes, report: PeerReport, now: float, gap_since: float | None) -> int:
         """Send again, on every circuit, our frames the peer still lacks though a relay stored
         them (``station.recovery``); returns how many."""
         live = self._lines[line_id]
-        if report.reported_at is None or report.has + 1 >= live.state.next_seq:
-            return 0
+        resend_after = self.config.resend_after
+        if report.has + 1 >= live.state.next_seq or (report.resent_at or 0.0) + resend_after > now:
+            return 0  # (the cheap checks first: this runs on every tick)
         relayed = self._store.relayed_times(line_id, report.has + 1, report.has + RESEND_LIMIT)
-        due = frames_to_resend(report, relayed, now, self.config.resend_after)
+        due = report.resend(relayed, now, resend_after, gap_since)
         if not due:
             return 0
-        report.resent_at = now
-        with self._store.transaction(durable=False):
-            self._store.count("resent", len(due))
+        with contextlib.suppress(BackchannelError), self._store.transaction(durable=False):
+            self._store.count("resent", len(due))  # (only a statistic)
         log.warning(
             "line %s: the peer still lacks %d frame(s) from %d on that a relay stored; sending them again",
             live.row.name,

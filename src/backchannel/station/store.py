@@ -254,8 +254,11 @@ class Store:
     def add_mailbox(self, line_id: bytes, url: str, recv_id: bytes, recv_key_sealed: bytes) -> None:
         self._x("INSERT INTO mailboxes VALUES (?, ?, ?, ?)", (line_id, url, recv_id, recv_key_sealed))
 
-    def mailboxes(self) -> list[tuple[bytes, str, bytes, bytes]]:
-        rows = self._x("SELECT line_id, url, recv_id, recv_key_sealed FROM mailboxes").fetchall()
+    def mailboxes(self, retired: bool = False) -> list[tuple[bytes, str, bytes, bytes]]:
+        """Our own mailboxes: (line, relay url, recv_id, sealed receive key); those of the
+        lines' circuits, or with ``retired`` those of removed circuits."""
+        table = "retired_mailboxes" if retired else "mailboxes"
+        rows = self._x(f"SELECT line_id, url, recv_id, recv_key_sealed FROM {table}").fetchall()
         return [(bytes(r[0]), r[1], bytes(r[2]), bytes(r[3])) for r in rows]
 
     def add_peer_mailbox(self, line_id: bytes, url: str, send_id: bytes, send_key_sealed: bytes) -> None:
@@ -324,8 +327,15 @@ class Store:
         ).fetchall()
         return [(r[0], r[1]) for r in rows]
 
-    def remove_circuit(self, line_id: bytes, url: str) -> None:
+    def remove_circuit(self, line_id: bytes, url: str, at: float) -> None:
+        """The line stops using this relay: no more sending there, and our own mailbox there is
+        retired (still read, no longer the line's circuit)."""
         self._x("DELETE FROM peer_mailboxes WHERE line_id = ? AND url = ?", (line_id, url))
+        self._x(
+            "INSERT INTO retired_mailboxes SELECT line_id, url, recv_id, recv_key_sealed, ? FROM mailboxes"
+            " WHERE line_id = ? AND url = ?",
+            (at, line_id, url),
+        )
         self._x("DELETE FROM mailboxes WHERE line_id = ? AND url = ?", (line_id, url))
         self._x("DELETE FROM sent WHERE line_id = ? AND url = ?", (line_id, url))
 

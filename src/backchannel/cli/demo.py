@@ -76,6 +76,8 @@ class Demo:
             "run",
             "--link-test-interval",
             str(LINK_TEST_INTERVAL),
+            "--console",  # each on a free port: two stations cannot share the default 7480
+            "127.0.0.1:0",
         ]
         proc = subprocess.Popen(
             cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=self.env

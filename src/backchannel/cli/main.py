@@ -257,7 +257,7 @@ def accept(state: State, invitation: str, name: str | None, as_json: bool) -> No
         as_json,
         result,
         lambda v: render.console.print(
-            f"Line [bold]{v['name']}[/] to {v['peer_name']} opened. Compare safety numbers: "
+            f"Line [bold]{v['name']}[/] opened with station {v['peer_name']}. Compare safety numbers: "
             f"backchannel verify {v['name']}"
         ),
     )

@@ -146,7 +146,7 @@ def register(
             out,
             lambda v: render.console.print(
                 f"[green]Verified[/]: {v['entries'][0]} + {v['entries'][1]} entries and {v['checkpoints']} "
-                f"checkpoints of line {v['line_id']}, head {v['head']}"
+                f"checkpoint{'' if v['checkpoints'] == 1 else 's'} of line {v['line_id']}, head {v['head']}"
                 + ("" if v["on_record"] else " (off the record: consistency only, no signatures)")
                 + "".join(
                     f"\n[yellow]unreadable when received, content not proven[/]: {w}" for w in v["spent"]

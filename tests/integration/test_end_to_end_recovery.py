@@ -74,6 +74,13 @@ def test_frames_a_relay_lost_after_storing_them_are_sent_again_and_delivered_onc
     b.start()
 
     wait_until("the lost messages, sent again", lambda: len(inbox_texts(b, b_line)) == 4, timeout=40)
+    # Washington's operators are told: a relay lost what it had stored. The alarm names the first
+    # entry moscow lacked (a link test or the first lost message) and clears once all arrived.
+    seqs = {m["text"]: m["seq"] for m in a.call("outbox", line=a_line, limit=10)}
+    lost_alarm = wait_until("the frames_lost alarm", lambda: _alarms(a, "frames_lost"))
+    first = int(lost_alarm[0]["message"].split("from no. ")[1].split()[0])
+    assert seqs["before"] < first <= seqs["lost 0"], lost_alarm[0]["message"]
+    wait_until("the alarm cleared", lambda: _alarms(a, "frames_lost", state="cleared"))
     a.call("send", line=a_line, text="after")
     wait_until("the next message", lambda: len(inbox_texts(b, b_line)) == 5)
     time.sleep(1.5)  # any further copy would have arrived by now
@@ -146,3 +153,8 @@ def test_frames_lost_in_both_directions_are_recovered_though_each_sides_reports_
     assert inbox_texts(b, b_line) == ["a0", "a1", "a2"]
     assert inbox_texts(a, a_line) == ["b0", "b1", "b2"]
     wait_until("equal transcripts", lambda: heads_equal(a, a_line, b, b_line), timeout=30)
+
+
+def _alarms(station: StationProcess, kind: str, state: str = "raised") -> list[dict[str, Any]]:
+    every = station.call("alarms", include_cleared=True)
+    return [x for x in every if x["kind"] == kind and x["state"] == state]

@@ -18,7 +18,7 @@ from backchannel.clock import Clock, Rng
 from backchannel.station.store import AlarmRow, Store
 from backchannel.station.views import shallow
 
-KINDS = ("circuit_down", "line_down", "deadline_passed", "sequence_gap")
+KINDS = ("circuit_down", "line_down", "deadline_passed", "sequence_gap", "frames_lost", "record_divergence")
 
 
 @dataclass(frozen=True)

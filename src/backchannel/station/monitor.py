@@ -100,6 +100,17 @@ class Monitor:
         unless it was released from the hold after a gap (see ``PeerReport.report``)."""
         self.watch(line_id).peer.report(count, self._station.now(), first_hand)
 
+    def frames_lost(self, line_id: bytes, direction: int, first: int, count: int) -> None:
+        """The peer reported lacking frames a relay had stored: a relay lost or withheld them."""
+        name, peer = self._station.line_name(line_id), self._station.peer_name(line_id)
+        self._set(
+            ("frames_lost", line_id, ""),
+            True,
+            f"line {name}: {peer} lacked {count} of our messages or other entries from no. {first} on "
+            f"(record entry {direction}:{first}) though a relay had stored them: a relay lost or "
+            "withheld them; they were sent again end to end",
+        )
+
     def gap(self, line_id: bytes, open_: bool) -> None:
         watch = self.watch(line_id)
         if open_ and watch.gap_since is None:
@@ -143,6 +154,8 @@ class Monitor:
                 watch.last_test_at = now
                 self._station.send_payload(line_id, LinkTest(test_id, int(now * 1000)), "test")
             self._station.resend_lacking(line_id, watch.peer, now, watch.gap_since)
+            if watch.peer.has >= watch.peer.resent_upto:  # everything sent again arrived
+                self._set(("frames_lost", line_id, ""), False, "")  # (or a restart: rebuilt as health is)
             if watch.next_checkpoint_at == 0.0:  # after a start: one interval after the last one sent
                 last = self._station.last_checkpoint_sent(line_id) or now
                 watch.next_checkpoint_at = last + self._station.config.checkpoint_interval

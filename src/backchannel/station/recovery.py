@@ -48,6 +48,10 @@ class PeerReport:
     reported_at: float | None = None
     #: When we last sent frames again on this line.
     resent_at: float | None = None
+    #: The highest sequence number sent again so far (the loss is over once ``has`` reaches it).
+    resent_upto: int = 0
+    #: Whether the last round acted on the peer's report (proof of a loss), not on our own gap.
+    reported_loss: bool = False
 
     def report(self, count: int, now: float, first_hand: bool = True) -> None:
         """Note one entry's ``seen`` count; a late, older report never moves ``has`` back.
@@ -79,7 +83,8 @@ class PeerReport:
         if last is not None and now - last < resend_after:
             return []
         evidence: float | None = None
-        if self.reported_at is not None and (last is None or self.reported_at > last):
+        reported = self.reported_at is not None and (last is None or self.reported_at > last)
+        if reported:
             evidence = self.reported_at
         elif gap_due(gap_since, last, now, resend_after):
             evidence = now
@@ -92,6 +97,8 @@ class PeerReport:
         ][:RESEND_LIMIT]
         if due:
             self.resent_at = now
+            self.resent_upto = max(self.resent_upto, due[-1])
+            self.reported_loss = reported
         return due
 
 

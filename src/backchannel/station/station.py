@@ -575,6 +575,10 @@ class Station:
         live = self._lines.get(line_id)
         return live.row.name if live else line_id.hex()[:8]
 
+    def peer_name(self, line_id: bytes) -> str:
+        live = self._lines.get(line_id)
+        return live.row.peer_name if live else "the peer"
+
     def find_line_id(self, name: str) -> bytes | None:
         row = self._store.find_line(name)
         return None if row is None else row.line_id
@@ -607,6 +611,8 @@ class Station:
             due[0],
         )
         self.sender.enqueue([(line_id, seq) for seq in due])
+        if report.reported_loss:
+            self.monitor.frames_lost(line_id, live.state.out_direction, due[0], len(due))
         return len(due)
 
     def mark_escalated(self, line_id: bytes, seq: int) -> None:

@@ -9,6 +9,7 @@ never arrived and sends them again; the receiver gets each message exactly once,
 
 from __future__ import annotations
 
+import os
 import sqlite3
 import time
 from collections.abc import Iterator
@@ -17,6 +18,7 @@ from typing import Any
 
 import pytest
 
+from support.faultproxy import FaultProxy
 from support.relays import metrics, start_relay
 from support.stations import StationProcess, heads_equal, pair, wait_until
 
@@ -153,6 +155,40 @@ def test_frames_lost_in_both_directions_are_recovered_though_each_sides_reports_
     assert inbox_texts(b, b_line) == ["a0", "a1", "a2"]
     assert inbox_texts(a, a_line) == ["b0", "b1", "b2"]
     wait_until("equal transcripts", lambda: heads_equal(a, a_line, b, b_line), timeout=30)
+
+
+def test_a_hostile_relay_that_answers_stored_and_discards_loses_nothing(
+    tmp_path: Path, world: dict[str, Any]
+) -> None:
+    relay = start_relay(tmp_path)
+    world["relays"].append(relay)
+    seed = int.from_bytes(os.urandom(4))
+    print(f"fault seed: BACKCHANNEL_FAULT_SEED={seed}")
+    proxy = FaultProxy(relay.port, {}, seed=int(os.environ.get("BACKCHANNEL_FAULT_SEED", seed)))
+    proxy.start()
+    try:
+        a, b = stations(tmp_path, world)
+        a_line, b_line = pair(a, b, proxy.url)
+        proxy.set_faults({"swallow": 0.2})  # the only relay now lies about one SEND in five
+        for i in range(30):
+            a.call("send", line=a_line, text=f"a{i:02d}")
+            if i % 3 == 0:
+                b.call("send", line=b_line, text=f"b{i:02d}")
+        wait_until("the relay to lie at least once", lambda: proxy.counters["swallowed"] > 0)
+        wait_until(
+            "every message, through the lying relay",
+            lambda: len(inbox_texts(b, b_line)) == 30 and len(inbox_texts(a, a_line)) == 10,
+            timeout=90,
+        )
+        time.sleep(1.5)
+        assert inbox_texts(b, b_line) == [f"a{i:02d}" for i in range(30)]
+        assert inbox_texts(a, a_line) == [f"b{i:02d}" for i in range(0, 30, 3)]
+        assert a.call("counters").get("resent", 0) + b.call("counters").get("resent", 0) > 0
+        assert _alarms(a, "frames_lost") or _alarms(b, "frames_lost") or _alarms(a, "frames_lost", "cleared")
+        proxy.set_faults({})
+        wait_until("equal transcripts", lambda: heads_equal(a, a_line, b, b_line), timeout=30)
+    finally:
+        proxy.stop()
 
 
 def _alarms(station: StationProcess, kind: str, state: str = "raised") -> list[dict[str, Any]]:

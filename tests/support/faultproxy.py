@@ -18,6 +18,8 @@ fault         value
               sides (new connections are still accepted)
 ``blackhole`` any value > 0: swallow every frame, control frames too, without closing
               (a connection that died silently; only keepalive can notice)
+``swallow``   probability that a station's SEND is answered STORED *by the proxy* and
+              never reaches the relay: a hostile relay that lies about storing a frame
 ``none``      nothing (as does an empty dict)
 ============  =====================================================================
 
@@ -45,8 +47,12 @@ from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any
 
+from backchannel.errors import BackchannelError
+from backchannel.proto import frames
+from backchannel.relay.mailbox import message_id
+
 HOST = "127.0.0.1"
-FAULT_NAMES = ("drop", "delay", "duplicate", "reorder", "cut", "blackhole", "none")
+FAULT_NAMES = ("drop", "delay", "duplicate", "reorder", "cut", "blackhole", "swallow", "none")
 COUNTER_NAMES = (
     "connections",  # client connections accepted
     "frames_forwarded",  # WebSocket frames written onwards (a duplicate's copy not included)
@@ -56,6 +62,7 @@ COUNTER_NAMES = (
     "delayed",  # frames released later than they arrived
     "cuts",  # connections aborted by the "cut" fault or cut_all()
     "blackholed",  # frames swallowed by the "blackhole" fault
+    "swallowed",  # SENDs answered STORED by the proxy and discarded (the "swallow" fault)
 )
 #: The largest frame the proxy accepts; beyond it the connection is aborted.
 MAX_FRAME = 16 * 1024 * 1024
@@ -78,7 +85,7 @@ def check_faults(faults: Mapping[str, float]) -> dict[str, float]:
         value = float(value)
         if not value >= 0:
             raise ValueError(f"fault {name!r} must be >= 0, not {value!r}")
-        if name in ("drop", "duplicate", "reorder") and value > 1:
+        if name in ("drop", "duplicate", "reorder", "swallow") and value > 1:
             raise ValueError(f"fault {name!r} is a probability (0 .. 1), not {value!r}")
         if name != "none":
             clean[name] = value
@@ -116,6 +123,30 @@ async def _read_frame(reader: asyncio.StreamReader) -> _Frame:
         parts.append(await reader.readexactly(4))
     parts.append(await reader.readexactly(length))
     return _Frame(b"".join(parts), head[0] & 0x0F, bool(head[0] & 0x80))
+
+
+def _lie_stored(frame: _Frame) -> bytes | None:
+    """For a station's SEND: the relay's STORED answer, as an unmasked WebSocket frame."""
+    data = frame.data
+    length = data[1] & 0x7F
+    offset = 2 + {126: 2, 127: 8}.get(length, 0)
+    if not data[1] & 0x80:
+        return None
+    mask, payload = data[offset : offset + 4], data[offset + 4 :]
+    body = bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
+    try:
+        request = frames.decode(body)
+    except BackchannelError:
+        return None
+    if not isinstance(request, frames.Send):
+        return None
+    answer = frames.encode(frames.Stored(request.request_id, message_id(request.payload)))
+    size = len(answer)
+    if size < 126:
+        head = bytes([0x80 | _OP_BINARY, size])
+    else:
+        head = bytes([0x80 | _OP_BINARY, 126]) + struct.pack("!H", size)
+    return head + answer
 
 
 @dataclass(eq=False)
@@ -159,6 +190,8 @@ class _Pipe:
         self.last_release = 0.0
         self.held: _Frame | None = None
         self.held_copies = 1
+        #: the other direction of the same connection (for the "swallow" fault's answers)
+        self.back: _Pipe | None = None
 
     # ---- reading and deciding ----------------------------------------------------------
 
@@ -193,6 +226,12 @@ class _Pipe:
         if self.rng.random() < faults.get("drop", 0):
             counters["dropped"] += 1
             return
+        if faults.get("swallow", 0) > 0 and self.back is not None:
+            stored = _lie_stored(frame)
+            if stored is not None and self.rng.random() < faults["swallow"]:
+                counters["swallowed"] += 1
+                await self.back.put(0.0, stored)
+                return
         copies = 1
         if self.rng.random() < faults.get("duplicate", 0):
             counters["duplicated"] += 1
@@ -443,6 +482,7 @@ class FaultProxy:
         self._conns[index] = conn
         to_server = _Pipe(self, conn, client_r, up_w, random.Random(f"{self.seed}:{index}:c2s"))
         to_client = _Pipe(self, conn, up_r, client_w, random.Random(f"{self.seed}:{index}:s2c"))
+        to_server.back = to_client
         for coro in (
             self._direction(to_server, request=True),
             self._direction(to_client, request=False),

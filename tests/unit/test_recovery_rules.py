@@ -71,3 +71,10 @@ def test_a_gap_is_reported_early_at_doubling_ages() -> None:
     assert not gap_due(97.0, 99.5, now=100.0, resend_after=R)  # tested just now
     assert gap_due(90.0, 94.0, now=98.0, resend_after=R)  # age 4 at the last test: again 4 s later
     assert not gap_due(90.0, 98.0, now=105.0, resend_after=R)  # age 8 at the last: wait 8 s
+
+
+def test_a_stale_report_does_not_block_a_gap_driven_round() -> None:
+    # The peer's last report predates everything it lacks; its newer ones wait behind our gap.
+    report = PeerReport(has=3, reported_at=50.0)
+    assert report.resend([(4, 60.0), (5, 61.0)], now=100.0, resend_after=R, gap_since=90.0) == [4, 5]
+    assert not report.reported_loss  # our own gap is no proof that a relay lost anything

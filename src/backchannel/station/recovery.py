@@ -82,19 +82,21 @@ class PeerReport:
         last = self.resent_at
         if last is not None and now - last < resend_after:
             return []
-        evidence: float | None = None
-        reported = self.reported_at is not None and (last is None or self.reported_at > last)
-        if reported:
-            evidence = self.reported_at
-        elif gap_due(gap_since, last, now, resend_after):
-            evidence = now
-        if evidence is None:
-            return []
-        due = [
-            seq
-            for seq, stored_at in relayed
-            if seq > self.has and stored_at is not None and evidence - stored_at > resend_after
-        ][:RESEND_LIMIT]
+
+        def stored_before(evidence: float) -> list[int]:
+            return [
+                seq
+                for seq, stored_at in relayed
+                if seq > self.has and stored_at is not None and evidence - stored_at > resend_after
+            ][:RESEND_LIMIT]
+
+        due: list[int] = []
+        reported = False
+        if self.reported_at is not None and (last is None or self.reported_at > last):
+            due = stored_before(self.reported_at)
+            reported = bool(due)
+        if not due and gap_due(gap_since, last, now, resend_after):
+            due = stored_before(now)  # (the report may be stale: it is held behind our gap)
         if due:
             self.resent_at = now
             self.resent_upto = max(self.resent_upto, due[-1])

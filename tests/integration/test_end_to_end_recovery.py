@@ -76,13 +76,9 @@ def test_frames_a_relay_lost_after_storing_them_are_sent_again_and_delivered_onc
     b.start()
 
     wait_until("the lost messages, sent again", lambda: len(inbox_texts(b, b_line)) == 4, timeout=40)
-    # Washington's operators are told: a relay lost what it had stored. The alarm names the first
-    # entry moscow lacked (a link test or the first lost message) and clears once all arrived.
-    seqs = {m["text"]: m["seq"] for m in a.call("outbox", line=a_line, limit=10)}
-    lost_alarm = wait_until("the frames_lost alarm", lambda: _alarms(a, "frames_lost"))
-    first = int(lost_alarm[0]["message"].split("from no. ")[1].split()[0])
-    assert seqs["before"] < first <= seqs["lost 0"], lost_alarm[0]["message"]
-    wait_until("the alarm cleared", lambda: _alarms(a, "frames_lost", state="cleared"))
+    # One round repaired it; moscow's first report may have been sealed before it reached any
+    # relay, so that proves no relay's fault: no frames_lost alarm (the count and log say it).
+    assert _alarms(a, "frames_lost") == []
     a.call("send", line=a_line, text="after")
     wait_until("the next message", lambda: len(inbox_texts(b, b_line)) == 5)
     time.sleep(1.5)  # any further copy would have arrived by now
@@ -169,12 +165,18 @@ def test_a_hostile_relay_that_answers_stored_and_discards_loses_nothing(
     try:
         a, b = stations(tmp_path, world)
         a_line, b_line = pair(a, b, proxy.url)
-        proxy.set_faults({"swallow": 0.2})  # the only relay now lies about one SEND in five
+        assert proxy.counters["connections"] == 2  # washington's link (0), then moscow's (1)
+        # The only relay now lies about one of washington's SENDs in five.
+        proxy.set_faults({"swallow": 0.2}, only={0})
         for i in range(30):
             a.call("send", line=a_line, text=f"a{i:02d}")
             if i % 3 == 0:
                 b.call("send", line=b_line, text=f"b{i:02d}")
-        wait_until("the relay to lie at least once", lambda: proxy.counters["swallowed"] > 0)
+        # Sooner or later a frame sent again is swallowed again: proof that a relay discards
+        # what it stored, and the station says so, naming the entry.
+        raised = wait_until("a frames_lost alarm", lambda: _alarms(a, "frames_lost"), timeout=60)
+        assert "still lacks our entry no." in raised[0]["message"]
+        proxy.set_faults({})
         wait_until(
             "every message, through the lying relay",
             lambda: len(inbox_texts(b, b_line)) == 30 and len(inbox_texts(a, a_line)) == 10,
@@ -184,8 +186,11 @@ def test_a_hostile_relay_that_answers_stored_and_discards_loses_nothing(
         assert inbox_texts(b, b_line) == [f"a{i:02d}" for i in range(30)]
         assert inbox_texts(a, a_line) == [f"b{i:02d}" for i in range(0, 30, 3)]
         assert a.call("counters").get("resent", 0) + b.call("counters").get("resent", 0) > 0
-        assert _alarms(a, "frames_lost") or _alarms(b, "frames_lost") or _alarms(a, "frames_lost", "cleared")
-        proxy.set_faults({})
+        wait_until(
+            "the alarm cleared once everything arrived",
+            lambda: not _alarms(a, "frames_lost") and not _alarms(b, "frames_lost"),
+            timeout=30,
+        )
         wait_until("equal transcripts", lambda: heads_equal(a, a_line, b, b_line), timeout=30)
     finally:
         proxy.stop()

@@ -215,6 +215,8 @@ class _Pipe:
     async def on_frame(self, frame: _Frame) -> None:
         faults = self.proxy.faults
         counters = self.proxy.counters
+        if self.proxy.only is not None and self.conn.index not in self.proxy.only:
+            faults = {}
         if faults.get("blackhole", 0) > 0:
             counters["blackholed"] += 1
             return
@@ -311,6 +313,8 @@ class FaultProxy:
         self.seed = seed
         self.reorder_hold = reorder_hold
         self.faults: dict[str, float] = check_faults(faults or {})
+        #: connection indexes (0 = the first accepted) the faults apply to; None: all of them
+        self.only: frozenset[int] | None = None
         self.counters: dict[str, int] = dict.fromkeys(COUNTER_NAMES, 0)
         self.port = 0
         self.url = ""
@@ -350,17 +354,22 @@ class FaultProxy:
         if thread is not None:
             thread.join(timeout=10)
 
-    def set_faults(self, faults: Mapping[str, float]) -> None:
-        """Replace the active faults (e.g. ``{}`` to let things settle); takes effect at once."""
+    def set_faults(self, faults: Mapping[str, float], only: set[int] | None = None) -> None:
+        """Replace the active faults (e.g. ``{}`` to let things settle); takes effect at once.
+
+        With ``only``, the faults apply to those connections alone (by index, 0 = the first
+        accepted): for instance to one station's side of a relay.
+        """
         clean = check_faults(faults)
+        targets = None if only is None else frozenset(only)
         loop = self._loop
         if loop is None or loop.is_closed():
-            self.faults = clean
+            self.faults, self.only = clean, targets
             return
         done = threading.Event()
 
         def apply() -> None:
-            self.faults = clean
+            self.faults, self.only = clean, targets
             if self._faults_changed is not None:
                 self._faults_changed.set()
             done.set()

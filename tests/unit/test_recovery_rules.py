@@ -77,4 +77,24 @@ def test_a_stale_report_does_not_block_a_gap_driven_round() -> None:
     # The peer's last report predates everything it lacks; its newer ones wait behind our gap.
     report = PeerReport(has=3, reported_at=50.0)
     assert report.resend([(4, 60.0), (5, 61.0)], now=100.0, resend_after=R, gap_since=90.0) == [4, 5]
-    assert not report.reported_loss  # our own gap is no proof that a relay lost anything
+    assert not report.loss_proved()  # our own gap is no proof that a relay lost anything
+
+
+def test_a_loss_is_proved_only_by_a_later_report_still_lacking_a_frame_sent_again() -> None:
+    report = PeerReport(has=4, reported_at=10.0)
+    assert report.resend([(5, 1.0), (6, 1.0)], now=10.0, resend_after=R) == [5, 6]
+    assert not report.loss_proved()  # one report may be stale: the peer was cut off
+    report.report(4, now=10.3)  # sealed before our copies can have arrived: no proof
+    assert not report.loss_proved()
+    report.report(5, now=11.5)  # well after the round, 6 is still missing
+    assert report.loss_proved()
+    assert not report.loss_over()
+    report.report(6, now=12.0)
+    assert not report.loss_proved() and report.loss_over()
+
+
+def test_a_restarted_station_judges_nothing_before_the_first_report() -> None:
+    report = PeerReport(has=9)  # from the record
+    assert not report.loss_over() and not report.loss_proved()
+    report.report(9, now=5.0)
+    assert report.loss_over()

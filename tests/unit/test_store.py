@@ -399,7 +399,7 @@ def test_a_removed_circuit_retires_our_mailbox_and_forgets_the_peers(store: Stor
     with store.transaction():
         store.add_mailbox(L1, URL, b"r" * 16, b"sealed")
         store.add_outbound(L1, 1, "msg", b"f", 1.0)
-        store.remove_circuit(L1, URL, at=5.0)
+        store.remove_circuit(L1, URL, at=5.0, retire=True)
     assert store.mailboxes() == []  # no longer the line's circuit: the relay may be added again
     assert store.mailboxes(retired=True) == [(L1, URL, b"r" * 16, b"sealed")]  # still read
     assert [url for line_id, url, _, _ in store.peer_mailboxes() if line_id == L1] == []
@@ -407,3 +407,15 @@ def test_a_removed_circuit_retires_our_mailbox_and_forgets_the_peers(store: Stor
     with store.transaction():
         store.add_mailbox(L1, URL, b"n" * 16, b"fresh")  # added again: a fresh mailbox
     assert store.mailboxes() == [(L1, URL, b"n" * 16, b"fresh")]
+    with store.transaction():
+        assert store.prune_retired(before=5.0) == 0  # retired at 5.0: still read
+        assert store.prune_retired(before=6.0) == 1
+    assert store.mailboxes(retired=True) == []
+
+
+def test_a_circuit_the_peer_removed_forgets_our_mailbox_there(store: Store) -> None:
+    one_circuit_per_line(store)
+    with store.transaction():
+        store.add_mailbox(L1, URL, b"r" * 16, b"sealed")
+        store.remove_circuit(L1, URL, at=5.0, retire=False)
+    assert store.mailboxes() == [] and store.mailboxes(retired=True) == []

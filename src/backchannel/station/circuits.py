@@ -5,11 +5,13 @@ Adding: we create our own mailbox on the new relay and send its send capability 
 answers with its own mailbox there. Removing: we tell the peer, then stop using the relay
 ourselves. A received change is bounded: never more than 8 circuits, never the last one.
 
-Our own mailbox on a removed relay is *retired*, not forgotten: we keep reading it, because
-frames the peer sent before it applied the removal still arrive there, and because a peer that
-refused the removal (two operators removing the two circuits of a line at once) keeps sending
-there. A retired mailbox no longer counts as the line's circuit, so the relay can be added
-again later: both sides then create fresh mailboxes there, exactly as for a new relay.
+When *we* remove a circuit, our own mailbox on that relay is *retired*, not forgotten: we keep
+reading it (for ``RETIRED_READ_SECONDS``, also across restarts), because a peer that refused the
+removal (two operators removing the two circuits of a line at once) keeps sending there. When
+the *peer* removes one, it sends nothing more there once it has sealed the change, and every
+frame before the change also went on the other circuits, so our mailbox there is forgotten (the
+running connection still drains it). Either way the mailbox no longer counts as the line's
+circuit, so the relay can be added again later, with fresh mailboxes.
 """
 
 from __future__ import annotations
@@ -31,6 +33,10 @@ if TYPE_CHECKING:
     from backchannel.station.station import Station
 
 log = logging.getLogger("backchannel.station")
+
+#: How long a station keeps reading its mailbox on a relay it removed from a line (14 days, a
+#: relay's default expiry): long enough for any frame sent there before the removal.
+RETIRED_READ_SECONDS = 14 * 24 * 3600.0
 
 
 class CircuitChanges:
@@ -63,7 +69,7 @@ class CircuitChanges:
             raise InvalidArgument("a line keeps at least one circuit; add another before removing this one")
         with self._s._mutation():  # tell the peer and stop using it here, in one transaction
             seq = self._s.send_payload(live.line_id, Circuits((), (relay,)), "circuits", enqueue=False)
-            self._s._store.remove_circuit(live.line_id, relay, self._s.now())
+            self._s._store.remove_circuit(live.line_id, relay, self._s.now(), retire=True)
         self._s._peer_caps.get(live.line_id, {}).pop(relay, None)
         self._s.sender.enqueue([(live.line_id, seq)])
         self._s.monitor.circuits_changed(live.line_id)
@@ -89,7 +95,7 @@ class CircuitChanges:
                 self._s._store.count("circuit_refused")  # never remove the last circuit of a line
                 continue
             circuits.discard(url)
-            self._s._store.remove_circuit(line_id, url, self._s.now())
+            self._s._store.remove_circuit(line_id, url, self._s.now(), retire=False)
             after.append(functools.partial(self._s._peer_caps.get(line_id, {}).pop, url, None))
         after.append(functools.partial(self._s.monitor.circuits_changed, line_id))
 

@@ -64,6 +64,7 @@ class Monitor:
         if watch is None:
             now = self._station.now()
             watch = LineWatch(next_test_at=now + min(self._interval, 1.0), next_test_id=int(now * 1000))
+            watch.peer.has = self._station.peer_seen(line_id)  # (from the record, after a restart)
             for url in self._station.circuit_urls(line_id):
                 circuit = watch.circuit(url, now)
                 circuit.connected = self._station.link_connected(url)
@@ -100,15 +101,17 @@ class Monitor:
         unless it was released from the hold after a gap (see ``PeerReport.report``)."""
         self.watch(line_id).peer.report(count, self._station.now(), first_hand)
 
-    def frames_lost(self, line_id: bytes, direction: int, first: int, count: int) -> None:
-        """The peer reported lacking frames a relay had stored: a relay lost or withheld them."""
+    def frames_lost(self, line_id: bytes, first: int) -> None:
+        """The peer still lacks a frame we had already sent again: a relay loses or withholds
+        what it stored (see ``PeerReport.loss_proved``)."""
         name, peer = self._station.line_name(line_id), self._station.peer_name(line_id)
+        direction = self._station.out_direction(line_id)
         self._set(
             ("frames_lost", line_id, ""),
             True,
-            f"line {name}: {peer} lacked {count} of our messages or other entries from no. {first} on "
-            f"(record entry {direction}:{first}) though a relay had stored them: a relay lost or "
-            "withheld them; they were sent again end to end",
+            f"line {name}: {peer} still lacks our entry no. {first} (record entry {direction}:{first}) "
+            "though relays stored it and it was sent again: a relay loses or withholds frames; "
+            "they are being sent again end to end",
         )
 
     def gap(self, line_id: bytes, open_: bool) -> None:
@@ -154,8 +157,10 @@ class Monitor:
                 watch.last_test_at = now
                 self._station.send_payload(line_id, LinkTest(test_id, int(now * 1000)), "test")
             self._station.resend_lacking(line_id, watch.peer, now, watch.gap_since)
-            if watch.peer.has >= watch.peer.resent_upto:  # everything sent again arrived
-                self._set(("frames_lost", line_id, ""), False, "")  # (or a restart: rebuilt as health is)
+            if watch.peer.loss_proved():
+                self.frames_lost(line_id, watch.peer.has + 1)
+            elif watch.peer.loss_over():  # (after a restart: at the first report, as for health)
+                self._set(("frames_lost", line_id, ""), False, "")
             if watch.next_checkpoint_at == 0.0:  # after a start: one interval after the last one sent
                 last = self._station.last_checkpoint_sent(line_id) or now
                 watch.next_checkpoint_at = last + self._station.config.checkpoint_interval

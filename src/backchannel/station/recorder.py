@@ -90,6 +90,19 @@ class Recorder:
             )
             after.append(functools.partial(self._alarm, live.line_id, f"{ours}:{seen.count}", detail))
 
+    def peer_seen(self, live: LiveLine) -> int:
+        """The ``seen`` count of the peer's latest readable entry: where end-to-end recovery
+        starts after a restart (0 if there is none)."""
+        signer = live.row.peer_signing if live.state.on_record else None
+        direction = live.state.in_direction
+        for seq, sealed in self._store.latest_entries(live.line_id, direction, 16):
+            raw = self._atrest.open(sealed, _entry_context(live.line_id, direction, seq))
+            try:
+                return decode_entry(raw, live.line_id, direction, seq, signer).seen.count
+            except (ProtocolError, BadSignature):
+                continue  # a spent entry: look further back
+        return 0
+
     # ---- checkpoints -----------------------------------------------------------------------
 
     def make_checkpoint(self, live: LiveLine) -> Checkpoint:

@@ -36,6 +36,9 @@ from dataclasses import dataclass
 
 #: At most this many frames are sent again per line per round (the rest follow next round).
 RESEND_LIMIT = 256
+#: A report proves a loss only if it arrived this long after the round that sent the frame
+#: again: longer than any copy takes to reach the peer and its report to come back.
+PROOF_MARGIN = 0.5
 
 
 @dataclass
@@ -50,8 +53,8 @@ class PeerReport:
     resent_at: float | None = None
     #: The highest sequence number sent again so far (the loss is over once ``has`` reaches it).
     resent_upto: int = 0
-    #: Whether the last round acted on the peer's report (proof of a loss), not on our own gap.
-    reported_loss: bool = False
+    #: The highest sequence number the last round sent again.
+    round_upto: int = 0
 
     def report(self, count: int, now: float, first_hand: bool = True) -> None:
         """Note one entry's ``seen`` count; a late, older report never moves ``has`` back.
@@ -91,17 +94,31 @@ class PeerReport:
             ][:RESEND_LIMIT]
 
         due: list[int] = []
-        reported = False
         if self.reported_at is not None and (last is None or self.reported_at > last):
             due = stored_before(self.reported_at)
-            reported = bool(due)
         if not due and gap_due(gap_since, last, now, resend_after):
             due = stored_before(now)  # (the report may be stale: it is held behind our gap)
         if due:
             self.resent_at = now
+            self.round_upto = due[-1]
             self.resent_upto = max(self.resent_upto, due[-1])
-            self.reported_loss = reported
         return due
+
+    def loss_proved(self) -> bool:
+        """Whether the peer has proved that a relay loses what it stored: a first-hand report
+        that arrived well after our last round (``PROOF_MARGIN``) still lacks a frame that round
+        sent again. One stale report proves nothing (the peer may have sealed it while cut off
+        from every relay), and a round driven by our own gap proves nothing either."""
+        return (
+            self.resent_at is not None
+            and self.reported_at is not None
+            and self.reported_at - self.resent_at > PROOF_MARGIN
+            and self.has < self.round_upto
+        )
+
+    def loss_over(self) -> bool:
+        """Whether everything sent again has arrived (judged from a first-hand report)."""
+        return self.reported_at is not None and self.has >= self.resent_upto
 
 
 def gap_due(gap_since: float | None, last: float | None, now: float, resend_after: float) -> bool:

@@ -78,7 +78,7 @@ from backchannel.proto.session import Identity, OlmSession
 from backchannel.proto.transcript import Transcript
 from backchannel.station.alarm_sinks import AlarmDispatcher, sinks_from_config
 from backchannel.station.alarms import Alarms, AlarmView
-from backchannel.station.circuits import CircuitChanges
+from backchannel.station.circuits import RETIRED_READ_SECONDS, CircuitChanges
 from backchannel.station.config import StationConfig
 from backchannel.station.delivery import Sender, Waiters
 from backchannel.station.keystore import AtRest, create_keystore, open_keystore
@@ -235,6 +235,8 @@ class Station:
         sinks = sinks_from_config(list(self.config.alarm_command) or None, self.config.alarm_webhook)
         if sinks:
             self.dispatcher = AlarmDispatcher(sinks, on_result=self._alarm_delivery_result)
+        with self._store.transaction():
+            self._store.prune_retired(self._clock.now() - RETIRED_READ_SECONDS)
         for _, url, recv_id, recv_sealed in self._store.mailboxes() + self._store.mailboxes(retired=True):
             self._subscribe(url, recv_id, self._atrest.open(recv_sealed, b"recv-key" + recv_id))
         for line_id, url, send_id, send_sealed in self._store.peer_mailboxes():
@@ -575,6 +577,14 @@ class Station:
         live = self._lines.get(line_id)
         return live.row.name if live else line_id.hex()[:8]
 
+    def out_direction(self, line_id: bytes) -> int:
+        return self._lines[line_id].state.out_direction
+
+    def peer_seen(self, line_id: bytes) -> int:
+        """How many of our frames the peer's latest entry in the record said it had."""
+        live = self._lines.get(line_id)
+        return 0 if live is None else self.recorder.peer_seen(live)
+
     def peer_name(self, line_id: bytes) -> str:
         live = self._lines.get(line_id)
         return live.row.peer_name if live else "the peer"
@@ -611,8 +621,6 @@ class Station:
             due[0],
         )
         self.sender.enqueue([(line_id, seq) for seq in due])
-        if report.reported_loss:
-            self.monitor.frames_lost(line_id, live.state.out_direction, due[0], len(due))
         return len(due)
 
     def mark_escalated(self, line_id: bytes, seq: int) -> None:

@@ -254,6 +254,10 @@ class Store:
     def add_mailbox(self, line_id: bytes, url: str, recv_id: bytes, recv_key_sealed: bytes) -> None:
         self._x("INSERT INTO mailboxes VALUES (?, ?, ?, ?)", (line_id, url, recv_id, recv_key_sealed))
 
+    def prune_retired(self, before: float) -> int:
+        """Forget mailboxes retired before ``before``; returns how many."""
+        return self._x("DELETE FROM retired_mailboxes WHERE retired_at < ?", (before,)).rowcount
+
     def mailboxes(self, retired: bool = False) -> list[tuple[bytes, str, bytes, bytes]]:
         """Our own mailboxes: (line, relay url, recv_id, sealed receive key); those of the
         lines' circuits, or with ``retired`` those of removed circuits."""
@@ -327,15 +331,16 @@ class Store:
         ).fetchall()
         return [(r[0], r[1]) for r in rows]
 
-    def remove_circuit(self, line_id: bytes, url: str, at: float) -> None:
-        """The line stops using this relay: no more sending there, and our own mailbox there is
-        retired (still read, no longer the line's circuit)."""
+    def remove_circuit(self, line_id: bytes, url: str, at: float, retire: bool) -> None:
+        """The line stops using this relay: no more sending there. Our own mailbox there is
+        forgotten, or with ``retire`` kept to be read for a while (no longer the line's circuit)."""
         self._x("DELETE FROM peer_mailboxes WHERE line_id = ? AND url = ?", (line_id, url))
-        self._x(
-            "INSERT INTO retired_mailboxes SELECT line_id, url, recv_id, recv_key_sealed, ? FROM mailboxes"
-            " WHERE line_id = ? AND url = ?",
-            (at, line_id, url),
-        )
+        if retire:
+            self._x(
+                "INSERT INTO retired_mailboxes SELECT line_id, url, recv_id, recv_key_sealed, ?"
+                " FROM mailboxes WHERE line_id = ? AND url = ?",
+                (at, line_id, url),
+            )
         self._x("DELETE FROM mailboxes WHERE line_id = ? AND url = ?", (line_id, url))
         self._x("DELETE FROM sent WHERE line_id = ? AND url = ?", (line_id, url))
 
@@ -482,6 +487,15 @@ class Store:
             (line_id, direction, seq),
         ).fetchone()
         return None if row is None else bytes(row[0])
+
+    def latest_entries(self, line_id: bytes, direction: int, limit: int) -> list[tuple[int, bytes]]:
+        """(seq, sealed entry) of the last ``limit`` entries of one direction, newest first."""
+        rows = self._x(
+            "SELECT seq, entry_sealed FROM entries WHERE line_id = ? AND direction = ? ORDER BY seq DESC"
+            " LIMIT ?",
+            (line_id, direction, limit),
+        ).fetchall()
+        return [(r[0], bytes(r[1])) for r in rows]
 
     def entries(self, line_id: bytes) -> list[tuple[int, int, bytes, bytes, float]]:
         """(direction, seq, hash, sealed entry, time) in the order this station recorded them."""

@@ -5,7 +5,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: venv test lint demo bench chaos vectors clean chromium screenshots
+.PHONY: venv test lint demo bench chaos vectors clean chromium postgresql screenshots
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "backchannel needs Python 3.11 or newer")'
@@ -20,12 +20,17 @@ lint: $(STAMP)
 	$(VENV)/bin/mypy src/backchannel
 	$(VENV)/bin/lint-imports
 
-test: lint chromium
+test: lint chromium postgresql
 	$(VENV)/bin/pytest -q -p no:cacheprovider
 
 # The console's browser tests drive Debian's chromium (never a browser Playwright downloads).
 chromium:
 	@command -v chromium >/dev/null || (apt-get update -qq && apt-get install -y -qq chromium)
+
+# The relay's PostgreSQL store is tested on a throwaway cluster made with Debian's postgresql
+# (the tests run initdb and pg_ctl themselves; no service is enabled).
+postgresql:
+	@ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || (apt-get update -qq && apt-get install -y -qq postgresql)
 
 screenshots: $(STAMP) chromium
 	BACKCHANNEL_SCREENSHOTS=docs/images $(VENV)/bin/pytest -q -p no:cacheprovider tests/console

@@ -29,10 +29,12 @@ START_TIMEOUT = 15.0
 class RelayProcess:
     """A relay subprocess; ``restart`` keeps its database and port (so URLs stay valid)."""
 
-    def __init__(self, directory: Path, config: dict[str, Any] | None = None) -> None:
+    def __init__(self, directory: Path, config: dict[str, Any] | None = None, db: str | None = None) -> None:
         self.directory = directory
         directory.mkdir(parents=True, exist_ok=True)
         self.db_path = directory / "relay.db"
+        #: where the relay keeps its frames: the SQLite file, or a postgresql:// URL
+        self.db = db or str(self.db_path)
         self.config_path: Path | None = None
         if config:
             self.config_path = directory / "relay.toml"
@@ -88,7 +90,7 @@ class RelayProcess:
             "--port",
             str(self.port),
             "--db",
-            str(self.db_path),
+            self.db,
         ]
         if self.config_path is not None:
             cmd += ["--config", str(self.config_path)]
@@ -116,9 +118,12 @@ class RelayProcess:
             time.sleep(0.1)
 
 
-def start_relay(tmp_path: Path, config: dict[str, Any] | None = None, name: str = "relay") -> RelayProcess:
-    """Start a relay subprocess under ``tmp_path/name``. The caller must ``stop()`` it."""
-    return RelayProcess(tmp_path / name, config)
+def start_relay(
+    tmp_path: Path, config: dict[str, Any] | None = None, name: str = "relay", db: str | None = None
+) -> RelayProcess:
+    """Start a relay subprocess under ``tmp_path/name`` (on ``db``, a postgresql:// URL, if
+    given; else on an SQLite file there). The caller must ``stop()`` it."""
+    return RelayProcess(tmp_path / name, config, db)
 
 
 def _read_line(proc: subprocess.Popen[str], deadline: float) -> str:

@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import hashlib
 import sqlite3
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
+import psycopg
 import pytest
 
 from backchannel.errors import StorageError
@@ -20,6 +24,8 @@ from backchannel.relay.storage import (
     Outcome,
     PutMessage,
 )
+from backchannel.relay.storage import postgres as pg_storage
+from backchannel.relay.storage.postgres import PostgresMailboxStore
 from backchannel.relay.storage.sqlite import SqliteMailboxStore, migrate, schema_files
 
 LIMITS = QueueLimits(max_mailbox_depth=100, max_mailboxes=10)
@@ -130,8 +136,32 @@ def test_expired_frames_are_never_due() -> None:
 # ---- the SQLite store ------------------------------------------------------------------
 
 
+@dataclass
+class Backend:
+    """Where a store lives: an SQLite file or a fresh PostgreSQL database (a real one)."""
+
+    location: str
+    opener: Callable[[str], MailboxStore]
+
+    def reopen(self) -> MailboxStore:
+        return self.opener(self.location)
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Backend:
+    if request.param == "sqlite":
+        return Backend(str(tmp_path / "relay.db"), SqliteMailboxStore)
+    cluster = request.getfixturevalue("postgres_cluster")
+    return Backend(cluster.new_database(), PostgresMailboxStore)
+
+
 def open_store(tmp_path: Path) -> SqliteMailboxStore:
     store = SqliteMailboxStore(str(tmp_path / "relay.db"))
+    with_mailbox(store)
+    return store
+
+
+def with_mailbox(store: MailboxStore) -> MailboxStore:
     result = store.apply([AddMailbox(MailboxRecord(RECV, SEND, b"R" * 32, b"S" * 32, T0))], T0, LIMITS)
     assert result[0].outcome is Outcome.CREATED
     return store
@@ -163,8 +193,8 @@ def test_newer_schema_is_refused(tmp_path: Path) -> None:
         SqliteMailboxStore(str(tmp_path / "relay.db"))
 
 
-def test_mailbox_lookup(tmp_path: Path) -> None:
-    store = open_store(tmp_path)
+def test_mailbox_lookup(backend: Backend) -> None:
+    store = with_mailbox(backend.reopen())
     record = store.mailbox_by_recv(RECV)
     assert record is not None and record.send_id == SEND and record.recv_key == b"R" * 32
     assert store.mailbox_by_send(SEND) == record
@@ -172,8 +202,8 @@ def test_mailbox_lookup(tmp_path: Path) -> None:
     store.close()
 
 
-def test_store_is_idempotent_and_fifo(tmp_path: Path) -> None:
-    store = open_store(tmp_path)
+def test_store_is_idempotent_and_fifo(backend: Backend) -> None:
+    store = with_mailbox(backend.reopen())
     results = store.apply(
         [PutMessage(RECV, b"one"), PutMessage(RECV, b"two"), PutMessage(RECV, b"one")], T0, LIMITS
     )
@@ -190,8 +220,8 @@ def test_store_is_idempotent_and_fifo(tmp_path: Path) -> None:
     store.close()
 
 
-def test_ack_deletes_and_sequence_numbers_are_never_reused(tmp_path: Path) -> None:
-    store = open_store(tmp_path)
+def test_ack_deletes_and_sequence_numbers_are_never_reused(backend: Backend) -> None:
+    store = with_mailbox(backend.reopen())
     (first,) = store.apply([PutMessage(RECV, b"a")], T0, LIMITS)
     deleted = store.apply(
         [
@@ -210,8 +240,8 @@ def test_ack_deletes_and_sequence_numbers_are_never_reused(tmp_path: Path) -> No
     store.close()
 
 
-def test_messages_by_seq_reads_back_only_rows_still_stored(tmp_path: Path) -> None:
-    store = open_store(tmp_path)
+def test_messages_by_seq_reads_back_only_rows_still_stored(backend: Backend) -> None:
+    store = with_mailbox(backend.reopen())
     other = b"o" * 16
     store.apply([AddMailbox(MailboxRecord(other, b"t" * 16, b"R" * 32, b"S" * 32, T0))], T0, LIMITS)
     stored = store.apply([PutMessage(RECV, b"p%d" % i) for i in range(5)], T0, LIMITS)
@@ -227,8 +257,8 @@ def test_messages_by_seq_reads_back_only_rows_still_stored(tmp_path: Path) -> No
     store.close()
 
 
-def test_depth_limit_counts_within_a_batch(tmp_path: Path) -> None:
-    store = open_store(tmp_path)
+def test_depth_limit_counts_within_a_batch(backend: Backend) -> None:
+    store = with_mailbox(backend.reopen())
     limits = QueueLimits(max_mailbox_depth=2, max_mailboxes=10)
     results = store.apply([PutMessage(RECV, b"%d" % i) for i in range(3)], T0, limits)
     assert [r.outcome for r in results] == [Outcome.STORED, Outcome.STORED, Outcome.MAILBOX_FULL]
@@ -239,8 +269,8 @@ def test_depth_limit_counts_within_a_batch(tmp_path: Path) -> None:
     store.close()
 
 
-def test_mailbox_quota_and_id_collision(tmp_path: Path) -> None:
-    store = open_store(tmp_path)
+def test_mailbox_quota_and_id_collision(backend: Backend) -> None:
+    store = with_mailbox(backend.reopen())
     limits = QueueLimits(max_mailbox_depth=2, max_mailboxes=2)
     other = MailboxRecord(b"x" * 16, b"y" * 16, b"R" * 32, b"S" * 32, T0)
     clash = MailboxRecord(b"z" * 16, SEND, b"R" * 32, b"S" * 32, T0)
@@ -252,8 +282,8 @@ def test_mailbox_quota_and_id_collision(tmp_path: Path) -> None:
     store.close()
 
 
-def test_expiry(tmp_path: Path) -> None:
-    store = open_store(tmp_path)
+def test_expiry(backend: Backend) -> None:
+    store = with_mailbox(backend.reopen())
     store.apply([PutMessage(RECV, b"old")], T0, LIMITS)
     store.apply([PutMessage(RECV, b"new")], T0 + 100, LIMITS)
     cutoff = rules.expiry_cutoff(T0 + 150, 100)
@@ -263,8 +293,8 @@ def test_expiry(tmp_path: Path) -> None:
     store.close()
 
 
-def test_a_failed_batch_commits_nothing(tmp_path: Path) -> None:
-    store = open_store(tmp_path)
+def test_a_failed_batch_commits_nothing(backend: Backend) -> None:
+    store = with_mailbox(backend.reopen())
     # A frame for a mailbox that does not exist violates the foreign key: the whole batch
     # rolls back, including the valid frame before it.
     with pytest.raises(StorageError):
@@ -275,11 +305,11 @@ def test_a_failed_batch_commits_nothing(tmp_path: Path) -> None:
     store.close()
 
 
-def test_frames_survive_reopening(tmp_path: Path) -> None:
-    store = open_store(tmp_path)
+def test_frames_survive_reopening(backend: Backend) -> None:
+    store = with_mailbox(backend.reopen())
     store.apply([PutMessage(RECV, b"durable")], T0, LIMITS)
     store.close()
-    reopened = SqliteMailboxStore(str(tmp_path / "relay.db"))
+    reopened = backend.reopen()
     assert [r.payload for r in reopened.messages_after(RECV, 0, 10)] == [b"durable"]
     reopened.close()
 
@@ -287,3 +317,25 @@ def test_frames_survive_reopening(tmp_path: Path) -> None:
 def test_unopenable_database_is_a_storage_error(tmp_path: Path) -> None:
     with pytest.raises(StorageError):
         SqliteMailboxStore(str(tmp_path / "missing" / "relay.db"))
+
+
+# ---- the PostgreSQL store only ---------------------------------------------------------------
+
+
+def test_postgres_schema_version_and_a_newer_schema_refused(postgres_cluster: Any) -> None:
+    url = postgres_cluster.new_database()
+    PostgresMailboxStore(url).close()
+    PostgresMailboxStore(url).close()  # idempotent: nothing applied twice
+    with psycopg.connect(url, autocommit=True) as conn:
+        versions = [row[0] for row in conn.execute("SELECT version FROM schema_version")]
+        assert versions == [n for n, _ in pg_storage.schema_files()] == [1]
+        conn.execute("INSERT INTO schema_version VALUES (999, 0)")
+    with pytest.raises(StorageError, match="newer"):
+        PostgresMailboxStore(url)
+
+
+def test_an_unreachable_postgres_is_a_storage_error_without_the_password(postgres_cluster: Any) -> None:
+    url = f"postgresql://postgres:hunter2@127.0.0.1:{postgres_cluster.port}/no_such_database"
+    with pytest.raises(StorageError, match="no_such_database") as caught:
+        PostgresMailboxStore(url)
+    assert "hunter2" not in str(caught.value)

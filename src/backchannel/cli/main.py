@@ -186,7 +186,7 @@ def relay() -> None:
 )
 @click.option("--host", help="Address to listen on (default 127.0.0.1).")
 @click.option("--port", type=int, help="Port (default 7400; 0 picks a free one).")
-@click.option("--db", "db", help="SQLite database path (default relay.db).")
+@click.option("--db", "db", help="SQLite database path (default relay.db), or a postgresql:// URL.")
 def relay_serve(config_file: Path | None, host: str | None, port: int | None, db: str | None) -> None:
     """Serve mailboxes: store-and-forward of sealed frames it cannot read."""
     from backchannel.relay.config import RelayConfig

@@ -20,7 +20,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--config", help="TOML file with a [relay] table")
     parser.add_argument("--host", help="address to listen on (default 127.0.0.1)")
     parser.add_argument("--port", type=int, help="port to listen on; 0 picks a free one")
-    parser.add_argument("--db", dest="db_path", help="SQLite database file")
+    parser.add_argument("--db", dest="db_path", help="SQLite database file, or a postgresql:// URL")
     args = parser.parse_args(argv)
     try:
         config = RelayConfig.load(args.config, host=args.host, port=args.port, db_path=args.db_path)

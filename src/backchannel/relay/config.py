@@ -24,6 +24,7 @@ class RelayConfig:
     host: str = "127.0.0.1"
     #: 0 asks the OS for a free port (the actual URL is reported when listening).
     port: int = 7400
+    #: An SQLite file, or a ``postgresql://user:password@host:port/dbname`` URL (PostgreSQL).
     db_path: str = "relay.db"
     #: The largest SEND payload accepted, in bytes.
     max_payload: int = frames.MAX_PAYLOAD

@@ -71,6 +71,7 @@ from backchannel.relay.storage.base import (
     PutMessage,
     WriteResult,
 )
+from backchannel.relay.storage.postgres import PostgresMailboxStore, is_postgres_url
 from backchannel.relay.storage.sqlite import SqliteMailboxStore
 
 _LOG = logging.getLogger("backchannel.relay")
@@ -175,7 +176,8 @@ class RelayServer:
         if self._store_given is not None:
             store = self._store_given
         else:
-            store = await self._db(SqliteMailboxStore, self.config.db_path)
+            opener = PostgresMailboxStore if is_postgres_url(self.config.db_path) else SqliteMailboxStore
+            store = await self._db(opener, self.config.db_path)
         self._store = store
         self._committer = GroupCommitter(store, self._executor, self._limits, self._clock, self.counters)
         self._tasks = [

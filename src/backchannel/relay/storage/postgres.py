@@ -1,0 +1,243 @@
+"""The PostgreSQL mailbox store: the production choice, the same contract as the SQLite one.
+
+Theory of operation
+-------------------
+One connection (psycopg 3), used from the server's single DB worker thread. Each batch of
+writes runs in one transaction; PostgreSQL's default ``synchronous_commit = on`` makes a
+commit durable (flushed to the write-ahead log) when ``COMMIT`` returns, which is the moment
+the server may answer STORED. Reads run in autocommit, so they never hold a snapshot open.
+
+The schema lives in numbered files ``schema_postgres/NNN_*.sql`` (the tables of the SQLite
+schema with PostgreSQL types); ``schema_version`` records which have run. Migrations take a
+transaction-level advisory lock, so relays starting together against one database apply
+each script once. Every ``psycopg`` exception leaves this module as a ``StorageError``, with
+the password of the connection string never in the message.
+
+One relay process per database: a relay pushes frames to its subscribers from memory as it
+stores them, and does not watch the database for frames another relay process stored.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from importlib import resources
+from typing import Any
+
+import psycopg
+
+from backchannel.errors import StorageError
+from backchannel.relay import mailbox as rules
+from backchannel.relay.mailbox import QueueLimits
+from backchannel.relay.storage.base import (
+    AddMailbox,
+    DeleteMessage,
+    ExpireMessages,
+    MailboxRecord,
+    Outcome,
+    PutMessage,
+    StoredMessage,
+    WriteOp,
+    WriteResult,
+)
+
+_SCHEMA_FILE = re.compile(r"^(\d{3})_[a-z0-9_]+\.sql$")
+#: An arbitrary constant naming the advisory lock that serialises migrations.
+_MIGRATION_LOCK = 0x6263_7265_6C61_79  # "bcrelay"
+#: URL schemes that select this store instead of an SQLite file.
+URL_SCHEMES = ("postgresql://", "postgres://")
+
+
+def is_postgres_url(location: str) -> bool:
+    return location.startswith(URL_SCHEMES)
+
+
+class PostgresMailboxStore:
+    """``MailboxStore`` on a PostgreSQL database (``postgresql://user@host:port/dbname``)."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        with _mapped("connect", url):
+            self._db = psycopg.connect(url, connect_timeout=10)
+        migrate(self._db, url)
+        self._db.autocommit = True
+
+    # ---- writes ------------------------------------------------------------------------
+
+    def apply(self, ops: Sequence[WriteOp], now: float, limits: QueueLimits) -> list[WriteResult]:
+        with _mapped("write", self.url), self._db.transaction():
+            batch = _Batch(self._db, now, limits)
+            return [batch.run(op) for op in ops]
+
+    # ---- reads -------------------------------------------------------------------------
+
+    def mailbox_by_recv(self, recv_id: bytes) -> MailboxRecord | None:
+        return self._mailbox("recv_id", recv_id)
+
+    def mailbox_by_send(self, send_id: bytes) -> MailboxRecord | None:
+        return self._mailbox("send_id", send_id)
+
+    def messages_after(self, recv_id: bytes, after_seq: int, limit: int) -> list[StoredMessage]:
+        rows = self._rows(
+            "SELECT seq, msg_id, payload, stored_at FROM messages"
+            " WHERE recv_id = %s AND seq > %s ORDER BY seq LIMIT %s",
+            (recv_id, after_seq, limit),
+        )
+        return [StoredMessage(seq, recv_id, bytes(mid), bytes(payload), at) for seq, mid, payload, at in rows]
+
+    def messages_by_seq(self, recv_id: bytes, seqs: Sequence[int]) -> list[StoredMessage]:
+        rows = self._rows(
+            "SELECT seq, msg_id, payload, stored_at FROM messages"
+            " WHERE recv_id = %s AND seq = ANY(%s) ORDER BY seq",
+            (recv_id, sorted(set(seqs))),
+        )
+        return [StoredMessage(seq, recv_id, bytes(mid), bytes(payload), at) for seq, mid, payload, at in rows]
+
+    def depth(self, recv_id: bytes) -> int:
+        with _mapped("count messages", self.url):
+            return _depth(self._db, recv_id)
+
+    def close(self) -> None:
+        with _mapped("close the connection", self.url):
+            self._db.close()
+
+    # ---- internals ---------------------------------------------------------------------
+
+    def _mailbox(self, column: str, value: bytes) -> MailboxRecord | None:
+        rows = self._rows(
+            f"SELECT recv_id, send_id, recv_key, send_key, created_at FROM mailboxes WHERE {column} = %s",
+            (value,),
+        )
+        if not rows:
+            return None
+        recv_id, send_id, recv_key, send_key, created_at = rows[0]
+        return MailboxRecord(bytes(recv_id), bytes(send_id), bytes(recv_key), bytes(send_key), created_at)
+
+    def _rows(self, sql: str, params: tuple[Any, ...]) -> list[tuple[Any, ...]]:
+        with _mapped("read", self.url):
+            return self._db.execute(sql, params).fetchall()
+
+
+class _Batch:
+    """One group-commit transaction; caches counts so limits cost one query per mailbox."""
+
+    def __init__(self, db: psycopg.Connection[Any], now: float, limits: QueueLimits) -> None:
+        self._db = db
+        self._now = now
+        self._limits = limits
+        self._depths: dict[bytes, int] = {}
+        self._mailboxes: int | None = None
+
+    def run(self, op: WriteOp) -> WriteResult:
+        match op:
+            case PutMessage(recv_id, payload):
+                return self._put(recv_id, payload)
+            case DeleteMessage(recv_id, msg_id):
+                return self._delete(recv_id, msg_id)
+            case AddMailbox(record):
+                return self._add(record)
+            case ExpireMessages(cutoff):
+                cur = self._db.execute("DELETE FROM messages WHERE stored_at < %s", (cutoff,))
+                self._depths.clear()
+                return WriteResult(Outcome.EXPIRED, count=cur.rowcount)
+        raise TypeError(f"not a write op: {op!r}")  # pragma: no cover
+
+    def _put(self, recv_id: bytes, payload: bytes) -> WriteResult:
+        msg_id = rules.message_id(payload)
+        seen = self._db.execute(
+            "SELECT 1 FROM messages WHERE recv_id = %s AND msg_id = %s", (recv_id, msg_id)
+        ).fetchone()
+        if seen is not None:
+            return WriteResult(Outcome.DUPLICATE, msg_id)
+        depth = self._depths.get(recv_id)
+        if depth is None:
+            depth = _depth(self._db, recv_id)
+        if not rules.depth_allows(depth, self._limits):
+            self._depths[recv_id] = depth
+            return WriteResult(Outcome.MAILBOX_FULL, msg_id)
+        row = self._db.execute(
+            "INSERT INTO messages (recv_id, msg_id, payload, stored_at)"
+            " VALUES (%s, %s, %s, %s) RETURNING seq",
+            (recv_id, msg_id, payload, self._now),
+        ).fetchone()
+        self._depths[recv_id] = depth + 1
+        return WriteResult(Outcome.STORED, msg_id, count=int(row[0]) if row else 0)
+
+    def _delete(self, recv_id: bytes, msg_id: bytes) -> WriteResult:
+        cur = self._db.execute("DELETE FROM messages WHERE recv_id = %s AND msg_id = %s", (recv_id, msg_id))
+        if cur.rowcount == 0:
+            return WriteResult(Outcome.ABSENT, msg_id)
+        if recv_id in self._depths:
+            self._depths[recv_id] -= 1
+        return WriteResult(Outcome.DELETED, msg_id)
+
+    def _add(self, record: MailboxRecord) -> WriteResult:
+        if self._mailboxes is None:
+            row = self._db.execute("SELECT COUNT(*) FROM mailboxes").fetchone()
+            self._mailboxes = int(row[0]) if row else 0
+        if not rules.quota_allows(self._mailboxes, self._limits):
+            return WriteResult(Outcome.QUOTA)
+        cur = self._db.execute(
+            "INSERT INTO mailboxes (recv_id, send_id, recv_key, send_key, created_at)"
+            " VALUES (%s, %s, %s, %s, %s) ON CONFLICT DO NOTHING",
+            (record.recv_id, record.send_id, record.recv_key, record.send_key, self._now),
+        )
+        if cur.rowcount == 0:
+            return WriteResult(Outcome.ID_TAKEN)
+        self._mailboxes += 1
+        return WriteResult(Outcome.CREATED)
+
+
+def _depth(db: psycopg.Connection[Any], recv_id: bytes) -> int:
+    row = db.execute("SELECT COUNT(*) FROM messages WHERE recv_id = %s", (recv_id,)).fetchone()
+    return int(row[0]) if row else 0
+
+
+def _redacted(url: str) -> str:
+    """The connection string without its password (for error messages and logs)."""
+    return re.sub(r"(://[^:/@]*):[^@]*@", r"\1:***@", url)
+
+
+@contextmanager
+def _mapped(what: str, url: str) -> Iterator[None]:
+    """Turn psycopg exceptions into ``StorageError`` at this boundary."""
+    try:
+        yield
+    except psycopg.Error as exc:
+        detail = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise StorageError(f"relay database {_redacted(url)}: cannot {what}: {detail}") from None
+
+
+def schema_files() -> list[tuple[int, str]]:
+    """The numbered PostgreSQL schema scripts shipped with the relay, in order."""
+    out: list[tuple[int, str]] = []
+    for entry in resources.files("backchannel.relay.schema_postgres").iterdir():
+        match = _SCHEMA_FILE.match(entry.name)
+        if match:
+            out.append((int(match.group(1)), entry.read_text(encoding="utf-8")))
+    out.sort()
+    return out
+
+
+def migrate(db: psycopg.Connection[Any], url: str = "") -> int:
+    """Apply every schema script newer than the database; return the resulting version."""
+    scripts = schema_files()
+    known = scripts[-1][0] if scripts else 0
+    with _mapped("migrate the schema", url), db.transaction():
+        db.execute("SELECT pg_advisory_xact_lock(%s)", (_MIGRATION_LOCK,))
+        db.execute(
+            "CREATE TABLE IF NOT EXISTS schema_version"
+            " (version INTEGER PRIMARY KEY, applied_at DOUBLE PRECISION NOT NULL)"
+        )
+        row = db.execute("SELECT COALESCE(MAX(version), 0) FROM schema_version").fetchone()
+        current = int(row[0]) if row else 0
+        if current > known:
+            raise StorageError(f"relay database schema version {current} is newer than this relay ({known})")
+        for version, script in scripts:
+            if version > current:
+                db.execute(script.encode("utf-8"))
+                db.execute("INSERT INTO schema_version VALUES (%s, %s)", (version, time.time()))
+                current = version
+    return current

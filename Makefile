@@ -28,7 +28,7 @@ chromium:
 	@command -v chromium >/dev/null || (apt-get update -qq && apt-get install -y -qq chromium)
 
 # The relay's PostgreSQL store is tested on a throwaway cluster made with Debian's postgresql
-# (the tests run initdb and pg_ctl themselves; no service is enabled).
+# (the tests run initdb and pg_ctl themselves on a free port; they use no cluster the package made).
 postgresql:
 	@ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || (apt-get update -qq && apt-get install -y -qq postgresql)
 

@@ -49,6 +49,7 @@ class PostgresCluster:
 
     def start(self) -> None:
         data = str(self.directory / "data")
+        self._started = True  # (stop() must try even if pg_ctl start timed out half-way)
         self._as_postgres(
             str(self._bin / "initdb"), "-D", data, "-U", "postgres", "--auth=trust", "-E", "UTF8",
             "--locale=C.UTF-8", "--no-sync",
@@ -57,7 +58,6 @@ class PostgresCluster:
             str(self._bin / "pg_ctl"), "-D", data, "-l", str(self.directory / "pg.log"), "-w", "start",
             "-o", f"-p {self.port} -k {self.directory} -c listen_addresses=127.0.0.1",
         )  # fmt: skip
-        self._started = True
 
     def url(self, database: str = "postgres") -> str:
         return f"postgresql://postgres@127.0.0.1:{self.port}/{database}"
@@ -72,7 +72,7 @@ class PostgresCluster:
 
     def stop(self) -> None:
         try:
-            if self._started:
+            if self._started and (self.directory / "data" / "postmaster.pid").exists():
                 self._as_postgres(
                     str(self._bin / "pg_ctl"), "-D", str(self.directory / "data"), "-m", "fast", "-w", "stop"
                 )

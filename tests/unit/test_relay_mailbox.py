@@ -339,3 +339,24 @@ def test_an_unreachable_postgres_is_a_storage_error_without_the_password(postgre
     with pytest.raises(StorageError, match="no_such_database") as caught:
         PostgresMailboxStore(url)
     assert "hunter2" not in str(caught.value)
+    query_form = f"postgresql://postgres@127.0.0.1:{postgres_cluster.port}/no_such_database?password=hunter2"
+    with pytest.raises(StorageError) as caught:
+        PostgresMailboxStore(query_form)
+    assert "hunter2" not in str(caught.value)
+
+
+def test_a_postgres_store_reconnects_after_the_server_dropped_it(postgres_cluster: Any) -> None:
+    url = postgres_cluster.new_database()
+    store = with_mailbox(PostgresMailboxStore(url))
+    store.apply([PutMessage(RECV, b"before")], T0, LIMITS)
+    with psycopg.connect(url, autocommit=True) as admin:  # what a server restart does to us
+        admin.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+            " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+        )
+    with pytest.raises(StorageError):
+        store.depth(RECV)  # the request in flight when the connection died fails, clearly
+    (after,) = store.apply([PutMessage(RECV, b"after")], T0, LIMITS)  # then it is back
+    assert after.outcome is Outcome.STORED
+    assert [r.payload for r in store.messages_after(RECV, 0, 10)] == [b"before", b"after"]
+    store.close()

@@ -1,4 +1,4 @@
-"""What the relay server needs from a durable store (SQLite now, PostgreSQL later).
+"""What the relay server needs from a durable store (SQLite, or PostgreSQL in production).
 
 Stores are synchronous: the server calls them from one dedicated worker thread, so an
 implementation needs no locking of its own and may block on disk or network freely.

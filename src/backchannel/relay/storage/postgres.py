@@ -59,16 +59,26 @@ class PostgresMailboxStore:
 
     def __init__(self, url: str) -> None:
         self.url = url
-        with _mapped("connect", url):
-            self._db = psycopg.connect(url, connect_timeout=10)
-        migrate(self._db, url)
-        self._db.autocommit = True
+        self._db = _connect(url)
+        try:
+            migrate(self._db, url)
+        except StorageError:
+            self._db.close()
+            raise
+
+    def _live(self) -> psycopg.Connection[Any]:
+        """The connection, opened again if the server closed it (a restart, a failover): the
+        relay's requests fail while the database is away and succeed again once it is back."""
+        if self._db.closed or self._db.broken:
+            self._db = _connect(self.url)
+        return self._db
 
     # ---- writes ------------------------------------------------------------------------
 
     def apply(self, ops: Sequence[WriteOp], now: float, limits: QueueLimits) -> list[WriteResult]:
-        with _mapped("write", self.url), self._db.transaction():
-            batch = _Batch(self._db, now, limits)
+        db = self._live()
+        with _mapped("write", self.url), db.transaction():
+            batch = _Batch(db, now, limits)
             return [batch.run(op) for op in ops]
 
     # ---- reads -------------------------------------------------------------------------
@@ -96,8 +106,9 @@ class PostgresMailboxStore:
         return [StoredMessage(seq, recv_id, bytes(mid), bytes(payload), at) for seq, mid, payload, at in rows]
 
     def depth(self, recv_id: bytes) -> int:
+        db = self._live()
         with _mapped("count messages", self.url):
-            return _depth(self._db, recv_id)
+            return _depth(db, recv_id)
 
     def close(self) -> None:
         with _mapped("close the connection", self.url):
@@ -116,8 +127,9 @@ class PostgresMailboxStore:
         return MailboxRecord(bytes(recv_id), bytes(send_id), bytes(recv_key), bytes(send_key), created_at)
 
     def _rows(self, sql: str, params: tuple[Any, ...]) -> list[tuple[Any, ...]]:
+        db = self._live()
         with _mapped("read", self.url):
-            return self._db.execute(sql, params).fetchall()
+            return db.execute(sql, params).fetchall()
 
 
 class _Batch:
@@ -190,6 +202,30 @@ class _Batch:
         return WriteResult(Outcome.CREATED)
 
 
+def _connect(url: str) -> psycopg.Connection[Any]:
+    """Connect with durable commits forced on, and TCP keepalives so that a silent network
+    partition fails the relay's requests instead of blocking its database thread forever."""
+    with _mapped("connect", url):
+        db = psycopg.connect(
+            url,
+            autocommit=True,  # (each batch and migration opens its own transaction)
+            connect_timeout=10,
+            keepalives=1,
+            keepalives_idle=30,
+            keepalives_interval=10,
+            keepalives_count=3,
+            options="-c synchronous_commit=on",
+        )
+        row = db.execute("SHOW fsync").fetchone()
+    if row is None or row[0] != "on":
+        db.close()
+        raise StorageError(
+            f"relay database {_redacted(url)}: the server runs with fsync off, so a commit is not "
+            "durable and the relay could answer 'stored' for a frame a crash then loses"
+        )
+    return db
+
+
 def _depth(db: psycopg.Connection[Any], recv_id: bytes) -> int:
     row = db.execute("SELECT COUNT(*) FROM messages WHERE recv_id = %s", (recv_id,)).fetchone()
     return int(row[0]) if row else 0
@@ -197,7 +233,8 @@ def _depth(db: psycopg.Connection[Any], recv_id: bytes) -> int:
 
 def _redacted(url: str) -> str:
     """The connection string without its password (for error messages and logs)."""
-    return re.sub(r"(://[^:/@]*):[^@]*@", r"\1:***@", url)
+    url = re.sub(r"(://[^:/@]*):[^@]*@", r"\1:***@", url)
+    return re.sub(r"(?i)([?&]password=)[^&]*", r"\1***", url)
 
 
 @contextmanager

@@ -29,19 +29,9 @@ from typing import Any
 import psycopg
 
 from backchannel.errors import StorageError
-from backchannel.relay import mailbox as rules
 from backchannel.relay.mailbox import QueueLimits
-from backchannel.relay.storage.base import (
-    AddMailbox,
-    DeleteMessage,
-    ExpireMessages,
-    MailboxRecord,
-    Outcome,
-    PutMessage,
-    StoredMessage,
-    WriteOp,
-    WriteResult,
-)
+from backchannel.relay.storage.base import MailboxRecord, StoredMessage, WriteOp, WriteResult
+from backchannel.relay.storage.batch import Batch
 
 _SCHEMA_FILE = re.compile(r"^(\d{3})_[a-z0-9_]+\.sql$")
 #: An arbitrary constant naming the advisory lock that serialises migrations.
@@ -78,7 +68,7 @@ class PostgresMailboxStore:
     def apply(self, ops: Sequence[WriteOp], now: float, limits: QueueLimits) -> list[WriteResult]:
         db = self._live()
         with _mapped("write", self.url), db.transaction():
-            batch = _Batch(db, now, limits)
+            batch = Batch(_PostgresTables(db), now, limits)
             return [batch.run(op) for op in ops]
 
     # ---- reads -------------------------------------------------------------------------
@@ -108,7 +98,7 @@ class PostgresMailboxStore:
     def depth(self, recv_id: bytes) -> int:
         db = self._live()
         with _mapped("count messages", self.url):
-            return _depth(db, recv_id)
+            return _PostgresTables(db).depth(recv_id)
 
     def close(self) -> None:
         with _mapped("close the connection", self.url):
@@ -132,74 +122,46 @@ class PostgresMailboxStore:
             return db.execute(sql, params).fetchall()
 
 
-class _Batch:
-    """One group-commit transaction; caches counts so limits cost one query per mailbox."""
+class _PostgresTables:
+    """The statements of a write batch (``storage.batch``) in PostgreSQL's dialect."""
 
-    def __init__(self, db: psycopg.Connection[Any], now: float, limits: QueueLimits) -> None:
+    def __init__(self, db: psycopg.Connection[Any]) -> None:
         self._db = db
-        self._now = now
-        self._limits = limits
-        self._depths: dict[bytes, int] = {}
-        self._mailboxes: int | None = None
 
-    def run(self, op: WriteOp) -> WriteResult:
-        match op:
-            case PutMessage(recv_id, payload):
-                return self._put(recv_id, payload)
-            case DeleteMessage(recv_id, msg_id):
-                return self._delete(recv_id, msg_id)
-            case AddMailbox(record):
-                return self._add(record)
-            case ExpireMessages(cutoff):
-                cur = self._db.execute("DELETE FROM messages WHERE stored_at < %s", (cutoff,))
-                self._depths.clear()
-                return WriteResult(Outcome.EXPIRED, count=cur.rowcount)
-        raise TypeError(f"not a write op: {op!r}")  # pragma: no cover
+    def has_message(self, recv_id: bytes, msg_id: bytes) -> bool:
+        sql = "SELECT 1 FROM messages WHERE recv_id = %s AND msg_id = %s"
+        return self._db.execute(sql, (recv_id, msg_id)).fetchone() is not None
 
-    def _put(self, recv_id: bytes, payload: bytes) -> WriteResult:
-        msg_id = rules.message_id(payload)
-        seen = self._db.execute(
-            "SELECT 1 FROM messages WHERE recv_id = %s AND msg_id = %s", (recv_id, msg_id)
-        ).fetchone()
-        if seen is not None:
-            return WriteResult(Outcome.DUPLICATE, msg_id)
-        depth = self._depths.get(recv_id)
-        if depth is None:
-            depth = _depth(self._db, recv_id)
-        if not rules.depth_allows(depth, self._limits):
-            self._depths[recv_id] = depth
-            return WriteResult(Outcome.MAILBOX_FULL, msg_id)
+    def depth(self, recv_id: bytes) -> int:
+        row = self._db.execute("SELECT COUNT(*) FROM messages WHERE recv_id = %s", (recv_id,)).fetchone()
+        return int(row[0]) if row else 0
+
+    def insert_message(self, recv_id: bytes, msg_id: bytes, payload: bytes, now: float) -> int:
         row = self._db.execute(
             "INSERT INTO messages (recv_id, msg_id, payload, stored_at)"
             " VALUES (%s, %s, %s, %s) RETURNING seq",
-            (recv_id, msg_id, payload, self._now),
+            (recv_id, msg_id, payload, now),
         ).fetchone()
-        self._depths[recv_id] = depth + 1
-        return WriteResult(Outcome.STORED, msg_id, count=int(row[0]) if row else 0)
+        return int(row[0]) if row else 0
 
-    def _delete(self, recv_id: bytes, msg_id: bytes) -> WriteResult:
+    def delete_message(self, recv_id: bytes, msg_id: bytes) -> bool:
         cur = self._db.execute("DELETE FROM messages WHERE recv_id = %s AND msg_id = %s", (recv_id, msg_id))
-        if cur.rowcount == 0:
-            return WriteResult(Outcome.ABSENT, msg_id)
-        if recv_id in self._depths:
-            self._depths[recv_id] -= 1
-        return WriteResult(Outcome.DELETED, msg_id)
+        return cur.rowcount > 0
 
-    def _add(self, record: MailboxRecord) -> WriteResult:
-        if self._mailboxes is None:
-            row = self._db.execute("SELECT COUNT(*) FROM mailboxes").fetchone()
-            self._mailboxes = int(row[0]) if row else 0
-        if not rules.quota_allows(self._mailboxes, self._limits):
-            return WriteResult(Outcome.QUOTA)
+    def count_mailboxes(self) -> int:
+        row = self._db.execute("SELECT COUNT(*) FROM mailboxes").fetchone()
+        return int(row[0]) if row else 0
+
+    def insert_mailbox(self, record: MailboxRecord, now: float) -> bool:
         cur = self._db.execute(
             "INSERT INTO mailboxes (recv_id, send_id, recv_key, send_key, created_at)"
             " VALUES (%s, %s, %s, %s, %s) ON CONFLICT DO NOTHING",
-            (record.recv_id, record.send_id, record.recv_key, record.send_key, self._now),
+            (record.recv_id, record.send_id, record.recv_key, record.send_key, now),
         )
-        if cur.rowcount == 0:
-            return WriteResult(Outcome.ID_TAKEN)
-        self._mailboxes += 1
-        return WriteResult(Outcome.CREATED)
+        return cur.rowcount > 0
+
+    def expire(self, cutoff: float) -> int:
+        return self._db.execute("DELETE FROM messages WHERE stored_at < %s", (cutoff,)).rowcount
 
 
 def _connect(url: str) -> psycopg.Connection[Any]:
@@ -224,11 +186,6 @@ def _connect(url: str) -> psycopg.Connection[Any]:
             "durable and the relay could answer 'stored' for a frame a crash then loses"
         )
     return db
-
-
-def _depth(db: psycopg.Connection[Any], recv_id: bytes) -> int:
-    row = db.execute("SELECT COUNT(*) FROM messages WHERE recv_id = %s", (recv_id,)).fetchone()
-    return int(row[0]) if row else 0
 
 
 def _redacted(url: str) -> str:

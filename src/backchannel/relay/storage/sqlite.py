@@ -19,19 +19,9 @@ from contextlib import contextmanager
 from importlib import resources
 
 from backchannel.errors import StorageError
-from backchannel.relay import mailbox as rules
 from backchannel.relay.mailbox import QueueLimits
-from backchannel.relay.storage.base import (
-    AddMailbox,
-    DeleteMessage,
-    ExpireMessages,
-    MailboxRecord,
-    Outcome,
-    PutMessage,
-    StoredMessage,
-    WriteOp,
-    WriteResult,
-)
+from backchannel.relay.storage.base import MailboxRecord, StoredMessage, WriteOp, WriteResult
+from backchannel.relay.storage.batch import Batch
 
 _SCHEMA_FILE = re.compile(r"^(\d{3})_[a-z0-9_]+\.sql$")
 #: Sequence numbers per ``IN (...)`` query (well under SQLite's bound-parameter limit).
@@ -57,7 +47,7 @@ class SqliteMailboxStore:
 
     def apply(self, ops: Sequence[WriteOp], now: float, limits: QueueLimits) -> list[WriteResult]:
         with self._transaction():
-            batch = _Batch(self._db, now, limits)
+            batch = Batch(_SqliteTables(self._db), now, limits)
             return [batch.run(op) for op in ops]
 
     # ---- reads -------------------------------------------------------------------------
@@ -94,7 +84,7 @@ class SqliteMailboxStore:
 
     def depth(self, recv_id: bytes) -> int:
         with _mapped("count messages"):
-            return _depth(self._db, recv_id)
+            return _SqliteTables(self._db).depth(recv_id)
 
     def close(self) -> None:
         with _mapped("close the database"):
@@ -122,82 +112,44 @@ class SqliteMailboxStore:
             self._db.execute("COMMIT")
 
 
-class _Batch:
-    """One group-commit transaction; caches counts so limits cost one query per mailbox."""
+class _SqliteTables:
+    """The statements of a write batch (``storage.batch``) in SQLite's dialect."""
 
-    def __init__(self, db: sqlite3.Connection, now: float, limits: QueueLimits) -> None:
+    def __init__(self, db: sqlite3.Connection) -> None:
         self._db = db
-        self._now = now
-        self._limits = limits
-        self._depths: dict[bytes, int] = {}
-        self._mailboxes: int | None = None
 
-    def run(self, op: WriteOp) -> WriteResult:
-        match op:
-            case PutMessage(recv_id, payload):
-                return self._put(recv_id, payload)
-            case DeleteMessage(recv_id, msg_id):
-                return self._delete(recv_id, msg_id)
-            case AddMailbox(record):
-                return self._add(record)
-            case ExpireMessages(cutoff):
-                cur = self._db.execute("DELETE FROM messages WHERE stored_at < ?", (cutoff,))
-                self._depths.clear()
-                return WriteResult(Outcome.EXPIRED, count=cur.rowcount)
-        raise TypeError(f"not a write op: {op!r}")  # pragma: no cover
+    def has_message(self, recv_id: bytes, msg_id: bytes) -> bool:
+        sql = "SELECT 1 FROM messages WHERE recv_id = ? AND msg_id = ?"
+        return self._db.execute(sql, (recv_id, msg_id)).fetchone() is not None
 
-    def _put(self, recv_id: bytes, payload: bytes) -> WriteResult:
-        msg_id = rules.message_id(payload)
-        seen = self._db.execute(
-            "SELECT 1 FROM messages WHERE recv_id = ? AND msg_id = ?", (recv_id, msg_id)
-        ).fetchone()
-        if seen is not None:
-            return WriteResult(Outcome.DUPLICATE, msg_id)
-        depth = self._depths.get(recv_id)
-        if depth is None:
-            depth = _depth(self._db, recv_id)
-        if not rules.depth_allows(depth, self._limits):
-            self._depths[recv_id] = depth
-            return WriteResult(Outcome.MAILBOX_FULL, msg_id)
+    def depth(self, recv_id: bytes) -> int:
+        row = self._db.execute("SELECT COUNT(*) FROM messages WHERE recv_id = ?", (recv_id,)).fetchone()
+        return int(row[0])
+
+    def insert_message(self, recv_id: bytes, msg_id: bytes, payload: bytes, now: float) -> int:
         cur = self._db.execute(
             "INSERT INTO messages (recv_id, msg_id, payload, stored_at) VALUES (?, ?, ?, ?)",
-            (recv_id, msg_id, payload, self._now),
+            (recv_id, msg_id, payload, now),
         )
-        self._depths[recv_id] = depth + 1
-        return WriteResult(Outcome.STORED, msg_id, count=cur.lastrowid or 0)
+        return cur.lastrowid or 0
 
-    def _delete(self, recv_id: bytes, msg_id: bytes) -> WriteResult:
+    def delete_message(self, recv_id: bytes, msg_id: bytes) -> bool:
         cur = self._db.execute("DELETE FROM messages WHERE recv_id = ? AND msg_id = ?", (recv_id, msg_id))
-        if cur.rowcount == 0:
-            return WriteResult(Outcome.ABSENT, msg_id)
-        if recv_id in self._depths:
-            self._depths[recv_id] -= 1
-        return WriteResult(Outcome.DELETED, msg_id)
+        return cur.rowcount > 0
 
-    def _add(self, record: MailboxRecord) -> WriteResult:
-        if self._mailboxes is None:
-            self._mailboxes = self._db.execute("SELECT COUNT(*) FROM mailboxes").fetchone()[0]
-        if not rules.quota_allows(self._mailboxes, self._limits):
-            return WriteResult(Outcome.QUOTA)
-        try:
-            self._db.execute("SAVEPOINT add_mailbox")
-            self._db.execute(
-                "INSERT INTO mailboxes (recv_id, send_id, recv_key, send_key, created_at)"
-                " VALUES (?, ?, ?, ?, ?)",
-                (record.recv_id, record.send_id, record.recv_key, record.send_key, self._now),
-            )
-        except sqlite3.IntegrityError:
-            self._db.execute("ROLLBACK TO add_mailbox")
-            self._db.execute("RELEASE add_mailbox")
-            return WriteResult(Outcome.ID_TAKEN)
-        self._db.execute("RELEASE add_mailbox")
-        self._mailboxes += 1
-        return WriteResult(Outcome.CREATED)
+    def count_mailboxes(self) -> int:
+        return int(self._db.execute("SELECT COUNT(*) FROM mailboxes").fetchone()[0])
 
+    def insert_mailbox(self, record: MailboxRecord, now: float) -> bool:
+        cur = self._db.execute(
+            "INSERT OR IGNORE INTO mailboxes (recv_id, send_id, recv_key, send_key, created_at)"
+            " VALUES (?, ?, ?, ?, ?)",
+            (record.recv_id, record.send_id, record.recv_key, record.send_key, now),
+        )
+        return cur.rowcount > 0
 
-def _depth(db: sqlite3.Connection, recv_id: bytes) -> int:
-    row = db.execute("SELECT COUNT(*) FROM messages WHERE recv_id = ?", (recv_id,)).fetchone()
-    return int(row[0])
+    def expire(self, cutoff: float) -> int:
+        return self._db.execute("DELETE FROM messages WHERE stored_at < ?", (cutoff,)).rowcount
 
 
 @contextmanager

@@ -23,17 +23,21 @@ import re
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from importlib import resources
 from typing import Any
 
 import psycopg
 
 from backchannel.errors import StorageError
 from backchannel.relay.mailbox import QueueLimits
-from backchannel.relay.storage.base import MailboxRecord, StoredMessage, WriteOp, WriteResult
+from backchannel.relay.storage.base import (
+    MailboxRecord,
+    StoredMessage,
+    WriteOp,
+    WriteResult,
+    numbered_scripts,
+)
 from backchannel.relay.storage.batch import Batch
 
-_SCHEMA_FILE = re.compile(r"^(\d{3})_[a-z0-9_]+\.sql$")
 #: An arbitrary constant naming the advisory lock that serialises migrations.
 _MIGRATION_LOCK = 0x6263_7265_6C61_79  # "bcrelay"
 #: URL schemes that select this store instead of an SQLite file.
@@ -206,13 +210,7 @@ def _mapped(what: str, url: str) -> Iterator[None]:
 
 def schema_files() -> list[tuple[int, str]]:
     """The numbered PostgreSQL schema scripts shipped with the relay, in order."""
-    out: list[tuple[int, str]] = []
-    for entry in resources.files("backchannel.relay.schema_postgres").iterdir():
-        match = _SCHEMA_FILE.match(entry.name)
-        if match:
-            out.append((int(match.group(1)), entry.read_text(encoding="utf-8")))
-    out.sort()
-    return out
+    return numbered_scripts("backchannel.relay.schema_postgres")
 
 
 def migrate(db: psycopg.Connection[Any], url: str = "") -> int:

@@ -12,18 +12,21 @@ Every ``sqlite3`` exception leaves this module as a ``StorageError``.
 
 from __future__ import annotations
 
-import re
 import sqlite3
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from importlib import resources
 
 from backchannel.errors import StorageError
 from backchannel.relay.mailbox import QueueLimits
-from backchannel.relay.storage.base import MailboxRecord, StoredMessage, WriteOp, WriteResult
+from backchannel.relay.storage.base import (
+    MailboxRecord,
+    StoredMessage,
+    WriteOp,
+    WriteResult,
+    numbered_scripts,
+)
 from backchannel.relay.storage.batch import Batch
 
-_SCHEMA_FILE = re.compile(r"^(\d{3})_[a-z0-9_]+\.sql$")
 #: Sequence numbers per ``IN (...)`` query (well under SQLite's bound-parameter limit).
 _IN_CHUNK = 500
 
@@ -163,13 +166,7 @@ def _mapped(what: str) -> Iterator[None]:
 
 def schema_files() -> list[tuple[int, str]]:
     """The numbered schema scripts shipped with the relay, in order."""
-    out: list[tuple[int, str]] = []
-    for entry in resources.files("backchannel.relay.schema").iterdir():
-        match = _SCHEMA_FILE.match(entry.name)
-        if match:
-            out.append((int(match.group(1)), entry.read_text(encoding="utf-8")))
-    out.sort()
-    return out
+    return numbered_scripts("backchannel.relay.schema")
 
 
 def migrate(db: sqlite3.Connection) -> int:

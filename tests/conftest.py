@@ -18,3 +18,14 @@ def postgres_cluster() -> Iterator[PostgresCluster]:
         yield cluster
     finally:
         cluster.stop()
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """Print every figure the adversarial tests recorded (support.figures), one line each."""
+    from support.figures import summary_lines
+
+    lines = summary_lines()
+    if lines:
+        terminalreporter.section("figures held by the adversarial tests")
+        for line in lines:
+            terminalreporter.write_line(line)

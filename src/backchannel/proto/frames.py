@@ -63,6 +63,15 @@ class RelayErrorCode(IntEnum):
     MAILBOX_FULL = 6
     QUOTA = 7
     INTERNAL = 8
+    #: CREATE on a connection that did not present the relay's access token.
+    TOKEN_REQUIRED = 9
+    #: The client's address sent requests faster than the relay's rate limit.
+    RATE_LIMITED = 10
+    #: Sent instead of WELCOME: the relay holds its maximum of connections (overall or from
+    #: this address); the connection is then closed.
+    TOO_MANY_CONNECTIONS = 11
+    #: A per-client limit (mailboxes created, subscriptions) of this connection or address.
+    CLIENT_LIMIT = 12
 
 
 @dataclass(frozen=True)

@@ -3,6 +3,12 @@
 A relay is configured by a ``[relay]`` table in a TOML file; every key is optional and has
 a default fit for a small relay. Mistakes (an unknown key, a wrong type, a value out of
 range) fail at start with a ``ConfigError`` naming the key, never half-way through a run.
+
+The per-client limits (docs/OPERATIONS.md §1.5) are what keep one client from exhausting a
+relay that serves many: their defaults are far above what a line of two stations with
+several circuits uses, and far below what exhausts a small relay. The two secrets
+(``access_token``, ``metrics_token``) are kept out of the dataclass's ``repr``, so they
+never reach a log line that prints the configuration.
 """
 
 from __future__ import annotations
@@ -10,7 +16,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import tomllib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from backchannel.errors import ConfigError
@@ -45,6 +51,46 @@ class RelayConfig:
     #: its pong is later than ``ping_timeout_seconds``. A dead peer is noticed within their sum.
     ping_interval_seconds: float = 5.0
     ping_timeout_seconds: float = 5.0
+    #: A connection must finish its WebSocket handshake within this time or is closed.
+    handshake_timeout_seconds: float = 10.0
+
+    # ---- who may create mailboxes ---------------------------------------------------------
+    #: The relay's access token ("relay password"). When set, CREATE is refused with
+    #: TOKEN_REQUIRED on a connection that did not present it (``ws://:TOKEN@host:port``, sent
+    #: as HTTP Basic credentials in the handshake). Using a mailbox needs only its keys.
+    access_token: str = field(default="", repr=False)
+
+    # ---- per-client limits (a client is one connection, or one source address) -----------
+    #: Connections open at once, relay-wide and per source address.
+    max_connections: int = 1024
+    max_connections_per_address: int = 64
+    #: CREATEs accepted per connection, and per address within ``create_window_seconds``.
+    max_creates_per_connection: int = 64
+    max_creates_per_address: int = 256
+    create_window_seconds: float = 3600.0
+    #: Mailboxes subscribed at once per connection and per address.
+    max_subscriptions_per_connection: int = 256
+    max_subscriptions_per_address: int = 1024
+    #: Requests per second per address (a token bucket holding ``request_burst``).
+    requests_per_second: float = 1000.0
+    request_burst: int = 10_000
+    #: Bytes of SEND payloads read from one connection and not yet committed; beyond it the
+    #: relay stops reading that connection until commits catch up.
+    max_in_flight_bytes: int = 8 * 1024 * 1024
+    #: Bytes queued for one connection (replies and DELIVERs); pushes wait for room.
+    max_send_buffer_bytes: int = 4 * 1024 * 1024
+    #: A connection that takes none of what is sent to it for this long is dropped.
+    send_timeout_seconds: float = 30.0
+    #: A mailbox not subscribed for this long and holding no frame is deleted (its quota
+    #: comes back); a subscribed mailbox is in use however idle its line.
+    mailbox_expiry_seconds: float = 14 * 24 * 3600.0
+
+    # ---- /metrics ---------------------------------------------------------------------------
+    #: ``HOST:PORT`` to serve ``/metrics`` (and ``/health``) on instead of the relay's own
+    #: port ("": the relay's port). Port 0 picks a free one.
+    metrics_listen: str = ""
+    #: When set, ``/metrics`` needs ``Authorization: Bearer TOKEN``.
+    metrics_token: str = field(default="", repr=False)
 
     @classmethod
     def load(cls, path: str | None = None, **overrides: Any) -> RelayConfig:
@@ -80,15 +126,60 @@ class RelayConfig:
             raise ConfigError("relay setting 'port' must be between 0 and 65535")
         if not self.db_path:
             raise ConfigError("relay setting 'db_path' must not be empty")
-        for key in ("max_payload", "max_mailbox_depth", "max_mailboxes", "push_window"):
+        for key in _AT_LEAST_ONE:
             if getattr(self, key) < 1:
                 raise ConfigError(f"relay setting {key!r} must be at least 1")
-        for key in ("expiry_seconds", "expiry_sweep_seconds"):
+        for key in ("expiry_seconds", "expiry_sweep_seconds", "mailbox_expiry_seconds"):
             if not getattr(self, key) > 0:  # (`not >`: NaN is refused too)
                 raise ConfigError(f"relay setting {key!r} must be greater than 0")
-        for key in ("redeliver_seconds", "ping_interval_seconds", "ping_timeout_seconds"):
+        for key in _FINITE_POSITIVE:
             if not 0 < getattr(self, key) < math.inf:
                 raise ConfigError(f"relay setting {key!r} must be a finite number greater than 0")
+        if self.max_send_buffer_bytes < self.max_payload:
+            raise ConfigError("relay setting 'max_send_buffer_bytes' must be at least 'max_payload'")
+        for key in ("access_token", "metrics_token"):
+            token = getattr(self, key)
+            if token and (len(token) < 16 or not token.isascii() or not token.isprintable()):
+                raise ConfigError(f"relay setting {key!r} must be at least 16 printable ASCII characters")
+        if self.access_token and any(c in self.access_token for c in ":@/?#%[] "):
+            raise ConfigError("relay setting 'access_token' must not contain ':@/?#%[] ' (it goes in a URL)")
+        if self.metrics_listen:
+            metrics_address(self.metrics_listen)
+
+
+def metrics_address(value: str) -> tuple[str, int]:
+    """``HOST:PORT`` (``[v6]:PORT`` for IPv6) of ``metrics_listen``, checked."""
+    host, sep, port = value.rpartition(":")
+    host = host.removeprefix("[").removesuffix("]")
+    if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise ConfigError(f"relay setting 'metrics_listen' must be HOST:PORT, not {value!r}")
+    return host, int(port)
+
+
+_AT_LEAST_ONE = (
+    "max_payload",
+    "max_mailbox_depth",
+    "max_mailboxes",
+    "push_window",
+    "max_connections",
+    "max_connections_per_address",
+    "max_creates_per_connection",
+    "max_creates_per_address",
+    "max_subscriptions_per_connection",
+    "max_subscriptions_per_address",
+    "request_burst",
+    "max_in_flight_bytes",
+    "max_send_buffer_bytes",
+)
+_FINITE_POSITIVE = (
+    "redeliver_seconds",
+    "ping_interval_seconds",
+    "ping_timeout_seconds",
+    "handshake_timeout_seconds",
+    "create_window_seconds",
+    "requests_per_second",
+    "send_timeout_seconds",
+)
 
 
 _FIELD_TYPES: dict[str, type] = {
@@ -104,6 +195,23 @@ _FIELD_TYPES: dict[str, type] = {
     "redeliver_seconds": float,
     "ping_interval_seconds": float,
     "ping_timeout_seconds": float,
+    "handshake_timeout_seconds": float,
+    "access_token": str,
+    "max_connections": int,
+    "max_connections_per_address": int,
+    "max_creates_per_connection": int,
+    "max_creates_per_address": int,
+    "create_window_seconds": float,
+    "max_subscriptions_per_connection": int,
+    "max_subscriptions_per_address": int,
+    "requests_per_second": float,
+    "request_burst": int,
+    "max_in_flight_bytes": int,
+    "max_send_buffer_bytes": int,
+    "send_timeout_seconds": float,
+    "mailbox_expiry_seconds": float,
+    "metrics_listen": str,
+    "metrics_token": str,
 }
 
 

@@ -1,4 +1,4 @@
-"""Per-connection state of the relay: what it proved, and its ordered outbox.
+"""Per-connection state of the relay: what it proved, its budgets, and its ordered outbox.
 
 Theory of operation
 -------------------
@@ -7,10 +7,16 @@ Replies are produced in three places: the reader (immediate answers), the group 
 per connection, and one flusher task writes the outbox to the socket in order. So no
 producer ever blocks on a slow client, and the order "OK to SUBSCRIBE, then DELIVERs" holds.
 
-Back-pressure: each request takes a slot (``MAX_IN_FLIGHT`` per connection) that is given
-back only when its reply has been written. A client that floods requests without reading
-replies stops being read from, and TCP pushes back on it; DELIVERs are bounded by the push
-window. Memory per connection is therefore bounded.
+Memory per connection is bounded three ways, so that one client cannot exhaust a relay:
+
+- *Requests*: each takes a slot (``MAX_IN_FLIGHT``) given back when its reply has been
+  written, and SEND payloads waiting for their commit count against ``max_in_flight_bytes``.
+  A client over either stops being read from, and TCP pushes back on it.
+- *Pushes*: a pump reserves room in the send buffer (``max_send_buffer_bytes``) before it
+  reads frames from the store, so DELIVERs queued for a slow reader never exceed it; the pump
+  waits for room instead.
+- *Slow readers*: every write to the socket must complete within ``send_timeout``; a client
+  that takes nothing for that long is dropped (``SlowReader``), not buffered for.
 """
 
 from __future__ import annotations
@@ -27,19 +33,47 @@ from backchannel.proto import frames
 MAX_IN_FLIGHT = 2048
 
 
-class RelayConnection:
-    """One client connection: its session nonce, its proven capabilities, its outbox."""
+class SlowReader(Exception):
+    """The client took none of what was sent to it for ``send_timeout`` seconds."""
 
-    def __init__(self, ws: ServerConnection, nonce: bytes) -> None:
+
+class RelayConnection:
+    """One client connection: its nonce, proven capabilities, budgets and outbox."""
+
+    def __init__(
+        self,
+        ws: ServerConnection,
+        nonce: bytes,
+        *,
+        address: str = "",
+        may_create: bool = True,
+        send_buffer: int = 4 * 1024 * 1024,
+        in_flight_bytes: int = 8 * 1024 * 1024,
+        send_timeout: float = 30.0,
+    ) -> None:
         self.ws = ws
         self.nonce = nonce
+        #: The client's source address (per-address limits are counted on it).
+        self.address = address
+        #: Did the handshake present the relay's access token (or does the relay need none)?
+        self.may_create = may_create
+        #: CREATEs accepted on this connection.
+        self.creates = 0
         #: send_id -> recv_id for every AUTH_SEND that verified on this connection.
         self.senders: dict[bytes, bytes] = {}
         #: recv_ids whose receive key was proven (by SUBSCRIBE) on this connection.
         self.receivers: set[bytes] = set()
         self.slots = asyncio.Semaphore(MAX_IN_FLIGHT)
+        self.send_buffer = send_buffer
+        self.send_timeout = send_timeout
+        self._max_held = in_flight_bytes
+        self._held = 0
         self._out: deque[tuple[bytes, bool]] = deque()
+        self._out_bytes = 0  # queued in _out, plus the frame being written
+        self._reserved = 0  # room promised to pumps that are reading the store
         self._ready = asyncio.Event()
+        #: Set whenever room was freed (a frame written, a reservation or payload given back).
+        self._freed = asyncio.Event()
 
     @property
     def backlogged(self) -> bool:
@@ -49,26 +83,77 @@ class RelayConnection:
         transport = self.ws.transport
         return transport is not None and transport.get_write_buffer_size() > 0
 
+    # ---- the outbox --------------------------------------------------------------------
+
     def reply(self, frame: frames.Frame) -> None:
         """Queue the one answer to a request (gives its slot back once written)."""
-        self._out.append((frames.encode(frame), True))
-        self._ready.set()
+        self._queue(frames.encode(frame), True)
 
     def push(self, frame: frames.Frame) -> None:
         """Queue a frame the relay sends on its own (Welcome, Deliver)."""
-        self._out.append((frames.encode(frame), False))
+        self._queue(frames.encode(frame), False)
+
+    def _queue(self, data: bytes, answers_request: bool) -> None:
+        self._out.append((data, answers_request))
+        self._out_bytes += len(data)
         self._ready.set()
 
+    def has_room(self, size: int) -> bool:
+        """May a frame of ``size`` bytes be pushed now without passing the send buffer?"""
+        return self._out_bytes + self._reserved + size <= self.send_buffer
+
+    async def reserve(self, rows: int, frame_size: int) -> int:
+        """Wait for room in the send buffer for at least one frame of ``frame_size``; promise
+        room for up to ``rows`` such frames and return how many. Give it back with
+        :meth:`release` once the frames are queued (``push`` then counts them)."""
+        while not self.has_room(frame_size):
+            self._freed.clear()
+            await self._freed.wait()
+        free = self.send_buffer - self._out_bytes - self._reserved
+        n = max(1, min(rows, free // frame_size))
+        self._reserved += n * frame_size
+        return n
+
+    def release(self, rows: int, frame_size: int) -> None:
+        self._reserved -= rows * frame_size
+        self._wake_room()
+
     async def flush_forever(self) -> None:
-        """Write the outbox in order until the connection closes."""
+        """Write the outbox in order until the connection closes; ``SlowReader`` if one
+        write waits ``send_timeout`` for the client to take data."""
         try:
             while True:
                 await self._ready.wait()
                 self._ready.clear()
                 while self._out:
                     data, answers_request = self._out.popleft()
-                    await self.ws.send(data)
+                    try:
+                        async with asyncio.timeout(self.send_timeout):
+                            await self.ws.send(data)
+                    except TimeoutError:
+                        raise SlowReader() from None
+                    self._out_bytes -= len(data)
+                    self._wake_room()
                     if answers_request:
                         self.slots.release()
         except ConnectionClosed:
             return
+
+    def _wake_room(self) -> None:
+        self._freed.set()
+
+    # ---- SEND payloads waiting for their commit -----------------------------------------
+
+    def hold(self, size: int) -> None:
+        self._held += size
+
+    def unhold(self, size: int) -> None:
+        self._held -= size
+        if self._held < self._max_held:
+            self._wake_room()
+
+    async def wait_to_read(self) -> None:
+        """Before reading the next request: wait while uncommitted payloads fill the budget."""
+        while self._held >= self._max_held:
+            self._freed.clear()
+            await self._freed.wait()

@@ -20,6 +20,16 @@ client sends can be replayed on another connection. The relay holds:
 Dead connections are found by WebSocket keepalive (``ping_interval_seconds`` and
 ``ping_timeout_seconds``); their subscriptions end with them.
 
+One client cannot exhaust the relay (docs/OPERATIONS.md §1.5). A *client* is a connection,
+or a source address (:class:`_Client` counts what all connections from one address hold):
+connections are limited per address and relay-wide; CREATE needs the access token when one
+is configured and is limited per connection and per address; subscriptions likewise; every
+address has a request rate (a token bucket); a connection's uncommitted SEND payloads and
+its queued DELIVERs are bounded in bytes (``connection.py``), and a connection that takes
+nothing for ``send_timeout_seconds`` is dropped. Mailboxes nobody subscribes to expire, so
+the relay-wide quota comes back. Every refusal is an ``ERROR`` with its own code and a
+counter.
+
 Nothing a client sends can crash the relay or another connection: every frame is decoded
 in a ``try``, every failure becomes an ``ERROR`` reply and a counter, and the payloads are
 never logged.
@@ -30,9 +40,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import enum
+import hmac
 import logging
 import signal
 import sys
+from collections import deque
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -42,8 +54,9 @@ from typing import Any, TypeVar
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from websockets.asyncio.server import Server, ServerConnection, serve
-from websockets.exceptions import ConnectionClosed
+from websockets.exceptions import ConnectionClosed, InvalidHeader
 from websockets.frames import CloseCode
+from websockets.headers import parse_authorization_basic
 from websockets.http11 import Request, Response
 
 from backchannel import aio
@@ -58,17 +71,19 @@ from backchannel.errors import (
 from backchannel.proto import frames
 from backchannel.proto.frames import FrameType, RelayErrorCode
 from backchannel.relay.committer import GroupCommitter
-from backchannel.relay.config import RelayConfig
-from backchannel.relay.connection import RelayConnection
+from backchannel.relay.config import RelayConfig, metrics_address
+from backchannel.relay.connection import RelayConnection, SlowReader
 from backchannel.relay.mailbox import PushWindow, QueueLimits, expiry_cutoff
 from backchannel.relay.storage.base import (
     AddMailbox,
     DeleteMessage,
+    ExpireMailboxes,
     ExpireMessages,
     MailboxRecord,
     MailboxStore,
     Outcome,
     PutMessage,
+    TouchMailbox,
     WriteResult,
 )
 from backchannel.relay.storage.postgres import PostgresMailboxStore, is_postgres_url
@@ -80,8 +95,10 @@ _T = TypeVar("_T")
 #: Frames up to this much larger than the limit are still read, so that the client gets a
 #: TOO_LARGE error and keeps its connection; beyond it the WebSocket layer closes (1009).
 OVERSIZE_SLACK = 64 * 1024
-#: Immutable mailbox records cached in memory (mailboxes are never deleted).
+#: Immutable mailbox records cached in memory (the cache is cleared when mailboxes expire).
 MAILBOX_CACHE = 65_536
+#: How long a refused connection may take to receive its ERROR before it is dropped anyway.
+REFUSAL_TIMEOUT = 5.0
 
 COUNTER_NAMES = (
     "connections",  # connections accepted
@@ -104,6 +121,13 @@ COUNTER_NAMES = (
     "commits",  # group-commit transactions
     "storage_errors",  # failed transactions or reads
     "internal",  # requests answered INTERNAL
+    "token_refused",  # CREATEs without the relay's access token (TOKEN_REQUIRED)
+    "create_limit",  # CREATEs over a connection's or an address's limit (CLIENT_LIMIT)
+    "subscription_limit",  # SUBSCRIBEs over a connection's or an address's limit (CLIENT_LIMIT)
+    "connection_limit",  # connections refused: relay-wide or per-address limit (TOO_MANY_CONNECTIONS)
+    "rate_limited",  # requests over an address's rate (RATE_LIMITED)
+    "slow_reader",  # connections dropped for taking nothing for send_timeout_seconds
+    "mailboxes_expired",  # mailboxes deleted unused after mailbox_expiry_seconds
 )
 
 
@@ -117,10 +141,44 @@ UNREADABLE = _Unreadable.UNREADABLE
 
 
 @dataclass(eq=False)
+class _Client:
+    """What all connections from one source address hold, for the per-address limits."""
+
+    connections: int = 0
+    subscriptions: int = 0
+    #: Monotonic times of the CREATEs accepted within ``create_window_seconds``.
+    creates: deque[float] = field(default_factory=deque)
+    #: Request-rate token bucket: tokens left, and when they were last topped up.
+    tokens: float = 0.0
+    topped_up: float = 0.0
+
+    def take_token(self, now: float, rate: float, burst: int) -> bool:
+        self.tokens = min(float(burst), self.tokens + (now - self.topped_up) * rate)
+        self.topped_up = now
+        if self.tokens < 1:
+            return False
+        self.tokens -= 1
+        return True
+
+    def recent_creates(self, now: float, window: float) -> int:
+        while self.creates and self.creates[0] <= now - window:
+            self.creates.popleft()
+        return len(self.creates)
+
+    def idle(self, now: float, config: RelayConfig) -> bool:
+        """Nothing to remember: no connection, no recent CREATE, a full token bucket."""
+        full = self.tokens + (now - self.topped_up) * config.requests_per_second >= config.request_burst
+        recent = self.recent_creates(now, config.create_window_seconds)
+        return self.connections == 0 and self.subscriptions == 0 and recent == 0 and full
+
+
+@dataclass(eq=False)
 class _Subscription:
     recv_id: bytes
     conn: RelayConnection
     window: PushWindow
+    #: Monotonic time this mailbox was last marked in use in the store.
+    touched_at: float = 0.0
     #: Set to make the pump look again: at the store if ``dirty``, else only at its timer.
     wake: asyncio.Event = field(default_factory=asyncio.Event)
     #: Rows after the cursor may be waiting to be pushed: the pump must read the store.
@@ -165,8 +223,14 @@ class RelayServer:
         self._by_recv: dict[bytes, MailboxRecord] = {}
         self._by_send: dict[bytes, MailboxRecord] = {}
         self._open_connections = 0
+        self._clients: dict[str, _Client] = {}
         self._tasks: list[asyncio.Task[None]] = []
         self._ws_server: Server | None = None
+        self._metrics_server: Server | None = None
+        #: Where /metrics is served when ``metrics_listen`` is set ("" otherwise).
+        self.metrics_url = ""
+        #: The largest DELIVER frame: what a pump reserves in a send buffer per row.
+        self._frame_max = frames.HEADER.size + 2 * frames.ID_LEN + config.max_payload
 
     # ---- lifecycle ---------------------------------------------------------------------
 
@@ -184,33 +248,38 @@ class RelayServer:
             asyncio.create_task(self._committer.run(), name="relay-committer"),
             asyncio.create_task(self._expire_forever(), name="relay-expiry"),
         ]
-        frame_limit = frames.HEADER.size + 2 * frames.ID_LEN + self.config.max_payload
+        host, port = self.config.host, self.config.port
         try:
             self._ws_server = await serve(
                 self._handle,
-                self.config.host,
-                self.config.port,
+                host,
+                port,
                 compression=None,
-                max_size=frame_limit + OVERSIZE_SLACK,
+                max_size=self._frame_max + OVERSIZE_SLACK,
                 process_request=self._process_request,
+                open_timeout=self.config.handshake_timeout_seconds,
                 ping_interval=self.config.ping_interval_seconds,
                 ping_timeout=self.config.ping_timeout_seconds,
             )
+            if self.config.metrics_listen:
+                host, port = metrics_address(self.config.metrics_listen)
+                self._metrics_server = await serve(
+                    _never_upgraded, host, port, process_request=self._process_metrics_request
+                )
         except OSError as exc:
-            raise TransportError(
-                f"cannot listen on {self.config.host}:{self.config.port}: {exc.strerror or exc}"
-            ) from exc
-        port = self._ws_server.sockets[0].getsockname()[1] if self._ws_server.sockets else 0
-        host = self.config.host
-        self.url = f"ws://[{host}]:{port}" if ":" in host else f"ws://{host}:{port}"
+            raise TransportError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from exc
+        self.url = _url("ws", self.config.host, self._ws_server)
+        if self._metrics_server is not None:
+            self.metrics_url = _url("http", host, self._metrics_server)
         return self.url
 
     async def stop(self) -> None:
         """Stop accepting, close connections, commit what was accepted, close the store."""
-        if self._ws_server is not None:
-            self._ws_server.close()
-            await self._ws_server.wait_closed()
-            self._ws_server = None
+        for server in (self._ws_server, self._metrics_server):
+            if server is not None:
+                server.close()
+                await server.wait_closed()
+        self._ws_server = self._metrics_server = None
         for sub in list(self._subs.values()):
             self._end_subscription(sub)
         if self._committer is not None:
@@ -227,49 +296,137 @@ class RelayServer:
     # ---- HTTP side door ----------------------------------------------------------------
 
     def _process_request(self, connection: ServerConnection, request: Request) -> Response | None:
-        """Answer ``GET /health`` and ``GET /metrics`` without a WebSocket handshake."""
+        """Answer ``GET /health`` and ``GET /metrics`` without a WebSocket handshake (``/metrics``
+        only when it is not served on its own address)."""
         path = request.path.split("?", 1)[0]
         if path == "/health":
             return connection.respond(HTTPStatus.OK, "ok\n")
         if path == "/metrics":
-            return connection.respond(HTTPStatus.OK, self.metrics_text())
+            if self.config.metrics_listen:
+                return connection.respond(HTTPStatus.NOT_FOUND, "/metrics is served on another address\n")
+            return self._metrics_response(connection, request)
         return None
+
+    def _process_metrics_request(self, connection: ServerConnection, request: Request) -> Response:
+        """The metrics address: ``/metrics`` and ``/health``, and no WebSocket at all."""
+        path = request.path.split("?", 1)[0]
+        if path == "/health":
+            return connection.respond(HTTPStatus.OK, "ok\n")
+        if path == "/metrics":
+            return self._metrics_response(connection, request)
+        return connection.respond(HTTPStatus.NOT_FOUND, "only /metrics and /health here\n")
+
+    def _metrics_response(self, connection: ServerConnection, request: Request) -> Response:
+        token = self.config.metrics_token
+        if token:
+            given = request.headers.get("Authorization", "")
+            if not hmac.compare_digest(given.encode(), f"Bearer {token}".encode()):
+                response = connection.respond(HTTPStatus.UNAUTHORIZED, "/metrics needs its bearer token\n")
+                response.headers["WWW-Authenticate"] = "Bearer"
+                return response
+        return connection.respond(HTTPStatus.OK, self.metrics_text())
 
     def metrics_text(self) -> str:
         """The counters in the Prometheus text format."""
         lines = [f"backchannel_relay_{name}_total {value}" for name, value in self.counters.items()]
         lines.append(f"backchannel_relay_open_connections {self._open_connections}")
         lines.append(f"backchannel_relay_subscriptions {len(self._subs)}")
+        lines.append(f"backchannel_relay_client_addresses {len(self._clients)}")
         return "\n".join(lines) + "\n"
 
     # ---- one connection ----------------------------------------------------------------
 
     async def _handle(self, ws: ServerConnection) -> None:
-        conn = RelayConnection(ws, self._rng.bytes(frames.NONCE_LEN))
+        address = _address_of(ws)
+        client = self._clients.setdefault(address, self._new_client())
+        refusal = self._connection_refusal(client)
+        if refusal is not None:
+            self.counters["connection_limit"] += 1
+            with contextlib.suppress(Exception):
+                async with asyncio.timeout(REFUSAL_TIMEOUT):
+                    await ws.send(
+                        frames.encode(frames.Error(0, RelayErrorCode.TOO_MANY_CONNECTIONS, refusal))
+                    )
+                    await ws.close(CloseCode.TRY_AGAIN_LATER, "too many connections")
+            self._forget_if_idle(address)
+            return
+        conn = RelayConnection(
+            ws,
+            self._rng.bytes(frames.NONCE_LEN),
+            address=address,
+            may_create=self._token_presented(ws.request),
+            send_buffer=self.config.max_send_buffer_bytes,
+            in_flight_bytes=self.config.max_in_flight_bytes,
+            send_timeout=self.config.send_timeout_seconds,
+        )
         self.counters["connections"] += 1
         self._open_connections += 1
+        client.connections += 1
         conn.push(frames.Welcome(conn.nonce))
         reader = asyncio.create_task(self._read_loop(conn))
         flusher = asyncio.create_task(conn.flush_forever())
         try:
             done, _ = await asyncio.wait({reader, flusher}, return_when=asyncio.FIRST_COMPLETED)
             for task in done:
-                if not task.cancelled() and task.exception() is not None:
-                    _LOG.error("relay: connection task failed", exc_info=task.exception())
+                if task.cancelled():
+                    continue
+                exc = task.exception()
+                if isinstance(exc, SlowReader):
+                    # Nothing more can reach this client (it reads nothing): no close handshake.
+                    self.counters["slow_reader"] += 1
+                    if ws.transport is not None:
+                        ws.transport.abort()
+                elif exc is not None:
+                    _LOG.error("relay: connection task failed", exc_info=exc)
         finally:
             reader.cancel()
             flusher.cancel()
             await asyncio.gather(reader, flusher, return_exceptions=True)
             self._open_connections -= 1
+            client.connections -= 1
+            client.subscriptions -= len(conn.receivers)
             for recv_id in conn.receivers:
                 sub = self._subs.get(recv_id)
                 if sub is not None and sub.conn is conn:
                     self._end_subscription(sub)
+            self._forget_if_idle(address)
+
+    def _new_client(self) -> _Client:
+        return _Client(tokens=float(self.config.request_burst), topped_up=self._clock.monotonic())
+
+    def _connection_refusal(self, client: _Client) -> str | None:
+        if self._open_connections >= self.config.max_connections:
+            return f"this relay holds its maximum of {self.config.max_connections} connections; retry later"
+        if client.connections >= self.config.max_connections_per_address:
+            limit = self.config.max_connections_per_address
+            return f"this relay allows {limit} connections from one address; close one first"
+        return None
+
+    def _forget_if_idle(self, address: str) -> None:
+        client = self._clients.get(address)
+        if client is not None and client.idle(self._clock.monotonic(), self.config):
+            del self._clients[address]
+
+    def _token_presented(self, request: Request | None) -> bool:
+        """Did the handshake carry the access token (as the password of HTTP Basic credentials,
+        which a client sends for ``ws://:TOKEN@host:port``)? Always True without a token."""
+        token = self.config.access_token
+        if not token:
+            return True
+        header = request.headers.get("Authorization") if request is not None else None
+        if not header:
+            return False
+        try:
+            _, given = parse_authorization_basic(header)
+        except InvalidHeader:
+            return False
+        return hmac.compare_digest(given.encode("utf-8", "replace"), token.encode())
 
     async def _read_loop(self, conn: RelayConnection) -> None:
         try:
             async for message in conn.ws:
                 await conn.slots.acquire()
+                await conn.wait_to_read()
                 try:
                     await self._on_message(conn, message)
                 except Exception:
@@ -287,6 +444,18 @@ class RelayServer:
     async def _on_message(self, conn: RelayConnection, message: str | bytes) -> None:
         """Handle one WebSocket message; queue exactly one reply (now or after a commit)."""
         self.counters["frames_in"] += 1
+        client = self._clients[conn.address]
+        if not client.take_token(
+            self._clock.monotonic(), self.config.requests_per_second, self.config.request_burst
+        ):
+            self._refuse(
+                conn,
+                _peek_request_id(message),
+                RelayErrorCode.RATE_LIMITED,
+                "rate_limited",
+                f"this address sends more than {self.config.requests_per_second:g} requests/s; slow down",
+            )
+            return
         if isinstance(message, str):
             self._refuse(
                 conn,
@@ -361,6 +530,37 @@ class RelayServer:
 
     def _create(self, conn: RelayConnection, frame: frames.Create) -> None:
         rid = frame.request_id
+        if not conn.may_create:
+            self._refuse(
+                conn,
+                rid,
+                RelayErrorCode.TOKEN_REQUIRED,
+                "token_refused",
+                "this relay creates mailboxes only for clients with its access token "
+                "(put it in the relay URL: ws://:TOKEN@host:port)",
+            )
+            return
+        client = self._clients[conn.address]
+        now = self._clock.monotonic()
+        if conn.creates >= self.config.max_creates_per_connection:
+            limit = f"{self.config.max_creates_per_connection} mailboxes per connection"
+        elif (
+            client.recent_creates(now, self.config.create_window_seconds)
+            >= self.config.max_creates_per_address
+        ):
+            limit = (
+                f"{self.config.max_creates_per_address} mailboxes per address"
+                f" in {self.config.create_window_seconds:g} s"
+            )
+        else:
+            limit = ""
+        if limit:
+            self._refuse(
+                conn, rid, RelayErrorCode.CLIENT_LIMIT, "create_limit", f"CREATE refused: limit of {limit}"
+            )
+            return
+        conn.creates += 1
+        client.creates.append(now)
         record = MailboxRecord(
             recv_id=self._rng.bytes(frames.ID_LEN),
             send_id=self._rng.bytes(frames.ID_LEN),
@@ -370,6 +570,10 @@ class RelayServer:
         )
 
         def done(result: WriteResult | None) -> None:
+            if result is None or result.outcome is not Outcome.CREATED:
+                conn.creates -= 1  # not created: it does not count against the client
+                with contextlib.suppress(ValueError):
+                    client.creates.remove(now)
             if result is None or result.outcome is Outcome.ID_TAKEN:
                 self._internal(conn, rid)
             elif result.outcome is Outcome.QUOTA:
@@ -388,6 +592,23 @@ class RelayServer:
         self._commit(AddMailbox(record), done)
 
     async def _subscribe(self, conn: RelayConnection, frame: frames.Subscribe) -> None:
+        client = self._clients[conn.address]
+        if frame.recv_id not in conn.receivers:
+            if len(conn.receivers) >= self.config.max_subscriptions_per_connection:
+                limit = f"{self.config.max_subscriptions_per_connection} mailboxes per connection"
+            elif client.subscriptions >= self.config.max_subscriptions_per_address:
+                limit = f"{self.config.max_subscriptions_per_address} mailboxes per address"
+            else:
+                limit = ""
+            if limit:
+                self._refuse(
+                    conn,
+                    frame.request_id,
+                    RelayErrorCode.CLIENT_LIMIT,
+                    "subscription_limit",
+                    f"SUBSCRIBE refused: limit of {limit} subscribed",
+                )
+                return
         record = await self._mailbox(frame.recv_id, by_send=False)
         if record is UNREADABLE:
             self._internal(conn, frame.request_id)  # not AUTH: the client should retry
@@ -402,15 +623,18 @@ class RelayServer:
                 "SUBSCRIBE refused: unknown mailbox or bad signature",
             )
             return
-        conn.receivers.add(frame.recv_id)
+        if frame.recv_id not in conn.receivers:
+            conn.receivers.add(frame.recv_id)
+            client.subscriptions += 1
         conn.reply(frames.Ok(frame.request_id))  # queued before any DELIVER of this mailbox
         old = self._subs.get(frame.recv_id)
         if old is not None:
             self.counters["takeovers"] += 1
             self._end_subscription(old)
         window = PushWindow(self.config.push_window, self.config.redeliver_seconds)
-        sub = _Subscription(frame.recv_id, conn, window)
+        sub = _Subscription(frame.recv_id, conn, window, touched_at=self._clock.monotonic())
         self._subs[frame.recv_id] = sub
+        self._commit(TouchMailbox(frame.recv_id), _ignore)  # in use: it must not expire
         sub.task = asyncio.create_task(self._pump(sub), name="relay-pump")
         sub.poke()
 
@@ -445,9 +669,22 @@ class RelayServer:
             )
             return
 
+        size = len(frame.payload)
+        conn.hold(size)
+
         def done(result: WriteResult | None) -> None:
+            conn.unhold(size)
             if result is None:
                 self._internal(conn, rid)
+            elif result.outcome is Outcome.NO_MAILBOX:
+                conn.senders.pop(frame.send_id, None)
+                self._refuse(
+                    conn,
+                    rid,
+                    RelayErrorCode.AUTH,
+                    "auth_failed",
+                    "SEND refused: the mailbox no longer exists (it expired unused)",
+                )
             elif result.outcome is Outcome.MAILBOX_FULL:
                 self._refuse(
                     conn,
@@ -460,7 +697,13 @@ class RelayServer:
                 if result.outcome is Outcome.STORED:
                     self.counters["stored"] += 1
                     sub = self._subs.get(recv_id)
-                    if sub is not None and sub.caught_up and sub.window.fetch_limit() > 0:
+                    deliver = frames.HEADER.size + 2 * frames.ID_LEN + size
+                    if (
+                        sub is not None
+                        and sub.caught_up
+                        and sub.window.fetch_limit() > 0
+                        and sub.conn.has_room(deliver)
+                    ):
                         sub.window.pushed(
                             result.count, result.msg_id, self._clock.now(), self._clock.monotonic()
                         )
@@ -522,15 +765,25 @@ class RelayServer:
                 sub.dirty = False
                 sub.caught_up = False
                 while (limit := sub.window.fetch_limit()) > 0:
-                    rows = await self._db(self._store.messages_after, sub.recv_id, sub.window.cursor, limit)
-                    if self._subs.get(sub.recv_id) is not sub:
-                        return
-                    now = self._clock.monotonic()
-                    for row in rows:
-                        sub.window.pushed(row.seq, row.msg_id, row.stored_at, now)
-                        sub.conn.push(frames.Deliver(row.recv_id, row.msg_id, row.payload))
+                    # Room in the connection's send buffer first: a client that does not read
+                    # holds the pump here, not its frames in this process's memory.
+                    room = await sub.conn.reserve(limit, self._frame_max)
+                    try:
+                        if self._subs.get(sub.recv_id) is not sub:
+                            return
+                        rows = await self._db(
+                            self._store.messages_after, sub.recv_id, sub.window.cursor, room
+                        )
+                        if self._subs.get(sub.recv_id) is not sub:
+                            return
+                        now = self._clock.monotonic()
+                        for row in rows:
+                            sub.window.pushed(row.seq, row.msg_id, row.stored_at, now)
+                            sub.conn.push(frames.Deliver(row.recv_id, row.msg_id, row.payload))
+                    finally:
+                        sub.conn.release(room, self._frame_max)
                     self.counters["delivered"] += len(rows)
-                    if len(rows) < limit:
+                    if len(rows) < room:
                         sub.caught_up = not sub.dirty  # (dirty: a commit came during the read)
                         break
             except BackchannelError as exc:
@@ -575,8 +828,11 @@ class RelayServer:
             if row is None:
                 sub.window.forget(msg_id, seq)  # acknowledged or expired meanwhile
             elif sub.window.redelivered(msg_id, seq, now):
-                sub.conn.push(frames.Deliver(row.recv_id, row.msg_id, row.payload))
-                self.counters["redelivered"] += 1
+                # Out of room: the clock restarts and the frame is due again later.
+                deliver = frames.Deliver(row.recv_id, row.msg_id, row.payload)
+                if sub.conn.has_room(frames.HEADER.size + 2 * frames.ID_LEN + len(row.payload)):
+                    sub.conn.push(deliver)
+                    self.counters["redelivered"] += 1
 
     def _end_subscription(self, sub: _Subscription) -> None:
         if self._subs.get(sub.recv_id) is sub:
@@ -597,11 +853,35 @@ class RelayServer:
             for sub in list(self._subs.values()):
                 if sub.window.forget_expired(cutoff):
                     sub.poke()
+            await self._expire_mailboxes()
+            now = self._clock.monotonic()
+            for address in [a for a, c in self._clients.items() if c.idle(now, self.config)]:
+                del self._clients[address]
+
+    async def _expire_mailboxes(self) -> None:
+        """Delete mailboxes unused past ``mailbox_expiry_seconds``; subscribed ones are in use
+        (marked so in the store every quarter of that period, not on every sweep)."""
+        assert self._committer is not None
+        expiry = self.config.mailbox_expiry_seconds
+        now = self._clock.monotonic()
+        in_use = []
+        for sub in self._subs.values():
+            if now - sub.touched_at >= expiry / 4:
+                sub.touched_at = now
+                in_use.append(sub.recv_id)
+        cutoff = expiry_cutoff(self._clock.now(), expiry)
+        result = await self._committer.submit_and_wait(ExpireMailboxes(cutoff, tuple(in_use)))
+        if result is not None and result.count:
+            self.counters["mailboxes_expired"] += result.count
+            self._by_recv.clear()  # (records of deleted mailboxes must not be found again)
+            self._by_send.clear()
 
     # ---- store access ------------------------------------------------------------------
 
     def _commit(
-        self, op: AddMailbox | PutMessage | DeleteMessage, done: Callable[[WriteResult | None], None]
+        self,
+        op: AddMailbox | PutMessage | DeleteMessage | TouchMailbox,
+        done: Callable[[WriteResult | None], None],
     ) -> None:
         assert self._committer is not None
         self._committer.submit(op, done)
@@ -636,6 +916,29 @@ class RelayServer:
         self._by_send[record.send_id] = record
 
 
+def _ignore(result: WriteResult | None) -> None:
+    """The callback of a write nobody waits for (a failure was logged by the committer)."""
+
+
+async def _never_upgraded(ws: ServerConnection) -> None:
+    """The metrics address answers every request in ``process_request``; nothing upgrades."""
+    await ws.close()
+
+
+def _address_of(ws: ServerConnection) -> str:
+    """The client's source address (host only: one host's connections share its limits)."""
+    try:
+        remote = ws.remote_address
+    except Exception:
+        return "?"
+    return str(remote[0]) if remote else "?"
+
+
+def _url(scheme: str, host: str, server: Server) -> str:
+    port = server.sockets[0].getsockname()[1] if server.sockets else 0
+    return f"{scheme}://[{host}]:{port}" if ":" in host else f"{scheme}://{host}:{port}"
+
+
 def _peek_request_id(message: str | bytes) -> int:
     """The request id of a frame too broken to decode, so the error can still be matched."""
     if isinstance(message, bytes) and len(message) >= frames.HEADER.size:
@@ -663,6 +966,8 @@ async def run_relay(
     server = RelayServer(config)
     try:
         url = await server.start()
+        if server.metrics_url:
+            _LOG.info("relay metrics on %s/metrics", server.metrics_url)
         if on_ready is not None:
             on_ready(url)
         if stop is None:

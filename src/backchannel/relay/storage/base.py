@@ -28,6 +28,8 @@ class MailboxRecord:
     recv_key: bytes
     send_key: bytes
     created_at: float
+    #: Last subscribed (or created); a mailbox unused past ``mailbox_expiry_seconds`` goes.
+    used_at: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -65,7 +67,23 @@ class ExpireMessages:
     cutoff: float
 
 
-WriteOp = AddMailbox | PutMessage | DeleteMessage | ExpireMessages
+@dataclass(frozen=True)
+class TouchMailbox:
+    """Mark a mailbox as in use now (it was just subscribed)."""
+
+    recv_id: bytes
+
+
+@dataclass(frozen=True)
+class ExpireMailboxes:
+    """Mark ``in_use`` mailboxes as used now, then delete every mailbox last used before
+    ``cutoff`` that holds no frame: a mailbox nobody subscribes to gives its quota back."""
+
+    cutoff: float
+    in_use: tuple[bytes, ...] = ()
+
+
+WriteOp = AddMailbox | PutMessage | DeleteMessage | ExpireMessages | TouchMailbox | ExpireMailboxes
 
 
 class Outcome(Enum):
@@ -78,13 +96,16 @@ class Outcome(Enum):
     DELETED = "deleted"
     ABSENT = "absent"  # DeleteMessage of a frame that is not there (already acked)
     EXPIRED = "expired"
+    NO_MAILBOX = "no_mailbox"  # PutMessage into a mailbox that no longer exists (expired)
+    TOUCHED = "touched"
 
 
 @dataclass(frozen=True)
 class WriteResult:
     outcome: Outcome
     msg_id: bytes = b""
-    #: For STORED: the new row's sequence number. For EXPIRED: how many rows went.
+    #: For STORED: the new row's sequence number. For EXPIRED: how many rows (frames, or
+    #: mailboxes for ExpireMailboxes) went.
     count: int = 0
 
 

@@ -4,8 +4,9 @@ A store supplies the few statements a batch needs in its own SQL dialect (:class
 run inside the batch's transaction); :class:`Batch` decides what each write does with them:
 a frame already waiting is a duplicate (so retried SENDs are idempotent), a full mailbox
 refuses, a delete of a frame not there is *absent*, a mailbox quota holds, and a colliding
-random id is reported so the server can draw another. Counts are cached for the batch, so
-the limits cost one query per mailbox per batch.
+random id is reported so the server can draw another, a frame for a mailbox that expired
+is refused, and mailboxes nobody uses are deleted. Counts are cached for the batch, so the
+limits cost one query per mailbox per batch.
 """
 
 from __future__ import annotations
@@ -17,10 +18,12 @@ from backchannel.relay.mailbox import QueueLimits
 from backchannel.relay.storage.base import (
     AddMailbox,
     DeleteMessage,
+    ExpireMailboxes,
     ExpireMessages,
     MailboxRecord,
     Outcome,
     PutMessage,
+    TouchMailbox,
     WriteOp,
     WriteResult,
 )
@@ -51,6 +54,16 @@ class Tables(Protocol):
         """Delete every frame stored before ``cutoff``; returns how many."""
         ...
 
+    def mailbox_exists(self, recv_id: bytes) -> bool: ...
+
+    def touch_mailboxes(self, recv_ids: list[bytes], now: float) -> int:
+        """Set ``used_at = now`` on these mailboxes; returns how many exist."""
+        ...
+
+    def expire_mailboxes(self, cutoff: float) -> int:
+        """Delete mailboxes last used before ``cutoff`` that hold no frame; returns how many."""
+        ...
+
 
 class Batch:
     def __init__(self, tables: Tables, now: float, limits: QueueLimits) -> None:
@@ -72,6 +85,16 @@ class Batch:
                 count = self._tables.expire(cutoff)
                 self._depths.clear()
                 return WriteResult(Outcome.EXPIRED, count=count)
+            case TouchMailbox(recv_id):
+                found = self._tables.touch_mailboxes([recv_id], self._now)
+                return WriteResult(Outcome.TOUCHED if found else Outcome.ABSENT)
+            case ExpireMailboxes(cutoff, in_use):
+                if in_use:
+                    self._tables.touch_mailboxes(list(in_use), self._now)
+                count = self._tables.expire_mailboxes(cutoff)
+                self._depths.clear()
+                self._mailboxes = None
+                return WriteResult(Outcome.EXPIRED, count=count)
         raise TypeError(f"not a write op: {op!r}")  # pragma: no cover
 
     def _put(self, recv_id: bytes, payload: bytes) -> WriteResult:
@@ -80,6 +103,8 @@ class Batch:
             return WriteResult(Outcome.DUPLICATE, msg_id)
         depth = self._depths.get(recv_id)
         if depth is None:
+            if not self._tables.mailbox_exists(recv_id):
+                return WriteResult(Outcome.NO_MAILBOX, msg_id)
             depth = self._tables.depth(recv_id)
         if not rules.depth_allows(depth, self._limits):
             self._depths[recv_id] = depth

@@ -158,14 +158,29 @@ class _PostgresTables:
 
     def insert_mailbox(self, record: MailboxRecord, now: float) -> bool:
         cur = self._db.execute(
-            "INSERT INTO mailboxes (recv_id, send_id, recv_key, send_key, created_at)"
-            " VALUES (%s, %s, %s, %s, %s) ON CONFLICT DO NOTHING",
-            (record.recv_id, record.send_id, record.recv_key, record.send_key, now),
+            "INSERT INTO mailboxes (recv_id, send_id, recv_key, send_key, created_at, used_at)"
+            " VALUES (%s, %s, %s, %s, %s, %s) ON CONFLICT DO NOTHING",
+            (record.recv_id, record.send_id, record.recv_key, record.send_key, now, now),
         )
         return cur.rowcount > 0
 
     def expire(self, cutoff: float) -> int:
         return self._db.execute("DELETE FROM messages WHERE stored_at < %s", (cutoff,)).rowcount
+
+    def mailbox_exists(self, recv_id: bytes) -> bool:
+        sql = "SELECT 1 FROM mailboxes WHERE recv_id = %s"
+        return self._db.execute(sql, (recv_id,)).fetchone() is not None
+
+    def touch_mailboxes(self, recv_ids: list[bytes], now: float) -> int:
+        cur = self._db.execute("UPDATE mailboxes SET used_at = %s WHERE recv_id = ANY(%s)", (now, recv_ids))
+        return cur.rowcount
+
+    def expire_mailboxes(self, cutoff: float) -> int:
+        return self._db.execute(
+            "DELETE FROM mailboxes WHERE used_at < %s"
+            " AND NOT EXISTS (SELECT 1 FROM messages m WHERE m.recv_id = mailboxes.recv_id)",
+            (cutoff,),
+        ).rowcount
 
 
 def _connect(url: str) -> psycopg.Connection[Any]:

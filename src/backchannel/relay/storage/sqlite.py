@@ -145,14 +145,32 @@ class _SqliteTables:
 
     def insert_mailbox(self, record: MailboxRecord, now: float) -> bool:
         cur = self._db.execute(
-            "INSERT OR IGNORE INTO mailboxes (recv_id, send_id, recv_key, send_key, created_at)"
-            " VALUES (?, ?, ?, ?, ?)",
-            (record.recv_id, record.send_id, record.recv_key, record.send_key, now),
+            "INSERT OR IGNORE INTO mailboxes (recv_id, send_id, recv_key, send_key, created_at, used_at)"
+            " VALUES (?, ?, ?, ?, ?, ?)",
+            (record.recv_id, record.send_id, record.recv_key, record.send_key, now, now),
         )
         return cur.rowcount > 0
 
     def expire(self, cutoff: float) -> int:
         return self._db.execute("DELETE FROM messages WHERE stored_at < ?", (cutoff,)).rowcount
+
+    def mailbox_exists(self, recv_id: bytes) -> bool:
+        return (
+            self._db.execute("SELECT 1 FROM mailboxes WHERE recv_id = ?", (recv_id,)).fetchone() is not None
+        )
+
+    def touch_mailboxes(self, recv_ids: list[bytes], now: float) -> int:
+        cur = self._db.executemany(
+            "UPDATE mailboxes SET used_at = ? WHERE recv_id = ?", [(now, r) for r in recv_ids]
+        )
+        return cur.rowcount
+
+    def expire_mailboxes(self, cutoff: float) -> int:
+        return self._db.execute(
+            "DELETE FROM mailboxes WHERE used_at < ?"
+            " AND NOT EXISTS (SELECT 1 FROM messages m WHERE m.recv_id = mailboxes.recv_id)",
+            (cutoff,),
+        ).rowcount
 
 
 @contextmanager

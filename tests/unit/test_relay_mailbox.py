@@ -18,11 +18,13 @@ from backchannel.relay.mailbox import PushWindow, QueueLimits
 from backchannel.relay.storage import (
     AddMailbox,
     DeleteMessage,
+    ExpireMailboxes,
     ExpireMessages,
     MailboxRecord,
     MailboxStore,
     Outcome,
     PutMessage,
+    TouchMailbox,
 )
 from backchannel.relay.storage import postgres as pg_storage
 from backchannel.relay.storage.postgres import PostgresMailboxStore
@@ -178,8 +180,8 @@ def test_pragmas_and_schema_version(tmp_path: Path) -> None:
     db = sqlite3.connect(tmp_path / "relay.db")
     assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     versions = [row[0] for row in db.execute("SELECT version FROM schema_version")]
-    assert versions == [n for n, _ in schema_files()] == [1]
-    assert migrate(db) == 1  # idempotent: nothing applied twice
+    assert versions == [n for n, _ in schema_files()] == [1, 2]
+    assert migrate(db) == 2  # idempotent: nothing applied twice
     db.close()
 
 
@@ -295,13 +297,60 @@ def test_expiry(backend: Backend) -> None:
 
 def test_a_failed_batch_commits_nothing(backend: Backend) -> None:
     store = with_mailbox(backend.reopen())
-    # A frame for a mailbox that does not exist violates the foreign key: the whole batch
-    # rolls back, including the valid frame before it.
+    # A value the database cannot store fails the statement: the whole batch rolls back,
+    # including the valid frame before it.
+    unstorable = DeleteMessage(RECV, object())  # type: ignore[arg-type]
     with pytest.raises(StorageError):
-        store.apply([PutMessage(RECV, b"fine"), PutMessage(b"?" * 16, b"orphan")], T0, LIMITS)
+        store.apply([PutMessage(RECV, b"fine"), unstorable], T0, LIMITS)
     assert store.depth(RECV) == 0
     (ok,) = store.apply([PutMessage(RECV, b"fine")], T0, LIMITS)
     assert ok.outcome is Outcome.STORED
+    store.close()
+
+
+def test_a_frame_for_a_mailbox_that_is_gone_is_refused_not_a_failed_batch(backend: Backend) -> None:
+    store = with_mailbox(backend.reopen())
+    results = store.apply([PutMessage(RECV, b"fine"), PutMessage(b"?" * 16, b"orphan")], T0, LIMITS)
+    assert [r.outcome for r in results] == [Outcome.STORED, Outcome.NO_MAILBOX]
+    assert store.depth(RECV) == 1
+    store.close()
+
+
+def test_unused_mailboxes_expire_and_give_their_quota_back(backend: Backend) -> None:
+    store = with_mailbox(backend.reopen())  # RECV, created at T0
+    limits = QueueLimits(max_mailbox_depth=10, max_mailboxes=4)
+    idle, busy, subscribed = b"i" * 16, b"b" * 16, b"u" * 16
+    store.apply(
+        [
+            AddMailbox(MailboxRecord(m, m[:1] * 15 + b"s", b"R" * 32, b"S" * 32, T0))
+            for m in (idle, busy, subscribed)
+        ],
+        T0,
+        limits,
+    )
+    (refused,) = store.apply(
+        [AddMailbox(MailboxRecord(b"x" * 16, b"y" * 16, b"R" * 32, b"S" * 32, T0))], T0, limits
+    )
+    assert refused.outcome is Outcome.QUOTA
+    store.apply([PutMessage(busy, b"waiting")], T0 + 50, limits)  # a frame keeps its mailbox
+    (touched,) = store.apply([TouchMailbox(RECV)], T0 + 80, limits)  # just subscribed
+    (absent,) = store.apply([TouchMailbox(b"?" * 16)], T0 + 80, limits)
+    assert touched.outcome is Outcome.TOUCHED and absent.outcome is Outcome.ABSENT
+    cutoff = rules.expiry_cutoff(T0 + 100, 60)  # used before T0 + 40: idle
+    (swept,) = store.apply([ExpireMailboxes(cutoff, in_use=(subscribed,))], T0 + 100, limits)
+    assert swept.outcome is Outcome.EXPIRED and swept.count == 1
+    assert store.mailbox_by_recv(idle) is None
+    assert all(store.mailbox_by_recv(m) is not None for m in (RECV, busy, subscribed))
+    (put,) = store.apply([PutMessage(idle, b"too late")], T0 + 100, limits)
+    assert put.outcome is Outcome.NO_MAILBOX
+    (created,) = store.apply(
+        [AddMailbox(MailboxRecord(b"x" * 16, b"y" * 16, b"R" * 32, b"S" * 32, T0))], T0, limits
+    )
+    assert created.outcome is Outcome.CREATED  # the quota came back
+    # Once its frame is gone, the mailbox nobody subscribed to goes too.
+    store.apply([DeleteMessage(busy, rules.message_id(b"waiting"))], T0 + 100, limits)
+    (swept,) = store.apply([ExpireMailboxes(rules.expiry_cutoff(T0 + 200, 60))], T0 + 200, limits)
+    assert swept.count == 4 and store.mailbox_by_recv(busy) is None
     store.close()
 
 
@@ -328,7 +377,7 @@ def test_postgres_schema_version_and_a_newer_schema_refused(postgres_cluster: An
     PostgresMailboxStore(url).close()  # idempotent: nothing applied twice
     with psycopg.connect(url, autocommit=True) as conn:
         versions = [row[0] for row in conn.execute("SELECT version FROM schema_version")]
-        assert versions == [n for n, _ in pg_storage.schema_files()] == [1]
+        assert versions == [n for n, _ in pg_storage.schema_files()] == [1, 2]
         conn.execute("INSERT INTO schema_version VALUES (999, 0)")
     with pytest.raises(StorageError, match="newer"):
         PostgresMailboxStore(url)

@@ -3,12 +3,14 @@
 from backchannel.relay.storage.base import (
     AddMailbox,
     DeleteMessage,
+    ExpireMailboxes,
     ExpireMessages,
     MailboxRecord,
     MailboxStore,
     Outcome,
     PutMessage,
     StoredMessage,
+    TouchMailbox,
     WriteOp,
     WriteResult,
 )
@@ -16,12 +18,14 @@ from backchannel.relay.storage.base import (
 __all__ = [
     "AddMailbox",
     "DeleteMessage",
+    "ExpireMailboxes",
     "ExpireMessages",
     "MailboxRecord",
     "MailboxStore",
     "Outcome",
     "PutMessage",
     "StoredMessage",
+    "TouchMailbox",
     "WriteOp",
     "WriteResult",
 ]

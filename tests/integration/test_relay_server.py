@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import urllib.error
 import urllib.request
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -505,3 +506,39 @@ def test_pipelined_sends_all_stored_and_delivered_once_in_order(
     assert counts["stored"] == count and counts["acked"] == count
     assert counts["delivered"] == count  # exactly once: nothing pushed twice
     assert counts["commits"] < count  # group commit batched the work
+
+
+# ---- /metrics kept private ---------------------------------------------------------------
+
+
+def http_get(url: str, token: str = "") -> tuple[int, str]:
+    request = urllib.request.Request(url, headers={"Authorization": f"Bearer {token}"} if token else {})
+    try:
+        with urllib.request.urlopen(request, timeout=5) as response:
+            return response.status, response.read().decode()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read().decode()
+
+
+def test_metrics_can_require_a_token(relay_factory: Callable[..., RelayProcess]) -> None:
+    token = "metrics-token-0123456789"
+    relay = relay_factory(config={"metrics_token": token})
+    status, _ = http_get(relay.http_url + "/metrics")
+    assert status == 401
+    assert http_get(relay.http_url + "/metrics", "wrong-token-0123456789")[0] == 401
+    status, text = http_get(relay.http_url + "/metrics", token)
+    assert status == 200 and "backchannel_relay_connections_total" in text
+    assert http_get(relay.http_url + "/health") == (200, "ok\n")  # health stays open
+    assert token not in relay.stderr_text()
+
+
+def test_metrics_can_be_served_on_a_separate_address(relay_factory: Callable[..., RelayProcess]) -> None:
+    relay = relay_factory(config={"metrics_listen": "127.0.0.2:0"})
+    status, _ = http_get(relay.http_url + "/metrics")
+    assert status == 404  # not on the relay's public port any more
+    line = next(line for line in relay.stderr_text().splitlines() if "relay metrics on " in line)
+    metrics_url = line.split("relay metrics on ", 1)[1].strip()
+    assert metrics_url.startswith("http://127.0.0.2:")
+    status, text = http_get(metrics_url)
+    assert status == 200 and "backchannel_relay_open_connections 0" in text
+    assert http_get(metrics_url.removesuffix("/metrics") + "/anything")[0] == 404

@@ -9,6 +9,7 @@ from ``/proc``, so a test can hold a relay to a memory bound.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -120,8 +121,6 @@ async def sample_peak(read: Callable[[], float], stop: asyncio.Event, every: flo
     peak = read()
     while not stop.is_set():
         peak = max(peak, read())
-        try:
+        with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stop.wait(), every)
-        except TimeoutError:
-            pass
     return max(peak, read())

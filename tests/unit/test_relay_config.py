@@ -22,6 +22,13 @@ def test_defaults() -> None:
     assert config.ping_interval_seconds == 5.0 and config.ping_timeout_seconds == 5.0
 
 
+def test_secrets_stay_out_of_the_repr() -> None:
+    config = RelayConfig.from_mapping(
+        {"access_token": "relay-token-0123456789", "metrics_token": "metrics-token-0123456789"}
+    )
+    assert "relay-token" not in repr(config) and "metrics-token" not in repr(config)
+
+
 def test_file_then_overrides(tmp_path: Path) -> None:
     path = tmp_path / "relay.toml"
     path.write_text('[relay]\nport = 9000\ndb_path = "a.db"\nexpiry_seconds = 5\n[station]\nanything = 1\n')
@@ -50,6 +57,17 @@ def test_file_then_overrides(tmp_path: Path) -> None:
         ("[relay]\nping_interval_seconds = 0\n", "ping_interval_seconds"),
         ("[relay]\nping_timeout_seconds = -5\n", "ping_timeout_seconds"),
         ("[relay]\nexpiry_seconds = nan\n", "expiry_seconds"),
+        ("[relay]\nmax_connections = 0\n", "max_connections"),
+        ("[relay]\nmax_creates_per_address = -1\n", "max_creates_per_address"),
+        ("[relay]\nrequests_per_second = inf\n", "requests_per_second"),
+        ("[relay]\nsend_timeout_seconds = 0\n", "send_timeout_seconds"),
+        ("[relay]\nmailbox_expiry_seconds = nan\n", "mailbox_expiry_seconds"),
+        ("[relay]\nmax_send_buffer_bytes = 1000\n", "max_send_buffer_bytes"),
+        ('[relay]\naccess_token = "short"\n', "access_token"),
+        ('[relay]\naccess_token = "has:a:colon-and-is-long"\n', "access_token"),
+        ('[relay]\nmetrics_token = "short"\n', "metrics_token"),
+        ('[relay]\nmetrics_listen = "9400"\n', "metrics_listen"),
+        ('[relay]\nmetrics_listen = "127.0.0.1:http"\n', "metrics_listen"),
     ],
 )
 def test_bad_settings_name_the_key(tmp_path: Path, text: str, key: str) -> None:

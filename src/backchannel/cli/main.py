@@ -480,8 +480,14 @@ def circuit() -> None:
 @pass_state
 def circuit_add(state: State, line: str, relay_url: str, as_json: bool) -> None:
     """Add a circuit through RELAY_URL to LINE."""
+    from backchannel.station.relay_url import shown
+
     result = state.call("add_circuit", line=line, relay=relay_url)
-    emit(as_json, result, lambda v: render.console.print(f"Circuit through {relay_url} offered on {line}."))
+    emit(
+        as_json,
+        result,
+        lambda v: render.console.print(f"Circuit through {shown(relay_url)} offered on {line}."),
+    )
 
 
 @circuit.command("remove")
@@ -491,8 +497,14 @@ def circuit_add(state: State, line: str, relay_url: str, as_json: bool) -> None:
 @pass_state
 def circuit_remove(state: State, line: str, relay_url: str, as_json: bool) -> None:
     """Stop using RELAY_URL for LINE."""
+    from backchannel.station.relay_url import shown
+
     result = state.call("remove_circuit", line=line, relay=relay_url)
-    emit(as_json, result, lambda v: render.console.print(f"Circuit through {relay_url} removed from {line}."))
+    emit(
+        as_json,
+        result,
+        lambda v: render.console.print(f"Circuit through {shown(relay_url)} removed from {line}."),
+    )
 
 
 @cli.group()

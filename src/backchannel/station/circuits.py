@@ -27,6 +27,7 @@ from backchannel.proto.invitation import MAX_RELAYS, MailboxCapability
 from backchannel.proto.payloads import Circuits
 from backchannel.station.liveline import LiveLine
 from backchannel.station.pairing import relay_list
+from backchannel.station.relay_url import shown
 from backchannel.station.views import LineView
 
 if TYPE_CHECKING:
@@ -48,7 +49,7 @@ class CircuitChanges:
         live = self._s._line(line)
         (url,) = relay_list(relay)
         if any(u == url for lid, u, _, _ in self._s._store.mailboxes() if lid == live.line_id):
-            raise InvalidArgument(f"line {live.row.name!r} already has a circuit through {url}")
+            raise InvalidArgument(f"line {live.row.name!r} already has a circuit through {shown(url)}")
         recv_id, recv_seed, send_id, send_seed = await self._s._new_mailbox(url)
         with self._s._mutation():
             self._s._store.add_mailbox(
@@ -64,7 +65,7 @@ class CircuitChanges:
         """Stop using a relay for this line, on both sides (told to the peer in-band)."""
         live = self._s._line(line)
         if relay not in self._s.circuit_urls(live.line_id):
-            raise InvalidArgument(f"line {live.row.name!r} has no circuit through {relay}")
+            raise InvalidArgument(f"line {live.row.name!r} has no circuit through {shown(relay)}")
         if len(self._s.circuit_urls(live.line_id)) == 1:
             raise InvalidArgument("a line keeps at least one circuit; add another before removing this one")
         with self._s._mutation():  # tell the peer and stop using it here, in one transaction

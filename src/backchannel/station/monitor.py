@@ -26,6 +26,7 @@ from backchannel.errors import BackchannelError
 from backchannel.proto.payloads import LinkTest, LinkTestReply
 from backchannel.station.linkcheck import Health, LineWatch, assess, line_health, trim
 from backchannel.station.recovery import gap_due
+from backchannel.station.relay_url import shown
 
 if TYPE_CHECKING:
     from backchannel.station.station import Station
@@ -194,7 +195,7 @@ class Monitor:
             self._set(
                 ("circuit_down", line_id, url),
                 judged is Health.DOWN,
-                f"circuit {url} of line {name} is down (relay connection "
+                f"circuit {shown(url)} of line {name} is down (relay connection "
                 f"{'up' if circuit.connected else 'lost'}; last contact {last})",
             )
         if states and len(states) == len(watch.circuits):

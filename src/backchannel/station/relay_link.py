@@ -55,6 +55,7 @@ from backchannel.errors import (
 )
 from backchannel.proto import frames
 from backchannel.proto.frames import FrameType
+from backchannel.station.relay_url import shown
 
 _LOG = logging.getLogger("backchannel.station.relay_link")
 
@@ -123,6 +124,8 @@ class RelayLink:
             if not value > 0:
                 raise InvalidArgument(f"{name} must be greater than 0, not {value!r}")
         self.url = url
+        #: The URL as logs and errors show it: without the relay's access token.
+        self.shown_url = shown(url)
         self.request_timeout = request_timeout
         self.ping_interval = ping_interval
         self.ping_timeout = ping_timeout
@@ -151,7 +154,7 @@ class RelayLink:
     async def start(self) -> None:
         """Start the background connect loop; returns immediately."""
         if self._runner is None and not self._closing:
-            self._runner = asyncio.create_task(self._run(), name=f"relay-link {self.url}")
+            self._runner = asyncio.create_task(self._run(), name=f"relay-link {self.shown_url}")
 
     async def close(self) -> None:
         """Stop for good: close the socket, fail pending requests with ``TransportError``."""
@@ -174,7 +177,7 @@ class RelayLink:
             async with asyncio.timeout(timeout):
                 await self._connected.wait()
         except TimeoutError:
-            raise TransportError(f"no connection to relay {self.url} within {timeout:g} s") from None
+            raise TransportError(f"no connection to relay {self.shown_url} within {timeout:g} s") from None
 
     # ---- registrations -----------------------------------------------------------------
 
@@ -241,7 +244,7 @@ class RelayLink:
     def _live_session(self) -> _Session:
         session = self._session
         if session is None or not session.alive or self._closing:
-            raise TransportError(f"not connected to relay {self.url}")
+            raise TransportError(f"not connected to relay {self.shown_url}")
         return session
 
     def _rid(self) -> int:
@@ -255,7 +258,7 @@ class RelayLink:
         frames on the wire in the order they called.
         """
         if not session.alive:
-            raise TransportError(f"connection to relay {self.url} lost")
+            raise TransportError(f"connection to relay {self.shown_url} lost")
         rid = self._rid()
         future: asyncio.Future[frames.Frame] = asyncio.get_running_loop().create_future()
         session.pending[rid] = future
@@ -265,10 +268,10 @@ class RelayLink:
                 reply = await future
         except TimeoutError:
             raise TransportError(
-                f"relay {self.url} did not answer within {self.request_timeout:g} s"
+                f"relay {self.shown_url} did not answer within {self.request_timeout:g} s"
             ) from None
         except (ConnectionClosed, OSError) as exc:
-            raise TransportError(f"connection to relay {self.url} lost: {exc}") from exc
+            raise TransportError(f"connection to relay {self.shown_url} lost: {exc}") from exc
         finally:
             session.pending.pop(rid, None)
         if isinstance(reply, frames.Error):
@@ -305,7 +308,7 @@ class RelayLink:
         except asyncio.CancelledError:
             current = asyncio.current_task()
             if auth.cancelled() and (current is None or current.cancelling() == 0):
-                raise TransportError(f"connection to relay {self.url} lost") from None
+                raise TransportError(f"connection to relay {self.shown_url} lost") from None
             raise
 
     async def _register(
@@ -340,7 +343,7 @@ class RelayLink:
                 return
             except BackchannelError as exc:
                 self.registration_errors[mailbox_id] = exc
-                _LOG.warning("relay %s: %s of a mailbox failed: %s", self.url, kind.name, exc)
+                _LOG.warning("relay %s: %s of a mailbox failed: %s", self.shown_url, kind.name, exc)
                 if kind is FrameType.SUBSCRIBE and _retryable(exc) and self._usable(session):
                     await asyncio.sleep(delay * random.uniform(0.5, 1.0))
                     delay = min(delay * 2, BACKOFF_MAX)
@@ -364,7 +367,7 @@ class RelayLink:
             except asyncio.CancelledError:
                 raise
             except Exception:  # never let anything kill the loop
-                _LOG.exception("relay %s: unexpected failure in the connection loop", self.url)
+                _LOG.exception("relay %s: unexpected failure in the connection loop", self.shown_url)
             if self._closing:
                 break
             await asyncio.sleep(delay * random.uniform(0.5, 1.0))
@@ -383,13 +386,17 @@ class RelayLink:
                 close_timeout=2,
             )
         except (OSError, WebSocketException, TimeoutError) as exc:
-            _LOG.info("relay %s: connect failed: %s", self.url, exc)
+            _LOG.info(
+                "relay %s: connect failed: %s", self.shown_url, str(exc).replace(self.url, self.shown_url)
+            )
             return False
         session: _Session | None = None
         try:
             async with asyncio.timeout(self.request_timeout):
                 first = await ws.recv()
             welcome = _decode(first)
+            if isinstance(welcome, frames.Error):  # e.g. TOO_MANY_CONNECTIONS: retried with backoff
+                raise ProtocolError(f"relay refused the connection: {welcome.message}")
             if not isinstance(welcome, frames.Welcome):
                 raise ProtocolError("relay did not start with WELCOME")
             session = _Session(ws, welcome.nonce)
@@ -402,12 +409,12 @@ class RelayLink:
                 registering.cancel()
                 await asyncio.gather(registering, return_exceptions=True)
         except (ConnectionClosed, OSError, TimeoutError, ProtocolError) as exc:
-            _LOG.info("relay %s: connection ended: %s", self.url, exc)
+            _LOG.info("relay %s: connection ended: %s", self.shown_url, exc)
         finally:
             if session is not None:
                 # Pending requests (and AUTH_SENDs awaiting them) now fail with
                 # TransportError; nothing is cancelled, so callers never see CancelledError.
-                session.fail_all(f"connection to relay {self.url} lost")
+                session.fail_all(f"connection to relay {self.shown_url} lost")
             if self._session is session:
                 self._session = None
             self._set_connected(False)
@@ -434,7 +441,7 @@ class RelayLink:
             try:
                 frame = _decode(message)
             except ProtocolError as exc:
-                _LOG.warning("relay %s sent a bad frame: %s", self.url, exc)
+                _LOG.warning("relay %s sent a bad frame: %s", self.shown_url, exc)
                 continue
             if isinstance(frame, frames.Deliver):
                 await self._deliveries.put(Delivery(frame.recv_id, frame.msg_id, frame.payload))
@@ -442,7 +449,7 @@ class RelayLink:
             future = session.pending.get(frame.request_id)
             if future is None:
                 if isinstance(frame, frames.Error):
-                    _LOG.warning("relay %s: error %d: %s", self.url, frame.code, frame.message)
+                    _LOG.warning("relay %s: error %d: %s", self.shown_url, frame.code, frame.message)
                 continue
             if not future.done():
                 future.set_result(frame)
@@ -460,7 +467,7 @@ class RelayLink:
             try:
                 self._on_connected(up)
             except Exception:
-                _LOG.exception("relay %s: on_connected callback failed", self.url)
+                _LOG.exception("relay %s: on_connected callback failed", self.shown_url)
 
     def _note_contact(self) -> None:
         self.last_contact = self._clock.now()

@@ -89,6 +89,7 @@ from backchannel.station.receiver import Receiver
 from backchannel.station.recorder import Recorder
 from backchannel.station.recovery import RESEND_LIMIT, PeerReport
 from backchannel.station.relay_link import Delivery, RelayLink
+from backchannel.station.relay_url import shown
 from backchannel.station.release import Releases
 from backchannel.station.store import InboxRow, OutboxRow, Store
 from backchannel.station.views import (
@@ -701,6 +702,7 @@ class Station:
                     "last_out": None,
                 }
             )
+            info["url"] = shown(url)
             info["pending"] = self._store.pending_on_circuit(row.line_id, url)
             circuits.append(info)
         open_alarms = sum(1 for a in self._store.alarms() if a.line_id == row.line_id)
@@ -713,8 +715,8 @@ class Station:
             verified=row.verified_at is not None,
             verified_at=row.verified_at,
             on_record=bool(row.on_record),
-            relays=relays,
-            relays_connected=[u for u in relays if u in self._links and self._links[u].connected],
+            relays=[shown(u) for u in relays],  # (never the relay's access token)
+            relays_connected=[shown(u) for u in relays if u in self._links and self._links[u].connected],
             sent=self._store.count_rows("outbox", row.line_id, "kind = 'msg'"),
             received=self._store.count_rows("inbox", row.line_id),
             unacknowledged=self._store.count_rows("inbox", row.line_id, "acked_at IS NULL"),

@@ -1,0 +1,23 @@
+"""Relay URLs as an operator may see them: the relay's access token never shown.
+
+A relay that requires an access token (docs/OPERATIONS.md §1.5) is named by a URL that
+carries it as HTTP Basic credentials, ``ws://:TOKEN@host:port`` (the form SMP servers use
+for their passwords). The full URL is the circuit's identity: it is stored, put in
+invitations and circuit changes, and used to connect. Everywhere else (logs, status, alarms,
+errors, CLI output) the station shows :func:`shown`, with the credentials replaced by
+``***``, so a token never reaches a log file or a screen.
+"""
+
+from __future__ import annotations
+
+
+def shown(url: str) -> str:
+    """``url`` with any credentials (``user:token@``) replaced by ``***@``."""
+    scheme, sep, rest = url.partition("://")
+    if not sep:
+        return url
+    end = min((i for i in (rest.find(c) for c in "/?#") if i >= 0), default=len(rest))
+    authority, tail = rest[:end], rest[end:]
+    if "@" in authority:
+        authority = "***@" + authority.rpartition("@")[2]
+    return f"{scheme}://{authority}{tail}"

@@ -18,6 +18,7 @@ from backchannel.proto import frames
 from backchannel.proto.frames import FrameType, RelayErrorCode
 from backchannel.station.relay_link import Delivery, RelayLink
 
+import support.relay_clients as hostile
 from support.relays import RelayProcess, metrics, public, run
 
 
@@ -542,3 +543,42 @@ def test_metrics_can_be_served_on_a_separate_address(relay_factory: Callable[...
     status, text = http_get(metrics_url)
     assert status == 200 and "backchannel_relay_open_connections 0" in text
     assert http_get(metrics_url.removesuffix("/metrics") + "/anything")[0] == 404
+
+
+def test_request_rate_and_subscriptions_are_limited_per_client(
+    relay_factory: Callable[..., RelayProcess],
+) -> None:
+    relay = relay_factory(
+        config={
+            "requests_per_second": 5.0,
+            "request_burst": 20,
+            "max_subscriptions_per_connection": 2,
+            "max_subscriptions_per_address": 3,
+        }
+    )
+
+    async def body() -> None:
+        first, second = await hostile.RawClient.open(relay.url), await hostile.RawClient.open(relay.url)
+        try:
+            boxes = [await first.create() for _ in range(4)]
+            assert not any(isinstance(box, frames.Error) for box in boxes)
+            replies = [await first.subscribe(box) for box in boxes[:3]]  # type: ignore[arg-type]
+            assert replies[:2] == [frames.Ok(5), frames.Ok(6)]
+            assert error_code(replies[2]) == RelayErrorCode.CLIENT_LIMIT  # per connection
+            assert await first.subscribe(boxes[0]) == frames.Ok(8)  # (again: no new subscription)
+            assert await second.subscribe(boxes[2]) == frames.Ok(1)  # type: ignore[arg-type]
+            reply = await second.subscribe(boxes[3])  # type: ignore[arg-type]
+            assert error_code(reply) == RelayErrorCode.CLIENT_LIMIT  # per address: 3 in all
+            # The bucket held 20; 10 requests are spent: a burst of pings runs it dry.
+            pings = [await first.request(frames.Ping(first.rid())) for _ in range(15)]
+            refused = [p for p in pings if isinstance(p, frames.Error)]
+            assert refused and all(error_code(p) == RelayErrorCode.RATE_LIMITED for p in refused)
+            await asyncio.sleep(0.5)  # the bucket fills again at 5 per second
+            assert await first.request(frames.Ping(99)) == frames.Ok(99)
+        finally:
+            await first.close()
+            await second.close()
+
+    run(body())
+    counts = metrics(relay)
+    assert counts["subscription_limit"] == 2 and counts["rate_limited"] >= 1

@@ -106,7 +106,8 @@ class RelayConnection:
         """Wait for room in the send buffer for at least one frame of ``frame_size``; promise
         room for up to ``rows`` such frames and return how many. Give it back with
         :meth:`release` once the frames are queued (``push`` then counts them)."""
-        while not self.has_room(frame_size):
+        # (An empty buffer always takes one frame, however small it was configured.)
+        while not (self.has_room(frame_size) or self._out_bytes + self._reserved == 0):
             self._freed.clear()
             await self._freed.wait()
         free = self.send_buffer - self._out_bytes - self._reserved

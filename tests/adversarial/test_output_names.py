@@ -80,7 +80,7 @@ def test_a_hello_with_a_control_character_name_is_refused_and_the_station_keeps_
 
     # The station stays up and pairs with an honest station as usual.
     bravo = start(StationProcess(tmp_path, "bravo"))
-    a_line, b_line = pair(alpha, bravo, relay.url)
+    _, b_line = pair(alpha, bravo, relay.url)
     sent = bravo.cli("send", b_line, "still here", "--wait", "delivered", "--json")
     assert sent.returncode == 0, sent.stderr
 
@@ -92,14 +92,17 @@ def test_an_ack_naming_a_control_character_operator_is_refused_and_the_line_goes
     alpha = start(StationProcess(tmp_path, "alpha"))
     mallory = start(hostile_station(tmp_path, "mallory"))
     a_line, m_line = pair(alpha, mallory, relay.url)
-    first = json.loads(alpha.cli("send", a_line, "please acknowledge", "--wait", "delivered", "--json").stdout)
+    sent = alpha.cli("send", a_line, "please acknowledge", "--wait", "delivered", "--json")
+    first = json.loads(sent.stdout)
     acked = mallory.cli("ack", m_line, str(first["seq"]), "--operator", HOSTILE_NAME)
     assert acked.returncode == 0, acked.stderr
 
     wait_until(
         "alpha to refuse the ack (or, unfixed, to record it)",
-        lambda: counters(alpha).get(f"unreadable_{REFUSED}")
-        or alpha.call("message", line=a_line, seq=first["seq"], direction="out")["acknowledged_by"],
+        lambda: (
+            counters(alpha).get(f"unreadable_{REFUSED}")
+            or alpha.call("message", line=a_line, seq=first["seq"], direction="out")["acknowledged_by"]
+        ),
     )
     refused = counters(alpha).get(f"unreadable_{REFUSED}", 0)
     figure("acks refused for an unprintable operator name", refused, "frames")

@@ -12,18 +12,16 @@ the admin from 127.0.0.1 (all of 127/8 is loopback), with plain HTTP as a script
 
 from __future__ import annotations
 
-import http.client
 import re
 import statistics
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import urlencode, urlsplit
 
 import pytest
 
-from support.console import LOCKOUT_ATTEMPTS, PASSWORD, add_operator, console_station
+from support.console import LOCKOUT_ATTEMPTS, PASSWORD, add_operator, console_station, csrf_of, fetch
 from support.figures import figure
 from support.stations import StationProcess
 
@@ -38,45 +36,13 @@ class Answer:
     seconds: float
 
 
-def request(
-    url: str,
-    source: str,
-    method: str = "GET",
-    form: dict[str, str] | None = None,
-    cookies: dict[str, str] | None = None,
-    headers: dict[str, str] | None = None,
-) -> Answer:
-    parts = urlsplit(url)
-    conn = http.client.HTTPConnection(
-        parts.hostname or "", parts.port, timeout=15, source_address=(source, 0)
-    )
-    sent = dict(headers or {})
-    if cookies:
-        sent["Cookie"] = "; ".join(f"{k}={v}" for k, v in cookies.items())
-    body = None
-    if form is not None:
-        body = urlencode(form)
-        sent["Content-Type"] = "application/x-www-form-urlencoded"
-    try:
-        started = time.monotonic()
-        conn.request(method, parts.path, body=body, headers=sent)
-        response = conn.getresponse()
-        text = response.read().decode("utf-8", "replace")
-        took = time.monotonic() - started
-        cookies_set = [v for k, v in response.getheaders() if k.lower() == "set-cookie"]
-        return Answer(response.status, text, cookies_set, took)
-    finally:
-        conn.close()
-
-
 def log_in(url: str, source: str, name: str, password: str, headers: dict[str, str] | None = None) -> Answer:
-    """GET the form (its CSRF token and cookie), then POST the login, from ``source``."""
-    page = request(f"{url}/login", source, headers=headers)
-    token = re.search(r'name="csrf" value="([0-9a-f]+)"', page.body)
-    assert token is not None, page.body[:500]
-    jar = dict(c.split(";", 1)[0].split("=", 1) for c in page.set_cookie)
-    form = {"csrf": token.group(1), "name": name, "password": password, "next": "/"}
-    return request(f"{url}/login", source, "POST", form, jar, headers)
+    """GET the form (its CSRF token and cookie), then POST the login, from ``source``; timed."""
+    page = fetch(f"{url}/login", headers=headers, source=source)
+    form = {"csrf": csrf_of(page.body), "name": name, "password": password, "next": "/"}
+    started = time.monotonic()
+    done = fetch(f"{url}/login", "POST", form, page.cookies, headers, source)
+    return Answer(done.status, done.body, done.set_cookie, time.monotonic() - started)
 
 
 def neutral(answer: Answer, name: str) -> str:

@@ -121,6 +121,10 @@ def test_accounts_are_created_listed_and_removed(ops: Operators) -> None:
         ("x", "operator", "short"),
         ("", "operator", PASSWORD),
         (" x", "admin", PASSWORD),
+        ("evil\x1b[2J", "admin", PASSWORD),  # operator names follow the wire's name rule (PROTOCOL §9)
+        ("\u202eadmin", "admin", PASSWORD),
+        ("two\nlines", "operator", PASSWORD),
+        ("o" * 65, "operator", PASSWORD),
     ],
 )
 def test_bad_accounts_are_refused_by_name(ops: Operators, name: str, role: str, password: str) -> None:

@@ -920,6 +920,18 @@ def payload_vectors() -> dict[str, Any]:
             cbor_encode({**change, "add": [{**change["add"][0], "send_id": bytes(15)}]}),
         ),
         ("circuits removing 9 relays", cbor_encode({**change, "remove": [RELAY_ONE] * 9})),
+        # Names must be printable (PROTOCOL §9): appended, so earlier vectors keep their places.
+        (
+            "hello name with an escape sequence",
+            cbor_encode({**hello_payload().to_cbor(), "name": "a\x1b[2J"}),
+        ),
+        ("hello name empty", cbor_encode({**hello_payload().to_cbor(), "name": ""})),
+        ("ack operator with a newline", cbor_encode({"t": "ack", "seq": 1, "op": "a\nb", "at": 1})),
+        ("ack operator with a bidi override", cbor_encode({"t": "ack", "seq": 1, "op": "\u202eab", "at": 1})),
+        (
+            "test-reply listing a URL with a control character",
+            cbor_encode({**reply, "circuits": ["ws://a\x07"]}),
+        ),
     ]
     malformed = []
     for description, data in bad:

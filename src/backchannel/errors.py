@@ -131,6 +131,17 @@ class FrameTooLarge(ProtocolError):
     code = "frame_too_large"
 
 
+class UnprintableName(ProtocolError):
+    """A name from the peer (its station name in the hello, or the name of the operator who
+    acknowledged a message) is not 1 to 64 bytes of printable text, so the frame was refused.
+
+    A conforming station never sends such a name; the peer runs modified software or is
+    hostile. The refusal is counted and raised as an alarm; the line itself keeps working.
+    """
+
+    code = "unprintable_name"
+
+
 class DecryptError(RemoteError):
     """A frame could not be authenticated or decrypted; it was dropped."""
 

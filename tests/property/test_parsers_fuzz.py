@@ -39,6 +39,7 @@ from backchannel.proto.invitation import (
     encode_invitation,
     parse_invitation,
     parse_invitation_text,
+    valid_name,
 )
 from backchannel.proto.line import LineState, PendingInvitation
 from backchannel.proto.payloads import (
@@ -326,17 +327,19 @@ def test_cbor_decode_of_tagged_values_raises_only_protocol_errors(tag: int, valu
 
 
 CAP = MailboxCapability("wss://relay.example", b"i" * 16, b"k" * 32)
+#: Names on the wire are 1 to 64 bytes of printable text (PROTOCOL §9); others are refused.
+names = st.text(min_size=1, max_size=16).filter(valid_name)
 payloads: st.SearchStrategy[Payload] = st.one_of(
     st.builds(
         Hello,
-        st.text(max_size=20),
+        names,
         st.lists(st.just(CAP), min_size=1, max_size=8).map(tuple),
         st.binary(min_size=64, max_size=64),
     ),
     st.just(Welcome()),
     st.builds(Message, st.sampled_from(Precedence), st.text(max_size=200), st.integers(0, 2**63 - 1)),
     st.builds(Delivered, st.integers(0, 2**63 - 1), st.integers(0, 2**63 - 1)),
-    st.builds(Acknowledged, st.integers(0, 2**63 - 1), st.text(max_size=20), st.integers(0, 2**63 - 1)),
+    st.builds(Acknowledged, st.integers(0, 2**63 - 1), names, st.integers(0, 2**63 - 1)),
 )
 VALID_PAYLOADS = [
     encode_payload(p)

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import http.client
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlencode, urlsplit
 
@@ -73,6 +73,7 @@ class Reply:
     headers: dict[str, str]
     cookies: dict[str, str]
     body: str
+    set_cookie: list[str] = field(default_factory=list)  # every Set-Cookie header, attributes included
 
 
 def fetch(
@@ -81,10 +82,19 @@ def fetch(
     form: dict[str, str] | None = None,
     cookies: dict[str, str] | None = None,
     headers: dict[str, str] | None = None,
+    source: str | None = None,
 ) -> Reply:
-    """One plain HTTP request, no redirects followed, as a script (not a browser) would send it."""
+    """One plain HTTP request, no redirects followed, as a script (not a browser) would send it.
+
+    ``source`` is the local address to connect from (any of 127.0.0.0/8 is loopback).
+    """
     parts = urlsplit(url)
-    conn = http.client.HTTPConnection(parts.hostname or "127.0.0.1", parts.port, timeout=15)
+    conn = http.client.HTTPConnection(
+        parts.hostname or "127.0.0.1",
+        parts.port,
+        timeout=15,
+        source_address=(source, 0) if source else None,
+    )
     sent = dict(headers or {})
     if cookies:
         sent["Cookie"] = "; ".join(f"{k}={v}" for k, v in cookies.items())
@@ -98,11 +108,12 @@ def fetch(
         response = conn.getresponse()
         text = response.read().decode("utf-8", "replace")
         jar = {}
-        for key, value in response.getheaders():
-            if key.lower() == "set-cookie":
-                name, _, rest = value.partition("=")
-                jar[name] = rest.split(";", 1)[0]
-        return Reply(response.status, {k.lower(): v for k, v in response.getheaders()}, jar, text)
+        set_cookie = [value for key, value in response.getheaders() if key.lower() == "set-cookie"]
+        for value in set_cookie:
+            name, _, rest = value.partition("=")
+            jar[name] = rest.split(";", 1)[0]
+        headers_seen = {k.lower(): v for k, v in response.getheaders()}
+        return Reply(response.status, headers_seen, jar, text, set_cookie)
     finally:
         conn.close()
 

@@ -50,15 +50,22 @@ class StationProcess:
     """A station process; ``console=True`` serves its console on a free port (``console_url``)."""
 
     def __init__(
-        self, directory: Path, name: str, extra_args: tuple[str, ...] = (), console: bool = False
+        self,
+        directory: Path,
+        name: str,
+        extra_args: tuple[str, ...] = (),
+        console: bool = False,
+        env: dict[str, str] | None = None,
+        home_name: str | None = None,
     ) -> None:
-        self.home = directory / name
+        self.home = directory / (home_name or name)
         self.name = name
+        self.env = env or ENV  # the environment of its CLI calls and its process
         self.extra_args = extra_args
         self.console = console
         self.console_url: str | None = None
         self.proc: subprocess.Popen[str] | None = None
-        result = cli(self.home, "init", "--name", name)
+        result = cli(self.home, "init", "--name", name, env=self.env)
         if result.returncode != 0:
             raise RuntimeError(f"init failed: {result.stderr}")
 
@@ -82,7 +89,7 @@ class StationProcess:
                 stdout=subprocess.PIPE,
                 stderr=stderr,
                 text=True,
-                env=ENV,
+                env=self.env,
             )
         finally:
             stderr.close()
@@ -140,7 +147,7 @@ class StationProcess:
             return client.call(method, **params)
 
     def cli(self, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
-        return cli(self.home, *args, stdin=stdin)
+        return cli(self.home, *args, stdin=stdin, env=self.env)
 
 
 def wait_until(what: str, check: Callable[[], Any], timeout: float = 30.0, interval: float = 0.05) -> Any:

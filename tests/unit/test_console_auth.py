@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
@@ -13,10 +14,11 @@ from backchannel.clock import FakeClock, FakeRng
 from backchannel.console.auth import allowed, csrf_ok, host_allowed, safe_next, same_origin
 from backchannel.console.settings import ConsoleSettings, parse_address
 from backchannel.errors import ConfigError, InvalidArgument
+from backchannel.station.login_throttle import LoginThrottle
 from backchannel.station.operators import (
-    AccountLocked,
     HashParams,
     LoginRefused,
+    LoginThrottled,
     OperatorExists,
     Operators,
     UnknownOperator,
@@ -119,6 +121,10 @@ def test_accounts_are_created_listed_and_removed(ops: Operators) -> None:
         ("x", "operator", "short"),
         ("", "operator", PASSWORD),
         (" x", "admin", PASSWORD),
+        ("evil\x1b[2J", "admin", PASSWORD),  # operator names follow the wire's name rule (PROTOCOL §9)
+        ("\u202eadmin", "admin", PASSWORD),
+        ("two\nlines", "operator", PASSWORD),
+        ("o" * 65, "operator", PASSWORD),
     ],
 )
 def test_bad_accounts_are_refused_by_name(ops: Operators, name: str, role: str, password: str) -> None:
@@ -147,38 +153,91 @@ def test_a_wrong_password_and_an_unknown_name_are_refused_alike(ops: Operators) 
     assert str(wrong.value) == str(unknown.value) == "Wrong operator name or password."
 
 
-def test_repeated_failures_lock_the_account_even_against_the_right_password(
+def test_repeated_failures_slow_that_name_from_that_address_with_doubling_waits(
     ops: Operators, clock: FakeClock
 ) -> None:
-    for _ in range(2):
+    for _ in range(3):  # lockout_attempts = 3 failures are free; the third starts the waits
         with pytest.raises(LoginRefused):
-            login(ops, "smith", "wrong password")
-    with pytest.raises(AccountLocked) as locking:
-        login(ops, "smith", "wrong password")  # the third failure locks
-    assert locking.value.just_locked
-    with pytest.raises(AccountLocked, match="locked after 3 failed logins") as locked:
-        login(ops, "smith", PASSWORD)
-    assert not locked.value.just_locked
-    clock.advance(61)
-    assert login(ops, "smith", PASSWORD) == "smith"
+            asyncio.run(ops.authenticate("smith", "wrong password", "10.0.0.9"))
+    with pytest.raises(LoginThrottled, match="wait 1 second,") as waiting:
+        asyncio.run(ops.authenticate("smith", PASSWORD, "10.0.0.9"))  # not even checked
+    assert waiting.value.seconds == 1
+    clock.advance(1)
+    with pytest.raises(LoginRefused):
+        asyncio.run(ops.authenticate("smith", "wrong password", "10.0.0.9"))
+    with pytest.raises(LoginThrottled, match="wait 2 seconds"):
+        asyncio.run(ops.authenticate("smith", PASSWORD, "10.0.0.9"))
+    clock.advance(2)
+    assert asyncio.run(ops.authenticate("smith", PASSWORD, "10.0.0.9")).name == "smith"
+    assert ops.throttle.wait(("smith", "address:10.0.0.9"), clock.now()) == 0  # a success clears it
 
 
-def test_a_success_resets_the_failure_count(ops: Operators) -> None:
-    for _ in range(2):
-        with pytest.raises(LoginRefused):
-            login(ops, "smith", "wrong password")
-    login(ops, "smith", PASSWORD)
-    assert ops.get("smith").failed_logins == 0
-    for _ in range(2):
-        with pytest.raises(LoginRefused):
-            login(ops, "smith", "wrong password")  # two more are not yet a lockout
+def test_failures_from_one_address_do_not_slow_the_same_name_from_another(ops: Operators) -> None:
+    for _ in range(5):
+        with pytest.raises((LoginRefused, LoginThrottled)):
+            asyncio.run(ops.authenticate("smith", "wrong password", "10.0.0.66"))
+    assert asyncio.run(ops.authenticate("smith", PASSWORD, "10.0.0.1")).name == "smith"
+    assert ops.get("smith").locked_until is None  # the account itself is never locked
 
 
-def test_a_new_password_lifts_the_lockout_and_ends_sessions(ops: Operators) -> None:
+def test_the_waits_stop_doubling_at_lockout_seconds(ops: Operators, clock: FakeClock) -> None:
+    for _ in range(12):
+        with contextlib.suppress(LoginRefused, LoginThrottled):
+            asyncio.run(ops.authenticate("smith", "wrong password", "10.0.0.9"))
+        clock.advance(ops.throttle.wait(("smith", "address:10.0.0.9"), clock.now()))
+    with pytest.raises(LoginRefused):
+        asyncio.run(ops.authenticate("smith", "wrong password", "10.0.0.9"))
+    assert ops.throttle.wait(("smith", "address:10.0.0.9"), clock.now()) == 60  # lockout_seconds
+
+
+def test_an_unknown_name_is_throttled_exactly_like_a_known_one(ops: Operators) -> None:
+    answers: dict[str, list[str]] = {"smith": [], "nobody": []}
+    for name, seen in answers.items():
+        for _ in range(5):
+            try:
+                asyncio.run(ops.authenticate(name, "wrong password", "10.0.0.9"))
+            except (LoginRefused, LoginThrottled) as exc:
+                seen.append(f"{exc.code}: {exc}")
+    assert answers["smith"] == answers["nobody"]
+    assert answers["smith"][-1].startswith("login_throttled")
+
+
+def test_a_browser_that_logged_in_as_a_name_is_not_slowed_by_others_failures(ops: Operators) -> None:
+    device = ops.remember_device("smith")
+    for _ in range(30):  # a local attacker on the same address, and beyond the name-wide limit
+        with contextlib.suppress(LoginRefused, LoginThrottled):
+            asyncio.run(ops.authenticate("smith", "wrong password", "127.0.0.1"))
+    with pytest.raises(LoginThrottled):
+        asyncio.run(ops.authenticate("smith", PASSWORD, "127.0.0.1"))
+    assert asyncio.run(ops.authenticate("smith", PASSWORD, "127.0.0.1", device)).name == "smith"
+    with pytest.raises(LoginRefused):  # a device token is no password, and names one operator
+        asyncio.run(ops.authenticate("smith", "wrong password", "127.0.0.1", device))
+    other = ops.remember_device("jones")
+    with pytest.raises(LoginThrottled):
+        asyncio.run(ops.authenticate("smith", PASSWORD, "127.0.0.1", other))
+
+
+def test_many_addresses_guessing_one_name_are_slowed_together(ops: Operators) -> None:
+    """Behind a proxy an address is cheap; past 4 x lockout_attempts the name waits for all."""
+    for i in range(12):
+        with contextlib.suppress(LoginRefused, LoginThrottled):
+            asyncio.run(ops.authenticate("smith", "wrong password", f"10.1.0.{i}"))
+    with pytest.raises(LoginThrottled):
+        asyncio.run(ops.authenticate("smith", PASSWORD, "10.2.0.1"))
+
+
+def test_the_throttle_table_is_bounded_and_keeps_the_keys_that_guess_most() -> None:
+    throttle = LoginThrottle(free=3, ceiling=60, capacity=100)
+    for _ in range(10):
+        throttle.failed(("smith", "address:a"), 0.0)
+    for i in range(1000):  # spraying names to evict the key that is guessing smith's password
+        throttle.failed((f"n{i}", "address:a"), 1.0)
+    assert len(throttle) == 100
+    assert throttle.wait(("smith", "address:a"), 1.0) > 0
+
+
+def test_a_new_password_ends_sessions(ops: Operators) -> None:
     token, _ = ops.open_session("smith")
-    for _ in range(3):
-        with pytest.raises((LoginRefused, AccountLocked)):
-            login(ops, "smith", "wrong password")
     ops.set_password("smith", "a brand new password")
     assert ops.session(token) is None
     assert login(ops, "smith", "a brand new password") == "smith"

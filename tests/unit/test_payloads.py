@@ -7,7 +7,7 @@ from typing import Any
 import cbor2
 import pytest
 
-from backchannel.errors import ProtocolError, RemoteError
+from backchannel.errors import ProtocolError, RemoteError, UnprintableName
 from backchannel.proto.encoding import (
     b64u_decode,
     b64u_encode,
@@ -117,6 +117,51 @@ def test_malformed_payloads_are_protocol_errors(payload: Payload, changes: dict[
 def test_a_hello_with_a_bad_mailbox_is_a_protocol_error(mailbox: Any) -> None:
     with pytest.raises(ProtocolError):
         decode_payload(mutate(Hello("b", (CAP,), SIG), mailboxes=[mailbox]))
+
+
+HOSTILE_NAMES = [
+    "",
+    "evil\x1b[2J",
+    "\x1b]0;pwned\x07",
+    "two\nlines",
+    "tab\there",
+    "c1\x9bcsi",
+    "del\x7f",
+    "\u202eoverride",
+    "zero\u200bwidth",
+    "line\u2028sep",
+    "n" * (MAX_NAME + 1),
+]
+
+
+@pytest.mark.parametrize("name", HOSTILE_NAMES)
+def test_a_hello_name_that_is_not_printable_and_bounded_is_refused_by_name(name: str) -> None:
+    with pytest.raises(UnprintableName, match="'name'"):
+        decode_payload(mutate(Hello("b", (CAP,), SIG), name=name))
+
+
+@pytest.mark.parametrize("name", HOSTILE_NAMES)
+def test_an_acknowledging_operator_name_that_is_not_printable_is_refused_by_name(name: str) -> None:
+    with pytest.raises(UnprintableName, match="'op'"):
+        decode_payload(mutate(Acknowledged(1, "op", 2), op=name))
+
+
+@pytest.mark.parametrize("name", ["Ivan Petrovich", "Иван Петрович", "王小明", "o'brien [night]", "é" * 32])
+def test_printable_names_in_any_script_are_accepted(name: str) -> None:
+    assert decode_payload(encode_payload(Acknowledged(1, name, 2))) == Acknowledged(1, name, 2)
+    assert decode_payload(encode_payload(Hello(name, (CAP,), SIG))).name == name
+
+
+def test_an_unprintable_name_is_a_protocol_error_so_the_line_spends_the_entry() -> None:
+    """The receiver treats ProtocolError from an authenticated entry as unreadable (PROTOCOL §9)."""
+    assert issubclass(UnprintableName, ProtocolError)
+    assert issubclass(UnprintableName, RemoteError)
+
+
+@pytest.mark.parametrize("url", ["wss://relay.example/\x1b[2J", "wss://relay\u202e.example"])
+def test_a_relay_url_from_the_peer_must_be_printable(url: str) -> None:
+    with pytest.raises(ProtocolError):
+        decode_payload(mutate(Hello("b", (CAP,), SIG), mailboxes=[CAP.to_cbor() | {"url": url}]))
 
 
 def test_a_hello_with_a_bad_mailbox_is_at_least_a_remote_error() -> None:

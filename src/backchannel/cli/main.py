@@ -112,7 +112,9 @@ def init(state: State, name: str, passphrase_file: Path | None, as_json: bool) -
     emit(
         as_json,
         {"home": str(state.home), "name": name},
-        lambda v: render.console.print(f"Station [bold]{name}[/] created in {state.home}"),
+        lambda v: render.console.print(
+            f"Station [bold]{render.lit(name)}[/] created in {render.lit(state.home)}"
+        ),
     )
 
 
@@ -232,7 +234,7 @@ def invite(
         render.console.print("Invitation (a secret: carry it to the other station by hand, use it once):")
         click.echo(v["text"])
         if out is not None:
-            render.console.print(f"Also written to {out}.")
+            render.console.print(f"Also written to {render.lit(out)}.")
 
     emit(as_json, result, human)
 
@@ -257,8 +259,8 @@ def accept(state: State, invitation: str, name: str | None, as_json: bool) -> No
         as_json,
         result,
         lambda v: render.console.print(
-            f"Line [bold]{v['name']}[/] opened with station {v['peer_name']}. Compare safety numbers: "
-            f"backchannel verify {v['name']}"
+            f"Line [bold]{render.lit(v['name'])}[/] opened with station {render.lit(v['peer_name'])}. "
+            f"Compare safety numbers: backchannel verify {render.lit(v['name'])}"
         ),
     )
 
@@ -275,7 +277,9 @@ def verify(state: State, line: str, confirm: bool, as_json: bool) -> None:
     result = state.call("verify", line=line, confirm=confirm)
 
     def human(v: dict[str, Any]) -> None:
-        render.console.print(f"Safety number of line [bold]{v['line']}[/] (with {v['peer_name']}):")
+        render.console.print(
+            f"Safety number of line [bold]{render.lit(v['line'])}[/] (with {render.lit(v['peer_name'])}):"
+        )
         groups = v["grouped"].split()
         for i in range(0, len(groups), 4):
             render.console.print("    [bold]" + "  ".join(groups[i : i + 4]) + "[/]")
@@ -284,7 +288,7 @@ def verify(state: State, line: str, confirm: bool, as_json: bool) -> None:
         else:
             render.console.print(
                 "[red]Not verified.[/] Read the digits aloud to the other operator; "
-                f"if they match, run: backchannel verify {v['line']} --confirm"
+                f"if they match, run: backchannel verify {render.lit(v['line'])} --confirm"
             )
 
     emit(as_json, result, human)
@@ -351,8 +355,10 @@ def send(
     def human(v: dict[str, Any]) -> None:
         if v.get("status") == "awaiting release":
             render.console.print(
-                f"Held as draft {v['id']} [{v['precedence']}]: line {v['line']} needs a "
-                f"second operator to release it (backchannel release {v['id']})."
+                render.lit(
+                    f"Held as draft {v['id']} [{v['precedence']}]: line {v['line']} needs a "
+                    f"second operator to release it (backchannel release {v['id']})."
+                )
             )
         else:
             render.console.print(f"Sent {render.message_line(v)}")
@@ -412,7 +418,7 @@ def ack(state: State, line: str, seq: int, operator: str, as_json: bool) -> None
         as_json,
         result,
         lambda v: render.console.print(
-            f"Acknowledged {v['ref']} as {v['acknowledged_by']}; the sender is being told."
+            render.lit(f"Acknowledged {v['ref']} as {v['acknowledged_by']}; the sender is being told.")
         ),
     )
 
@@ -465,7 +471,11 @@ def alarms(state: State, include_cleared: bool, as_json: bool) -> None:
 def alarm_ack(state: State, alarm_id: str, operator: str, as_json: bool) -> None:
     """Acknowledge alarm ALARM_ID (it stays open until its condition is over)."""
     result = state.call("ack_alarm", alarm_id=alarm_id, operator=operator)
-    emit(as_json, result, lambda v: render.console.print(f"Alarm {v['id']} acknowledged by {operator}."))
+    emit(
+        as_json,
+        result,
+        lambda v: render.console.print(render.lit(f"Alarm {v['id']} acknowledged by {operator}.")),
+    )
 
 
 @cli.group()
@@ -486,7 +496,7 @@ def circuit_add(state: State, line: str, relay_url: str, as_json: bool) -> None:
     emit(
         as_json,
         result,
-        lambda v: render.console.print(f"Circuit through {shown(relay_url)} offered on {line}."),
+        lambda v: render.console.print(render.lit(f"Circuit through {shown(relay_url)} offered on {line}.")),
     )
 
 
@@ -503,7 +513,9 @@ def circuit_remove(state: State, line: str, relay_url: str, as_json: bool) -> No
     emit(
         as_json,
         result,
-        lambda v: render.console.print(f"Circuit through {shown(relay_url)} removed from {line}."),
+        lambda v: render.console.print(
+            render.lit(f"Circuit through {shown(relay_url)} removed from {line}.")
+        ),
     )
 
 
@@ -523,7 +535,9 @@ def transcript_head(state: State, line: str, as_json: bool) -> None:
         as_json,
         result,
         lambda v: render.console.print(
-            f"{v['line']}: head {v['head']} ({v['sent_entries']} sent, {v['received_entries']} received)"
+            render.lit(
+                f"{v['line']}: head {v['head']} ({v['sent_entries']} sent, {v['received_entries']} received)"
+            )
         ),
     )
 
@@ -558,7 +572,7 @@ def main() -> None:
         if "--json" in sys.argv:
             click.echo(json.dumps({"error": {"code": exc.code, "message": str(exc)}}), err=True)
         else:
-            render.err_console.print(f"[red]error:[/] {exc}")
+            render.err_console.print(f"[red]error:[/] {render.lit(exc)}")
         sys.exit(1)
     except KeyboardInterrupt:
         sys.exit(130)

@@ -60,16 +60,18 @@ def register(
         def human(v: dict[str, Any]) -> None:
             mode = "on the record" if v["on_record"] else "off the record"
             render.console.print(
-                f"[green]The record of line {v['line']} verifies[/] ({mode}): "
-                f"{v['entries'][0]} + {v['entries'][1]} entries, head {v['head']}"
+                f"[green]The record of line {render.lit(v['line'])} verifies[/] ({mode}): "
+                f"{v['entries'][0]} + {v['entries'][1]} entries, head {render.lit(v['head'])}"
             )
             last = v["last_checkpoint"]
             if last:
-                render.console.print(f"Latest checkpoint from the peer: {last['status']} {last['detail']}")
+                render.console.print(
+                    render.lit(f"Latest checkpoint from the peer: {last['status']} {last['detail']}")
+                )
             else:
                 render.console.print("No checkpoint received from the peer yet.")
             for cp in v["diverged"]:
-                render.console.print(f"[bold red]Divergence[/]: {cp['detail']}")
+                render.console.print(f"[bold red]Divergence[/]: {render.lit(cp['detail'])}")
 
         emit(as_json, result, human)
 
@@ -84,7 +86,7 @@ def register(
             as_json,
             result,
             lambda v: render.console.print(
-                f"Checkpoint sent on {v['line']} as entry {v['seq']} (head {v['head'][:16]}…)"
+                render.lit(f"Checkpoint sent on {v['line']} as entry {v['seq']} (head {v['head'][:16]}…)")
             ),
         )
 
@@ -103,7 +105,9 @@ def register(
         else:
             out.write_text(html_report(doc), encoding="utf-8")
         mode = "on the record: verifiable" if doc["on_record"] else "off the record: NOT verifiable by others"
-        render.console.print(f"Wrote {len(doc['entries'])} entries of line {doc['line']} to {out} ({mode}).")
+        render.console.print(
+            render.lit(f"Wrote {len(doc['entries'])} entries of line {doc['line']} to {out} ({mode}).")
+        )
 
     @transcript.command("verify-export")
     @click.argument("export_file", type=click.Path(path_type=Path, dir_okay=False, exists=True))
@@ -146,10 +150,12 @@ def register(
             out,
             lambda v: render.console.print(
                 f"[green]Verified[/]: {v['entries'][0]} + {v['entries'][1]} entries and {v['checkpoints']} "
-                f"checkpoint{'' if v['checkpoints'] == 1 else 's'} of line {v['line_id']}, head {v['head']}"
+                f"checkpoint{'' if v['checkpoints'] == 1 else 's'} of line {render.lit(v['line_id'])}, "
+                f"head {render.lit(v['head'])}"
                 + ("" if v["on_record"] else " (off the record: consistency only, no signatures)")
                 + "".join(
-                    f"\n[yellow]unreadable when received, content not proven[/]: {w}" for w in v["spent"]
+                    f"\n[yellow]unreadable when received, content not proven[/]: {render.lit(w)}"
+                    for w in v["spent"]
                 )
             ),
         )
@@ -165,8 +171,11 @@ def register(
             as_json,
             keys,
             lambda v: render.console.print(
-                f"Station {v['name']}\n  fingerprint {v['fingerprint']}\n  Ed25519     {v['ed25519']}\n"
-                f"  ML-DSA-65   {v['mldsa65'][:64]}… ({len(v['mldsa65']) // 2} bytes; --json for all)"
+                render.lit(
+                    f"Station {v['name']}\n  fingerprint {v['fingerprint']}\n  Ed25519     {v['ed25519']}\n"
+                    f"  ML-DSA-65   {v['mldsa65'][:64]}… ({len(v['mldsa65']) // 2} bytes; --json for all)",
+                    keep="\n",
+                )
             ),
         )
 

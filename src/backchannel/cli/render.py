@@ -2,6 +2,18 @@
 
 Everything here takes the JSON-ready dicts the station returns, so the same rendering works
 for results that came through the control socket.
+
+Output is never interpreted. Much of what is shown comes from the peer or a relay (message
+bodies, names, relay URLs, error texts), so none of it may reach Rich's markup parser or the
+terminal as is: a ``[/]`` in a message must not crash ``inbox``, ``[bold]`` must not turn bold,
+and an escape sequence must not repaint the screen or fake what the operator sees.
+
+- Table cells are :func:`cell` (a ``rich.text.Text``, never parsed as markup); anything put
+  into a markup string goes through :func:`lit` (markup escaped).
+- Both first make every non-printable character *visible* (:func:`visible`): C0 and C1
+  controls, DEL, bidi overrides, zero-width and line-separator characters are shown in Python's
+  escape notation, ``\\x1b`` for ESC, ``\\x9b`` for CSI, ``\\u202e`` for RIGHT-TO-LEFT OVERRIDE.
+  Only a message body shown whole keeps its newlines; tables flatten them to spaces.
 """
 
 from __future__ import annotations
@@ -10,10 +22,40 @@ import datetime as dt
 from typing import Any
 
 from rich.console import Console, Group
+from rich.markup import escape
 from rich.table import Table
+from rich.text import Text
 
-console = Console(highlight=False, soft_wrap=True)
-err_console = Console(stderr=True, highlight=False, soft_wrap=True)
+console = Console(highlight=False, soft_wrap=True, emoji=False)
+err_console = Console(stderr=True, highlight=False, soft_wrap=True, emoji=False)
+
+
+def visible(text: object, keep: str = "") -> str:
+    """``text`` with every non-printable character (but those in ``keep``) as a visible escape."""
+    value = str(text)
+    if value.isprintable():
+        return value
+    return "".join(c if c.isprintable() or c in keep else _escape(c) for c in value)
+
+
+def _escape(char: str) -> str:
+    code = ord(char)
+    if code < 0x100:
+        return f"\\x{code:02x}"
+    if code < 0x10000:
+        return f"\\u{code:04x}"
+    return f"\\U{code:08x}"
+
+
+def lit(text: object, keep: str = "") -> str:
+    """``text`` to put inside a markup string: shown literally, never interpreted."""
+    return escape(visible(text, keep))
+
+
+def cell(text: object, style: str = "") -> Text:
+    """A table cell showing ``text`` literally (a ``Text`` is never parsed as markup)."""
+    return Text(visible(text), style=style)
+
 
 PRECEDENCE_STYLE = {"FLASH": "bold red", "IMMEDIATE": "bold yellow", "PRIORITY": "cyan", "ROUTINE": ""}
 STATUS_STYLE = {
@@ -59,10 +101,10 @@ def lines_table(lines: list[dict[str, Any]]) -> Table:
     for line in lines:
         health = line.get("health", line["state"])
         table.add_row(
-            line["name"],
-            line["peer_name"],
-            f"[{HEALTH_STYLE.get(health, '')}]{health}[/]",
-            "yes" if line["verified"] else "[red]NO[/red]",
+            cell(line["name"]),
+            cell(line["peer_name"]),
+            cell(health, HEALTH_STYLE.get(health, "")),
+            "yes" if line["verified"] else cell("NO", "red"),
             f"{len(line['relays_connected'])}/{len(line['relays'])}",
             str(line["sent"]),
             str(line["received"]),
@@ -80,10 +122,10 @@ def circuits_table(lines: list[dict[str, Any]]) -> Table:
     for line in lines:
         for c in line.get("circuits", []):
             table.add_row(
-                line["name"],
-                c["url"],
-                f"[{HEALTH_STYLE.get(c['state'], '')}]{c['state']}[/]",
-                "connected" if c["connected"] else "[red]lost[/]",
+                cell(line["name"]),
+                cell(c["url"]),
+                cell(c["state"], HEALTH_STYLE.get(c["state"], "")),
+                "connected" if c["connected"] else cell("lost", "red"),
                 "-" if c["rtt_ms"] is None else f"{c['rtt_ms']:.1f} ms",
                 when(c["last_in"]),
                 when(c["last_out"]),
@@ -99,13 +141,13 @@ def alarms_table(alarms: list[dict[str, Any]]) -> Table:
     for a in alarms:
         style = "bold red" if a["state"] == "raised" else "green"
         table.add_row(
-            a["id"],
-            f"[{style}]{a['state']}[/]",
-            a["kind"],
-            a["line"] or "-",
+            cell(a["id"]),
+            cell(a["state"], style),
+            cell(a["kind"]),
+            cell(a["line"] or "-"),
             when(a["raised_at"]),
             when(a["cleared_at"]),
-            a["message"],
+            cell(a["message"]),
         )
     return table
 
@@ -123,20 +165,28 @@ def status_view(v: dict[str, Any]) -> Group:
     if resent:
         parts.append(f"Frames sent again end to end (a relay lost them after storing them): {resent}")
     if counters:
-        parts.append("Rejected input: " + ", ".join(f"{k} {n}" for k, n in sorted(counters.items())))
+        parts.append(
+            Text("Rejected input: " + ", ".join(f"{visible(k)} {n}" for k, n in sorted(counters.items())))
+        )
     return Group(*parts)
 
 
 def transcript_table(v: dict[str, Any]) -> Table:
     mode = "on the record" if v["on_record"] else "off the record"
-    table = Table(title=f"Record of line {v['line']} ({mode}); head {v['head'][:16]}…", title_justify="left")
+    title = Text(f"Record of line {visible(v['line'])} ({mode}); head {visible(v['head'][:16])}…")
+    table = Table(title=title, title_justify="left")
     for col in ("dir", "seq", "kind", "content", "chain hash"):
         table.add_column(col)
     for e in v["entries"]:
         p = e["payload"]
-        kind = p.get("t", "?")
-        content = _entry_summary(kind, p)
-        table.add_row("→" if e["direction"] == 0 else "←", str(e["seq"]), kind, content, e["hash"][:16] + "…")
+        kind = str(p.get("t", "?"))
+        table.add_row(
+            "→" if e["direction"] == 0 else "←",
+            str(e["seq"]),
+            cell(kind),
+            cell(_entry_summary(kind, p)),
+            cell(e["hash"][:16] + "…"),
+        )
     return table
 
 
@@ -146,12 +196,18 @@ def drafts_table(drafts: list[dict[str, Any]]) -> Table:
         table.add_column(col)
     for d in drafts:
         table.add_row(
-            d["id"], d["line"], d["precedence"], d["drafted_by"], when(d["created_at"]), _short(d["text"])
+            cell(d["id"]),
+            cell(d["line"]),
+            cell(d["precedence"]),
+            cell(d["drafted_by"]),
+            when(d["created_at"]),
+            cell(_short(d["text"])),
         )
     return table
 
 
 def _entry_summary(kind: str, p: dict[str, Any]) -> str:
+    """One line about a record entry (plain text: the caller shows it literally)."""
     if kind == "msg":
         return f"[{p['p']}] {_short(p['text'], 40)}"
     if kind == "ack":
@@ -178,24 +234,25 @@ def messages_table(messages: list[dict[str, Any]], title: str) -> Table:
         ack = when(m["acknowledged_at"])
         if m["acknowledged_by"]:
             ack += f" by {m['acknowledged_by']}"
-        style = PRECEDENCE_STYLE.get(m["precedence"], "")
         first = m["created_at"] if inbound else m["relayed_at"]
         table.add_row(
-            m["ref"],
-            f"[{style}]{m['precedence']}[/]" if style else m["precedence"],
-            f"[{STATUS_STYLE.get(m['status'], '')}]{m['status']}[/]",
-            _short(m["text"]),
+            cell(m["ref"]),
+            cell(m["precedence"], PRECEDENCE_STYLE.get(m["precedence"], "")),
+            cell(m["status"], STATUS_STYLE.get(m["status"], "")),
+            cell(_short(m["text"])),
             when(first),
             when(m["delivered_at"]),
-            ack,
+            cell(ack),
         )
     return table
 
 
 def message_line(m: dict[str, Any]) -> str:
-    return f"{m['ref']} [{m['precedence']}] {m['status']}: {_short(m['text'], 60)}"
+    """A one-line summary of a message, to put in a markup string (already escaped)."""
+    return lit(f"{m['ref']} [{m['precedence']}] {m['status']}: {_short(m['text'], 60)}")
 
 
 def _short(text: str, width: int = 48) -> str:
-    flat = " ".join(text.split())
+    """``text`` on one line (runs of spaces, tabs and newlines become one space), cut to ``width``."""
+    flat = " ".join(visible(text, keep="\n\t").split())
     return flat if len(flat) <= width else flat[: width - 1] + "…"

@@ -48,6 +48,7 @@ from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from backchannel.console.auth import (
+    DEVICE_COOKIE,
     LOGIN_COOKIE,
     SESSION_COOKIE,
     allowed,
@@ -69,7 +70,7 @@ from backchannel.errors import (
 )
 from backchannel.proto.payloads import MAX_TEXT_BYTES
 from backchannel.station.config import PRECEDENCES
-from backchannel.station.operators import AccountLocked, LoginRefused, Operators, Session
+from backchannel.station.operators import LoginRefused, LoginThrottled, Operators, Session
 from backchannel.station.station import Station
 from backchannel.station.views import DraftView, MessageView
 
@@ -78,6 +79,7 @@ STATIC = Path(__file__).parent / "static"
 DRAFT_SECONDS = 3600.0
 MAX_DRAFTS = 1000
 LOGIN_COOKIE_SECONDS = 3600
+DEVICE_COOKIE_SECONDS = 30 * 86400
 
 Handler = Callable[[Request, Session, FormData | None], Awaitable[Response]]
 
@@ -138,6 +140,7 @@ class Console:
         self.feed = ChangeFeed(self.snapshot)
         self.session_cookie = cookie_name(SESSION_COOKIE, port)
         self.login_cookie = cookie_name(LOGIN_COOKIE, port)
+        self.device_cookie = cookie_name(DEVICE_COOKIE, port)
         self.keepalive = 5.0
         self._drafts: dict[str, Draft] = {}
 
@@ -280,10 +283,17 @@ class Console:
             notice = "Your session has expired. Log in again."
         elif request.query_params.get("bye"):
             notice = "You are logged out."
-        return self._login_form(notice=notice, next_path=safe_next(request.query_params.get("next")))
+        return self._login_form(request, notice=notice, next_path=safe_next(request.query_params.get("next")))
 
     def _login_form(
-        self, *, status: int = 200, error: str = "", notice: str = "", next_path: str = "/", name: str = ""
+        self,
+        request: Request,
+        *,
+        status: int = 200,
+        error: str = "",
+        notice: str = "",
+        next_path: str = "/",
+        name: str = "",
     ) -> Response:
         token = new_token()
         response = self.render(
@@ -304,6 +314,7 @@ class Console:
             path="/login",
             httponly=True,
             samesite="strict",
+            secure=over_tls(request),
         )
         return response
 
@@ -322,25 +333,40 @@ class Console:
                 "The login form was refused: its security token is missing or out of date. "
                 "Reload the login page and try again.",
             )
+        # The same answer, in the same time, whether the name exists or not (see Operators);
+        # failures are slowed per (name, address), or per browser once it has logged in as name.
+        address = request.client.host if request.client else ""
         try:
-            operator = await self.operators.authenticate(name, password)
-        except AccountLocked as exc:
-            if exc.just_locked:
-                self.operators.record(name[:64], "login_failed", "account now locked")
-            else:
-                self.operators.record(name[:64], "login_refused", "account locked")
-            return self._login_form(status=403, error=_sentence(str(exc)), next_path=next_path, name=name)
+            operator = await self.operators.authenticate(
+                name, password, address, request.cookies.get(self.device_cookie)
+            )
+        except LoginThrottled as exc:
+            self.operators.record(name[:64] or "?", "login_throttled", f"from {address}")
+            return self._login_form(request, status=429, error=str(exc), next_path=next_path, name=name)
         except LoginRefused:
             known = any(o.name == name for o in self.operators.all())
-            self.operators.record(name[:64] or "?", "login_failed", "" if known else "no such operator")
+            detail = f"from {address}" + ("" if known else ", no such operator")
+            self.operators.record(name[:64] or "?", "login_failed", detail)
             return self._login_form(
-                status=401, error="Wrong operator name or password.", next_path=next_path, name=name
+                request, status=401, error="Wrong operator name or password.", next_path=next_path, name=name
             )
         token, session = self.operators.open_session(operator.name)
         self.audit(session, "login")
         response = RedirectResponse(next_path, 303)
+        secure = over_tls(request)
         # No Max-Age: the server decides when a session ends, so it can say so plainly.
-        response.set_cookie(self.session_cookie, token, path="/", httponly=True, samesite="strict")
+        response.set_cookie(
+            self.session_cookie, token, path="/", httponly=True, samesite="strict", secure=secure
+        )
+        response.set_cookie(
+            self.device_cookie,
+            self.operators.remember_device(operator.name),
+            max_age=DEVICE_COOKIE_SECONDS,
+            path="/login",
+            httponly=True,
+            samesite="strict",
+            secure=secure,
+        )
         response.delete_cookie(self.login_cookie, path="/login")
         return response
 
@@ -651,6 +677,16 @@ class Console:
             media_type="text/event-stream",
             headers={"cache-control": "no-store", "x-accel-buffering": "no"},
         )
+
+
+def over_tls(request: Request) -> bool:
+    """Whether the browser reached the console over TLS: then every cookie is ``Secure``.
+
+    The console itself speaks plain HTTP; TLS ends at a proxy in front of it. The scheme is
+    ``https`` only when that proxy is listed in ``[console] trusted_proxies`` and says so in
+    ``X-Forwarded-Proto`` (uvicorn's proxy-headers middleware applies it; see server.py).
+    """
+    return request.url.scheme == "https"
 
 
 def new_token() -> str:

@@ -5,8 +5,10 @@ this module holds the small decisions the web layer makes around them, as pure f
 so they are unit-tested without a browser.
 
 - **Cookies** are ``HttpOnly`` and ``SameSite=Strict``, so page scripts cannot read them and
-  no other site can make the browser send them. Their names carry the console's port, because
-  browsers share cookies between ports of one host and two stations may run on one machine.
+  no other site can make the browser send them, and ``Secure`` whenever the browser came over
+  TLS (through a trusted proxy: ``[console] trusted_proxies``). Their names carry the console's
+  port, because browsers share cookies between ports of one host and two stations may run on
+  one machine.
 - **CSRF**: every form carries the session's CSRF token (the login form a token of its own,
   double-submitted in a short-lived cookie); a POST whose token is missing or wrong is refused.
   A POST whose ``Origin`` names another site is refused too.
@@ -29,6 +31,8 @@ PERMISSIONS: dict[str, frozenset[str]] = {
 
 SESSION_COOKIE = "bc_session"
 LOGIN_COOKIE = "bc_login"
+#: Marks a browser that logged in as a name before: its failures count apart (see Operators).
+DEVICE_COOKIE = "bc_device"
 
 
 def allowed(role: str, permission: str) -> bool:

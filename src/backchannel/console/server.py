@@ -83,7 +83,9 @@ class ConsoleService:
             access_log=False,
             lifespan="off",
             ws="none",
-            proxy_headers=False,
+            # Forwarded headers are believed only from the proxies the operator listed.
+            proxy_headers=bool(s.trusted_proxies),
+            forwarded_allow_ips=list(s.trusted_proxies) or None,
             server_header=False,
             timeout_graceful_shutdown=2,
         )

@@ -4,8 +4,9 @@
 [console]
 address = "127.0.0.1:7480"   # or "off"; port 0 picks a free port
 session_seconds = 43200      # a login lasts this long (a 12-hour shift)
-lockout_attempts = 5         # consecutive failed logins that lock an account ...
-lockout_seconds = 300        # ... for this long
+lockout_attempts = 5         # failed logins per (name, address) before each waits 1, 2, 4 ... s
+lockout_seconds = 300        # ... the longest wait
+trusted_proxies = []         # TLS proxies whose X-Forwarded-For/-Proto are believed, e.g. ["127.0.0.1"]
 ```
 
 Unknown keys and wrong types are refused by name, as in the ``[station]`` table.
@@ -35,6 +36,10 @@ class ConsoleSettings:
     session_seconds: float = 12 * 3600.0
     lockout_attempts: int = 5
     lockout_seconds: float = 300.0
+    #: Addresses (or networks) of TLS proxies in front of the console. Only their
+    #: ``X-Forwarded-For`` and ``X-Forwarded-Proto`` are believed: the client's address for
+    #: login throttling, and ``https`` to make cookies ``Secure``. Empty: headers ignored.
+    trusted_proxies: tuple[str, ...] = ()
 
     @property
     def loopback(self) -> bool:
@@ -76,6 +81,8 @@ class ConsoleSettings:
                 if not isinstance(value, int) or isinstance(value, bool):
                     raise ConfigError(f"{what} must be a whole number")
                 changes[key] = int(_positive(value, what))
+            elif key == "trusted_proxies":
+                changes[key] = _proxies(value, what)
             else:
                 raise ConfigError(f"{where}: unknown console setting {key!r}")
         return replace(self, **changes)
@@ -99,6 +106,17 @@ def parse_address(text: str, what: str = "--console") -> dict[str, Any]:
     if not host:
         raise ConfigError(f"{what}: {text!r} needs a host (HOST:PORT, or off)")
     return {"enabled": True, "host": host, "port": int(port_text)}
+
+
+def _proxies(value: Any, what: str) -> tuple[str, ...]:
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise ConfigError(f'{what} must be a list of addresses, e.g. ["127.0.0.1"]')
+    for item in value:
+        try:
+            ipaddress.ip_network(item, strict=False)
+        except ValueError:
+            raise ConfigError(f"{what}: {item!r} is not an IP address or network") from None
+    return tuple(value)
 
 
 def _positive(value: Any, what: str) -> float:

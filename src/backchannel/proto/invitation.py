@@ -61,7 +61,7 @@ class MailboxCapability:
         if not isinstance(obj, dict):
             raise ProtocolError(f"the {what} is not a map")
         url = field(obj, "url", str, what)
-        if not url.startswith(("ws://", "wss://")) or len(url) > 512:
+        if not url.startswith(("ws://", "wss://")) or len(url) > 512 or not url.isprintable():
             raise ProtocolError(f"the {what} names no valid relay URL")
         return cls(url, fixed_bytes(obj, "send_id", 16, what), fixed_bytes(obj, "send_key", 32, what))
 
@@ -175,7 +175,9 @@ def parse_invitation(blob: bytes) -> SignedInvitation:
         if not all(0 <= t < 2**63 for t in (invitation.created_at, invitation.expires_at)):
             raise InvalidInvitation("the invitation's times are out of range")
         if not valid_name(invitation.name):
-            raise InvalidInvitation("the station name in the invitation is too long")
+            raise InvalidInvitation(
+                "the station name in the invitation is not 1 to 64 bytes of printable text"
+            )
         if invitation.body() != body:
             raise InvalidInvitation("the invitation carries unknown fields")
         ed25519_verify(invitation.signing_key, signature, invitation.signed_message())

@@ -18,9 +18,9 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
-from backchannel.errors import ProtocolError
+from backchannel.errors import ProtocolError, UnprintableName
 from backchannel.proto.encoding import cbor_encode, cbor_map, field, fixed_bytes
-from backchannel.proto.invitation import MAX_NAME_BYTES, MAX_RELAYS, MailboxCapability
+from backchannel.proto.invitation import MAX_NAME_BYTES, MAX_RELAYS, MailboxCapability, valid_name
 from backchannel.proto.primitives import MLDSA_PUBLIC_LEN, MLDSA_SIGNATURE_LEN
 
 HELLO_BINDING_CONTEXT = b"backchannel/v1 hello binding\x00"
@@ -188,7 +188,7 @@ def payload_from_map(obj: dict[str, Any]) -> Payload:
         if not 1 <= len(raw) <= MAX_RELAYS:
             raise ProtocolError("a hello must carry between 1 and 8 mailboxes")
         payload = Hello(
-            name=_bounded_text(obj, "name", MAX_NAME),
+            name=_name(obj, "name"),
             mailboxes=tuple(MailboxCapability.from_cbor(m) for m in raw),
             binding_signature=fixed_bytes(obj, "sig", 64),
             pq_key=fixed_bytes(obj, "pq", MLDSA_PUBLIC_LEN) if "pq" in obj else b"",
@@ -221,7 +221,7 @@ def payload_from_map(obj: dict[str, Any]) -> Payload:
     elif kind == "delivered":
         payload = Delivered(_ms(obj, "upto"), _ms(obj, "at"))
     elif kind == "ack":
-        payload = Acknowledged(_ms(obj, "seq"), _bounded_text(obj, "op", MAX_NAME), _ms(obj, "at"))
+        payload = Acknowledged(_ms(obj, "seq"), _name(obj, "op"), _ms(obj, "at"))
     elif kind == "test":
         payload = LinkTest(_ms(obj, "id"), _ms(obj, "at"))
     elif kind == "test-reply":
@@ -240,9 +240,25 @@ def payload_from_map(obj: dict[str, Any]) -> Payload:
 
 def _urls(obj: dict[str, Any], key: str) -> tuple[str, ...]:
     values = field(obj, key, list)
-    if len(values) > MAX_RELAYS or not all(isinstance(v, str) and 0 < len(v) <= 512 for v in values):
+    if len(values) > MAX_RELAYS or not all(
+        isinstance(v, str) and 0 < len(v) <= 512 and v.isprintable() for v in values
+    ):
         raise ProtocolError(f"the field {key!r} must list at most 8 relay URLs")
     return tuple(values)
+
+
+def _name(obj: dict[str, Any], key: str) -> str:
+    """A name from the peer: shown to operators, used as a line name and in alarm commands.
+
+    Anything but 1 to 64 bytes of printable text (no control characters, escape sequences,
+    bidi overrides or line breaks) is refused outright rather than cleaned up: see PROTOCOL §9.
+    """
+    value: str = field(obj, key, str)
+    if not valid_name(value):
+        raise UnprintableName(
+            f"the field {key!r} is not a name: it must be 1 to {MAX_NAME} bytes of printable text"
+        )
+    return value
 
 
 def _bounded_text(obj: dict[str, Any], key: str, limit: int) -> str:

@@ -10,8 +10,12 @@ password. This module keeps their accounts in the station's database (schema
   with a random 16-byte salt; the parameters travel with the hash, so they can be raised later
   without invalidating old hashes. Checking compares digests in constant time, and an unknown
   name costs the same hashing as a known one, so timing does not tell which names exist.
-- *Lockout*: after ``lockout_attempts`` consecutive failures an account refuses every login,
-  right or wrong, for ``lockout_seconds``. A success resets the count.
+- *Throttling, not account lockout*: failures are counted per (name as typed, address or
+  device cookie) by :class:`~backchannel.station.login_throttle.LoginThrottle`; after
+  ``lockout_attempts`` of them that key waits 1, 2, 4 ... seconds, at most ``lockout_seconds``,
+  between attempts. An attacker elsewhere cannot lock an operator out, and an unknown name is
+  throttled and refused exactly like a known one. A browser that logged in as a name gets a
+  *device* token (kept in memory only) that gives it a key of its own for that name.
 - *Sessions*: a successful login opens a session named by a random token (the browser keeps it
   in a cookie; the database keeps only its SHA-256) with its own CSRF token, valid for
   ``session_seconds`` from login. Expired sessions are refused and swept.
@@ -36,9 +40,14 @@ from backchannel.clock import Clock, Rng, SystemClock, SystemRng
 from backchannel.errors import InvalidArgument, LocalError
 from backchannel.proto.invitation import valid_name
 from backchannel.proto.primitives import argon2id
+from backchannel.station.login_throttle import LoginThrottle
 from backchannel.station.store import Store
 
 ROLES = ("operator", "releaser", "admin")
+#: Browsers remembered as having logged in (their device tokens, in memory only).
+MAX_DEVICES = 1000
+#: How many more failures one name takes from all untrusted browsers together than from one address.
+NAME_WIDE_FACTOR = 4
 MIN_PASSWORD = 8
 MAX_PASSWORD = 1024
 
@@ -49,12 +58,17 @@ class LoginRefused(LocalError):
     code = "login_refused"
 
 
-class AccountLocked(LocalError):
-    """This operator account is locked after repeated failed logins. Try again later or ask an admin."""
+class LoginThrottled(LocalError):
+    """Too many failed logins for this name from here. Wait, then try again."""
 
-    code = "account_locked"
-    #: True when this very attempt was the failure that locked the account.
-    just_locked = False
+    code = "login_throttled"
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = max(1, int(seconds + 0.999))
+        super().__init__(
+            f"Too many failed logins for this name from here: wait {self.seconds} "
+            f"second{'' if self.seconds == 1 else 's'}, then try again."
+        )
 
 
 class UnknownOperator(LocalError):
@@ -221,6 +235,11 @@ class Operators:
         # Checked against when the name is unknown, so that costs the same time as a real check.
         self._dummy_hash = hash_password(self._rng.bytes(16).hex(), self._params, self._rng)
         self._login_lock = asyncio.Lock()
+        self.throttle = LoginThrottle(lockout_attempts, lockout_seconds)
+        #: All attempts at one name from browsers without its device token, wherever they come
+        #: from (an address is cheap to change behind a proxy): slowed only after many more.
+        self.name_throttle = LoginThrottle(lockout_attempts * NAME_WIDE_FACTOR, lockout_seconds)
+        self._devices: dict[bytes, str] = {}  # SHA-256 of a device token -> the name it logged in as
 
     # ---- accounts ----------------------------------------------------------------------------
 
@@ -260,50 +279,57 @@ class Operators:
 
     # ---- logging in --------------------------------------------------------------------------
 
-    async def authenticate(self, name: str, password: str) -> OperatorView:
-        """The operator, if the password is right and the account not locked.
+    async def authenticate(
+        self, name: str, password: str, address: str = "", device: str | None = None
+    ) -> OperatorView:
+        """The operator, if the password is right and this name may try again from here.
 
-        Raises :class:`LoginRefused` (wrong name or password: the two are not told apart) or
-        :class:`AccountLocked`. Every failure on an existing account counts toward its lockout.
-        One login is checked at a time, its Argon2id hashing in a worker thread (it releases
-        the GIL), so a flood of attempts neither races the failure count nor stalls the station.
+        Raises :class:`LoginRefused` (wrong name or password: the two are not told apart, and an
+        unknown name costs the same Argon2id hashing) or :class:`LoginThrottled`. ``address`` is
+        the client's address; ``device`` the browser's device token, if it has one. One login is
+        checked at a time, its hashing in a worker thread (it releases the GIL), so a flood of
+        attempts neither races the counts nor stalls the station.
         """
         async with self._login_lock:
-            return await self._authenticate(name, password[:MAX_PASSWORD])
+            return await self._authenticate(name, password[:MAX_PASSWORD], address, device)
 
-    async def _authenticate(self, name: str, password: str) -> OperatorView:
-        row = self._store.get_operator(name) if len(name) <= 256 else None
-        if row is None:
-            await asyncio.to_thread(verify_password, password, self._dummy_hash)
+    def throttle_keys(
+        self, name: str, address: str, device: str | None
+    ) -> list[tuple[LoginThrottle, tuple[str, str]]]:
+        """What an attempt counts against: this browser's own key when it has logged in as
+        ``name`` before; else this address's key and the name's key for untrusted browsers."""
+        if device and len(device) <= 128:
+            digest = token_hash(device)
+            if self._devices.get(digest) == name:
+                return [(self.throttle, (name, "device:" + digest.hex()))]
+        return [(self.throttle, (name, "address:" + address)), (self.name_throttle, (name, "untrusted"))]
+
+    async def _authenticate(self, name: str, password: str, address: str, device: str | None) -> OperatorView:
+        name = name[:256]
+        keys = self.throttle_keys(name, address, device)
+        wait = max(throttle.wait(key, self._clock.now()) for throttle, key in keys)
+        if wait > 0:
+            raise LoginThrottled(wait)
+        row = self._store.get_operator(name)
+        encoded = row[2] if row is not None else self._dummy_hash
+        if not await asyncio.to_thread(verify_password, password, encoded) or row is None:
+            # Nothing is written for a failure, known name or not: equal work, equal time.
+            for throttle, key in keys:
+                throttle.failed(key, self._clock.now())
             raise LoginRefused()
-        view = _operator(row)
-        now = self._clock.now()
-        if view.locked_until is not None and now < view.locked_until:
-            raise AccountLocked(self._locked_message(view.locked_until - now))
-        if not await asyncio.to_thread(verify_password, password, row[2]):
-            now = self._clock.now()
-            view = _operator(self._store.get_operator(name) or row)
-            failed = view.failed_logins + 1
-            locked = failed >= self.lockout_attempts
-            with self._store.transaction():
-                self._store.set_login_state(
-                    name, 0 if locked else failed, now + self.lockout_seconds if locked else None
-                )
-            if locked:
-                error = AccountLocked(self._locked_message(self.lockout_seconds))
-                error.just_locked = True
-                raise error
-            raise LoginRefused()
+        for throttle, key in keys:
+            throttle.succeeded(key)
         with self._store.transaction():
-            self._store.set_login_state(name, 0, None, last_login=now)
+            self._store.set_login_state(name, 0, None, last_login=self._clock.now())
         return self.get(name)
 
-    def _locked_message(self, remaining: float) -> str:
-        minutes = max(1, round(remaining / 60))
-        return (
-            f"this account is locked after {self.lockout_attempts} failed logins; try again in "
-            f"{minutes} minute{'s' if minutes != 1 else ''}, or ask an admin to reset the password"
-        )
+    def remember_device(self, name: str) -> str:
+        """A new device token for a browser that just logged in as ``name`` (for its cookie)."""
+        token = self._rng.bytes(32).hex()
+        while len(self._devices) >= MAX_DEVICES:
+            del self._devices[next(iter(self._devices))]
+        self._devices[token_hash(token)] = name
+        return token
 
     # ---- sessions ------------------------------------------------------------------------------
 

@@ -54,7 +54,9 @@ def test_a_release_by_no_operator_is_refused_and_every_attempt_is_audited(tmp_pa
         alpha.start()
         bravo.start()
         pair(alpha, bravo, relay.url, inviter_line="bravo")
-        drafted = alpha.cli("send", "bravo", "Launch detected.", "-p", "FLASH", "--operator", "smith", "--json")
+        drafted = alpha.cli(
+            "send", "bravo", "Launch detected.", "-p", "FLASH", "--operator", "smith", "--json"
+        )
         draft = json.loads(drafted.stdout)["id"]
 
         attempts = [

@@ -27,7 +27,7 @@ import pytest
 from support import stations
 from support.figures import figure
 from support.local import PlantedSocket, private_tmpdir
-from support.stations import StationProcess
+from support.stations import StationProcess, cli
 
 SECRET = "Our ambassador leaves at dawn; the channel is compromised."
 
@@ -83,7 +83,7 @@ def test_a_socket_directory_others_can_write_or_another_user_owns_is_refused(
         assert error.get("code") == "unsafe_control_socket", result.stderr
         assert fix in error["message"], error["message"]
         try:  # the station refuses to serve there too, and says why (instead of running)
-            run = station.cli("station", "run", "--console", "off", timeout=20)
+            run = cli(station.home, "station", "run", "--console", "off", timeout=20)
         except subprocess.TimeoutExpired:
             pytest.fail("the station ran with its control socket in an unsafe directory")
         assert run.returncode == 1 and fix in run.stderr and "Traceback" not in run.stderr, run.stderr

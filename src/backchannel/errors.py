@@ -104,6 +104,20 @@ class LineNotReady(LocalError):
     code = "line_not_ready"
 
 
+class UnsafeControlSocket(LocalError):
+    """The control socket's directory is not private to you, so another local user could
+    plant a socket there and pose as the station. The message names the directory and the fix."""
+
+    code = "unsafe_control_socket"
+
+
+class ReleaseRefused(LocalError):
+    """This operator may not release that message: releasing takes a second operator, not the
+    drafter, with the releaser or admin role. Nothing was sent."""
+
+    code = "release_refused"
+
+
 # ---- remote: a peer or relay misbehaved ------------------------------------------------
 
 

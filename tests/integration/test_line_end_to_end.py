@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+import subprocess
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -11,7 +12,7 @@ import pytest
 
 from backchannel.proto.invitation import parse_invitation_text
 
-from support.stations import StationProcess, heads_equal, pair, wait_until
+from support.stations import ENV, StationProcess, cli, heads_equal, pair, wait_until
 
 
 @pytest.fixture
@@ -178,6 +179,9 @@ def test_a_flash_on_a_two_person_line_leaves_only_when_a_second_operator_release
 ) -> None:
     alpha, bravo = StationProcess(tmp_path, "alpha"), StationProcess(tmp_path, "bravo")
     (alpha.home / "station.toml").write_text('[station.lines.bravo]\nrelease = "flash"\n')
+    for name, role in (("smith", "releaser"), ("jones", "releaser")):
+        env = {**ENV, "BACKCHANNEL_OPERATOR_PASSWORD": f"{name}'s password"}
+        assert cli(alpha.home, "operator", "add", name, "--role", role, env=env).returncode == 0
     try:
         alpha.start()
         bravo.start()
@@ -193,15 +197,22 @@ def test_a_flash_on_a_two_person_line_leaves_only_when_a_second_operator_release
         assert [d["id"] for d in alpha.call("drafts")] == [held["id"]]
         assert [m["text"] for m in bravo.call("inbox")] == ["routine goes at once"]  # the FLASH waits
 
-        own = alpha.cli("release", held["id"], "--operator", "smith")
+        def release(operator: str, *args: str) -> subprocess.CompletedProcess[str]:
+            """The releaser proves who they are with their console password (here on stdin)."""
+            return alpha.cli(
+                "release", held["id"], "--operator", operator, "--password-file", "-", *args,
+                stdin=f"{operator}'s password\n",
+            )  # fmt: skip
+
+        own = release("smith")
         assert own.returncode == 1 and "cannot release it" in own.stderr
-        released = json.loads(alpha.cli("release", held["id"], "--operator", "jones", "--json").stdout)
+        released = json.loads(release("jones", "--json").stdout)
         assert released["precedence"] == "FLASH" and released["seq"] > routine["seq"]
         wait_until(
             "the released FLASH to arrive",
             lambda: bravo.call("inbox")[0]["text"] == "Launch detected.",
         )
-        again = alpha.cli("release", held["id"], "--operator", "jones")
+        again = release("jones")
         assert again.returncode == 1 and "already released" in again.stderr
         assert alpha.call("drafts") == []
     finally:

@@ -21,9 +21,11 @@ import click
 
 from backchannel.cli import record as record_commands
 from backchannel.cli import render
-from backchannel.errors import BackchannelError, InvalidArgument
+from backchannel.errors import BackchannelError, InvalidArgument, StationNotInitialised
+from backchannel.station.private import private_umask, write_private
 
 F = TypeVar("F", bound=Callable[..., Any])
+PASSPHRASE_ENV = "BACKCHANNEL_PASSPHRASE"
 DEFAULT_HOME = Path(os.environ.get("BACKCHANNEL_HOME", "~/.backchannel")).expanduser()
 
 
@@ -50,8 +52,15 @@ def emit(as_json: bool, value: Any, human: Callable[[Any], None]) -> None:
         human(value)
 
 
-def read_passphrase(passphrase_file: Path | None, confirm: bool = False) -> str:
-    """From a file, then $BACKCHANNEL_PASSPHRASE, then a hidden prompt on a terminal."""
+def read_passphrase(
+    passphrase_file: Path | None, confirm: bool = False, prompt: str = "Passphrase", use_env: bool = True
+) -> str:
+    """From a file, then $BACKCHANNEL_PASSPHRASE, then a hidden prompt on a terminal.
+
+    The variable is removed from this process's environment as it is read, so nothing the
+    station starts later (alarm commands, anything a library spawns) inherits the passphrase.
+    """
+    env = os.environ.pop(PASSPHRASE_ENV, None) if use_env else None
     if passphrase_file is not None:
         try:
             return passphrase_file.read_text(encoding="utf-8").rstrip("\r\n")
@@ -59,14 +68,15 @@ def read_passphrase(passphrase_file: Path | None, confirm: bool = False) -> str:
             raise InvalidArgument(
                 f"cannot read the passphrase file {passphrase_file}: {exc.strerror}"
             ) from None
-    env = os.environ.get("BACKCHANNEL_PASSPHRASE")
     if env:
         return env
     if not sys.stdin.isatty():
         raise InvalidArgument(
-            "no passphrase: give --passphrase-file FILE, set BACKCHANNEL_PASSPHRASE, or run in a terminal"
+            f"no passphrase: give --passphrase-file FILE, set {PASSPHRASE_ENV}, or run in a terminal"
+            if use_env
+            else "no new passphrase: give --new-passphrase-file FILE, or run in a terminal"
         )
-    value: str = click.prompt("Passphrase", hide_input=True, confirmation_prompt=confirm)
+    value: str = click.prompt(prompt, hide_input=True, confirmation_prompt=confirm)
     return value
 
 
@@ -90,6 +100,7 @@ passphrase_option = click.option(
 @click.pass_context
 def cli(ctx: click.Context, home: Path, debug: bool) -> None:
     """backchannel: a secure, discreet, always-on line between two stations."""
+    private_umask()  # whatever this command writes (station files, exports) is for this user only
     ctx.obj = State(home.expanduser(), debug)
 
 
@@ -114,6 +125,43 @@ def init(state: State, name: str, passphrase_file: Path | None, as_json: bool) -
         {"home": str(state.home), "name": name},
         lambda v: render.console.print(
             f"Station [bold]{render.lit(name)}[/] created in {render.lit(state.home)}"
+        ),
+    )
+
+
+@cli.command()
+@passphrase_option
+@click.option(
+    "--new-passphrase-file",
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="Read the new passphrase from this file (else it is asked twice on the terminal).",
+)
+@json_option
+@pass_state
+def passphrase(
+    state: State, passphrase_file: Path | None, new_passphrase_file: Path | None, as_json: bool
+) -> None:
+    """Change the keystore passphrase (the station may keep running; the new one is for next start)."""
+    from backchannel.station.keystore import MIN_PASSPHRASE, change_passphrase, check_new_passphrase
+    from backchannel.station.station import KEYSTORE
+
+    keystore = state.home / KEYSTORE
+    if not keystore.exists():
+        raise StationNotInitialised(f"no station lives in {state.home}. Run `backchannel init` first.")
+    old = read_passphrase(passphrase_file, prompt="Current passphrase")
+    new = read_passphrase(
+        new_passphrase_file,
+        confirm=True,
+        prompt=f"New passphrase (at least {MIN_PASSPHRASE} characters)",
+        use_env=False,
+    )
+    check_new_passphrase(new)
+    change_passphrase(keystore, old, new)
+    emit(
+        as_json,
+        {"home": str(state.home), "changed": True},
+        lambda v: render.console.print(
+            f"Passphrase changed for the station in {state.home}; use the new one from the next start."
         ),
     )
 
@@ -227,8 +275,7 @@ def invite(
     """Create an invitation to carry to the other station out of band."""
     result = state.call("invite", relay=list(relays) or None, name=name, on_record=on_record)
     if out is not None:
-        out.write_text(result["text"] + "\n", encoding="utf-8")
-        os.chmod(out, 0o600)
+        write_private(out, (result["text"] + "\n").encode("utf-8"))
 
     def human(v: dict[str, Any]) -> None:
         render.console.print("Invitation (a secret: carry it to the other station by hand, use it once):")
@@ -381,13 +428,25 @@ def drafts(state: State, line: str | None, as_json: bool) -> None:
 @click.option(
     "--operator",
     default=lambda: os.environ.get("USER", "operator"),
-    help="Who releases it: not the operator who drafted it (default $USER).",
+    help="Who releases it: a releaser or admin, not the drafter (default $USER).",
+)
+@click.option(
+    "--password-file",
+    type=click.Path(path_type=Path, dir_okay=False, allow_dash=True),
+    help="Read the operator's console password from this file (- for stdin); else it is asked.",
 )
 @json_option
 @pass_state
-def release(state: State, draft_id: str, operator: str, as_json: bool) -> None:
-    """Release held message DRAFT_ID: it is sealed and sent now."""
-    result = state.call("release", draft_id=draft_id, operator=operator)
+def release(state: State, draft_id: str, operator: str, password_file: Path | None, as_json: bool) -> None:
+    """Release held message DRAFT_ID: it is sealed and sent now.
+
+    The releasing operator proves who they are with their console password, asked on the
+    terminal (or read from --password-file). Every release and refusal is in the audit log.
+    """
+    from backchannel.cli.operators import read_release_password
+
+    password = read_release_password(operator, password_file)
+    result = state.call("release", draft_id=draft_id, operator=operator, password=password)
     emit(as_json, result, lambda v: render.console.print(f"Released and sent {render.message_line(v)}"))
 
 

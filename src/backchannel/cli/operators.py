@@ -1,4 +1,4 @@
-"""CLI commands for the console's operators: ``operator add|list|remove|password``.
+"""CLI commands for the console's operators: ``operator add|list|remove|password``, and ``audit``.
 
 They work on the station directory directly (the station need not run, and a running one
 sees the change at once: it is the same database). Whoever can write the station directory
@@ -7,6 +7,11 @@ change is written to the audit log as ``cli:$USER``.
 
 The password comes from ``--password-file FILE``, else ``$BACKCHANNEL_OPERATOR_PASSWORD``,
 else a hidden prompt (asked twice).
+
+``backchannel release`` asks the *releasing* operator's password (:func:`read_release_password`)
+from ``--password-file FILE`` (``-``: one line of stdin) or a hidden prompt on the terminal;
+deliberately not from an environment variable, which would let one person's shell release as
+the second operator every time without that person being there.
 """
 
 from __future__ import annotations
@@ -58,6 +63,24 @@ def _read_password(password_file: Path | None) -> str:
             f"no password: give --password-file FILE, set {PASSWORD_ENV}, or run in a terminal"
         )
     value: str = click.prompt("Password for the operator", hide_input=True, confirmation_prompt=True)
+    return value
+
+
+def read_release_password(operator: str, password_file: Path | None) -> str:
+    """The releasing operator's console password: a file, ``-`` for stdin, or a hidden prompt."""
+    if password_file is not None and str(password_file) == "-":
+        return sys.stdin.readline().rstrip("\r\n")
+    if password_file is not None:
+        try:
+            return password_file.read_text(encoding="utf-8").rstrip("\r\n")
+        except OSError as exc:
+            raise InvalidArgument(f"cannot read the password file {password_file}: {exc.strerror}") from None
+    if not sys.stdin.isatty():
+        raise InvalidArgument(
+            f"releasing takes {operator}'s console password: run in a terminal, or give "
+            "--password-file FILE (- reads it from stdin)"
+        )
+    value: str = click.prompt(f"Console password of {operator}", hide_input=True)
     return value
 
 
@@ -153,3 +176,28 @@ def register(cli: click.Group) -> None:
         finally:
             store.close()
         _emit(as_json, {"name": name, "password_set": True}, f"New password set for {name}.")
+
+    @cli.command("audit")
+    @click.option("--limit", type=int, default=50, show_default=True, help="How many entries, newest first.")
+    @json_flag
+    @click.pass_obj
+    def audit(state: Any, limit: int, as_json: bool) -> None:
+        """The audit log: logins, releases and refused releases, operator changes (newest first)."""
+        store, operators = _open(state.home)
+        try:
+            entries = operators.audit_log(max(1, min(limit, 10_000)))
+        finally:
+            store.close()
+        if as_json:
+            _emit(True, [e.to_json() for e in entries], "")
+            return
+        if not entries:
+            render.console.print("The audit log is empty.")
+        for e in entries:  # names and details may hold what someone typed at the login form
+            line = f"{render.when(e.at)}  {_visible(e.operator):24} {e.action:18} {_visible(e.detail)}"
+            render.console.print(line, markup=False, highlight=False)
+
+
+def _visible(text: str) -> str:
+    """Control characters and escape sequences shown as ``\\xNN``, never sent to the terminal."""
+    return "".join(c if c.isprintable() else f"\\x{ord(c):02x}" for c in text)

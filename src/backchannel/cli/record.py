@@ -18,6 +18,7 @@ import click
 from backchannel.cli import render
 from backchannel.cli.report import html_report
 from backchannel.errors import InvalidArgument, RecordInvalid
+from backchannel.station.private import write_private
 
 Decorator = Callable[[Callable[..., None]], Callable[..., None]]
 
@@ -100,10 +101,8 @@ def register(
     def transcript_export(state: Any, line: str, fmt: str, out: Path) -> None:
         """Export LINE's whole record: JSON (verifiable) or a printable HTML report."""
         doc = state.call("export_transcript", line=line)
-        if fmt == "json":
-            out.write_text(json.dumps(doc, indent=1, sort_keys=True), encoding="utf-8")
-        else:
-            out.write_text(html_report(doc), encoding="utf-8")
+        text = json.dumps(doc, indent=1, sort_keys=True) if fmt == "json" else html_report(doc)
+        write_private(out, text.encode("utf-8"))  # 0600: the record of the line is secret
         mode = "on the record: verifiable" if doc["on_record"] else "off the record: NOT verifiable by others"
         render.console.print(
             render.lit(f"Wrote {len(doc['entries'])} entries of line {doc['line']} to {out} ({mode}).")

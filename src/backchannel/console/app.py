@@ -65,12 +65,13 @@ from backchannel.errors import (
     BackchannelError,
     InvalidArgument,
     LineNotReady,
+    ReleaseRefused,
     UnknownLine,
     UnknownMessage,
 )
 from backchannel.proto.payloads import MAX_TEXT_BYTES
 from backchannel.station.config import PRECEDENCES
-from backchannel.station.operators import LoginRefused, LoginThrottled, Operators, Session
+from backchannel.station.operators import LoginRefused, LoginThrottled, Operators, Session, UnknownOperator
 from backchannel.station.station import Station
 from backchannel.station.views import DraftView, MessageView
 
@@ -234,6 +235,11 @@ class Console:
                     response.delete_cookie(self.session_cookie, path="/")
                 return response
             if not allowed(session.role, permission):
+                if permission == "release":  # every refused release is audited, this one too
+                    draft = str(request.path_params.get("draft", ""))[:32]
+                    self.audit(
+                        session, "release_refused", f"draft {draft}: role {session.role} (via console)"
+                    )
                 return self.refused(
                     session, 403, "Not allowed", f"Your role ({session.role}) does not allow this."
                 )
@@ -544,19 +550,12 @@ class Console:
 
     async def release(self, request: Request, session: Session, form: FormData | None) -> Response:
         draft_id = request.path_params["draft"]
-        try:
-            held = self.station.draft(draft_id)
-            sent = await self.station.release(draft_id, session.operator)
-        except (InvalidArgument, LineNotReady, UnknownMessage) as exc:
-            self.audit(session, "release_refused", f"draft {draft_id[:32]}: {exc}")
+        try:  # the station checks the two-person rule and writes the audit row, refusal or release
+            sent = await self.station.release_as(draft_id, session.operator, via="console")
+        except (InvalidArgument, LineNotReady, UnknownMessage, ReleaseRefused, UnknownOperator) as exc:
             status = 404 if isinstance(exc, UnknownMessage) else 409 if isinstance(exc, LineNotReady) else 403
             return self.refused(session, status, "Not released", f"{_sentence(str(exc))} Nothing was sent.")
-        self.audit(
-            session,
-            "release",
-            f"{held.line}:{sent.seq} {held.precedence} draft {held.id}, drafted by {held.drafted_by}",
-        )
-        line_id = self.station.line(held.line).line_id
+        line_id = self.station.line(sent.line).line_id
         return RedirectResponse(f"/line/{line_id}?released={sent.seq}#out-{sent.seq}", 303)
 
     async def ack(self, request: Request, session: Session, form: FormData | None) -> Response:

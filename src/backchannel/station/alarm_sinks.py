@@ -55,8 +55,9 @@ Alarm = dict[str, Any]
 #: ``on_result(alarm, sink_name, ok, detail)``: the final outcome of one event at one sink.
 ResultCallback = Callable[[Alarm, str, bool, str], None]
 
-#: Inherited environment variables a sink command must never see (the keystore passphrase).
-SECRET_ENVIRONMENT = frozenset({"BACKCHANNEL_PASSPHRASE"})
+#: The only inherited environment variables a sink command gets (plus ``LC_*``): what a program
+#: needs to run and to print in the operator's language, nothing of the station's own.
+COMMAND_ENVIRONMENT = frozenset({"PATH", "HOME", "USER", "LOGNAME", "LANG", "LANGUAGE", "TZ", "TMPDIR"})
 #: How much of a failing command's stderr goes into the error message.
 STDERR_TAIL = 400
 
@@ -104,13 +105,15 @@ def retry_delays(first: float, maximum: float, max_attempts: int) -> list[float]
 
 
 def alarm_environment(alarm: Alarm, inherited: dict[str, str]) -> dict[str, str]:
-    """The environment of a sink command: the station's own, minus secrets, plus the alarm's gist.
+    """The environment of a sink command: a few harmless inherited variables, plus the alarm's gist.
 
     The three variables let a one-line shell hook branch on the alarm without parsing JSON.
-    The passphrase is removed because a hook script is often written or copied by someone
-    who should not be able to open the keystore.
+    Everything else the station inherited is left out, by an allow-list
+    (:data:`COMMAND_ENVIRONMENT`): the passphrase (in case it is still there), operator
+    passwords, tokens, proxies. A hook script is often written or copied by someone who should
+    not be able to open the keystore.
     """
-    env = {k: v for k, v in inherited.items() if k not in SECRET_ENVIRONMENT}
+    env = {k: v for k, v in inherited.items() if k in COMMAND_ENVIRONMENT or k.startswith("LC_")}
     for key in ("kind", "state", "line"):
         value = alarm.get(key)
         env[f"BACKCHANNEL_ALARM_{key.upper()}"] = "" if value is None else str(value)

@@ -1,6 +1,7 @@
 """The control socket: how the CLI (and any local program) talks to a running station.
 
-A Unix socket in the station directory (mode 0600), one JSON object per line each way::
+A Unix socket (mode 0600) in a directory only this user may write, one JSON object per line
+each way::
 
     -> {"id": 1, "method": "send", "params": {"line": "moscow", "text": "..."}}
     <- {"id": 1, "result": {...}}            or
@@ -10,6 +11,25 @@ Errors travel as their stable ``code`` and are rebuilt on the client side as the
 exception class, so a CLI command fails with the same named error whether it ran in-process
 or through the socket. An unexpected exception in a handler is logged and answered as an
 ``internal`` error: it never stops the station.
+
+Where the socket lives
+----------------------
+Whoever answers on the socket *is* the station to the CLI: it shows that party's safety
+number and hands it the text of every ``send``. So the socket must sit where no other local
+user can create or replace it (:func:`socket_path`):
+
+- ``HOME/control.sock`` when that path fits in a Unix socket address (the station directory
+  is 0700, see :mod:`backchannel.station.private`);
+- else ``$XDG_RUNTIME_DIR/backchannel/<hash>.sock`` (the per-user runtime directory);
+- else ``$TMPDIR/backchannel-<uid>/<hash>.sock`` (``/tmp`` when ``$TMPDIR`` is unset), as tmux
+  does: a directory of this user's own, created 0700.
+
+Both the station (before it binds) and the client (before it connects) check the directory
+with ``lstat``: a directory, not a symlink, owned by this user, with no access for group or
+others, in a parent that others cannot rename it out of (:func:`check_private_dir`); and the
+client checks that the socket itself is a socket owned by this user with mode 0600. Anything
+else is :class:`~backchannel.errors.UnsafeControlSocket`, naming the path and the fix; a
+planted directory is never used, never "repaired".
 """
 
 from __future__ import annotations
@@ -21,15 +41,18 @@ import json
 import logging
 import os
 import socket
+import stat
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
 from backchannel.errors import (
     BackchannelError,
+    ConfigError,
     InvalidArgument,
     StationNotRunning,
     TransportError,
+    UnsafeControlSocket,
     error_from_code,
 )
 from backchannel.station.station import Station
@@ -38,13 +61,94 @@ log = logging.getLogger("backchannel.control")
 MAX_REQUEST = 1 << 20
 
 
+#: Longest socket path we bind: AF_UNIX allows 107 bytes on Linux, fewer on some systems.
+MAX_SOCKET_PATH = 100
+
+
 def socket_path(home: Path) -> Path:
-    """``home/control.sock``, or a short path under /tmp when that is too long for AF_UNIX."""
+    """Where the station at ``home`` listens: in ``home`` itself, or a private runtime directory."""
     path = home.resolve() / "control.sock"
-    if len(str(path)) < 100:
+    if len(os.fsencode(path)) <= MAX_SOCKET_PATH:
         return path
     digest = hashlib.sha256(str(home.resolve()).encode()).hexdigest()[:16]
-    return Path("/tmp") / f"backchannel-{digest}.sock"
+    path = runtime_dir() / f"{digest}.sock"
+    if len(os.fsencode(path)) > MAX_SOCKET_PATH:
+        raise ConfigError(
+            f"the station directory's path is too long for its control socket, and so is {path}: "
+            "use a shorter --home, or set XDG_RUNTIME_DIR to a short directory of yours (mode 0700)"
+        )
+    return path
+
+
+def runtime_dir() -> Path:
+    """This user's directory for sockets of stations whose own directory path is too long."""
+    xdg = os.environ.get("XDG_RUNTIME_DIR")
+    if xdg and os.path.isabs(xdg):
+        return Path(xdg) / "backchannel"
+    base = os.environ.get("TMPDIR") or "/tmp"
+    return Path(base if os.path.isabs(base) else "/tmp") / f"backchannel-{os.getuid()}"
+
+
+def check_private_dir(directory: Path) -> None:
+    """Refuse a socket directory another local user could plant a socket in, or swap out.
+
+    ``lstat`` (a symlink is refused, never followed); owned by this user; no group or other
+    permission bits; and its parent either not writable by others or sticky (as ``/tmp`` is),
+    so nobody else can rename the directory away and put their own in its place.
+    """
+    try:
+        st = os.lstat(directory)
+        parent = os.stat(directory.parent)
+    except FileNotFoundError:
+        raise StationNotRunning() from None
+    except OSError as exc:
+        raise UnsafeControlSocket(
+            f"the control socket directory {directory} cannot be checked: {exc}"
+        ) from None
+    uid = os.geteuid()
+    if stat.S_ISLNK(st.st_mode) or not stat.S_ISDIR(st.st_mode):
+        raise UnsafeControlSocket(
+            f"the control socket directory {directory} is a symlink or not a directory; another user "
+            f"may have planted it: remove it (rm {directory}) and start the station again"
+        )
+    if st.st_uid != uid:
+        raise UnsafeControlSocket(
+            f"the control socket directory {directory} belongs to uid {st.st_uid}, not to you (uid {uid}); "
+            "another user may have planted it: have it removed, or set XDG_RUNTIME_DIR to a directory "
+            "of yours (mode 0700), or use a shorter --home"
+        )
+    if stat.S_IMODE(st.st_mode) & 0o077:
+        raise UnsafeControlSocket(
+            f"the control socket directory {directory} has mode {stat.S_IMODE(st.st_mode):04o}: others "
+            f"could plant a socket in it. Run: chmod 700 {directory}"
+        )
+    if parent.st_mode & stat.S_IWOTH and not parent.st_mode & stat.S_ISVTX and parent.st_uid != uid:
+        raise UnsafeControlSocket(
+            f"{directory.parent} is writable by everyone without the sticky bit: another user could "
+            "replace the control socket directory in it. Use another --home or XDG_RUNTIME_DIR"
+        )
+
+
+def prepare_socket_dir(path: Path) -> None:
+    """The station's side: create the socket's runtime directory 0700 if needed, then check it."""
+    directory = path.parent
+    if directory != directory.parent and not directory.exists() and not directory.is_symlink():
+        with contextlib.suppress(FileExistsError):
+            os.mkdir(directory, 0o700)
+    check_private_dir(directory)
+
+
+def check_socket(path: Path) -> None:
+    """The client's side: the directory is private and the socket is this user's own, 0600."""
+    check_private_dir(path.parent)
+    try:
+        st = os.lstat(path)
+    except FileNotFoundError:
+        raise StationNotRunning() from None
+    if not stat.S_ISSOCK(st.st_mode) or st.st_uid != os.geteuid() or stat.S_IMODE(st.st_mode) & 0o077:
+        raise UnsafeControlSocket(
+            f"{path} is not a socket of yours with mode 0600; remove it and start the station again"
+        )
 
 
 def _json(value: Any) -> Any:
@@ -88,9 +192,14 @@ class ControlServer:
         }
 
     async def start(self, path: Path) -> None:
+        prepare_socket_dir(path)
         with contextlib.suppress(FileNotFoundError):
-            path.unlink()
-        self._server = await asyncio.start_unix_server(self._client, path=str(path), limit=MAX_REQUEST)
+            path.unlink()  # a stale socket of ours: the directory is private, checked above
+        old_umask = os.umask(0o177)  # the socket is born 0600, not chmodded afterwards
+        try:
+            self._server = await asyncio.start_unix_server(self._client, path=str(path), limit=MAX_REQUEST)
+        finally:
+            os.umask(old_umask)
         os.chmod(path, 0o600)
 
     async def close(self) -> None:
@@ -162,6 +271,7 @@ class ControlClient:
         self._next_id = 0
 
     def connect(self) -> ControlClient:
+        check_socket(self.path)
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         sock.settimeout(self.timeout)
         try:

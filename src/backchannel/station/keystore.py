@@ -14,25 +14,48 @@ File layout (big-endian)::
     | salt (16) | nonce (12) | ciphertext of the 32-byte store key + tag (16)
 
 The header is the AEAD's associated data: changing the parameters breaks the seal.
-Writes go to a temporary file that is fsynced and renamed over the old one.
+Writes go to a temporary file (0600) that is fsynced and renamed over the old one, and the
+directory is fsynced after the rename: the file holds the old passphrase's seal or the new
+one's, never neither (:func:`backchannel.station.private.replace_private`).
+
+A new passphrase must be at least :data:`MIN_PASSPHRASE` characters: the keystore is only as
+strong as the passphrase once the disk is stolen, Argon2id or not.
 """
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import os
 import struct
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 from backchannel.clock import Rng, SystemRng
-from backchannel.errors import CorruptKeystore, DecryptError, WrongPassphrase
+from backchannel.errors import CorruptKeystore, DecryptError, InvalidArgument, WrongPassphrase
 from backchannel.proto.primitives import aead_open, aead_seal, argon2id
+from backchannel.station.private import FILE_MODE, replace_private
 
 MAGIC = b"BCKS"
 VERSION = 1
 HEADER = struct.Struct(">4sBIIB16s12s")
 #: A damaged header must not make opening the keystore allocate gigabytes.
 MAX_MEMORY_KIB = 1024 * 1024
+#: The shortest passphrase ``init`` and ``backchannel passphrase`` accept, in characters.
+MIN_PASSPHRASE = 12
+MAX_PASSPHRASE = 1024
+
+
+def check_new_passphrase(passphrase: str) -> None:
+    """Refuse a passphrase too short to protect a stolen keystore (or absurdly long)."""
+    if len(passphrase) < MIN_PASSPHRASE:
+        raise InvalidArgument(
+            f"the passphrase must be at least {MIN_PASSPHRASE} characters long: "
+            "a few words are easier to remember than a short password and much harder to guess"
+        )
+    if len(passphrase) > MAX_PASSPHRASE:
+        raise InvalidArgument(f"the passphrase must be at most {MAX_PASSPHRASE} characters long")
 
 
 @dataclass(frozen=True)
@@ -87,8 +110,27 @@ def open_keystore(path: Path, passphrase: str) -> bytes:
 
 
 def change_passphrase(path: Path, old: str, new: str, *, params: KdfParams | None = None) -> None:
-    store_key = open_keystore(path, old)
-    _write(path, new, store_key, params or default_params(), SystemRng())
+    """Seal the same store key under ``new``; the database is untouched (it uses the store key).
+
+    Safe while the station runs: the running station holds the store key in memory and never
+    reads the keystore again; it opens with the new passphrase at its next start. Two changes
+    at once are serialised by a lock file, so the second one sees the first one's passphrase
+    (and fails with ``WrongPassphrase``) instead of silently undoing it.
+    """
+    with _locked(path.with_suffix(".lock")):
+        store_key = open_keystore(path, old)
+        check_new_passphrase(new)
+        _write(path, new, store_key, params or default_params(), SystemRng())
+
+
+@contextlib.contextmanager
+def _locked(lock_path: Path) -> Iterator[None]:
+    fd = os.open(lock_path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, FILE_MODE)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
 
 
 def _write(path: Path, passphrase: str, store_key: bytes, params: KdfParams, rng: Rng) -> None:
@@ -101,15 +143,7 @@ def _write(path: Path, passphrase: str, store_key: bytes, params: KdfParams, rng
         iterations=params.iterations,
         lanes=params.lanes,
     )
-    data = header + aead_seal(key, nonce, store_key, header)
-    tmp = path.with_suffix(".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    try:
-        os.write(fd, data)
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    os.replace(tmp, path)
+    replace_private(path, header + aead_seal(key, nonce, store_key, header))
 
 
 class AtRest:

@@ -16,7 +16,7 @@ from typing import Protocol
 from backchannel import aio
 from backchannel.errors import StationAlreadyRunning
 from backchannel.station.config import StationConfig
-from backchannel.station.control import ControlServer, socket_path
+from backchannel.station.control import ControlServer, prepare_socket_dir, socket_path
 from backchannel.station.station import Station
 
 
@@ -53,9 +53,10 @@ async def run_station(
 ) -> None:
     lock = lock_home(home)
     try:
+        path = socket_path(home)
+        prepare_socket_dir(path)  # refuse an unsafe socket directory before touching any line
         station = Station.open(home, passphrase, config)
         control = ControlServer(station)
-        path = socket_path(home)
         await station.start()
         await control.start(path)
         for service in services:

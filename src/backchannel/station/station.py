@@ -81,10 +81,11 @@ from backchannel.station.alarms import Alarms, AlarmView
 from backchannel.station.circuits import RETIRED_READ_SECONDS, CircuitChanges
 from backchannel.station.config import StationConfig
 from backchannel.station.delivery import Sender, Waiters
-from backchannel.station.keystore import AtRest, create_keystore, open_keystore
+from backchannel.station.keystore import AtRest, check_new_passphrase, create_keystore, open_keystore
 from backchannel.station.liveline import LiveLine
 from backchannel.station.monitor import Monitor
 from backchannel.station.pairing import Pairing
+from backchannel.station.private import secure_home
 from backchannel.station.receiver import Receiver
 from backchannel.station.recorder import Recorder
 from backchannel.station.recovery import RESEND_LIMIT, PeerReport
@@ -153,7 +154,7 @@ class Station:
                 str,
                 str | None,
                 asyncio.Future[tuple[int, asyncio.Future[None] | None]],
-                tuple[str, str] | None,
+                tuple[str, str, str] | None,
             ]
         ] = []
         self._peer_caps: dict[bytes, dict[str, bytes]] = {}  # line -> circuit url -> send id
@@ -180,11 +181,10 @@ class Station:
         require_mlkem()
         if not valid_name(name):
             raise InvalidArgument("a station name must be 1 to 64 bytes of printable text")
-        if not passphrase:
-            raise InvalidArgument("the passphrase must not be empty")
-        home.mkdir(parents=True, exist_ok=True)
+        check_new_passphrase(passphrase)
         if (home / KEYSTORE).exists():
             raise StationAlreadyInitialised(f"a station already lives in {home}; it was left untouched")
+        secure_home(home)
         store_key = create_keystore(home / KEYSTORE, passphrase)
         store = Store.open(home / DATABASE)
         identity = Identity.generate()
@@ -209,6 +209,7 @@ class Station:
         if not (home / KEYSTORE).exists():
             raise StationNotInitialised(f"no station lives in {home}. Run `backchannel init` first.")
         store_key = open_keystore(home / KEYSTORE, passphrase)
+        secure_home(home)
         store = Store.open(home / DATABASE)
         account = store.get_meta("account")
         name = store.get_meta("name")
@@ -461,10 +462,25 @@ class Station:
         return self.releases.draft(draft_id)
 
     async def release(
-        self, draft_id: str, operator: str, wait: str | None = None, timeout: float = 30.0
+        self,
+        draft_id: str,
+        operator: str,
+        password: str | None = None,
+        wait: str | None = None,
+        timeout: float = 30.0,
     ) -> MessageView:
-        """Release a held message: it is sealed and sent now. The drafter may not release it."""
-        return await self.releases.release(draft_id, operator, wait, timeout)
+        """Release a held message: it is sealed and sent now (the control socket's ``release``).
+
+        ``operator`` must be a releaser (or admin) other than the drafter and prove it with
+        their console password; every release and refusal is audited (see ``release.py``).
+        """
+        return await self.releases.release(draft_id, operator, password, wait, timeout)
+
+    async def release_as(
+        self, draft_id: str, operator: str, via: str, wait: str | None = None, timeout: float = 30.0
+    ) -> MessageView:
+        """Release on behalf of an operator ``via`` already authenticated (the console session)."""
+        return await self.releases.release_as(draft_id, operator, via, wait, timeout)
 
     def _queue_send(
         self,
@@ -472,7 +488,7 @@ class Station:
         precedence: Precedence,
         text: str,
         wait: str | None,
-        release: tuple[str, str] | None = None,
+        release: tuple[str, str, str] | None = None,
     ) -> asyncio.Future[tuple[int, asyncio.Future[None] | None]]:
         """Join the next group commit; resolves to (sequence number, waiter) once durable.
 
@@ -501,8 +517,11 @@ class Station:
                     self._store.add_outbound(
                         live.line_id, frame.seq, "msg", frame.frame, now, precedence.value, body
                     )
-                    if release is not None:  # in the same transaction: a draft is sent once
-                        self._store.mark_released(release[0], release[1], now, frame.seq)
+                    if release is not None:  # in the same transaction: sent once, and audited
+                        draft_id, operator, note = release
+                        self._store.mark_released(draft_id, operator, now, frame.seq)
+                        detail = f"{live.row.name}:{frame.seq} {precedence.value} draft {draft_id}, {note}"
+                        self._store.add_audit(now, operator, "release", detail)
                     sealed.append((live.line_id, frame.seq))
                 for line_id in {item[0].line_id for item in batch}:
                     self._persist(self._lines[line_id])

@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from backchannel.errors import StorageError
+from backchannel.station.private import create_private
 
 
 @dataclass(frozen=True)
@@ -97,6 +98,8 @@ class Store:
     def open(cls, path: Path) -> Store:
         existed = path.exists()
         try:
+            # SQLite gives the -wal and -shm files the database file's mode: make that 0600.
+            create_private(path)
             conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
             conn.execute("PRAGMA journal_mode=WAL")
             conn.execute("PRAGMA synchronous=FULL")
@@ -104,7 +107,7 @@ class Store:
             conn.execute("PRAGMA busy_timeout=5000")
             store = cls(conn)
             store._migrate(path, existed)
-        except sqlite3.Error as exc:
+        except (sqlite3.Error, OSError) as exc:
             raise StorageError(f"the station database {path} cannot be opened: {exc}") from None
         return store
 
@@ -114,7 +117,9 @@ class Store:
         current = row[0] or 0
         pending = [(v, sql) for v, sql in _schema_files() if v > current]
         if pending and existed and current > 0:
-            shutil.copyfile(path, path.with_suffix(f".v{current}.bak"))
+            backup = path.with_suffix(f".v{current}.bak")
+            create_private(backup)
+            shutil.copyfile(path, backup)
         for version, sql in pending:
             try:
                 record = f"INSERT INTO schema_version (version) VALUES ({version})"

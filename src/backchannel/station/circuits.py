@@ -85,7 +85,8 @@ class CircuitChanges:
     def apply(self, live: LiveLine, change: Circuits, after: list[Callable[[], object]]) -> None:
         line_id = live.line_id
         ours = {url for lid, url, _, _ in self._s._store.mailboxes() if lid == line_id}
-        circuits = set(self._s.circuit_urls(line_id))
+        # From the store, not from memory: earlier changes in the same batch count too.
+        circuits = {url for _, url, _, _ in self._s._store.peer_mailboxes(line_id)}
         for cap in change.add:
             if cap.url not in circuits:
                 if len(circuits) >= MAX_RELAYS:
@@ -270,6 +271,9 @@ class CircuitChanges:
 
         async def guarded() -> None:
             try:
+                live = self._s._line(line)
+                if url not in self._s.circuit_urls(live.line_id):
+                    return  # removed again meanwhile: no connection to a relay the line left
                 await self.add(line, url)
             except BackchannelError as exc:
                 log.warning("circuit change failed: %s", exc)

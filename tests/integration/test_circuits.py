@@ -26,7 +26,9 @@ INTERVAL = 1.0
 
 def station(tmp_path: Path, name: str, config: str = "") -> StationProcess:
     st = StationProcess(tmp_path, name)
-    (st.home / "station.toml").write_text(f"[station]\nlink_test_interval = {INTERVAL}\n{config}")
+    # The relays here are on 127.0.0.1: the peer may add them in band only if the policy names it.
+    policy = 'relay_policy = ["127.0.0.1"]\n'
+    (st.home / "station.toml").write_text(f"[station]\nlink_test_interval = {INTERVAL}\n{policy}{config}")
     st.start()
     return st
 

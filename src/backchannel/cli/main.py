@@ -578,6 +578,54 @@ def circuit_remove(state: State, line: str, relay_url: str, as_json: bool) -> No
     )
 
 
+def _visible(text: object) -> str:
+    """Peer-supplied text (a proposed relay URL) shown literally: no markup, no control codes."""
+    return "".join(c if c.isprintable() else f"\\x{ord(c):02x}" for c in str(text))
+
+
+@circuit.command("pending")
+@json_option
+@pass_state
+def circuit_pending(state: State, as_json: bool) -> None:
+    """Circuits the peer proposed that wait for approval (relay_policy = "ask")."""
+    result = state.call("circuit_proposals")
+
+    def human(proposals: list[dict[str, Any]]) -> None:
+        if not proposals:
+            click.echo("No proposed circuits wait for approval.")
+        for p in proposals:
+            click.echo(
+                f"{p['id']}  line {_visible(p['line'])}: {_visible(p['peer'])} proposes relay "
+                f"{_visible(p['url'])} ({render.when(p['proposed_at'])})"
+            )
+
+    emit(as_json, result, human)
+
+
+@circuit.command("approve")
+@click.argument("proposal")
+@json_option
+@pass_state
+def circuit_approve(state: State, proposal: str, as_json: bool) -> None:
+    """Add the circuit PROPOSAL (an id from `circuit pending`) the peer proposed."""
+    result = state.call("approve_circuit", proposal=proposal)
+    emit(as_json, result, lambda v: click.echo(f"Circuit {proposal} approved on line {_visible(v['name'])}."))
+
+
+@circuit.command("reject")
+@click.argument("proposal")
+@json_option
+@pass_state
+def circuit_reject(state: State, proposal: str, as_json: bool) -> None:
+    """Refuse the circuit PROPOSAL the peer proposed; the peer is told."""
+    result = state.call("reject_circuit", proposal=proposal)
+    emit(
+        as_json,
+        result,
+        lambda v: click.echo(f"Circuit {proposal} through {_visible(v['url'])} rejected; the peer is told."),
+    )
+
+
 @cli.group()
 def transcript() -> None:
     """The line's transcript hash chain."""

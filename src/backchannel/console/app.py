@@ -166,6 +166,7 @@ class Console:
             Route("/release/{draft}", g("release", self.release), methods=["POST"]),
             Route("/alarms", g("read", self.alarms_page)),
             Route("/alarms/{alarm}/ack", g("alarm_ack", self.alarm_ack), methods=["POST"]),
+            Route("/circuits/{proposal}/{verdict}", g("operators", self.circuit_verdict), methods=["POST"]),
             Route("/audit", g("audit", self.audit_page)),
             Route("/operators", g("operators", self.operators_page)),
             Route("/events", self.events),
@@ -636,7 +637,22 @@ class Console:
             nav="alarms",
             raised=[a for a in alarms if a.state == "raised"],
             cleared=[a for a in alarms if a.state != "raised"][:50],
+            proposals=self.station.circuit_proposals(),
         )
+
+    async def circuit_verdict(self, request: Request, session: Session, form: FormData | None) -> Response:
+        """Approve or reject a circuit the peer proposed (held by ``relay_policy = "ask"``)."""
+        proposal, verdict = request.path_params["proposal"], request.path_params["verdict"]
+        if verdict == "approve":
+            view = await self.station.approve_circuit(proposal)
+            detail = f"{proposal} {view.name}"
+        elif verdict == "reject":
+            result = self.station.reject_circuit(proposal)
+            detail = f"{proposal} {result['line']} {result['url']}"
+        else:
+            return self.refused(session, 404, "Not found", "Approve or reject: nothing else.")
+        self.audit(session, f"circuit_{verdict}", detail)
+        return RedirectResponse("/alarms", 303)
 
     async def alarm_ack(self, request: Request, session: Session, form: FormData | None) -> Response:
         alarm_id = request.path_params["alarm"]

@@ -5,6 +5,12 @@ Adding: we create our own mailbox on the new relay and send its send capability 
 answers with its own mailbox there. Removing: we tell the peer, then stop using the relay
 ourselves. A received change is bounded: never more than 8 circuits, never the last one.
 
+A relay the *peer* adds is judged by the station's relay policy (:mod:`relay_policy`): added
+at once, held for a local operator's approval (kept on disk; approved or rejected later, even
+after a restart), or refused. A refusal or rejection is told to the peer as a removal of that
+relay, which retires the peer's unanswered mailbox there. A circuit the peer removes closes
+the link to its relay when nothing else uses it.
+
 When *we* remove a circuit, our own mailbox on that relay is *retired*, not forgotten: we keep
 reading it (for ``RETIRED_READ_SECONDS``, also across restarts), because a peer that refused the
 removal (two operators removing the two circuits of a line at once) keeps sending there. When
@@ -27,6 +33,7 @@ from backchannel.proto.invitation import MAX_RELAYS, MailboxCapability
 from backchannel.proto.payloads import Circuits
 from backchannel.station.liveline import LiveLine
 from backchannel.station.pairing import relay_list
+from backchannel.station.relay_policy import Decision, decide
 from backchannel.station.relay_url import shown
 from backchannel.station.views import LineView
 
@@ -79,32 +86,195 @@ class CircuitChanges:
     def apply(self, live: LiveLine, change: Circuits, after: list[Callable[[], object]]) -> None:
         line_id = live.line_id
         ours = {url for lid, url, _, _ in self._s._store.mailboxes() if lid == line_id}
-        circuits = set(self._s.circuit_urls(line_id))
+        # From the store, not from memory: earlier changes in the same batch count too.
+        circuits = {url for _, url, _, _ in self._s._store.peer_mailboxes(line_id)}
         for cap in change.add:
-            if cap.url not in circuits and len(circuits) >= MAX_RELAYS:
-                self._s._store.count("circuit_limit")  # a peer may not grow a line past 8 circuits
-                continue
+            if cap.url not in circuits:
+                if len(circuits) >= MAX_RELAYS:
+                    self._s._store.count("circuit_limit")  # a peer may not grow a line past 8 circuits
+                    continue
+                if not self._admit(live, cap, after):
+                    continue
             circuits.add(cap.url)
-            self._s._store.add_peer_mailbox(
-                line_id, cap.url, cap.send_id, self._s._atrest.seal(cap.send_key, b"send-key" + cap.send_id)
-            )
-            after.append(functools.partial(self._s._add_sender, line_id, cap.url, cap.send_id, cap.send_key))
-            if cap.url not in ours:  # answer with our own mailbox on that relay
-                after.append(functools.partial(self._answer, live.row.name, cap.url))
+            self._accept(live, cap, cap.url not in ours, after)
         for url in change.remove:
+            if self._s._store.delete_proposals(line_id, url):  # the peer withdrew it before approval
+                self._s._store.count("circuit_withdrawn")
+                after.append(functools.partial(self._s.alarms.clear_alarm, "circuit_proposed", line_id, url))
+                continue
+            if url not in circuits and url in ours:
+                # The peer declined our proposal: it will not use this relay, so ours there is no
+                # circuit. Retired (read a while), as for a removal we made ourselves.
+                self._s._store.remove_circuit(line_id, url, self._s.now(), retire=True)
+                self._s._store.count("circuit_declined")
+                log.warning(
+                    "line %s: %s declined the circuit through %s", live.row.name, live.row.peer_name, url
+                )
+                continue
             if url not in circuits or len(circuits) == 1:
                 self._s._store.count("circuit_refused")  # never remove the last circuit of a line
                 continue
             circuits.discard(url)
+            send_id = self._s.send_id(line_id, url)
+            recv_ids = [r for lid, u, r, _ in self._s._store.mailboxes() if lid == line_id and u == url]
             self._s._store.remove_circuit(line_id, url, self._s.now(), retire=False)
-            after.append(functools.partial(self._s._peer_caps.get(line_id, {}).pop, url, None))
+            after.append(functools.partial(self._forget, line_id, url, send_id, recv_ids))
         after.append(functools.partial(self._s.monitor.circuits_changed, line_id))
+
+    def _admit(self, live: LiveLine, cap: MailboxCapability, after: list[Callable[[], object]]) -> bool:
+        """Judge a relay the peer proposes (``station.relay_policy``); True to add it now."""
+        config = self._s.config
+        decision, why = decide(
+            cap.url, config.relay_policy, self.trusted_relays(), config.allow_private_relays
+        )
+        if (
+            decision is Decision.ACCEPT
+            and cap.url not in self._s._links
+            and self._s.links_open() >= config.max_links
+        ):
+            decision, why = Decision.REFUSE, f"the station keeps at most {config.max_links} relay connections"
+        name, peer = live.row.name, live.row.peer_name
+        if decision is Decision.ACCEPT:
+            return True
+        if decision is Decision.ASK and len(self._s._store.proposals(live.line_id)) < MAX_RELAYS:
+            proposal_id = self._s._rng.bytes(6).hex()
+            self._s._store.add_proposal(
+                proposal_id,
+                live.line_id,
+                cap.url,
+                cap.send_id,
+                self._s._atrest.seal(cap.send_key, b"send-key" + cap.send_id),
+                self._s.now(),
+            )
+            self._s._store.count("circuit_held")
+            message = (
+                f"line {name}: {peer} proposes a circuit through relay {cap.url}; it is held for approval "
+                f"(`backchannel circuit approve {proposal_id}` or `reject {proposal_id}`)"
+            )
+            after.append(
+                functools.partial(
+                    self._s.alarms.raise_alarm, "circuit_proposed", live.line_id, cap.url, message
+                )
+            )
+            return False
+        if decision is Decision.ASK:
+            why = f"already {MAX_RELAYS} proposals await approval on this line"
+        self._s._store.count("circuit_refused_policy")
+        log.warning("line %s: refused the circuit %s proposed through %s: %s", name, peer, cap.url, why)
+        self._decline(live, cap.url, after)
+        return False
+
+    def _accept(
+        self, live: LiveLine, cap: MailboxCapability, answer: bool, after: list[Callable[[], object]]
+    ) -> None:
+        line_id = live.line_id
+        self._s._store.add_peer_mailbox(
+            line_id, cap.url, cap.send_id, self._s._atrest.seal(cap.send_key, b"send-key" + cap.send_id)
+        )
+        after.append(functools.partial(self._s._add_sender, line_id, cap.url, cap.send_id, cap.send_key))
+        if answer:  # answer with our own mailbox on that relay
+            after.append(functools.partial(self._answer, live.row.name, cap.url))
+
+    def _decline(self, live: LiveLine, url: str, after: list[Callable[[], object]]) -> None:
+        """Tell the peer we will not use ``url`` (a removal of a circuit we never had, §9.2)."""
+        seq = self._s.send_payload(live.line_id, Circuits((), (url,)), "circuits", enqueue=False)
+        after.append(functools.partial(self._s.sender.enqueue, [(live.line_id, seq)]))
+
+    def _forget(self, line_id: bytes, url: str, send_id: bytes | None, recv_ids: list[bytes]) -> None:
+        """After the commit of a removal by the peer: stop using the relay, close its link if unused."""
+        self._s._peer_caps.get(line_id, {}).pop(url, None)
+        link = self._s._links.get(url)
+        if link is not None:
+            if send_id is not None and not any(
+                caps.get(url) == send_id for caps in self._s._peer_caps.values()
+            ):
+                link.remove_sender(send_id)
+            for recv_id in recv_ids:
+                link.unsubscribe(recv_id)
+        self._s.release_link(url)
+
+    def trusted_relays(self) -> set[str]:
+        """Relays this station chose or uses: its configured relays and those of its lines."""
+        store = self._s._store
+        urls = {url for _, url, _, _ in store.mailboxes() + store.mailboxes(retired=True)}
+        urls |= {url for _, url, _, _ in store.peer_mailboxes()}
+        return urls | set(self._s.config.relays)
+
+    # ---- proposals held for approval ------------------------------------------------------
+
+    def pending(self) -> list[dict[str, object]]:
+        """Circuits the peer proposed that wait for an operator's approval."""
+        return [
+            {
+                "id": pid,
+                "line": self._s.line_name(line_id),
+                "peer": self._s.peer_name(line_id),
+                "url": url,
+                "proposed_at": at,
+            }
+            for pid, line_id, url, _, _, at in self._s._store.proposals()
+        ]
+
+    def _proposal(self, proposal_id: str) -> tuple[str, bytes, str, bytes, bytes, float]:
+        found = [p for p in self._s._store.proposals() if p[0] == proposal_id]
+        if not found or found[0][1] not in self._s._lines:
+            raise InvalidArgument(
+                f"there is no proposed circuit {proposal_id!r}; `backchannel circuit pending` lists them"
+            )
+        return found[0]
+
+    async def approve(self, proposal_id: str) -> LineView:
+        """Add the circuit the peer proposed, and answer with our own mailbox on that relay."""
+        _, line_id, url, send_id, sealed, _ = self._proposal(proposal_id)
+        live = self._s._lines[line_id]
+        circuits = self._s.circuit_urls(line_id)
+        if url not in circuits and len(circuits) >= MAX_RELAYS:
+            raise InvalidArgument(
+                f"line {live.row.name!r} already has {MAX_RELAYS} circuits; remove one first"
+            )
+        cap = MailboxCapability(url, send_id, self._s._atrest.open(sealed, b"send-key" + send_id))
+        ours = {u for lid, u, _, _ in self._s._store.mailboxes() if lid == line_id}
+        after: list[Callable[[], object]] = []
+        with self._s._mutation():
+            self._s._store.delete_proposal(proposal_id)
+            self._accept(live, cap, answer=False, after=after)
+        for action in after:
+            action()
+        self._s.alarms.clear_alarm("circuit_proposed", line_id, url)
+        self._s.monitor.circuits_changed(line_id)
+        log.warning("line %s: the circuit through %s proposed by the peer was approved", live.row.name, url)
+        if url not in ours:
+            try:
+                await self.add(live.row.name, url)
+            except BackchannelError as exc:
+                raise type(exc)(
+                    f"approved, and sending there; but our own mailbox on {url} could not be made yet "
+                    f"({exc}); retry with `backchannel circuit add {live.row.name} {url}`"
+                ) from exc
+        return self._s._line_view(live)
+
+    def reject(self, proposal_id: str) -> dict[str, object]:
+        """Refuse the circuit the peer proposed; the peer is told (a removal, §9.2)."""
+        _, line_id, url, _, _, _ = self._proposal(proposal_id)
+        live = self._s._lines[line_id]
+        after: list[Callable[[], object]] = []
+        with self._s._mutation():
+            self._s._store.delete_proposal(proposal_id)
+            self._s._store.count("circuit_rejected")
+            self._decline(live, url, after)
+        for action in after:
+            action()
+        self._s.alarms.clear_alarm("circuit_proposed", line_id, url)
+        return {"id": proposal_id, "line": live.row.name, "url": url, "rejected": True}
 
     def _answer(self, line: str, url: str) -> None:
         """After the commit: offer our own mailbox on the relay the peer added."""
 
         async def guarded() -> None:
             try:
+                live = self._s._line(line)
+                if url not in self._s.circuit_urls(live.line_id):
+                    return  # removed again meanwhile: no connection to a relay the line left
                 await self.add(line, url)
             except BackchannelError as exc:
                 log.warning("circuit change failed: %s", exc)

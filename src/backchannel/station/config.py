@@ -9,6 +9,7 @@ relay = "ws://127.0.0.1:7400"        # default relay for invitations
 link_test_interval = 3600            # seconds between link tests (the 1963 line: hourly)
 alarm_command = ["/usr/local/bin/page-duty-officer"]
 alarm_webhook = "http://127.0.0.1:9000/alarms"
+relay_policy = ["ask", "relay.example.org"]   # relays the peer may add: these; ask for others
 
 [station.deadlines]                  # seconds until the acknowledged receipt is due
 FLASH = 120
@@ -29,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from backchannel.errors import ConfigError
+from backchannel.station.relay_policy import parse_policy
 
 PRECEDENCES = ("FLASH", "IMMEDIATE", "PRIORITY", "ROUTINE")
 DEFAULT_DEADLINES = {"FLASH": 120.0, "IMMEDIATE": 600.0, "PRIORITY": 3600.0, "ROUTINE": 86400.0}
@@ -63,6 +65,23 @@ class StationConfig:
     alarm_command: tuple[str, ...] = ()
     #: POST each alarm event as JSON to this http(s) URL.
     alarm_webhook: str | None = None
+    #: Which relays the *peer* may add to a line in band (see ``station.relay_policy``):
+    #: URLs or hosts allowed at once, and "ask" to hold any other for an operator's approval.
+    relay_policy: tuple[str, ...] = ("ask",)
+    #: Whether the peer may propose relays on loopback, private or link-local addresses at all
+    #: (held or allowed by ``relay_policy`` then); an address named in ``relay_policy`` always may.
+    allow_private_relays: bool = False
+    #: Relay connections the station keeps at most; a peer's proposal beyond is refused.
+    max_links: int = 32
+    #: Frames (and bytes) one relay may have handed over and not yet seen processed; beyond,
+    #: the station stops reading from that relay until it catches up (backpressure).
+    receive_frames: int = 512
+    receive_bytes: int = 4 * 1024 * 1024
+    #: Useless frames (forged, misaddressed, repeated) from one relay within 10 s that make the
+    #: station suspend that relay: its circuits go down, with an alarm naming it.
+    flood_limit: int = 2000
+    #: Seconds a flooding relay is suspended the first time (doubling, at most an hour).
+    flood_suspend_seconds: float = 60.0
 
     @classmethod
     def load(cls, path: Path | None, **overrides: Any) -> StationConfig:
@@ -126,6 +145,16 @@ def _at_least(minimum: float) -> Callable[[Any, str], float]:
     return check
 
 
+def _at_least_bytes(minimum: int) -> Callable[[Any, str], int]:
+    def check(value: Any, what: str) -> int:
+        count = int(_positive(int)(value, what))
+        if count < minimum:
+            raise ConfigError(f"{what} must be at least {minimum} bytes")
+        return count
+
+    return check
+
+
 def _url(value: Any, what: str, schemes: tuple[str, ...] = ("ws://", "wss://")) -> str:
     if not isinstance(value, str) or not value.startswith(schemes):
         raise ConfigError(f"{what} must be a URL starting with {' or '.join(schemes)}")
@@ -182,6 +211,19 @@ def _webhook(value: Any, what: str) -> str:
     return _url(value, what, ("http://", "https://"))
 
 
+def _relay_policy(value: Any, what: str) -> tuple[str, ...]:
+    try:
+        return parse_policy(value)
+    except ValueError as exc:
+        raise ConfigError(f"{what}: {exc}") from None
+
+
+def _bool(value: Any, what: str) -> bool:
+    if not isinstance(value, bool):
+        raise ConfigError(f"{what} must be true or false")
+    return value
+
+
 _VALIDATORS: dict[str, Callable[[Any, str], Any]] = {
     "relays": _relays,
     "invitation_ttl_hours": _positive(float),
@@ -195,4 +237,11 @@ _VALIDATORS: dict[str, Callable[[Any, str], Any]] = {
     "line_deadlines": _line_deadlines,
     "alarm_command": _command,
     "alarm_webhook": _webhook,
+    "relay_policy": _relay_policy,
+    "allow_private_relays": _bool,
+    "max_links": _positive(int),
+    "receive_frames": _positive(int),
+    "receive_bytes": _at_least_bytes(64 * 1024),
+    "flood_limit": _positive(int),
+    "flood_suspend_seconds": _positive(float),
 }

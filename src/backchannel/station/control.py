@@ -165,7 +165,7 @@ class ControlServer:
         self._server: asyncio.AbstractServer | None = None
         s = station
         self._methods: dict[str, Callable[..., Any]] = {
-            "ping": lambda: {"name": s.name, "pending": s.sender.pending()},
+            "ping": lambda: {"name": s.name, "pending": s.sender.pending(), "links": s.links_open()},
             "identity": s.identity,
             "invite": s.invite,
             "accept": s.accept,
@@ -189,6 +189,9 @@ class ControlServer:
             "export_transcript": s.export_transcript,
             "verify_transcript": s.verify_transcript,
             "remove_circuit": s.remove_circuit,
+            "circuit_proposals": s.circuit_proposals,
+            "approve_circuit": s.approve_circuit,
+            "reject_circuit": s.reject_circuit,
         }
 
     async def start(self, path: Path) -> None:

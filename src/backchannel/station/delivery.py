@@ -101,6 +101,10 @@ class Sender:
         if up:
             self._unpark(url)
 
+    def forget(self, url: str) -> None:
+        """The circuit through ``url`` is gone: drop what was parked for it."""
+        self._parked.pop(url, None)
+
     def _unpark(self, url: str) -> None:
         parked = self._parked.pop(url, set())
         if parked:
@@ -159,7 +163,7 @@ class Sender:
             if any(self._parked.values()):
                 self._backoff = next_backoff(self._backoff, self._config.retry_max_seconds)
                 for url in list(self._parked):
-                    if self._station.link(url).connected:
+                    if self._station.link_connected(url):
                         self._unpark(url)
 
 

@@ -45,6 +45,8 @@ class CircuitHealth:
     last_out: float | None = None
     rtt: float | None = None
     state: Health = Health.UP
+    #: Until then the station does not connect to this relay (it flooded us; ``station.flood``).
+    suspended_until: float = 0.0
 
     def to_json(self) -> dict[str, object]:
         return {
@@ -54,6 +56,7 @@ class CircuitHealth:
             "rtt_ms": None if self.rtt is None else round(self.rtt * 1000, 2),
             "last_in": self.last_in,
             "last_out": self.last_out,
+            "suspended_until": self.suspended_until or None,
         }
 
 
@@ -69,6 +72,8 @@ def reply_delay(interval: float) -> float:
 
 def assess(health: CircuitHealth, now: float, interval: float) -> Health | None:
     """The state of one circuit at ``now``; None while it is too early to say (just started)."""
+    if now < health.suspended_until:
+        return Health.DOWN
     if not health.connected and now - health.connection_changed >= disconnect_grace(interval):
         return Health.DOWN
     horizon = 2 * interval

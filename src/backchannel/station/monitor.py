@@ -82,6 +82,22 @@ class Monitor:
                 circuit.connected = up
                 circuit.connection_changed = now
 
+    def relay_flooded(self, url: str, useless: int, until: float) -> None:
+        """The station suspended a relay that flooded it: its circuits are down, now."""
+        for line_id in self._station.established_lines():
+            circuit = self.watch(line_id).circuits.get(url)
+            if circuit is None:
+                continue
+            circuit.suspended_until = until
+            circuit.state = Health.DOWN
+            self._set(
+                ("circuit_down", line_id, url),
+                True,
+                f"circuit {url} of line {self._station.line_name(line_id)} is down: relay {url} "
+                f"flooded this station with {useless} frames it had to drop; the station does not "
+                f"connect to it for {until - self._station.now():.0f} s",
+            )
+
     def copy_arrived(self, line_id: bytes, url: str | None, seq: int) -> None:
         if url is not None and url in self._station.circuit_urls(line_id):  # not a removed circuit
             self.watch(line_id).copy_arrived(url, seq, self._station.now())
@@ -192,6 +208,8 @@ class Monitor:
             circuit.state = judged
             states.append(judged)
             last = "never" if circuit.last_in is None else f"{now - circuit.last_in:.1f} s ago"
+            if now < circuit.suspended_until:
+                continue  # its alarm was raised when it was suspended (relay_flooded)
             self._set(
                 ("circuit_down", line_id, url),
                 judged is Health.DOWN,

@@ -58,6 +58,9 @@ if TYPE_CHECKING:
 log = logging.getLogger("backchannel.station")
 
 RECEIVE_BATCH = 512
+#: Frames held ahead of a gap per line, at most (on disk). Later ones are dropped and counted
+#: (``held_limit``); the peer sends them again end to end once it learns we lack them.
+MAX_HELD = 10_000
 
 
 def ms(seconds: float) -> int:
@@ -100,22 +103,46 @@ class Receiver:
                 # A bug, not bad input (that is a RemoteError, counted per frame). Never let it
                 # stop the station: take the frames one by one and drop only the one that fails.
                 log.exception("a batch of %d frames hit an internal error", len(batch))
-                newly_sendable, batch = self._receive_one_by_one(batch)
+                newly_sendable, done, requeued = self._receive_one_by_one(batch)
+                self._release([d for d in batch if not any(d is r for r in requeued)])
+                batch = done
+            else:
+                self._release(batch)
             self._s.sender.enqueue(newly_sendable)  # receipts leave before the relay acks
             for delivery in batch:
-                url = self._s._mailbox_urls.get(delivery.recv_id)
-                if url is not None:
-                    self._spawn_ack(url, delivery)
+                self._ack(delivery)
+            self._s.check_floods()
 
-    def _receive_one_by_one(self, batch: list[Delivery]) -> tuple[list[tuple[bytes, int]], list[Delivery]]:
-        """Returns what to send and the frames that may be acknowledged to their relays."""
+    @staticmethod
+    def _release(batch: list[Delivery]) -> None:
+        """Give each frame's link its room back (the payloads are no longer held here)."""
+        for delivery in batch:
+            if delivery.link is not None:
+                delivery.link.processed(delivery)
+
+    def _ack(self, delivery: Delivery) -> None:
+        """Acknowledge to the relay that delivered it (only for a mailbox it serves us)."""
+        link = delivery.link
+        if link is None:
+            url = self._s._mailbox_urls.get(delivery.recv_id)
+            link = self._s._links.get(url) if url is not None else None
+        if link is not None and link.receives(delivery.recv_id):
+            link.ack_soon(delivery.recv_id, delivery.msg_id)
+
+    def _receive_one_by_one(
+        self, batch: list[Delivery]
+    ) -> tuple[list[tuple[bytes, int]], list[Delivery], list[Delivery]]:
+        """Returns what to send, the frames that may be acknowledged to their relays, and the
+        frames put back in the queue."""
         sendable: list[tuple[bytes, int]] = []
         done: list[Delivery] = []
+        requeued: list[Delivery] = []
         for delivery in batch:
             try:
                 sendable += self._s.receive_batch([delivery])
             except BackchannelError:
                 self._s._deliveries.put_nowait(delivery)  # not stored: it comes round again
+                requeued.append(delivery)
                 continue
             except Exception:
                 # Not acknowledged: the relay keeps it (and pushes it again later), so a
@@ -125,14 +152,7 @@ class Receiver:
                     self._s._store.count("internal_error")
                 continue
             done.append(delivery)
-        return sendable, done
-
-    def _spawn_ack(self, url: str, delivery: Delivery) -> None:
-        async def ack() -> None:
-            with contextlib.suppress(BackchannelError):
-                await self._s._links[url].ack(delivery.recv_id, delivery.msg_id)
-
-        asyncio.get_running_loop().create_task(ack())
+        return sendable, done, requeued
 
     def receive_batch(self, batch: list[Delivery]) -> list[tuple[bytes, int]]:
         """Process frames from relays in one transaction; returns new frames to send.
@@ -170,11 +190,20 @@ class Receiver:
     ) -> None:
         with self._s._mutation():
             for delivery in batch:
+                link = delivery.link
+                if link is not None and not link.receives(delivery.recv_id):
+                    # A relay may deliver only for the mailboxes we subscribed there: it may not
+                    # pass its flood off as another relay's frames.
+                    self._s._store.count("unsubscribed_delivery")
+                    self._s.flood.useless(link.url, now)
+                    continue
+                url = link.url if link is not None else self._s._mailbox_urls.get(delivery.recv_id)
                 try:
-                    url = self._s._mailbox_urls.get(delivery.recv_id)
                     self._receive_one(delivery.payload, url, now, outgoing, receipts_due, touched)
                 except RemoteError as exc:
                     self._s._store.count(exc.code)
+                    if url is not None:
+                        self._s.flood.useless(url, now)
                     log.info("dropped a frame: %s", exc)
             for line_id in receipts_due:
                 live = self._s._lines[line_id]
@@ -212,14 +241,21 @@ class Receiver:
             raise
         seq = sealed.header.seq
         self._s.monitor.copy_arrived(line_id, url, seq)  # any genuine copy proves its circuit works
+        repeat = url is not None and self._s.flood.copy(url, line_id, seq, now)
         verdict = classify(seq, live.state.delivered_upto, _HeldView(self._s._store, line_id))
         if verdict is Verdict.DUPLICATE:
             self._s._store.count("duplicate")
+            if repeat and url is not None:
+                self._s.flood.useless(url, now)  # the same relay sent this very frame again
             return
         if verdict is Verdict.TOO_FAR:
             self._s._store.count("too_far_ahead")
             return
         if verdict is Verdict.HOLD:
+            if self._s._store.held_count(line_id) >= MAX_HELD:
+                # Bounded: the peer resends what we lack once the gap is filled (§10.6).
+                self._s._store.count("held_limit")
+                return
             self._s._store.hold(line_id, seq, data)
             self._s._after_commit.append(functools.partial(self._s.monitor.gap, line_id, True))
             return
@@ -342,7 +378,14 @@ class Receiver:
         self._s.recorder.record(line_id, 1, 1, opened.state.transcript.heads[1], opened.raw)
         self._s._store.mark_invitation_used(line_id)
         self._s._save_account()  # the one-time key is now spent
-        for cap in opened.hello.mailboxes:
+        # The accepter's mailboxes must be on the relays of our invitation: a hello may not
+        # make this station connect anywhere else.
+        invited = {url for lid, url, _, _ in self._s._store.mailboxes() if lid == line_id}
+        refused = [cap for cap in opened.hello.mailboxes if cap.url not in invited]
+        if refused:
+            self._s._store.count("circuit_refused_policy", len(refused))
+        caps = [cap for cap in opened.hello.mailboxes if cap.url in invited]
+        for cap in caps:
             self._s._store.add_peer_mailbox(
                 line_id, cap.url, cap.send_id, self._s._atrest.seal(cap.send_key, b"send-key" + cap.send_id)
             )
@@ -351,5 +394,5 @@ class Receiver:
         self._s._store.add_outbound(line_id, welcome.seq, "welcome", welcome.frame, now)
         self._s._persist(live, last_contact=now)
         outgoing.append((line_id, welcome.seq))
-        for cap in opened.hello.mailboxes:
+        for cap in caps:
             self._s._add_sender(line_id, cap.url, cap.send_id, cap.send_key)

@@ -39,6 +39,7 @@ import asyncio
 import contextlib
 import logging
 import random
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -68,6 +69,23 @@ PING_TIMEOUT = 5.0
 #: fits with a wide margin, in case a relay is configured with a larger limit).
 MAX_INCOMING = 4 * frames.MAX_PAYLOAD + 64 * 1024
 _MAX_RID = 2**32 - 1
+#: Acknowledgements waiting to be written, per connection; beyond this the oldest are
+#: dropped (the relay pushes an unacknowledged frame again later; the copy is then dropped).
+MAX_PENDING_ACKS = 4096
+
+
+@dataclass(frozen=True)
+class ReceiveLimit:
+    """How much one link may have handed to the station and not yet seen processed.
+
+    When either bound is reached the link stops reading its socket (TCP pushes back on the
+    relay) until the station has processed some: a relay that runs ahead costs only its own
+    circuit's latency, and the station's memory for received frames is bounded by the sum
+    of these over its links.
+    """
+
+    frames: int = 512
+    bytes: int = 4 * 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -75,6 +93,8 @@ class Delivery:
     recv_id: bytes
     msg_id: bytes
     payload: bytes
+    #: The link it came through (the station returns its share of the receive limit there).
+    link: RelayLink | None = field(default=None, compare=False, repr=False)
 
 
 #: Returns a 64-byte Ed25519 signature over the message.
@@ -92,6 +112,9 @@ class _Session:
     auth: dict[bytes, asyncio.Task[None]] = field(default_factory=dict)
     #: recv_ids whose SUBSCRIBE was issued on this connection.
     subscribed: set[bytes] = field(default_factory=set)
+    #: (recv_id, msg_id) to acknowledge; written by one task, replies not awaited.
+    acks: deque[tuple[bytes, bytes]] = field(default_factory=lambda: deque(maxlen=MAX_PENDING_ACKS))
+    ack_wake: asyncio.Event = field(default_factory=asyncio.Event)
     alive: bool = True
 
     def fail_all(self, reason: str) -> None:
@@ -100,6 +123,8 @@ class _Session:
             if not future.done():
                 future.set_exception(TransportError(reason))
         self.pending.clear()
+        self.acks.clear()
+        self.ack_wake.set()
 
 
 class RelayLink:
@@ -115,6 +140,7 @@ class RelayLink:
         request_timeout: float = 10.0,
         ping_interval: float = PING_INTERVAL,
         ping_timeout: float = PING_TIMEOUT,
+        receive_limit: ReceiveLimit | None = None,
     ) -> None:
         for name, value in (
             ("request_timeout", request_timeout),
@@ -144,6 +170,13 @@ class RelayLink:
         self._runner: asyncio.Task[None] | None = None
         self._side_tasks: set[asyncio.Task[None]] = set()
         self._next_rid = 0
+        self._limit = receive_limit
+        self._unprocessed_frames = 0
+        self._unprocessed_bytes = 0
+        self._room = asyncio.Event()
+        self._room.set()
+        #: Monotonic time before which the link does not connect (see :meth:`suspend`).
+        self._suspended_until = 0.0
 
     # ---- lifecycle ---------------------------------------------------------------------
 
@@ -179,6 +212,44 @@ class RelayLink:
         except TimeoutError:
             raise TransportError(f"no connection to relay {self.shown_url} within {timeout:g} s") from None
 
+    def suspend(self, seconds: float) -> None:
+        """Drop the connection now and do not reconnect for ``seconds`` (a relay that floods).
+
+        Requests in flight fail with ``TransportError``; registrations are kept, so the
+        link proves them again when it reconnects after the pause.
+        """
+        self._suspended_until = self._clock.monotonic() + seconds
+        session = self._session
+        if session is not None:
+            session.fail_all(f"the station suspended relay {self.url}")
+            self._room.set()  # a reader waiting for room sees the session is over
+            transport = session.ws.transport
+            if transport is not None:
+                transport.abort()  # no closing handshake with a relay that floods us
+        self._set_connected(False)
+
+    @property
+    def suspended(self) -> bool:
+        return self._clock.monotonic() < self._suspended_until
+
+    def processed(self, delivery: Delivery) -> None:
+        """The station is done with a frame this link delivered: its room is free again."""
+        self._unprocessed_frames = max(0, self._unprocessed_frames - 1)
+        self._unprocessed_bytes = max(0, self._unprocessed_bytes - len(delivery.payload))
+        self._room.set()
+
+    def ack_soon(self, recv_id: bytes, msg_id: bytes) -> None:
+        """Acknowledge a frame without waiting for the relay's answer (nor keeping the payload).
+
+        ACKs are written in order by one task per connection; without a connection they are
+        dropped, which is harmless: the relay pushes the frame again after the next SUBSCRIBE
+        and the station drops the copy.
+        """
+        session = self._session
+        if session is not None and session.alive and not self._closing:
+            session.acks.append((recv_id, msg_id))
+            session.ack_wake.set()
+
     # ---- registrations -----------------------------------------------------------------
 
     def subscribe(self, recv_id: bytes, signer: Signer) -> None:
@@ -188,6 +259,21 @@ class RelayLink:
         session = self._session
         if session is not None and session.alive:
             self._subscribe_on(session, recv_id)
+
+    def unsubscribe(self, recv_id: bytes) -> None:
+        """Stop receiving from a mailbox after the next reconnect (the relay has no UNSUBSCRIBE)."""
+        self._subs.pop(recv_id, None)
+
+    def remove_sender(self, send_id: bytes) -> None:
+        self._senders.pop(send_id, None)
+
+    def in_use(self) -> bool:
+        """Whether any mailbox is still received from or sent to through this link."""
+        return bool(self._subs or self._senders)
+
+    def receives(self, recv_id: bytes) -> bool:
+        """Whether this link subscribed to ``recv_id`` (a relay may not deliver for others)."""
+        return recv_id in self._subs
 
     def add_sender(self, send_id: bytes, signer: Signer) -> None:
         """Allow ``send`` to this mailbox; AUTH_SEND is proven once per connection."""
@@ -361,6 +447,10 @@ class RelayLink:
     async def _run(self) -> None:
         delay = BACKOFF_START
         while not self._closing:
+            pause = self._suspended_until - self._clock.monotonic()
+            if pause > 0:
+                await asyncio.sleep(pause)
+                continue
             try:
                 if await self._connect_once():
                     delay = BACKOFF_START  # the session worked; reconnect quickly
@@ -403,11 +493,13 @@ class RelayLink:
             self._session = session
             self._note_contact()
             registering = asyncio.create_task(self._register_all(session))
+            acking = asyncio.create_task(self._write_acks(session))
             try:
                 await self._read(session)
             finally:
                 registering.cancel()
-                await asyncio.gather(registering, return_exceptions=True)
+                acking.cancel()
+                await asyncio.gather(registering, acking, return_exceptions=True)
         except (ConnectionClosed, OSError, TimeoutError, ProtocolError) as exc:
             _LOG.info("relay %s: connection ended: %s", self.shown_url, exc)
         finally:
@@ -444,7 +536,9 @@ class RelayLink:
                 _LOG.warning("relay %s sent a bad frame: %s", self.shown_url, exc)
                 continue
             if isinstance(frame, frames.Deliver):
-                await self._deliveries.put(Delivery(frame.recv_id, frame.msg_id, frame.payload))
+                if not await self._wait_room(session, len(frame.payload)):
+                    return
+                await self._deliveries.put(Delivery(frame.recv_id, frame.msg_id, frame.payload, self))
                 continue
             future = session.pending.get(frame.request_id)
             if future is None:
@@ -453,6 +547,36 @@ class RelayLink:
                 continue
             if not future.done():
                 future.set_result(frame)
+
+    async def _wait_room(self, session: _Session, size: int) -> bool:
+        """Wait until this link may hand over one more frame of ``size`` bytes (backpressure:
+        meanwhile nothing is read from the socket). False if the session ended meanwhile."""
+        limit = self._limit
+        if limit is not None:
+            while self._unprocessed_frames > 0 and (
+                self._unprocessed_frames >= limit.frames or self._unprocessed_bytes + size > limit.bytes
+            ):
+                self._room.clear()
+                await self._room.wait()
+                if not self._usable(session):
+                    return False
+            if not self._usable(session):
+                return False
+            self._unprocessed_frames += 1
+            self._unprocessed_bytes += size
+        return self._usable(session)
+
+    async def _write_acks(self, session: _Session) -> None:
+        """Write queued ACKs in order; their replies are ignored by ``_read`` (nobody waits)."""
+        while session.alive:
+            await session.ack_wake.wait()
+            session.ack_wake.clear()
+            while session.acks and session.alive:
+                recv_id, msg_id = session.acks.popleft()
+                try:
+                    await session.ws.send(frames.encode(frames.Ack(self._rid(), recv_id, msg_id)))
+                except (ConnectionClosed, OSError):
+                    return
 
     # ---- small helpers -----------------------------------------------------------------
 

@@ -81,6 +81,7 @@ from backchannel.station.alarms import Alarms, AlarmView
 from backchannel.station.circuits import RETIRED_READ_SECONDS, CircuitChanges
 from backchannel.station.config import StationConfig
 from backchannel.station.delivery import Sender, Waiters
+from backchannel.station.flood import FloodGuard
 from backchannel.station.keystore import AtRest, check_new_passphrase, create_keystore, open_keystore
 from backchannel.station.liveline import LiveLine
 from backchannel.station.monitor import Monitor
@@ -89,7 +90,7 @@ from backchannel.station.private import secure_home
 from backchannel.station.receiver import Receiver
 from backchannel.station.recorder import Recorder
 from backchannel.station.recovery import RESEND_LIMIT, PeerReport
-from backchannel.station.relay_link import Delivery, RelayLink
+from backchannel.station.relay_link import Delivery, ReceiveLimit, RelayLink
 from backchannel.station.relay_url import shown
 from backchannel.station.release import Releases
 from backchannel.station.store import InboxRow, OutboxRow, Store
@@ -108,6 +109,8 @@ KEYSTORE = "keystore.bcks"
 DATABASE = "station.db"
 CONFIG = "station.toml"
 RECEIVE_BATCH = 512
+#: Seconds over which a relay's useless frames are counted (see ``station.flood``).
+FLOOD_WINDOW = 10.0
 STATUS_LEVELS = ("queued", "relayed", "delivered", "acknowledged")
 
 
@@ -145,7 +148,10 @@ class Station:
         self._lines: dict[bytes, LiveLine] = {}
         self._links: dict[str, RelayLink] = {}
         self._mailbox_urls: dict[bytes, str] = {}  # our recv_id -> relay url
+        #: Unbounded as a queue, bounded in fact: each link puts at most its ReceiveLimit.
         self._deliveries: asyncio.Queue[Delivery] = asyncio.Queue()
+        self.flood = FloodGuard(config.flood_limit, FLOOD_WINDOW, config.flood_suspend_seconds)
+        self._closing_links: set[asyncio.Task[None]] = set()
         self._receiver: asyncio.Task[None] | None = None
         self._send_batch: list[
             tuple[
@@ -258,6 +264,7 @@ class Station:
         for link in self._links.values():
             await link.close()
         self._links.clear()
+        await asyncio.gather(*self._closing_links, return_exceptions=True)
         self.waiters.fail_all(TransportError("the station is shutting down"))
         if self.dispatcher is not None:
             await self.dispatcher.close(5.0)
@@ -274,6 +281,7 @@ class Station:
                 clock=self._clock,
                 on_connected=functools.partial(self._on_link_state, url),
                 request_timeout=self.config.relay_request_timeout,
+                receive_limit=ReceiveLimit(self.config.receive_frames, self.config.receive_bytes),
             )
             self._links[url] = link
             asyncio.get_running_loop().create_task(link.start())
@@ -286,6 +294,42 @@ class Station:
     def _add_sender(self, line_id: bytes, url: str, send_id: bytes, seed: bytes) -> None:
         self._peer_caps.setdefault(line_id, {})[url] = send_id
         self.link(url).add_sender(send_id, functools.partial(ed25519_sign, seed))
+
+    def release_link(self, url: str) -> None:
+        """Close the link to a relay nothing uses any more (a removed circuit): no connection
+        is kept, nor re-established forever, to a relay the line left."""
+        link = self._links.get(url)
+        if link is None or link.in_use():
+            return
+        del self._links[url]
+        self.flood.forget(url)
+        self.sender.forget(url)
+        task = asyncio.get_running_loop().create_task(link.close())
+        self._closing_links.add(task)
+        task.add_done_callback(self._closing_links.discard)
+
+    def links_open(self) -> int:
+        return len(self._links)
+
+    def check_floods(self) -> None:
+        """Suspend every relay whose useless frames reached the limit (``station.flood``)."""
+        now = self._clock.now()
+        for url, useless, seconds in self.flood.tripped(now):
+            link = self._links.get(url)
+            if link is None:
+                continue
+            log.error(
+                "relay %s flooded this station with %d frames it had to drop within %g s; "
+                "not connecting to it for %g s",
+                url,
+                useless,
+                FLOOD_WINDOW,
+                seconds,
+            )
+            link.suspend(seconds)
+            with contextlib.suppress(BackchannelError), self._store.transaction(durable=False):
+                self._store.count("relay_suspended")
+            self.monitor.relay_flooded(url, useless, now + seconds)
 
     def _on_link_state(self, url: str, up: bool) -> None:
         self.sender.on_link_state(url, up)
@@ -681,6 +725,18 @@ class Station:
         """Stop using a relay for this line, on both sides (told to the peer in-band)."""
         return await self.circuits.remove(line, relay)
 
+    def circuit_proposals(self) -> list[dict[str, object]]:
+        """Circuits the peer proposed that the relay policy holds for an operator's approval."""
+        return self.circuits.pending()
+
+    async def approve_circuit(self, proposal: str) -> LineView:
+        """Add a circuit the peer proposed (held by ``relay_policy = "ask"``)."""
+        return await self.circuits.approve(proposal)
+
+    def reject_circuit(self, proposal: str) -> dict[str, object]:
+        """Refuse a circuit the peer proposed; the peer is told."""
+        return self.circuits.reject(proposal)
+
     # ---- receiving (see receiver.py) -------------------------------------------------------
 
     def receive_batch(self, batch: list[Delivery]) -> list[tuple[bytes, int]]:
@@ -688,7 +744,8 @@ class Station:
         return self.receiver.receive_batch(batch)
 
     def _receive_one_by_one(self, batch: list[Delivery]) -> tuple[list[tuple[bytes, int]], list[Delivery]]:
-        return self.receiver._receive_one_by_one(batch)
+        sendable, done, _ = self.receiver._receive_one_by_one(batch)
+        return sendable, done
 
     # ---- reading ---------------------------------------------------------------------------
 

@@ -281,6 +281,35 @@ class Store:
         rows = (self._x(sql + " WHERE line_id = ?", (line_id,)) if line_id else self._x(sql)).fetchall()
         return [(bytes(r[0]), r[1], bytes(r[2]), bytes(r[3])) for r in rows]
 
+    # ---- circuits proposed by the peer, awaiting approval -------------------------------
+
+    def add_proposal(
+        self, proposal_id: str, line_id: bytes, url: str, send_id: bytes, send_key_sealed: bytes, at: float
+    ) -> None:
+        """Hold a proposal (a newer one for the same line and relay replaces the older)."""
+        self._x("DELETE FROM circuit_proposals WHERE line_id = ? AND url = ?", (line_id, url))
+        self._x(
+            "INSERT INTO circuit_proposals VALUES (?, ?, ?, ?, ?, ?)",
+            (proposal_id, line_id, url, send_id, send_key_sealed, at),
+        )
+
+    def proposals(self, line_id: bytes | None = None) -> list[tuple[str, bytes, str, bytes, bytes, float]]:
+        """(id, line, url, send_id, sealed send key, proposed at), oldest first."""
+        sql = "SELECT id, line_id, url, send_id, send_key_sealed, proposed_at FROM circuit_proposals"
+        rows = (
+            self._x(sql + " WHERE line_id = ? ORDER BY proposed_at", (line_id,))
+            if line_id
+            else self._x(sql + " ORDER BY proposed_at")
+        ).fetchall()
+        return [(r[0], bytes(r[1]), r[2], bytes(r[3]), bytes(r[4]), r[5]) for r in rows]
+
+    def delete_proposal(self, proposal_id: str) -> bool:
+        return self._x("DELETE FROM circuit_proposals WHERE id = ?", (proposal_id,)).rowcount > 0
+
+    def delete_proposals(self, line_id: bytes, url: str) -> bool:
+        sql = "DELETE FROM circuit_proposals WHERE line_id = ? AND url = ?"
+        return self._x(sql, (line_id, url)).rowcount > 0
+
     # ---- outbox ------------------------------------------------------------------------
 
     def add_outbound(
@@ -452,6 +481,9 @@ class Store:
         return (
             self._x("SELECT 1 FROM held WHERE line_id = ? AND seq = ?", (line_id, seq)).fetchone() is not None
         )
+
+    def held_count(self, line_id: bytes) -> int:
+        return int(self._x("SELECT COUNT(*) FROM held WHERE line_id = ?", (line_id,)).fetchone()[0])
 
     def has_held(self, line_id: bytes) -> bool:
         return self._x("SELECT 1 FROM held WHERE line_id = ? LIMIT 1", (line_id,)).fetchone() is not None

@@ -578,11 +578,6 @@ def circuit_remove(state: State, line: str, relay_url: str, as_json: bool) -> No
     )
 
 
-def _visible(text: object) -> str:
-    """Peer-supplied text (a proposed relay URL) shown literally: no markup, no control codes."""
-    return "".join(c if c.isprintable() else f"\\x{ord(c):02x}" for c in str(text))
-
-
 @circuit.command("pending")
 @json_option
 @pass_state
@@ -590,13 +585,15 @@ def circuit_pending(state: State, as_json: bool) -> None:
     """Circuits the peer proposed that wait for approval (relay_policy = "ask")."""
     result = state.call("circuit_proposals")
 
+    from backchannel.station.relay_url import shown
+
     def human(proposals: list[dict[str, Any]]) -> None:
         if not proposals:
             click.echo("No proposed circuits wait for approval.")
         for p in proposals:
             click.echo(
-                f"{p['id']}  line {_visible(p['line'])}: {_visible(p['peer'])} proposes relay "
-                f"{_visible(p['url'])} ({render.when(p['proposed_at'])})"
+                f"{p['id']}  line {render.visible(p['line'])}: {render.visible(p['peer'])} proposes relay "
+                f"{render.visible(shown(p['url']))} ({render.when(p['proposed_at'])})"
             )
 
     emit(as_json, result, human)
@@ -609,7 +606,11 @@ def circuit_pending(state: State, as_json: bool) -> None:
 def circuit_approve(state: State, proposal: str, as_json: bool) -> None:
     """Add the circuit PROPOSAL (an id from `circuit pending`) the peer proposed."""
     result = state.call("approve_circuit", proposal=proposal)
-    emit(as_json, result, lambda v: click.echo(f"Circuit {proposal} approved on line {_visible(v['name'])}."))
+    emit(
+        as_json,
+        result,
+        lambda v: click.echo(f"Circuit {proposal} approved on line {render.visible(v['name'])}."),
+    )
 
 
 @circuit.command("reject")
@@ -622,7 +623,9 @@ def circuit_reject(state: State, proposal: str, as_json: bool) -> None:
     emit(
         as_json,
         result,
-        lambda v: click.echo(f"Circuit {proposal} through {_visible(v['url'])} rejected; the peer is told."),
+        lambda v: click.echo(
+            f"Circuit {proposal} through {render.visible(v['url'])} rejected; the peer is told."
+        ),
     )
 
 

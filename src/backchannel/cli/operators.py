@@ -194,10 +194,6 @@ def register(cli: click.Group) -> None:
         if not entries:
             render.console.print("The audit log is empty.")
         for e in entries:  # names and details may hold what someone typed at the login form
-            line = f"{render.when(e.at)}  {_visible(e.operator):24} {e.action:18} {_visible(e.detail)}"
+            who, detail = render.visible(e.operator), render.visible(e.detail)
+            line = f"{render.when(e.at)}  {who:24} {e.action:18} {detail}"
             render.console.print(line, markup=False, highlight=False)
-
-
-def _visible(text: str) -> str:
-    """Control characters and escape sequences shown as ``\\xNN``, never sent to the terminal."""
-    return "".join(c if c.isprintable() else f"\\x{ord(c):02x}" for c in text)

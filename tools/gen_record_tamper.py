@@ -481,6 +481,24 @@ def build_cases(sigs: Signatures) -> tuple[list[Case], dict[str, dict[str, Any]]
         "signature",
         "the confession signed by washington, moscow's real keys in the export",
     )
+    moscow_script = genuine_script()
+    moscow_script[2] = (
+        0,
+        Message(Precedence.FLASH, "We ordered the aircraft in. Do not respond.", T0 + 60_000),
+    )
+    by_moscow_alone = converse(_with_hello(moscow_script, hello(MOSCOW)), {0: MOSCOW, 1: MOSCOW}, sigs)
+    case(
+        "one-key-signs-both-directions-by-the-accepter",
+        export(
+            by_moscow_alone,
+            {"inviter": MOSCOW.block("washington"), "accepter": MOSCOW.block()},
+            "accepter",
+            MOSCOW,
+        ),
+        "refused",
+        "same-station",
+        "moscow wrote washington's side and signed both directions with its own key",
+    )
     # -- withheld bodies -------------------------------------------------------------------------
 
     def relabel(d: dict[str, Any]) -> None:
@@ -556,6 +574,13 @@ def build_cases(sigs: Signatures) -> tuple[list[Case], dict[str, dict[str, Any]]
         "refused",
         "seal",
         "moscow's export with its times moved, resealed by washington (exported_by still names moscow)",
+    )
+    case(
+        "resealed-by-the-other-party-the-accepter",
+        variant(by_w, move_times, MOSCOW),
+        "refused",
+        "seal",
+        "washington's export with its times moved, resealed by moscow (exported_by still names washington)",
     )
     case(
         "resealed-by-the-other-party-as-its-own",

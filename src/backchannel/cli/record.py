@@ -210,10 +210,10 @@ def _print_verified(v: dict[str, Any]) -> None:
         f"{_utc(v['exported_at'])} (a claim, not a proven time)"
     )
     if v["on_record"]:
-        covered = v["covered_by_checkpoints"]
+        spans = [f"1–{n}" if n else "none" for n in v["covered_by_checkpoints"]]
         lines.append(
-            f"  post-quantum (ML-DSA-65) checkpoints cover entries 1–{covered[0]} of direction 0 and "
-            f"1–{covered[1]} of direction 1; later entries rest on Ed25519 alone"
+            f"  post-quantum (ML-DSA-65) checkpoints cover entries {spans[0]} of direction 0 and "
+            f"{spans[1]} of direction 1; later entries rest on Ed25519 alone"
         )
     lines += [
         f"  [yellow]body withheld by the exporter[/] (no text, digest only): {w}" for w in v["withheld"]

@@ -8,7 +8,6 @@ from backchannel.proto.primitives import mldsa_public
 from backchannel.proto.safety import grouped, safety_number, station_fingerprint
 from backchannel.proto.session import Identity
 
-
 Keys = tuple[bytes, bytes, bytes]
 
 
@@ -41,7 +40,9 @@ def test_the_number_is_the_two_fingerprints_in_ascending_order(keys: tuple[Keys,
 
 
 def test_a_fingerprint_is_deterministic() -> None:
-    assert station_fingerprint(b"\x01" * 32, b"\x02" * 32, b"") == station_fingerprint(b"\x01" * 32, b"\x02" * 32, b"")
+    assert station_fingerprint(b"\x01" * 32, b"\x02" * 32, b"") == station_fingerprint(
+        b"\x01" * 32, b"\x02" * 32, b""
+    )
 
 
 @pytest.mark.parametrize("side", ["ours", "theirs"])
@@ -58,7 +59,9 @@ def test_the_number_changes_if_any_one_key_changes(keys: tuple[Keys, ...], side:
 
 
 def test_swapping_a_stations_two_keys_changes_its_fingerprint() -> None:
-    assert station_fingerprint(b"\x01" * 32, b"\x02" * 32, b"") != station_fingerprint(b"\x02" * 32, b"\x01" * 32, b"")
+    assert station_fingerprint(b"\x01" * 32, b"\x02" * 32, b"") != station_fingerprint(
+        b"\x02" * 32, b"\x01" * 32, b""
+    )
 
 
 def test_grouped_gives_twelve_blocks_of_five(keys: tuple[Keys, ...]) -> None:

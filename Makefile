@@ -46,6 +46,7 @@ chaos: $(STAMP)
 
 vectors: $(STAMP)
 	$(PY) tools/gen_vectors.py
+	$(PY) tools/gen_record_tamper.py
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache build src/*.egg-info

@@ -197,6 +197,12 @@ class RecordInvalid(RemoteError):
 
     code = "record_invalid"
 
+    def __init__(self, message: str | None = None, reason: str = "malformed") -> None:
+        super().__init__(message)
+        #: Which step of the arbiter's procedure refused it (docs/PROTOCOL.md §11.5), e.g.
+        #: "same-station" or "seal": stable, so another verifier can be compared with this one.
+        self.reason = reason
+
 
 class RelayRefused(RemoteError):
     """The relay refused the request."""

@@ -61,8 +61,8 @@ def converse(a: StationProcess, b: StationProcess) -> None:
 
 
 def agreed_checkpoints(st: StationProcess, line: str) -> int:
-    doc = st.call("export_transcript", line=line)
-    return sum(1 for c in doc["checkpoints"] if c["status"] == "agreed")
+    record = st.call("verify_transcript", line=line)
+    return int(record["checkpoints_received"]) - len(record["diverged"])
 
 
 def standalone(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
@@ -130,11 +130,11 @@ def test_an_on_the_record_export_verifies_with_only_the_two_public_keys_and_any_
     # Bytes no signature covers are sealed by the exporting station: changing them fails too.
     for field, change in (("payload", "text"), ("recorded_at", None)):
         doc = json.loads(export.read_text())
-        item = next(e for e in doc["entries"] if e["payload"].get("t") == "msg")
+        item = next(e for e in doc["entries"] if e.get("payload", {}).get("t") == "msg")
         if field == "payload":
             item["payload"]["text"] = "We never said that."
         else:
-            item["recorded_at"] += 3600
+            item["recorded_at"] += 3_600_000
         tampered.write_text(json.dumps(doc))
         bad = standalone("transcript", "verify-export", str(tampered), *keys, cwd=third_party)
         assert bad.returncode == 1, field

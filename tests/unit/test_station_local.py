@@ -500,18 +500,32 @@ def test_an_internal_error_on_one_frame_leaves_it_at_its_relay_and_keeps_the_sta
     assert station.counters()["internal_error"] == 1
 
 
-def test_a_spent_frame_stays_in_an_exportable_verifiable_record_and_raises_an_alarm(
+def test_a_spent_frame_is_exported_withheld_and_an_arbiter_refuses_it_until_covered(
     station_pair: Any, support: Any
 ) -> None:
-    from backchannel.proto.record import verify_export
+    """Issue 8 changed this: an unreadable frame no longer verifies on the exporter's word
+    ("spent"); it is exported as a withheld body (digest only), the station's own check lists
+    it, and an arbiter refuses the export since no checkpoint its sender signed covers it."""
+    import pytest
+
+    from backchannel.errors import RecordInvalid
+    from backchannel.proto.export import verify_export
+    from backchannel.proto.identity import FIELDS
 
     a, b, lid = station_pair.inviter, station_pair.accepter, station_pair.line_id
     live = b._lines[lid]  # the peer forges a genuine-looking frame whose content is unreadable
     header = Header(Kind.DATA, lid, 1, live.state.next_seq, os.urandom(12))
     support.deliver(a, envelope.seal(header, live.state.keys.to_inviter, live.session.encrypt(b"\xff")))
     doc = a.export_transcript(station_pair.inviter_line)
-    spent = [e for e in doc["entries"] if e.get("spent")]
-    assert [(e["direction"], e["seq"]) for e in spent] == [(1, live.state.next_seq)]
-    result = verify_export(doc, doc["stations"], require_signatures=doc["on_record"])
-    assert result.spent == (f"entry {live.state.next_seq} of direction 1 (item {len(doc['entries'])})",)
+    withheld = [e for e in doc["entries"] if e.get("withheld")]
+    assert [(e["direction"], e["seq"]) for e in withheld] == [(1, live.state.next_seq)]
+    assert "payload" not in withheld[0] and "entry" not in withheld[0]
+    where = f"entry {live.state.next_seq} of direction 1 (item {len(doc['entries'])})"
+    own = verify_export(doc, None, require_signatures=doc["on_record"])
+    assert own.withheld == (where,)
+    if doc["on_record"]:
+        assert own.unreadable == (where,)
+        with pytest.raises(RecordInvalid) as refused:
+            verify_export(doc, [{k: st.identity()[k] for k in FIELDS} for st in (a, b)])
+        assert refused.value.reason == "withheld-uncovered"
     assert [x.kind for x in a.list_alarms()] == ["record_divergence"]

@@ -339,7 +339,8 @@ class Demo:
         self.cli("moscow", "transcript", "verify", "washington")
         self.say(
             "An arbiter who has never seen the line can verify the exported record with nothing but "
-            "the two stations' public keys."
+            "the two stations' identity files, and compares the fingerprint printed for each side "
+            "with the safety number the operators read to each other."
         )
         export = self.root / "record.json"
         self.cli("moscow", "transcript", "export", "washington", "--out", str(export))

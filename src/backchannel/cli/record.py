@@ -2,8 +2,10 @@
 ``identity`` (the public keys a third party needs to verify an export).
 
 ``transcript verify-export`` runs without a station: it needs only the export and the two
-stations' public keys, so an archive, a court or an arbiter can run it on a machine that
-has never seen the line.
+stations' identity files, so an archive, a court or an arbiter can run it on a machine that
+has never seen the line. With ``--json`` a refusal is printed on stdout as
+``{"verified": false, "error": {"code", "reason", "message"}}`` (exit status 1), the reason
+naming the step of the procedure in docs/PROTOCOL.md §11.5 that refused it.
 """
 
 from __future__ import annotations
@@ -97,10 +99,17 @@ def register(
     @click.option(
         "--out", type=click.Path(path_type=Path, dir_okay=False), required=True, help="File to write."
     )
+    @click.option(
+        "--withhold",
+        multiple=True,
+        metavar="D:N",
+        help="Leave out the body of entry N of direction D (its digest stays; a checkpoint its sender "
+        "signed must cover it for the export to verify). Repeatable.",
+    )
     @state_decorator
-    def transcript_export(state: Any, line: str, fmt: str, out: Path) -> None:
+    def transcript_export(state: Any, line: str, fmt: str, out: Path, withhold: tuple[str, ...]) -> None:
         """Export LINE's whole record: JSON (verifiable) or a printable HTML report."""
-        doc = state.call("export_transcript", line=line)
+        doc = state.call("export_transcript", line=line, withhold=list(withhold))
         text = json.dumps(doc, indent=1, sort_keys=True) if fmt == "json" else html_report(doc)
         write_private(out, text.encode("utf-8"))  # 0600: the record of the line is secret
         mode = "on the record: verifiable" if doc["on_record"] else "off the record: NOT verifiable by others"
@@ -116,7 +125,7 @@ def register(
         multiple=True,
         required=True,
         type=click.Path(path_type=Path, dir_okay=False, exists=True),
-        help="A station's public keys (`backchannel identity --json`); give both stations'.",
+        help="A station's identity file (`backchannel identity --json`); give both stations', in any order.",
     )
     @click.option(
         "--off-record",
@@ -128,55 +137,105 @@ def register(
     def transcript_verify_export(
         export_file: Path, key_files: tuple[Path, ...], off_record: bool, as_json: bool
     ) -> None:
-        """Verify an exported transcript with nothing but the two stations' public keys."""
-        from backchannel.proto.record import verify_export
+        """Verify an exported record with nothing but the two stations' identity files.
+
+        Compare each fingerprint printed with the half of the safety number the two operators
+        read to each other (`backchannel verify`): the key files prove their own consistency,
+        not whose station they are.
+        """
+        from backchannel.proto.export import verify_export
 
         doc = _load_json(export_file, "export")
         keys = [_load_json(path, "key file") for path in key_files]
-        roles = _assign_keys(doc, keys)
-        result = verify_export(doc, roles, require_signatures=not off_record)
+        try:
+            result = verify_export(doc, keys, require_signatures=not off_record)
+        except RecordInvalid as exc:
+            if not as_json:
+                raise
+            error = {"code": exc.code, "reason": exc.reason, "message": str(exc)}
+            click.echo(json.dumps({"verified": False, "error": error}))
+            raise SystemExit(1) from None
         out = {
             "verified": True,
             "line_id": result.line_id,
             "on_record": result.on_record,
             "entries": list(result.counts),
             "head": result.head,
-            "checkpoints": result.checkpoints,
-            "spent": list(result.spent),
+            "exported_by": result.exported_by,
+            "exported_at": result.exported_at,
+            "signers": [
+                {"direction": d, "role": s.role, "name": s.name, "fingerprint": s.fingerprint}
+                for d, s in enumerate(result.signers)
+            ],
+            "checkpoints": list(result.checkpoints),
+            "covered_by_checkpoints": list(result.covered),
+            "withheld": list(result.withheld),
         }
-        emit(
-            as_json,
-            out,
-            lambda v: render.console.print(
-                f"[green]Verified[/]: {v['entries'][0]} + {v['entries'][1]} entries and {v['checkpoints']} "
-                f"checkpoint{'' if v['checkpoints'] == 1 else 's'} of line {render.lit(v['line_id'])}, "
-                f"head {render.lit(v['head'])}"
-                + ("" if v["on_record"] else " (off the record: consistency only, no signatures)")
-                + "".join(
-                    f"\n[yellow]unreadable when received, content not proven[/]: {render.lit(w)}"
-                    for w in v["spent"]
-                )
-            ),
-        )
+        emit(as_json, out, _print_verified)
 
     @cli.command()
     @json_option
     @state_decorator
     def identity(state: Any, as_json: bool) -> None:
-        """This station's public keys and fingerprint (give them to whoever verifies a record)."""
+        """This station's identity file: public keys, fingerprint, self-signature (for arbiters)."""
+        from backchannel.proto.identity import FIELDS
+        from backchannel.proto.safety import grouped
+
         result = state.call("identity")
-        keys = {k: result[k] for k in ("name", "ed25519", "mldsa65", "fingerprint")}
+        keys = {k: result[k] for k in FIELDS}
         emit(
             as_json,
             keys,
             lambda v: render.console.print(
                 render.lit(
-                    f"Station {v['name']}\n  fingerprint {v['fingerprint']}\n  Ed25519     {v['ed25519']}\n"
-                    f"  ML-DSA-65   {v['mldsa65'][:64]}… ({len(v['mldsa65']) // 2} bytes; --json for all)",
+                    f"Station {v['name']}\n  fingerprint {grouped(v['fingerprint'])}  (its half of the "
+                    f"safety number on lines on the record)\n  Ed25519     {v['ed25519']}\n"
+                    f"  ML-DSA-65   {v['mldsa65'][:64]}… ({len(v['mldsa65']) // 2} bytes; --json for the "
+                    "identity file an arbiter needs)",
                     keep="\n",
                 )
             ),
         )
+
+
+def _print_verified(v: dict[str, Any]) -> None:
+    checkpoints = len(v["checkpoints"])
+    lines = [
+        f"[green]Verified[/]: {v['entries'][0]} + {v['entries'][1]} entries and {checkpoints} "
+        f"checkpoint{'' if checkpoints == 1 else 's'} of line {render.lit(v['line_id'])}, "
+        f"head {render.lit(v['head'])}"
+        + ("" if v["on_record"] else " (off the record: consistency only, no signatures)")
+    ]
+    for s in v["signers"]:
+        lines.append(
+            f"  direction {s['direction']} ({s['role']}) signed by {render.lit(s['name'])}, "
+            f"fingerprint {render.lit(s['fingerprint'])}"
+        )
+    lines.append(
+        f"  exported and sealed by the {render.lit(v['exported_by'])}; the exporter's clock says "
+        f"{_utc(v['exported_at'])} (a claim, not a proven time)"
+    )
+    if v["on_record"]:
+        spans = [f"1–{n}" if n else "none" for n in v["covered_by_checkpoints"]]
+        lines.append(
+            f"  post-quantum (ML-DSA-65) checkpoints cover entries {spans[0]} of direction 0 and "
+            f"{spans[1]} of direction 1; later entries rest on Ed25519 alone"
+        )
+    lines += [
+        f"  [yellow]body withheld by the exporter[/] (no text, digest only): {render.lit(w)}"
+        for w in v["withheld"]
+    ]
+    lines.append(
+        "  Compare each fingerprint with the half of the safety number the operators read aloud. "
+        "The export cannot prove that no entries came after its last one."
+    )
+    render.console.print("\n".join(lines))
+
+
+def _utc(ms: int) -> str:
+    import time
+
+    return time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(ms / 1000))
 
 
 def _load_json(path: Path, what: str) -> Any:
@@ -184,19 +243,3 @@ def _load_json(path: Path, what: str) -> Any:
         return json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
         raise InvalidArgument(f"the {what} {path} is not readable JSON: {exc}") from None
-
-
-def _assign_keys(doc: Any, keys: list[Any]) -> dict[str, dict[str, str]]:
-    """Match the given key files to the export's two roles by Ed25519 key."""
-    if not isinstance(doc, dict) or "stations" not in doc:
-        raise RecordInvalid("this is not a backchannel transcript export")
-    roles: dict[str, dict[str, str]] = {}
-    for role in ("inviter", "accepter"):
-        wanted = doc["stations"][role]["ed25519"]
-        match = [k for k in keys if isinstance(k, dict) and k.get("ed25519") == wanted]
-        if not match:
-            raise RecordInvalid(
-                f"none of the key files is the {role}'s ({doc['stations'][role].get('name')})"
-            )
-        roles[role] = match[0]
-    return roles

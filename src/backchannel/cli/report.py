@@ -1,7 +1,8 @@
 """The printable HTML report of an exported transcript: for the archive and for people.
 
 Self-contained (no external resources), readable on paper: every message with its time,
-precedence, receipts and acknowledging operator; the checkpoints and whether they agreed;
+precedence, receipts and acknowledging operator; the checkpoints in the chain; the entries
+whose body the exporter withheld;
 the stations' key fingerprints; and, prominently, whether the line was on the record.
 """
 
@@ -10,6 +11,8 @@ from __future__ import annotations
 import datetime as dt
 from html import escape
 from typing import Any
+
+from backchannel.proto.safety import grouped
 
 STYLE = """
 body { font: 14px/1.45 system-ui, sans-serif; margin: 2em; color: #111; }
@@ -37,9 +40,21 @@ def html_report(doc: dict[str, Any]) -> str:
     messages: dict[tuple[int, int], dict[str, Any]] = {}
     receipts: dict[tuple[int, int], list[str]] = {}
     delivered_upto: dict[int, list[tuple[int, float]]] = {0: [], 1: []}
+    withheld: list[str] = []
+    checkpoint_rows: list[str] = []
     for entry in doc["entries"]:
-        payload, d, seq = entry["payload"], entry["direction"], entry["seq"]
+        d, seq = entry["direction"], entry["seq"]
+        if entry.get("withheld"):
+            withheld.append(f"{escape(sender[d])} #{seq}")
+            continue
+        payload = entry["payload"]
         kind = payload.get("t")
+        if kind == "checkpoint":
+            checkpoint_rows.append(
+                f"<tr><td>{escape(sender[d])} #{seq}</td><td>{payload['n'][0]} / {payload['n'][1]}</td>"
+                f"<td class='mono'>{escape(payload['h'][0][:32])}… / {escape(payload['h'][1][:32])}…</td>"
+                f"<td>{_when(entry['recorded_at'], millis=True)}</td></tr>"
+            )
         if kind == "msg":
             messages[(d, seq)] = payload
         elif kind == "ack":
@@ -60,12 +75,11 @@ def html_report(doc: dict[str, Any]) -> str:
             f"<td class='{escape(payload['p'])}'>{escape(payload['p'])}</td>"
             f"<td>{escape(payload['text'])}</td><td>{'<br>'.join(status)}</td></tr>"
         )
-    checkpoints = "".join(
-        f"<tr><td>{escape(sender[c['by']])}</td><td>{c['counts'][0]} / {c['counts'][1]}</td>"
-        f"<td class='mono'>{escape(c['heads'][0][:32])}… / {escape(c['heads'][1][:32])}…</td>"
-        f"<td class='{escape(c['status'])}'>{escape(c['status'])} {escape(c['detail'])}</td>"
-        f"<td>{_when(c['at'])}</td></tr>"
-        for c in doc["checkpoints"]
+    checkpoints = "".join(checkpoint_rows)
+    withheld_note = (
+        f"<p>Body withheld by the exporter (digest only, no text): {', '.join(withheld)}.</p>"
+        if withheld
+        else ""
     )
     record = (
         "<div class='banner on'>ON THE RECORD: every entry is signed (Ed25519) and checkpoints are signed "
@@ -76,7 +90,8 @@ def html_report(doc: dict[str, Any]) -> str:
         "deniable by design and proves nothing to a third party.</div>"
     )
     keys = "".join(
-        f"<tr><td>{role}</td><td>{escape(s['name'])}</td><td class='mono'>{escape(s['fingerprint'])}</td>"
+        f"<tr><td>{role}</td><td>{escape(s['name'])}</td>"
+        f"<td class='mono'>{escape(grouped(s['fingerprint']))}</td>"
         f"<td class='mono'>{escape(s['ed25519'])}</td></tr>"
         for role, s in stations.items()
     )
@@ -84,7 +99,8 @@ def html_report(doc: dict[str, Any]) -> str:
 <html lang="en"><head><meta charset="utf-8"><title>Transcript of line {escape(doc["line"])}</title>
 <style>{STYLE}</style></head><body>
 <h1>Transcript of line {escape(doc["line"])}: {escape(sender[0])} ⇄ {escape(sender[1])}</h1>
-<p>Exported by {escape(doc["exported_by"])} at {escape(doc["exported_at_text"])}. Line id
+<p>Exported by {escape(stations[doc["exported_by"]]["name"])} ({escape(doc["exported_by"])}) at
+{_when(doc["exported_at"], millis=True)} (its clock). Line id
 <span class="mono">{escape(doc["line_id"])}</span>. {doc["counts"][0]} + {doc["counts"][1]} entries;
 transcript head <span class="mono">{escape(doc["head"])}</span>.</p>
 {record}
@@ -92,9 +108,9 @@ transcript head <span class="mono">{escape(doc["head"])}</span>.</p>
 <table><tr><th>message</th><th>sent (sender's clock)</th><th>precedence</th><th>text</th>
 <th>receipts</th></tr>
 {"".join(rows) or "<tr><td colspan=5>no messages</td></tr>"}</table>
-<h2>Checkpoints</h2>
-<table><tr><th>by</th><th>entries</th><th>heads</th><th>outcome</th><th>recorded</th></tr>
-{checkpoints or "<tr><td colspan=5>no checkpoints yet</td></tr>"}</table>
+{withheld_note}<h2>Checkpoints</h2>
+<table><tr><th>by</th><th>entries</th><th>heads</th><th>recorded</th></tr>
+{checkpoints or "<tr><td colspan=4>no checkpoints yet</td></tr>"}</table>
 <h2>Stations and keys</h2>
 <table><tr><th>role</th><th>station</th><th>fingerprint</th><th>Ed25519 public key</th></tr>{keys}</table>
 </body></html>

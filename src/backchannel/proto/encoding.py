@@ -105,3 +105,39 @@ def b64u_decode(text: str, what: str = "text") -> bytes:
         return base64.urlsafe_b64decode(clean + "=" * (-len(clean) % 4))
     except (binascii.Error, ValueError) as exc:
         raise ProtocolError(f"the {what} is not valid base64url") from exc
+
+
+def json_as_cbor(value: Any, what: str = "document") -> bytes:
+    """The deterministic CBOR (RFC 8949 §4.2.1) of a JSON document, for signing it.
+
+    A JSON document signed by this project (an export, an identity file) holds only objects,
+    arrays, strings, integers, booleans and null. Each maps to one CBOR item (object → map
+    with text keys, string → text string, integer → integer), and the deterministic encoding
+    of the result has exactly one byte form, which any language's CBOR library reproduces;
+    JSON text itself has many (spacing, escapes, number forms). A number that is not an
+    integer has no single form across languages, so it is refused (``ProtocolError``).
+    """
+    _check_json(value, what, 0)
+    return cbor_encode(value)
+
+
+def _check_json(value: Any, what: str, depth: int) -> None:
+    if depth > 32:
+        raise ProtocolError(f"the {what} is nested too deeply")
+    if isinstance(value, bool) or value is None or isinstance(value, str):
+        return
+    if isinstance(value, int):
+        if not -(2**63) <= value < 2**63:
+            raise ProtocolError(f"the {what} contains an integer beyond 64 bits")
+        return
+    if isinstance(value, list):
+        for item in value:
+            _check_json(item, what, depth + 1)
+        return
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if not isinstance(key, str):
+                raise ProtocolError(f"the {what} has a key that is not text")
+            _check_json(item, what, depth + 1)
+        return
+    raise ProtocolError(f"the {what} contains a {type(value).__name__} (only integers may be numbers)")

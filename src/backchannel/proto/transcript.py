@@ -34,7 +34,13 @@ def genesis(line_id: bytes, direction: int) -> bytes:
 
 
 def next_hash(line_id: bytes, direction: int, seq: int, previous: bytes, payload: bytes) -> bytes:
-    return sha256(ENTRY + line_id + bytes([direction]) + seq.to_bytes(8, "big") + previous + sha256(payload))
+    return next_hash_of_digest(line_id, direction, seq, previous, sha256(payload))
+
+
+def next_hash_of_digest(line_id: bytes, direction: int, seq: int, previous: bytes, digest: bytes) -> bytes:
+    """The chain step from the entry's SHA-256 alone: an export may withhold an entry's body
+    and give only this digest, and the chain still verifies (proto.record)."""
+    return sha256(ENTRY + line_id + bytes([direction]) + seq.to_bytes(8, "big") + previous + digest)
 
 
 @dataclass(frozen=True)

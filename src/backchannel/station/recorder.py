@@ -13,32 +13,29 @@ in the same transaction as the frame it belongs to. That gives three things:
   last 128 entry hashes of each direction; the receiver compares them with its own
   (:func:`backchannel.proto.record.compare_checkpoint`), records the outcome, and raises a
   ``record_divergence`` alarm naming the first entry where the views differ;
-- the export: every entry's exact bytes, every checkpoint with its signature, and the two
-  stations' public keys, which :func:`backchannel.proto.record.verify_export` checks anywhere.
+- the export: every entry's exact bytes (or, withheld, its digest), the two stations' public
+  keys and this station's seal, which :func:`backchannel.proto.export.verify_export` checks
+  anywhere with the two stations' identity files.
 """
 
 from __future__ import annotations
 
 import functools
-import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from backchannel.clock import Clock
 from backchannel.errors import BadSignature, ProtocolError
+from backchannel.proto.export import EXPORT_FORMAT, readable, seal_export, station_block
 from backchannel.proto.payloads import Checkpoint
-from backchannel.proto.primitives import mldsa_public, mldsa_sign
+from backchannel.proto.primitives import mldsa_public, mldsa_sign, sha256
 from backchannel.proto.record import (
-    EXPORT_FORMAT,
     Seen,
     checkpoint_message,
     compare_checkpoint,
     decode_entry,
-    export_digest,
-    readable,
     short_hashes,
 )
-from backchannel.proto.safety import station_fingerprint
 from backchannel.proto.transcript import genesis
 from backchannel.station.keystore import AtRest
 from backchannel.station.store import Store
@@ -191,69 +188,62 @@ class Recorder:
 
     # ---- export ----------------------------------------------------------------------------
 
-    def export(self, live: LiveLine) -> dict[str, Any]:
-        """Everything a third party needs, with the two public keys, to verify the record."""
+    def export(self, live: LiveLine, withhold: frozenset[tuple[int, int]] = frozenset()) -> dict[str, Any]:
+        """Everything an arbiter needs, with the two identity files, to verify the record.
+
+        ``withhold`` names entries ``(direction, seq)`` whose body the export leaves out (only
+        their digest stays, and a checkpoint their sender signed must cover them). An entry this
+        station could not read when it arrived is exported the same way: it has no body to give.
+        """
         row = live.row
-        ours = self._station.identity()
-        mine = {
-            "name": self._station.name,
-            "ed25519": ours["signing_key"],
-            "mldsa65": ours["mldsa65"],
-            "fingerprint": ours["fingerprint"],
-        }
-        theirs = {
-            "name": row.peer_name,
-            "ed25519": row.peer_signing.hex(),
-            "mldsa65": (row.peer_pq or b"").hex(),
-            "fingerprint": station_fingerprint(row.peer_identity, row.peer_signing),
-        }
+        on = live.state.on_record
+        ident = self._station.identity()
+        mine = station_block(
+            self._station.name,
+            bytes.fromhex(ident["identity_key"]),
+            bytes.fromhex(ident["ed25519"]),
+            self.pq_public if on else b"",
+        )
+        theirs = station_block(
+            row.peer_name, row.peer_identity, row.peer_signing, (row.peer_pq or b"") if on else b""
+        )
+        role = "inviter" if live.state.role == 0 else "accepter"
         stations = (
             {"inviter": mine, "accepter": theirs}
-            if live.state.role == 0
+            if role == "inviter"
             else {"inviter": theirs, "accepter": mine}
         )
-        entries = []
+        signers = {0: row.peer_signing, 1: row.peer_signing}
+        signers[live.state.out_direction] = bytes.fromhex(ident["ed25519"])
+        entries: list[dict[str, Any]] = []
         for direction, seq, chain_hash, sealed, at in self._store.entries(live.line_id):
             raw = self._atrest.open(sealed, _entry_context(live.line_id, direction, seq))
-            signer = (
-                (bytes.fromhex(stations["inviter" if direction == 0 else "accepter"]["ed25519"]))
-                if live.state.on_record
-                else None
-            )
+            item: dict[str, Any] = {"direction": direction, "seq": seq}
             try:
-                payload = readable(decode_entry(raw, live.line_id, direction, seq, signer).payload.to_cbor())
-                spent = False
+                entry = decode_entry(raw, live.line_id, direction, seq, signers[direction] if on else None)
             except (ProtocolError, BadSignature):
-                payload, spent = {"t": "spent"}, True  # a frame this station could not read
-            entries.append(
-                {
-                    "direction": direction,
-                    "seq": seq,
-                    "entry": raw.hex(),
-                    "hash": chain_hash.hex(),
-                    "recorded_at": at,
-                    "payload": payload,
-                    **({"spent": True} if spent else {}),
-                }
-            )
+                entry = None  # a frame this station could not read: it has no body to show
+            if entry is None or (direction, seq) in withhold:
+                item.update(withheld=True, digest=sha256(raw).hex())
+            else:
+                item.update(entry=raw.hex(), payload=readable(entry.payload.to_cbor()))
+            item.update(hash=chain_hash.hex(), recorded_at=round(at * 1000))
+            entries.append(item)
         t = live.state.transcript
         doc: dict[str, Any] = {
             "format": EXPORT_FORMAT,
             "line_id": live.line_id.hex(),
             "line": row.name,
-            "on_record": live.state.on_record,
-            "exported_by": self._station.name,
-            "exported_at": self._clock.now(),
-            "exported_at_text": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(self._clock.now())),
+            "on_record": on,
+            "exported_by": role,
+            "exported_at": round(self._clock.now() * 1000),
             "stations": stations,
             "counts": list(t.counts),
             "head": t.head().hex(),
             "entries": entries,
-            "checkpoints": [c for c in self._store.checkpoints(live.line_id) if c["status"] != "diverged"],
         }
-        if live.state.on_record:  # off the record nothing is signed, not even the export
-            role = "inviter" if live.state.role == 0 else "accepter"
-            doc["seal"] = {"by": role, "ed25519": self._station.sign(export_digest(doc)).hex()}
+        if on:  # off the record nothing is signed, not even the export
+            seal_export(doc, self._station.sign)
         return doc
 
 

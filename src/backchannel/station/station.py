@@ -54,6 +54,8 @@ from backchannel.errors import (
     UnknownMessage,
 )
 from backchannel.proto import line as proto_line
+from backchannel.proto.export import VerifiedExport, verify_export
+from backchannel.proto.identity import identity_document
 from backchannel.proto.invitation import (
     valid_name,
 )
@@ -72,8 +74,7 @@ from backchannel.proto.primitives import (
     ed25519_sign,
     require_mlkem,
 )
-from backchannel.proto.record import VerifiedExport, verify_export
-from backchannel.proto.safety import grouped, safety_number, station_fingerprint
+from backchannel.proto.safety import grouped, safety_number
 from backchannel.proto.session import Identity, OlmSession
 from backchannel.proto.transcript import Transcript
 from backchannel.station.alarm_sinks import AlarmDispatcher, sinks_from_config
@@ -880,9 +881,12 @@ class Station:
     def verify(self, line: str, confirm: bool = False) -> VerificationView:
         """Show the safety number; with ``confirm``, record that the operators compared it."""
         live = self._line(line)
+        # On the record the record keys are bound too (an arbiter compares a station's identity
+        # file with its half); off the record no record key is exchanged, so none is bound.
+        on = live.state.on_record
         number = safety_number(
-            (self._identity.identity_key, self._identity.signing_key),
-            (live.row.peer_identity, live.row.peer_signing),
+            (self._identity.identity_key, self._identity.signing_key, self.recorder.pq_public if on else b""),
+            (live.row.peer_identity, live.row.peer_signing, (live.row.peer_pq or b"") if on else b""),
         )
         if confirm and live.row.verified_at is None:
             with self._mutation():
@@ -911,16 +915,16 @@ class Station:
         return self._store.counters()
 
     def identity(self) -> dict[str, str]:
-        """This station's public keys, for the other station and for third parties verifying
-        an exported record."""
-        return {
-            "name": self.name,
-            "identity_key": self._identity.identity_key.hex(),
-            "signing_key": self._identity.signing_key.hex(),
-            "ed25519": self._identity.signing_key.hex(),
-            "mldsa65": self.recorder.pq_public.hex(),
-            "fingerprint": station_fingerprint(self._identity.identity_key, self._identity.signing_key),
-        }
+        """This station's self-certifying identity file (proto.identity), for third parties
+        verifying an exported record; ``signing_key`` repeats ``ed25519`` for older callers."""
+        doc = identity_document(
+            self.name,
+            self._identity.identity_key,
+            self._identity.signing_key,
+            self.recorder.pq_public,
+            self.sign,
+        )
+        return {**doc, "signing_key": doc["ed25519"]}
 
     # ---- the record ------------------------------------------------------------------------
 
@@ -951,9 +955,21 @@ class Station:
         self.sender.enqueue([(line_id, sealed.seq)])
         return sealed.seq
 
-    def export_transcript(self, line: str) -> dict[str, Any]:
-        """The whole record of a line, verifiable elsewhere with the two public keys."""
-        return self.recorder.export(self._line(line))
+    def export_transcript(self, line: str, withhold: list[str] | None = None) -> dict[str, Any]:
+        """The whole record of a line, verifiable elsewhere with the two identity files.
+
+        ``withhold`` lists entries "D:N" (direction, sequence number) whose body to leave out.
+        """
+        wanted: set[tuple[int, int]] = set()
+        for spec in withhold or []:
+            d, _, n = str(spec).partition(":")
+            if d not in ("0", "1") or not n.isdigit() or int(n) < 2:
+                raise InvalidArgument(
+                    f"{spec!r} names no entry that can be withheld: give DIRECTION:SEQ, e.g. 1:3 "
+                    "(the hello and the welcome, 1:1 and 0:1, are always shown)"
+                )
+            wanted.add((int(d), int(n)))
+        return self.recorder.export(self._line(line), frozenset(wanted))
 
     def verify_transcript(self, line: str) -> dict[str, Any]:
         """Check the local record: the chain, every signature (on the record), checkpoints.
@@ -968,7 +984,7 @@ class Station:
             result = cached[1]
         else:
             doc = self.recorder.export(live)
-            result = verify_export(doc, doc["stations"], require_signatures=live.state.on_record)
+            result = verify_export(doc, None, require_signatures=live.state.on_record)
             if result.head != head:
                 raise RecordInvalid("the stored entries do not lead to the line's current head")
             self._verified[live.line_id] = (head, result)
@@ -983,5 +999,7 @@ class Station:
             "checkpoints_received": len(received),
             "last_checkpoint": received[-1] if received else None,
             "diverged": [c for c in received if c["status"] == "diverged"],
-            "spent": list(result.spent),
+            "withheld": list(result.withheld),
+            "unreadable": list(result.unreadable),
+            "contradicted": list(result.contradicted),
         }

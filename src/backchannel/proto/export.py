@@ -1,0 +1,494 @@
+"""Exported records, and the arbiter's procedure that verifies one (docs/PROTOCOL.md §11.4–§11.5).
+
+An export is one JSON document (``backchannel-transcript/2``): every entry of both directions
+in the order the exporting station recorded them, the two stations' public keys, and the
+exporter's *seal*, an Ed25519 signature by the station named in ``exported_by`` over the
+deterministic CBOR of the rest (:func:`backchannel.proto.encoding.json_as_cbor`).
+
+:func:`verify_export` is written for the day the two parties disagree. It trusts nothing the
+exporter says: the two roles must be two distinct stations, each given by its self-certifying
+identity file (:mod:`backchannel.proto.identity`); every entry is checked in the chain and by
+its sender's signature; an entry whose body the exporter withholds gives only its digest,
+carries no text, and must be covered by a checkpoint its sender signed; every checkpoint,
+receipt and acknowledgement inside the chain is checked against the chain; the hello and the
+welcome must open the two directions; and the seal must verify under the key of the role that
+claims to have made the export. Each refusal is a ``RecordInvalid`` whose ``reason`` names the
+step, so that a verifier written from the specification can be compared with this one on the
+tamper corpus (docs/vectors/record-tamper/).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, NoReturn
+
+from backchannel.errors import BadSignature, ProtocolError, RecordInvalid
+from backchannel.proto.encoding import json_as_cbor
+from backchannel.proto.identity import StationKeys, verify_identity
+from backchannel.proto.payloads import Acknowledged, Checkpoint, Delivered, Hello, Welcome
+from backchannel.proto.primitives import MLDSA_PUBLIC_LEN, ed25519_verify, mldsa_verify, sha256
+from backchannel.proto.record import Entry, checkpoint_message, decode_entry
+from backchannel.proto.safety import grouped, station_fingerprint
+from backchannel.proto.transcript import Transcript, genesis, next_hash_of_digest
+
+EXPORT_FORMAT = "backchannel-transcript/2"
+OLD_FORMATS = ("backchannel-transcript/1",)
+SEAL_CONTEXT = b"backchannel/v2 export seal\x00"
+ROLES = ("inviter", "accepter")  # the signer of direction 0, of direction 1
+TOP_FIELDS = frozenset(
+    {
+        "format",
+        "line_id",
+        "line",
+        "on_record",
+        "exported_by",
+        "exported_at",
+        "stations",
+        "counts",
+        "head",
+        "entries",
+    }
+)
+STATION_FIELDS = frozenset({"name", "identity_key", "ed25519", "mldsa65", "fingerprint"})
+SHOWN_FIELDS = frozenset({"direction", "seq", "entry", "hash", "recorded_at", "payload"})
+WITHHELD_FIELDS = frozenset({"direction", "seq", "withheld", "digest", "hash", "recorded_at"})
+
+
+@dataclass(frozen=True)
+class Signer:
+    """Who signed one direction: its role, its name (from its identity file) and fingerprint."""
+
+    role: str
+    name: str
+    fingerprint: str  # grouped in fives, as the operators read it aloud
+
+
+@dataclass(frozen=True)
+class VerifiedExport:
+    line_id: str
+    on_record: bool
+    counts: tuple[int, int]
+    head: str
+    exported_by: str  # the role whose seal verified
+    exported_at: int  # ms, the exporter's clock (its claim)
+    signers: tuple[Signer, Signer]  # of direction 0 and direction 1
+    checkpoints: tuple[str, ...]  # "entry N of direction D" for every checkpoint in the chain
+    covered: tuple[int, int]  # entries of each direction covered by a checkpoint its sender signed
+    withheld: tuple[str, ...] = ()  # entries whose body the exporter withheld (digest only)
+    # The station's check of its own record only (no key files): what an arbiter would refuse.
+    unreadable: tuple[str, ...] = ()  # withheld entries no checkpoint covers: frames it could not read
+    contradicted: tuple[str, ...] = ()  # peer checkpoints that contradict this station's chain
+
+
+@dataclass
+class _State:
+    line_id: bytes
+    on_record: bool
+    own: bool
+    keys: dict[int, StationKeys]
+    chains: dict[int, list[bytes]] = field(default_factory=lambda: {0: [], 1: []})
+    kinds: dict[int, list[str | None]] = field(default_factory=lambda: {0: [], 1: []})
+    covered: list[int] = field(default_factory=lambda: [0, 0])
+    checkpoints: list[str] = field(default_factory=list)
+    withheld: list[tuple[int, int, str]] = field(default_factory=list)
+    contradicted: list[str] = field(default_factory=list)
+
+    def head_at(self, direction: int, count: int) -> bytes:
+        return self.chains[direction][count - 1] if count else genesis(self.line_id, direction)
+
+
+def _fail(reason: str, message: str) -> NoReturn:
+    raise RecordInvalid(message, reason)
+
+
+# ---- making an export ---------------------------------------------------------------------------
+
+
+def seal_message(doc: dict[str, Any]) -> bytes:
+    """What the seal signs: the context, then SHA-256 of the deterministic CBOR of the export
+    without its ``seal``; ``exported_by`` and ``exported_at`` are inside, so both are bound."""
+    body = {k: v for k, v in doc.items() if k != "seal"}
+    return SEAL_CONTEXT + sha256(json_as_cbor(body, "export"))
+
+
+def seal_export(doc: dict[str, Any], sign: Callable[[bytes], bytes]) -> None:
+    """Add the exporter's seal (``sign`` is the Ed25519 key of the role in ``exported_by``)."""
+    doc["seal"] = {"ed25519": sign(seal_message(doc)).hex()}
+
+
+def station_block(name: str, identity_key: bytes, ed25519: bytes, mldsa65: bytes) -> dict[str, str]:
+    return {
+        "name": name,
+        "identity_key": identity_key.hex(),
+        "ed25519": ed25519.hex(),
+        "mldsa65": mldsa65.hex(),
+        "fingerprint": station_fingerprint(identity_key, ed25519, mldsa65),
+    }
+
+
+def readable(value: Any) -> Any:
+    """The human-readable copy of a payload in an export: bytes as hex, capabilities' keys left out."""
+    if isinstance(value, bytes):
+        return value.hex()
+    if isinstance(value, dict):
+        return {k: readable(v) for k, v in value.items() if k != "send_key"}
+    if isinstance(value, list):
+        return [readable(v) for v in value]
+    return value
+
+
+# ---- the arbiter's procedure --------------------------------------------------------------------
+
+
+def verify_export(
+    doc: Any, key_files: Sequence[Any] | None, require_signatures: bool = True
+) -> VerifiedExport:
+    """Verify an exported record against the two stations' identity files (in any order).
+
+    Raises ``RecordInvalid`` (with ``reason``) at the first step that fails. ``key_files``
+    None is the station's check of its own fresh export: the keys are those it holds, and the
+    checkpoints of the peer that contradict its chain and the entries it could not read are
+    listed in the result instead of refused. Off the record nothing is signed: the export is
+    refused unless ``require_signatures`` is False, and then only its consistency is checked.
+    """
+    if not isinstance(doc, dict):
+        _fail("format", "this is not a backchannel transcript export")
+    if doc.get("format") in OLD_FORMATS:
+        _fail(
+            "old-format",
+            f"this is a {doc['format']} export, made by an older version whose seal was not specified: "
+            f"it cannot serve as evidence; export the line again to get a {EXPORT_FORMAT} export",
+        )
+    if doc.get("format") != EXPORT_FORMAT:
+        _fail("format", f"this is not a {EXPORT_FORMAT} export")
+    try:
+        return _verify(doc, key_files, require_signatures)
+    except RecordInvalid:
+        raise
+    except (KeyError, TypeError, ValueError, AttributeError, IndexError, ProtocolError) as exc:
+        _fail("malformed", f"the export is malformed: {exc}")
+
+
+def _verify(doc: dict[str, Any], key_files: Sequence[Any] | None, require_signatures: bool) -> VerifiedExport:
+    _check_shape(doc)
+    on_record: bool = doc["on_record"]
+    stations = {role: _station(doc["stations"][role], role, on_record) for role in ROLES}
+    given = _key_files(key_files) if key_files is not None else None
+    inviter, accepter = stations["inviter"], stations["accepter"]
+    if (
+        inviter.ed25519 == accepter.ed25519
+        or inviter.identity_key == accepter.identity_key
+        or (on_record and inviter.mldsa65 == accepter.mldsa65)
+    ):
+        _fail(
+            "same-station",
+            f"the export names the same station as inviter and accepter ({inviter.name!r}): a record needs "
+            "two distinct stations, and one key signing both directions is a forgery by that station",
+        )
+    if given is not None:
+        stations = {role: _bind(role, stations[role], given, on_record) for role in ROLES}
+    if not on_record and require_signatures:
+        _fail(
+            "off-record",
+            "this line is off the record: nothing in the export is signed, so it proves nothing to a "
+            "third party (deniable by design)",
+        )
+    state = _State(
+        _hex(doc["line_id"], 16, "line_id"),
+        on_record,
+        key_files is None,
+        {0: stations["inviter"], 1: stations["accepter"]},
+    )
+    for index, item in enumerate(doc["entries"]):
+        _entry(state, index, item)
+    if not state.chains[1]:
+        _fail("opening", "the export has no hello (entry 1 of direction 1): every record starts with it")
+    if not state.chains[0]:
+        _fail("opening", "the export has no welcome (entry 1 of direction 0): the line was never established")
+    unreadable = []
+    for direction, seq, where in state.withheld:
+        if on_record and state.covered[direction] < seq:
+            if not state.own:
+                _fail(
+                    "withheld-uncovered",
+                    f"{where}: its body is withheld and no checkpoint signed by its sender "
+                    f"({ROLES[direction]}) covers it, so nothing proves what it was",
+                )
+            unreadable.append(where)
+    counts = (len(state.chains[0]), len(state.chains[1]))
+    head = Transcript(
+        state.line_id, counts, (state.head_at(0, counts[0]), state.head_at(1, counts[1]))
+    ).head()
+    if doc["counts"] != list(counts) or doc["head"] != head.hex():
+        _fail("head", "the export's counts and final head do not match its entries")
+    exported_by: str = doc["exported_by"]
+    if on_record:
+        if "seal" not in doc:
+            _fail("seal-missing", "the export has no seal: nothing binds it to the station that made it")
+        try:
+            signature = _hex(doc["seal"]["ed25519"], 64, "seal")
+            ed25519_verify(stations[exported_by].ed25519, signature, seal_message(doc))
+        except BadSignature:
+            _fail(
+                "seal",
+                f"the seal does not verify under the key of the {exported_by} "
+                f"({stations[exported_by].name!r}), which exported_by names: the export was changed "
+                "after it was made (a time, a name, a "
+                "field), or it was sealed by another station",
+            )
+    signers = tuple(Signer(role, stations[role].name, grouped(stations[role].fingerprint)) for role in ROLES)
+    return VerifiedExport(
+        state.line_id.hex(),
+        on_record,
+        counts,
+        head.hex(),
+        exported_by,
+        doc["exported_at"],
+        (signers[0], signers[1]),
+        tuple(state.checkpoints),
+        (min(state.covered[0], counts[0]), min(state.covered[1], counts[1])),
+        tuple(where for _, _, where in state.withheld),
+        tuple(unreadable),
+        tuple(state.contradicted),
+    )
+
+
+# ---- steps ----------------------------------------------------------------------------------
+
+
+def _check_shape(doc: dict[str, Any]) -> None:
+    """Step 2: every field present, of its type, and no other; every number an integer."""
+    fields = set(doc)
+    missing, unknown = TOP_FIELDS - fields, fields - TOP_FIELDS - {"seal"}
+    if missing or unknown:
+        _fail(
+            "malformed",
+            f"the export is malformed: fields missing {sorted(missing)}, unknown {sorted(unknown)}",
+        )
+    try:
+        json_as_cbor(doc, "export")
+    except ProtocolError as exc:
+        _fail("malformed", f"the export is malformed: {exc}")
+    ok = (
+        isinstance(doc["line"], str)
+        and isinstance(doc["on_record"], bool)
+        and doc["exported_by"] in ROLES
+        and _is_int(doc["exported_at"])
+        and isinstance(doc["stations"], dict)
+        and set(doc["stations"]) == set(ROLES)
+        and isinstance(doc["counts"], list)
+        and isinstance(doc["head"], str)
+        and isinstance(doc["entries"], list)
+    )
+    if not ok:
+        _fail("malformed", "the export is malformed: a field has the wrong type or value")
+    if "seal" in doc and (
+        not doc["on_record"] or not isinstance(doc["seal"], dict) or set(doc["seal"]) != {"ed25519"}
+    ):
+        _fail("malformed", 'the export is malformed: the seal must be {"ed25519": …}, on the record only')
+
+
+def _station(block: Any, role: str, on_record: bool) -> StationKeys:
+    if (
+        not isinstance(block, dict)
+        or set(block) != STATION_FIELDS
+        or not all(isinstance(v, str) for v in block.values())
+    ):
+        _fail(
+            "malformed",
+            f"the export is malformed: the {role}'s keys must be {sorted(STATION_FIELDS)}, all text",
+        )
+    identity_key, ed25519 = (
+        _hex(block["identity_key"], 32, "identity_key"),
+        _hex(block["ed25519"], 32, "ed25519"),
+    )
+    mldsa65 = _hex(block["mldsa65"], MLDSA_PUBLIC_LEN if on_record or block["mldsa65"] else 0, "mldsa65")
+    expected = station_fingerprint(identity_key, ed25519, mldsa65)
+    if block["fingerprint"] != expected:
+        _fail("station-keys", f"the export's fingerprint of the {role} is not the one its keys give")
+    return StationKeys(block["name"], identity_key, ed25519, mldsa65, expected)
+
+
+def _key_files(key_files: Sequence[Any]) -> list[StationKeys]:
+    """Steps 3–4: each key file self-certifying; exactly two, of two distinct stations."""
+    keys = [verify_identity(k, f"key file {i + 1}") for i, k in enumerate(key_files)]
+    if len(keys) != 2:
+        _fail("key-count", f"give exactly two key files, the inviter's and the accepter's (got {len(keys)})")
+    a, b = keys
+    if a.ed25519 == b.ed25519 or a.identity_key == b.identity_key or a.mldsa65 == b.mldsa65:
+        _fail(
+            "same-key-file",
+            f"both key files are the same station ({a.name!r}, fingerprint {grouped(a.fingerprint)}): "
+            "give the inviter's and the accepter's",
+        )
+    return keys
+
+
+def _bind(role: str, exported: StationKeys, given: list[StationKeys], on_record: bool) -> StationKeys:
+    """Step 6: the role's key in the export is one of the key files, with all its keys."""
+    match = [k for k in given if k.ed25519 == exported.ed25519]
+    if not match:
+        _fail(
+            "key-mismatch",
+            f"none of the key files is the {role}'s key in the export ({exported.name!r}): the export "
+            "was signed by a station whose key file you were not given",
+        )
+    keys = match[0]
+    if keys.identity_key != exported.identity_key or (on_record and keys.mldsa65 != exported.mldsa65):
+        _fail("station-keys", f"the {role}'s keys in the export differ from its key file ({keys.name!r})")
+    return keys
+
+
+def _entry(state: _State, index: int, item: Any) -> None:
+    """Step 8, for one item of ``entries``."""
+    if not isinstance(item, dict):
+        _fail("malformed", f"item {index + 1} of the entries is not an object")
+    direction, seq = item.get("direction"), item.get("seq")
+    if direction not in (0, 1) or not _is_int(direction) or not _is_int(seq):
+        _fail("malformed", f"item {index + 1} has no valid direction and sequence number")
+    assert isinstance(direction, int) and isinstance(seq, int)
+    where = f"entry {seq} of direction {direction} (item {index + 1})"
+    if seq != len(state.chains[direction]) + 1:
+        _fail("order", f"{where} is out of order or a gap precedes it")
+    if item.get("withheld") is True:
+        if "payload" in item or "entry" in item:
+            _fail(
+                "withheld-text",
+                f"{where} is marked withheld but carries its entry or a readable copy: a withheld body "
+                "never comes with text",
+            )
+        if set(item) != WITHHELD_FIELDS:
+            _fail(
+                "malformed", f"{where} is malformed: a withheld entry has exactly {sorted(WITHHELD_FIELDS)}"
+            )
+        if seq == 1:
+            _fail(
+                "withheld-opening", f"{where}: the {'hello' if direction else 'welcome'} may not be withheld"
+            )
+        digest = _hex(item["digest"], 32, "digest")
+        state.kinds[direction].append(None)
+        state.withheld.append((direction, seq, where))
+    else:
+        if (
+            set(item) != SHOWN_FIELDS
+            or not isinstance(item["entry"], str)
+            or not _is_int(item["recorded_at"])
+        ):
+            _fail("malformed", f"{where} is malformed: an entry has exactly {sorted(SHOWN_FIELDS)}")
+        raw = _hex(item["entry"], None, "entry")
+        signer = state.keys[direction]
+        try:
+            entry = decode_entry(
+                raw, state.line_id, direction, seq, signer.ed25519 if state.on_record else None
+            )
+        except BadSignature:
+            _fail(
+                "signature",
+                f"{where}: the signature does not verify under the {ROLES[direction]}'s key "
+                f"({signer.name!r}): altered, forged, or signed by another station",
+            )
+        except ProtocolError as exc:
+            _fail("malformed-entry", f"{where} is malformed: {exc}")
+        if item["payload"] != readable(entry.payload.to_cbor()):
+            _fail("readable-copy", f"{where}: its readable copy does not match the signed entry (altered)")
+        _check_seen(state, direction, entry, where)
+        _check_payload(state, direction, seq, entry, where)
+        digest = sha256(raw)
+    if not _is_int(item["recorded_at"]):
+        _fail("malformed", f"{where} is malformed: recorded_at must be an integer (ms)")
+    head = next_hash_of_digest(state.line_id, direction, seq, state.head_at(direction, seq - 1), digest)
+    if _hex(item["hash"], 32, "hash") != head:
+        _fail("chain-hash", f"{where}: the chain hash does not match (altered)")
+    state.chains[direction].append(head)
+
+
+def _check_seen(state: _State, direction: int, entry: Entry, where: str) -> None:
+    other = 1 - direction
+    if entry.seen.count > len(state.chains[other]):
+        _fail("seen", f"{where}: it claims to have seen entries that come later in the record")
+    if entry.seen.head != state.head_at(other, entry.seen.count):
+        _fail("seen", f"{where}: its view of the other direction does not match the record")
+
+
+def _check_payload(state: _State, direction: int, seq: int, entry: Entry, where: str) -> None:
+    """What each kind of payload claims about the chain, checked against the chain."""
+    payload, seen = entry.payload, entry.seen
+    opening = "hello" if direction == 1 else "welcome"
+    kind = payload.to_cbor()["t"]
+    if seq == 1 and kind != opening:
+        _fail("opening", f"{where} is not the {opening}: entry 1 of direction {direction} must be")
+    if seq != 1 and kind in ("hello", "welcome"):
+        _fail("opening", f"{where} is a {kind}, which only opens a direction")
+    if isinstance(payload, Hello) and state.on_record and payload.pq_key != state.keys[1].mldsa65:
+        _fail(
+            "hello-record-key",
+            f"{where}: the accepter's record key in its signed hello is not the accepter's ML-DSA-65 key",
+        )
+    if isinstance(payload, Welcome) and seen.count < 1:
+        _fail("opening", f"{where}: the welcome was sealed before the hello was received")
+    if isinstance(payload, Delivered) and payload.upto > seen.count:
+        _fail(
+            "receipt",
+            f"{where}: it says entries up to {payload.upto} of direction {1 - direction} were delivered, "
+            f"but its sender had received only {seen.count}",
+        )
+    if isinstance(payload, Acknowledged):
+        target = payload.seq
+        if not 1 <= target <= seen.count or state.kinds[1 - direction][target - 1] not in ("msg", None):
+            _fail(
+                "ack",
+                f"{where}: it acknowledges entry {target} of direction {1 - direction}, which is not a "
+                "message its sender had received",
+            )
+    if isinstance(payload, Checkpoint):
+        _check_checkpoint(state, direction, seq, payload, where)
+    state.kinds[direction].append(kind)
+
+
+def _check_checkpoint(state: _State, direction: int, seq: int, cp: Checkpoint, where: str) -> None:
+    other = 1 - direction
+    agrees = (
+        cp.counts[direction] == seq - 1
+        and cp.heads[direction] == state.head_at(direction, seq - 1)
+        and cp.counts[other] <= len(state.chains[other])
+        and cp.heads[other] == state.head_at(other, cp.counts[other])
+    )
+    if not agrees:
+        if state.own:
+            state.contradicted.append(where)
+            return
+        _fail("checkpoint-chain", f"{where} is a checkpoint that contradicts the chain before it")
+    if state.on_record:
+        try:
+            mldsa_verify(
+                state.keys[direction].mldsa65,
+                cp.pq_signature,
+                checkpoint_message(state.line_id, cp.counts, cp.heads),
+            )
+        except BadSignature:
+            if state.own:
+                state.contradicted.append(where)
+                return
+            _fail(
+                "checkpoint-signature",
+                f"{where}: the checkpoint's ML-DSA-65 signature does not verify under the "
+                f"{ROLES[direction]}'s record key",
+            )
+        state.covered[direction] = max(state.covered[direction], cp.counts[direction])
+    state.checkpoints.append(where.split(" (item")[0])
+
+
+def _hex(value: Any, size: int | None, what: str) -> bytes:
+    if not isinstance(value, str):
+        raise ValueError(f"{what} is not a hex string")
+    data = bytes.fromhex(value)
+    if data.hex() != value or (size is not None and len(data) != size):
+        raise ValueError(
+            f"{what} must be {size} bytes in lowercase hex" if size else f"{what} is not lowercase hex"
+        )
+    return data
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)

@@ -178,13 +178,17 @@ def transcript_table(v: dict[str, Any]) -> Table:
     for col in ("dir", "seq", "kind", "content", "chain hash"):
         table.add_column(col)
     for e in v["entries"]:
-        p = e["payload"]
-        kind = str(p.get("t", "?"))
+        if e.get("withheld"):  # a body this station could not read, or chose not to show
+            kind, summary = "withheld", f"(body withheld; digest {str(e.get('digest', ''))[:16]}…)"
+        else:
+            p = e["payload"]
+            kind = str(p.get("t", "?"))
+            summary = _entry_summary(kind, p)
         table.add_row(
             "→" if e["direction"] == 0 else "←",
             str(e["seq"]),
             cell(kind),
-            cell(_entry_summary(kind, p)),
+            cell(summary),
             cell(e["hash"][:16] + "…"),
         )
     return table

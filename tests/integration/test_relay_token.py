@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from backchannel.station.relay_url import shown
+from backchannel.station.relay_url import named, shown
 
 from support.relays import RelayProcess
 from support.stations import StationProcess, pair, wait_until
@@ -69,3 +69,40 @@ def test_stations_pair_through_a_relay_that_needs_a_token(
     assert all(TOKEN not in text for text in outputs)
     line = moscow.call("line", name=m_line)
     assert line["relays"] == [shown(with_token)] and line["relays_connected"] == line["relays"]
+
+
+def test_named_matches_a_circuit_as_it_is_shown() -> None:
+    with_token = f"ws://:{TOKEN}@127.0.0.1:7400"
+    urls = [with_token, "ws://127.0.0.1:7401"]
+    assert named(with_token, urls) == [with_token]
+    assert named("ws://***@127.0.0.1:7400", urls) == [with_token]
+    assert named("ws://127.0.0.1:7400", urls) == [with_token]
+    assert named("ws://:wrong-token-here@127.0.0.1:7400", urls) == []
+    assert named("ws://127.0.0.1:7402", urls) == []
+    # Two circuits that differ only by their credentials: the masked form names neither.
+    assert len(named("ws://***@127.0.0.1:7400", [with_token, "ws://:other@127.0.0.1:7400"])) == 2
+
+
+def test_a_circuit_is_removed_by_the_url_status_shows(
+    relay_factory: Callable[..., RelayProcess], stations: Callable[[str], StationProcess]
+) -> None:
+    """``circuit remove`` takes ``ws://***@host:port`` (what status shows) or the URL without
+    its token: the operator never has to find the token again to remove a circuit."""
+    relay, other = relay_factory(config={"access_token": TOKEN}), relay_factory()
+    with_token = relay.url.replace("ws://", f"ws://:{TOKEN}@", 1)
+    alpha, bravo = stations("alpha"), stations("bravo")
+    a_line, b_line = pair(alpha, bravo, with_token, inviter_line="bravo")
+    assert alpha.cli("circuit", "add", a_line, other.url).returncode == 0
+
+    def relays(st: StationProcess, line: str) -> set[str]:
+        return set(st.call("line", name=line)["relays"])
+
+    both = {shown(with_token), other.url}
+    wait_until("two circuits on both sides", lambda: relays(alpha, a_line) == relays(bravo, b_line) == both)
+    removed = alpha.cli("circuit", "remove", a_line, shown(with_token))
+    assert removed.returncode == 0, removed.stderr
+    assert TOKEN not in removed.stdout + removed.stderr
+    wait_until(
+        "one circuit on both sides", lambda: relays(alpha, a_line) == relays(bravo, b_line) == {other.url}
+    )
+    alpha.call("send", line=a_line, text="after the removal", wait="delivered", timeout=20)

@@ -9,8 +9,10 @@ from ``/proc``, so a test can hold a relay to a memory bound.
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import itertools
+import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -124,3 +126,63 @@ async def sample_peak(read: Callable[[], float], stop: asyncio.Event, every: flo
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stop.wait(), every)
     return max(peak, read())
+
+
+# ---- below the WebSocket layer: raw TCP, for attacks a WebSocket library would not make ----
+
+
+Stream = tuple[asyncio.StreamReader, asyncio.StreamWriter]
+
+
+async def tcp_open(url: str, local_host: str = "127.0.0.1") -> Stream:
+    """A bare TCP connection to a relay's port from ``local_host``, sending nothing yet."""
+    host, port = url.removeprefix("ws://").rsplit(":", 1)
+    return await asyncio.open_connection(host, int(port), local_addr=(local_host, 0))
+
+
+async def upgraded(url: str, local_host: str = "127.0.0.1") -> Stream:
+    """A TCP connection that completed the WebSocket handshake by hand (the WELCOME that
+    follows is left unread), for writing raw frames."""
+    reader, writer = await tcp_open(url, local_host)
+    host = url.removeprefix("ws://")
+    key = base64.b64encode(b"0123456789abcdef").decode()
+    writer.write(
+        (
+            f"GET / HTTP/1.1\r\nHost: {host}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+            f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n"
+        ).encode()
+    )
+    await writer.drain()
+    head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 10)
+    assert b" 101 " in head.split(b"\r\n", 1)[0], head
+    return reader, writer
+
+
+def masked_ping(payload: bytes) -> bytes:
+    """A client's WebSocket PING control frame (masked with a fixed key: it is not secret)."""
+    assert len(payload) <= 125
+    mask = b"\x01\x02\x03\x04"
+    return bytes([0x89, 0x80 | len(payload)]) + mask + bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
+
+
+async def closed_by_peer(reader: asyncio.StreamReader, timeout: float) -> bool:
+    """Did the relay close (or reset) this TCP connection within ``timeout``? Reads and drops
+    whatever arrives meanwhile."""
+    try:
+        async with asyncio.timeout(timeout):
+            while await reader.read(65536):
+                pass
+    except TimeoutError:
+        return False
+    except OSError:
+        pass
+    return True
+
+
+def socket_count(pid: int) -> int:
+    """Open sockets of a live process (listening ones included), from ``/proc``."""
+    count = 0
+    for fd in os.listdir(f"/proc/{pid}/fd"):
+        with contextlib.suppress(OSError):
+            count += os.readlink(f"/proc/{pid}/fd/{fd}").startswith("socket:")
+    return count

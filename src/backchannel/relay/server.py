@@ -74,6 +74,7 @@ from backchannel.relay.committer import GroupCommitter
 from backchannel.relay.config import RelayConfig, metrics_address
 from backchannel.relay.connection import RelayConnection, SlowReader
 from backchannel.relay.mailbox import PushWindow, QueueLimits, expiry_cutoff
+from backchannel.relay.sockets import counted_connection
 from backchannel.relay.storage.base import (
     AddMailbox,
     DeleteMessage,
@@ -97,6 +98,12 @@ _T = TypeVar("_T")
 OVERSIZE_SLACK = 64 * 1024
 #: Immutable mailbox records cached in memory (the cache is cleared when mailboxes expire).
 MAILBOX_CACHE = 65_536
+#: Sockets over the connection limits that still get a TOO_MANY_CONNECTIONS error (per
+#: address, and relay-wide); beyond them a socket is closed as soon as it is accepted.
+REFUSAL_SLACK_PER_ADDRESS = 4
+REFUSAL_SLACK_TOTAL = 32
+#: Bytes the WebSocket library may leave unsent before ``send`` waits (its default).
+WS_WRITE_LIMIT = 2**15
 #: How long a refused connection may take to receive its ERROR before it is dropped anyway.
 REFUSAL_TIMEOUT = 5.0
 
@@ -144,7 +151,12 @@ UNREADABLE = _Unreadable.UNREADABLE
 class _Client:
     """What all connections from one source address hold, for the per-address limits."""
 
+    #: Sockets from this address within the connection limits (counted from TCP accept, so
+    #: handshakes never finished count too), and sockets over them that are being refused.
     connections: int = 0
+    refusing: int = 0
+    #: Connections whose handler runs (the record must outlive them all).
+    handlers: int = 0
     subscriptions: int = 0
     #: Monotonic times of the CREATEs accepted within ``create_window_seconds``.
     creates: deque[float] = field(default_factory=deque)
@@ -169,7 +181,8 @@ class _Client:
         """Nothing to remember: no connection, no recent CREATE, a full token bucket."""
         full = self.tokens + (now - self.topped_up) * config.requests_per_second >= config.request_burst
         recent = self.recent_creates(now, config.create_window_seconds)
-        return self.connections == 0 and self.subscriptions == 0 and recent == 0 and full
+        held = self.connections or self.refusing or self.handlers or self.subscriptions
+        return not held and recent == 0 and full
 
 
 @dataclass(eq=False)
@@ -222,7 +235,13 @@ class RelayServer:
         self._subs: dict[bytes, _Subscription] = {}
         self._by_recv: dict[bytes, MailboxRecord] = {}
         self._by_send: dict[bytes, MailboxRecord] = {}
+        #: WebSocket connections whose handler runs (the ``open_connections`` gauge).
         self._open_connections = 0
+        #: TCP sockets within the relay-wide limit, and sockets over it being refused.
+        self._sockets = 0
+        self._refusing = 0
+        #: Every socket counted: its client address, and whether it is within the limits.
+        self._counted: dict[ServerConnection, tuple[str, bool]] = {}
         self._clients: dict[str, _Client] = {}
         self._tasks: list[asyncio.Task[None]] = []
         self._ws_server: Server | None = None
@@ -257,6 +276,12 @@ class RelayServer:
                 compression=None,
                 max_size=self._frame_max + OVERSIZE_SLACK,
                 process_request=self._process_request,
+                write_limit=WS_WRITE_LIMIT,
+                # Unsent bytes beyond what the flusher ever leaves (its send buffer, one frame
+                # being written, the library's write limit) are PONGs nobody reads.
+                create_connection=counted_connection(
+                    self, self.config.max_send_buffer_bytes + self._frame_max + WS_WRITE_LIMIT
+                ),
                 open_timeout=self.config.handshake_timeout_seconds,
                 ping_interval=self.config.ping_interval_seconds,
                 ping_timeout=self.config.ping_timeout_seconds,
@@ -330,25 +355,78 @@ class RelayServer:
         """The counters in the Prometheus text format."""
         lines = [f"backchannel_relay_{name}_total {value}" for name, value in self.counters.items()]
         lines.append(f"backchannel_relay_open_connections {self._open_connections}")
+        lines.append(f"backchannel_relay_sockets {self._sockets + self._refusing}")
         lines.append(f"backchannel_relay_subscriptions {len(self._subs)}")
         lines.append(f"backchannel_relay_client_addresses {len(self._clients)}")
         return "\n".join(lines) + "\n"
 
     # ---- one connection ----------------------------------------------------------------
 
-    async def _handle(self, ws: ServerConnection) -> None:
-        address = _address_of(ws)
+    # ---- sockets (SocketWatch: called by sockets.counted_connection) ---------------------
+
+    def accepted(self, conn: ServerConnection) -> bool:
+        """Count a socket the moment it is accepted: within the limits, or among the few over
+        them that are told why (TOO_MANY_CONNECTIONS); any other is refused at once."""
+        address = _address_of(conn)
         client = self._clients.setdefault(address, self._new_client())
-        refusal = self._connection_refusal(client)
-        if refusal is not None:
-            self.counters["connection_limit"] += 1
+        config = self.config
+        if client.connections < config.max_connections_per_address and self._sockets < config.max_connections:
+            client.connections += 1
+            self._sockets += 1
+            self._counted[conn] = (address, True)
+            return True
+        self.counters["connection_limit"] += 1
+        if client.refusing < REFUSAL_SLACK_PER_ADDRESS and self._refusing < REFUSAL_SLACK_TOTAL:
+            client.refusing += 1
+            self._refusing += 1
+            self._counted[conn] = (address, False)
+            return True
+        self._forget_if_idle(address)
+        return False
+
+    def gone(self, conn: ServerConnection) -> None:
+        entry = self._counted.pop(conn, None)
+        if entry is None:
+            return
+        address, within = entry
+        client = self._clients[address]
+        if within:
+            client.connections -= 1
+            self._sockets -= 1
+        else:
+            client.refusing -= 1
+            self._refusing -= 1
+        self._forget_if_idle(address)
+
+    def overfed(self, conn: ServerConnection) -> None:
+        """A client left more than ``max_send_buffer_bytes`` unread (e.g. the PONGs to a PING
+        flood): it is dropped as a slow reader."""
+        self.counters["slow_reader"] += 1
+
+    # ---- one connection ----------------------------------------------------------------
+
+    async def _handle(self, ws: ServerConnection) -> None:
+        entry = self._counted.get(ws)
+        if entry is None:
+            return  # (the socket closed during the handshake)
+        address, within = entry
+        client = self._clients[address]
+        client.handlers += 1
+        try:
+            await self._serve(ws, address, client, within)
+        finally:
+            client.handlers -= 1
+            self._forget_if_idle(address)
+
+    async def _serve(self, ws: ServerConnection, address: str, client: _Client, within: bool) -> None:
+        if not within:
+            refusal = self._connection_refusal(client)
             with contextlib.suppress(Exception):
                 async with asyncio.timeout(REFUSAL_TIMEOUT):
                     await ws.send(
                         frames.encode(frames.Error(0, RelayErrorCode.TOO_MANY_CONNECTIONS, refusal))
                     )
                     await ws.close(CloseCode.TRY_AGAIN_LATER, "too many connections")
-            self._forget_if_idle(address)
             return
         conn = RelayConnection(
             ws,
@@ -361,7 +439,6 @@ class RelayServer:
         )
         self.counters["connections"] += 1
         self._open_connections += 1
-        client.connections += 1
         conn.push(frames.Welcome(conn.nonce))
         reader = asyncio.create_task(self._read_loop(conn))
         flusher = asyncio.create_task(conn.flush_forever())
@@ -383,24 +460,21 @@ class RelayServer:
             flusher.cancel()
             await asyncio.gather(reader, flusher, return_exceptions=True)
             self._open_connections -= 1
-            client.connections -= 1
             client.subscriptions -= len(conn.receivers)
             for recv_id in conn.receivers:
                 sub = self._subs.get(recv_id)
                 if sub is not None and sub.conn is conn:
                     self._end_subscription(sub)
-            self._forget_if_idle(address)
 
     def _new_client(self) -> _Client:
         return _Client(tokens=float(self.config.request_burst), topped_up=self._clock.monotonic())
 
-    def _connection_refusal(self, client: _Client) -> str | None:
-        if self._open_connections >= self.config.max_connections:
-            return f"this relay holds its maximum of {self.config.max_connections} connections; retry later"
+    def _connection_refusal(self, client: _Client) -> str:
+        """Why a socket over the limits is refused (it was counted over them when accepted)."""
         if client.connections >= self.config.max_connections_per_address:
             limit = self.config.max_connections_per_address
             return f"this relay allows {limit} connections from one address; close one first"
-        return None
+        return f"this relay holds its maximum of {self.config.max_connections} connections; retry later"
 
     def _forget_if_idle(self, address: str) -> None:
         client = self._clients.get(address)

@@ -34,7 +34,7 @@ from backchannel.proto.payloads import Circuits
 from backchannel.station.liveline import LiveLine
 from backchannel.station.pairing import relay_list
 from backchannel.station.relay_policy import Decision, decide
-from backchannel.station.relay_url import shown
+from backchannel.station.relay_url import named, shown
 from backchannel.station.views import LineView
 
 if TYPE_CHECKING:
@@ -71,8 +71,14 @@ class CircuitChanges:
     async def remove(self, line: str, relay: str) -> LineView:
         """Stop using a relay for this line, on both sides (told to the peer in-band)."""
         live = self._s._line(line)
-        if relay not in self._s.circuit_urls(live.line_id):
+        matches = named(relay, self._s.circuit_urls(live.line_id))
+        if not matches:
             raise InvalidArgument(f"line {live.row.name!r} has no circuit through {shown(relay)}")
+        if len(matches) > 1:
+            raise InvalidArgument(
+                f"several circuits of line {live.row.name!r} match {shown(relay)}; give the full URL"
+            )
+        (relay,) = matches
         if len(self._s.circuit_urls(live.line_id)) == 1:
             raise InvalidArgument("a line keeps at least one circuit; add another before removing this one")
         with self._s._mutation():  # tell the peer and stop using it here, in one transaction

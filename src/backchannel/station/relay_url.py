@@ -10,6 +10,8 @@ errors, CLI output) the station shows :func:`shown`, with the credentials replac
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 
 def shown(url: str) -> str:
     """``url`` with any credentials (``user:token@``) replaced by ``***@``."""
@@ -21,3 +23,20 @@ def shown(url: str) -> str:
     if "@" in authority:
         authority = "***@" + authority.rpartition("@")[2]
     return f"{scheme}://{authority}{tail}"
+
+
+def _bare(url: str) -> str:
+    """``url`` without any credentials."""
+    return shown(url).replace("://***@", "://", 1)
+
+
+def named(given: str, urls: Iterable[str]) -> list[str]:
+    """The URLs among ``urls`` that ``given`` names: itself, or, when ``given`` carries no token
+    (``ws://host:port``) or the masked one an operator sees (``ws://***@host:port``), every URL
+    that is the same but for its credentials. An operator can so name a circuit as shown."""
+    urls = list(urls)
+    if given in urls:
+        return [given]
+    if shown(given) != given and "://***@" not in given:
+        return []  # a wrong token is not a way to name the right circuit
+    return [url for url in urls if _bare(url) == _bare(given)]

@@ -79,6 +79,10 @@ class RelayConfig:
     max_in_flight_bytes: int = 8 * 1024 * 1024
     #: Bytes queued for one connection (replies and DELIVERs); pushes wait for room.
     max_send_buffer_bytes: int = 4 * 1024 * 1024
+    #: The same two budgets for all connections from one address together, so that many
+    #: connections each under its own budget cannot add up (an address over them waits).
+    max_in_flight_bytes_per_address: int = 32 * 1024 * 1024
+    max_send_buffer_bytes_per_address: int = 16 * 1024 * 1024
     #: A connection that takes none of what is sent to it for this long is dropped.
     send_timeout_seconds: float = 30.0
     #: A mailbox not subscribed for this long and holding no frame is deleted (its quota
@@ -135,8 +139,9 @@ class RelayConfig:
         for key in _FINITE_POSITIVE:
             if not 0 < getattr(self, key) < math.inf:
                 raise ConfigError(f"relay setting {key!r} must be a finite number greater than 0")
-        if self.max_send_buffer_bytes < self.max_payload:
-            raise ConfigError("relay setting 'max_send_buffer_bytes' must be at least 'max_payload'")
+        for key in ("max_send_buffer_bytes", "max_send_buffer_bytes_per_address"):
+            if getattr(self, key) < self.max_payload:
+                raise ConfigError(f"relay setting {key!r} must be at least 'max_payload'")
         for key in ("access_token", "metrics_token"):
             token = getattr(self, key)
             if token and (len(token) < 16 or not token.isascii() or not token.isprintable()):
@@ -170,6 +175,8 @@ _AT_LEAST_ONE = (
     "request_burst",
     "max_in_flight_bytes",
     "max_send_buffer_bytes",
+    "max_in_flight_bytes_per_address",
+    "max_send_buffer_bytes_per_address",
 )
 _FINITE_POSITIVE = (
     "redeliver_seconds",
@@ -208,6 +215,8 @@ _FIELD_TYPES: dict[str, type] = {
     "request_burst": int,
     "max_in_flight_bytes": int,
     "max_send_buffer_bytes": int,
+    "max_in_flight_bytes_per_address": int,
+    "max_send_buffer_bytes_per_address": int,
     "send_timeout_seconds": float,
     "mailbox_expiry_seconds": float,
     "metrics_listen": str,

@@ -17,11 +17,19 @@ Memory per connection is bounded three ways, so that one client cannot exhaust a
   waits for room instead.
 - *Slow readers*: every write to the socket must complete within ``send_timeout``; a client
   that takes nothing for that long is dropped (``SlowReader``), not buffered for.
+
+Both byte budgets are also counted per source address (:class:`AddressBudget`), because a
+client that opens many connections, each under its own limits and each reading just enough
+never to time out, would otherwise hold connections x budget. An address over its budget waits
+exactly as one connection over its own does; a connection with nothing queued or held may
+still take one frame, so every connection makes progress and the overshoot is bounded by one
+frame per connection.
 """
 
 from __future__ import annotations
 
 import asyncio
+import sys
 from collections import deque
 
 from websockets.asyncio.server import ServerConnection
@@ -37,6 +45,23 @@ class SlowReader(Exception):
     """The client took none of what was sent to it for ``send_timeout`` seconds."""
 
 
+class AddressBudget:
+    """Bytes that all connections from one source address hold together: queued for them
+    (replies and DELIVERs, plus room promised to pumps) and read from them but not committed."""
+
+    def __init__(self, send_buffer: int = sys.maxsize, in_flight_bytes: int = sys.maxsize) -> None:
+        self.send_buffer = send_buffer
+        self.in_flight_bytes = in_flight_bytes
+        self.buffered = 0
+        self.held = 0
+        self.members: set[RelayConnection] = set()
+
+    def freed(self) -> None:
+        """Room came back: every connection of the address may be waiting for it."""
+        for conn in self.members:
+            conn.wake_room()
+
+
 class RelayConnection:
     """One client connection: its nonce, proven capabilities, budgets and outbox."""
 
@@ -50,6 +75,7 @@ class RelayConnection:
         send_buffer: int = 4 * 1024 * 1024,
         in_flight_bytes: int = 8 * 1024 * 1024,
         send_timeout: float = 30.0,
+        budget: AddressBudget | None = None,
     ) -> None:
         self.ws = ws
         self.nonce = nonce
@@ -74,6 +100,17 @@ class RelayConnection:
         self._ready = asyncio.Event()
         #: Set whenever room was freed (a frame written, a reservation or payload given back).
         self._freed = asyncio.Event()
+        #: What this connection's address holds in all (a private, unlimited one if none).
+        self.budget = budget if budget is not None else AddressBudget()
+        self.budget.members.add(self)
+
+    def leave(self) -> None:
+        """The connection is gone: what its outbox still counted goes back to the address."""
+        self.budget.members.discard(self)
+        self.budget.buffered -= self._out_bytes
+        self._out_bytes = 0
+        self._out.clear()
+        self.budget.freed()
 
     @property
     def backlogged(self) -> bool:
@@ -96,11 +133,16 @@ class RelayConnection:
     def _queue(self, data: bytes, answers_request: bool) -> None:
         self._out.append((data, answers_request))
         self._out_bytes += len(data)
+        self.budget.buffered += len(data)
         self._ready.set()
 
     def has_room(self, size: int) -> bool:
-        """May a frame of ``size`` bytes be pushed now without passing the send buffer?"""
-        return self._out_bytes + self._reserved + size <= self.send_buffer
+        """May a frame of ``size`` bytes be pushed now without passing the send buffer, this
+        connection's or its address's?"""
+        return (
+            self._out_bytes + self._reserved + size <= self.send_buffer
+            and self.budget.buffered + size <= self.budget.send_buffer
+        )
 
     async def reserve(self, rows: int, frame_size: int) -> int:
         """Wait for room in the send buffer for at least one frame of ``frame_size``; promise
@@ -110,14 +152,19 @@ class RelayConnection:
         while not (self.has_room(frame_size) or self._out_bytes + self._reserved == 0):
             self._freed.clear()
             await self._freed.wait()
-        free = self.send_buffer - self._out_bytes - self._reserved
+        free = min(
+            self.send_buffer - self._out_bytes - self._reserved,
+            self.budget.send_buffer - self.budget.buffered,
+        )
         n = max(1, min(rows, free // frame_size))
         self._reserved += n * frame_size
+        self.budget.buffered += n * frame_size
         return n
 
     def release(self, rows: int, frame_size: int) -> None:
         self._reserved -= rows * frame_size
-        self._wake_room()
+        self.budget.buffered -= rows * frame_size
+        self.budget.freed()
 
     async def flush_forever(self) -> None:
         """Write the outbox in order until the connection closes; ``SlowReader`` if one
@@ -134,27 +181,32 @@ class RelayConnection:
                     except TimeoutError:
                         raise SlowReader() from None
                     self._out_bytes -= len(data)
-                    self._wake_room()
+                    self.budget.buffered -= len(data)
+                    self.budget.freed()
                     if answers_request:
                         self.slots.release()
         except ConnectionClosed:
             return
 
-    def _wake_room(self) -> None:
+    def wake_room(self) -> None:
         self._freed.set()
 
     # ---- SEND payloads waiting for their commit -----------------------------------------
 
     def hold(self, size: int) -> None:
         self._held += size
+        self.budget.held += size
 
     def unhold(self, size: int) -> None:
         self._held -= size
-        if self._held < self._max_held:
-            self._wake_room()
+        self.budget.held -= size
+        self.budget.freed()
 
     async def wait_to_read(self) -> None:
-        """Before reading the next request: wait while uncommitted payloads fill the budget."""
-        while self._held >= self._max_held:
+        """Before reading the next request: wait while uncommitted payloads fill the budget
+        of this connection, or of its address (unless this connection holds nothing)."""
+        while self._held >= self._max_held or (
+            self._held > 0 and self.budget.held >= self.budget.in_flight_bytes
+        ):
             self._freed.clear()
             await self._freed.wait()

@@ -72,7 +72,7 @@ from backchannel.proto import frames
 from backchannel.proto.frames import FrameType, RelayErrorCode
 from backchannel.relay.committer import GroupCommitter
 from backchannel.relay.config import RelayConfig, metrics_address
-from backchannel.relay.connection import RelayConnection, SlowReader
+from backchannel.relay.connection import AddressBudget, RelayConnection, SlowReader
 from backchannel.relay.mailbox import PushWindow, QueueLimits, expiry_cutoff
 from backchannel.relay.sockets import counted_connection
 from backchannel.relay.storage.base import (
@@ -163,6 +163,8 @@ class _Client:
     #: Request-rate token bucket: tokens left, and when they were last topped up.
     tokens: float = 0.0
     topped_up: float = 0.0
+    #: Bytes queued for and held from all this address's connections together.
+    budget: AddressBudget = field(default_factory=AddressBudget)
 
     def take_token(self, now: float, rate: float, burst: int) -> bool:
         self.tokens = min(float(burst), self.tokens + (now - self.topped_up) * rate)
@@ -358,6 +360,9 @@ class RelayServer:
         lines.append(f"backchannel_relay_sockets {self._sockets + self._refusing}")
         lines.append(f"backchannel_relay_subscriptions {len(self._subs)}")
         lines.append(f"backchannel_relay_client_addresses {len(self._clients)}")
+        budgets = [c.budget for c in self._clients.values()]
+        lines.append(f"backchannel_relay_send_buffered_bytes {sum(b.buffered for b in budgets)}")
+        lines.append(f"backchannel_relay_in_flight_bytes {sum(b.held for b in budgets)}")
         return "\n".join(lines) + "\n"
 
     # ---- one connection ----------------------------------------------------------------
@@ -436,6 +441,7 @@ class RelayServer:
             send_buffer=self.config.max_send_buffer_bytes,
             in_flight_bytes=self.config.max_in_flight_bytes,
             send_timeout=self.config.send_timeout_seconds,
+            budget=client.budget,
         )
         self.counters["connections"] += 1
         self._open_connections += 1
@@ -459,6 +465,7 @@ class RelayServer:
             reader.cancel()
             flusher.cancel()
             await asyncio.gather(reader, flusher, return_exceptions=True)
+            conn.leave()
             self._open_connections -= 1
             client.subscriptions -= len(conn.receivers)
             for recv_id in conn.receivers:
@@ -467,7 +474,13 @@ class RelayServer:
                     self._end_subscription(sub)
 
     def _new_client(self) -> _Client:
-        return _Client(tokens=float(self.config.request_burst), topped_up=self._clock.monotonic())
+        return _Client(
+            tokens=float(self.config.request_burst),
+            topped_up=self._clock.monotonic(),
+            budget=AddressBudget(
+                self.config.max_send_buffer_bytes_per_address, self.config.max_in_flight_bytes_per_address
+            ),
+        )
 
     def _connection_refusal(self, client: _Client) -> str:
         """Why a socket over the limits is refused (it was counted over them when accepted)."""

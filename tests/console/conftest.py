@@ -11,7 +11,6 @@ set (``make screenshots`` sets it to ``docs/images``), else to a temporary direc
 
 from __future__ import annotations
 
-import contextlib
 import os
 import shutil
 from collections.abc import Iterator
@@ -21,9 +20,7 @@ from typing import Any
 import pytest
 from playwright.sync_api import Browser, BrowserContext, Playwright, expect, sync_playwright
 
-from support.console import VIEWPORT, World, add_operator, console_station
-from support.relays import start_relay
-from support.stations import pair
+from support.console import VIEWPORT, World, running_world
 
 ARGS = [
     "--no-sandbox",
@@ -85,31 +82,6 @@ def screenshots(tmp_path_factory: pytest.TempPathFactory) -> Path:
     directory = Path(target) if target else tmp_path_factory.mktemp("screenshots")
     directory.mkdir(parents=True, exist_ok=True)
     return directory
-
-
-@contextlib.contextmanager
-def running_world(
-    directory: Path, washington_operators: dict[str, str], washington_toml: str = ""
-) -> Iterator[World]:
-    """A relay and two paired stations with consoles: washington (its line: "moscow") and moscow."""
-    started: list[Any] = []
-    try:
-        relay = start_relay(directory)
-        started.append(relay)
-        washington = console_station(directory, "washington", station_toml=washington_toml)
-        moscow = console_station(directory, "moscow")
-        for name, role in washington_operators.items():
-            add_operator(washington, name, role)
-        add_operator(moscow, "ivanova", "operator")
-        for station in (washington, moscow):
-            station.start()
-            started.append(station)
-            assert station.console_url, "the station did not print its console address"
-        w_line, m_line = pair(washington, moscow, relay.url, inviter_line="moscow")
-        yield World(relay, washington, moscow, w_line, m_line, directory)
-    finally:
-        for process in reversed(started):
-            process.stop()
 
 
 @pytest.fixture(scope="module")

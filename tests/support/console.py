@@ -5,16 +5,19 @@ The fixtures are in ``tests/console/conftest.py``; these are the pieces the test
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlencode, urlsplit
 
 from playwright.sync_api import BrowserContext, Page, expect
 
-from support.relays import RelayProcess
-from support.stations import ENV, StationProcess, cli
+from support.relays import RelayProcess, start_relay
+from support.stations import ENV, StationProcess, cli, pair
 
 VIEWPORT = {"width": 1366, "height": 768}
 PASSWORD = "duty officer password"
@@ -137,3 +140,28 @@ def csrf_of(body: str) -> str:
     found = re.search(r'name="csrf" value="([0-9a-f]+)"', body)
     assert found is not None
     return found.group(1)
+
+
+@contextlib.contextmanager
+def running_world(
+    directory: Path, washington_operators: dict[str, str], washington_toml: str = ""
+) -> Iterator[World]:
+    """A relay and two paired stations with consoles: washington (its line: "moscow") and moscow."""
+    started: list[Any] = []
+    try:
+        relay = start_relay(directory)
+        started.append(relay)
+        washington = console_station(directory, "washington", station_toml=washington_toml)
+        moscow = console_station(directory, "moscow")
+        for name, role in washington_operators.items():
+            add_operator(washington, name, role)
+        add_operator(moscow, "ivanova", "operator")
+        for station in (washington, moscow):
+            station.start()
+            started.append(station)
+            assert station.console_url, "the station did not print its console address"
+        w_line, m_line = pair(washington, moscow, relay.url, inviter_line="moscow")
+        yield World(relay, washington, moscow, w_line, m_line, directory)
+    finally:
+        for process in reversed(started):
+            process.stop()

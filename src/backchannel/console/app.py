@@ -72,6 +72,7 @@ from backchannel.errors import (
 from backchannel.proto.payloads import MAX_TEXT_BYTES
 from backchannel.station.config import PRECEDENCES
 from backchannel.station.operators import LoginRefused, LoginThrottled, Operators, Session, UnknownOperator
+from backchannel.station.relay_url import shown
 from backchannel.station.station import Station
 from backchannel.station.views import DraftView, MessageView
 
@@ -637,7 +638,8 @@ class Console:
             nav="alarms",
             raised=[a for a in alarms if a.state == "raised"],
             cleared=[a for a in alarms if a.state != "raised"][:50],
-            proposals=self.station.circuit_proposals(),
+            # (a relay URL may carry its access token: shown masked, as everywhere)
+            proposals=[{**p, "url": shown(str(p["url"]))} for p in self.station.circuit_proposals()],
         )
 
     async def circuit_verdict(self, request: Request, session: Session, form: FormData | None) -> Response:
@@ -648,7 +650,7 @@ class Console:
             detail = f"{proposal} {view.name}"
         elif verdict == "reject":
             result = self.station.reject_circuit(proposal)
-            detail = f"{proposal} {result['line']} {result['url']}"
+            detail = f"{proposal} {result['line']} {shown(str(result['url']))}"
         else:
             return self.refused(session, 404, "Not found", "Approve or reject: nothing else.")
         self.audit(session, f"circuit_{verdict}", detail)

@@ -23,6 +23,8 @@ def stations(tmp_path: Path) -> Iterator[Callable[[str], StationProcess]]:
 
     def make(name: str) -> StationProcess:
         station = StationProcess(tmp_path, name)
+        # Circuits the peer adds through loopback relays are this test's own (relay policy, §9.2).
+        (station.home / "station.toml").write_text('[station]\nrelay_policy = ["127.0.0.1"]\n')
         station.start()
         started.append(station)
         return station

@@ -36,6 +36,7 @@ from backchannel.proto.transcript import Transcript, genesis, next_hash_of_diges
 EXPORT_FORMAT = "backchannel-transcript/2"
 OLD_FORMATS = ("backchannel-transcript/1",)
 SEAL_CONTEXT = b"backchannel/v2 export seal\x00"
+MAX_DEPTH = 32  # levels a value may lie inside a signed JSON document (as encoding.json_as_cbor)
 ROLES = ("inviter", "accepter")  # the signer of direction 0, of direction 1
 TOP_FIELDS = frozenset(
     {
@@ -164,11 +165,21 @@ def parse_document(text: bytes) -> Any:
         raise ValueError(f"{name} is not a JSON number")
 
     try:
-        return json.loads(text.decode("utf-8"), object_pairs_hook=no_duplicates, parse_constant=no_constant)
+        value = json.loads(text.decode("utf-8"), object_pairs_hook=no_duplicates, parse_constant=no_constant)
     except RecursionError:
-        raise ValueError("it is nested too deeply") from None
+        raise ValueError(f"it is nested more than {MAX_DEPTH} levels deep") from None
     except UnicodeDecodeError as exc:
         raise ValueError(f"it is not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+    # The same bound as the canonical form's, checked here so that every verifier refuses a
+    # deep file at this step, whatever depth its own JSON parser happens to accept.
+    stack: list[tuple[Any, int]] = [(value, 0)]
+    while stack:
+        item, depth = stack.pop()
+        if depth > MAX_DEPTH:
+            raise ValueError(f"it is nested more than {MAX_DEPTH} levels deep")
+        children = item.values() if isinstance(item, dict) else item if isinstance(item, list) else ()
+        stack.extend((child, depth + 1) for child in children)
+    return value
 
 
 def verify_export(

@@ -263,6 +263,7 @@ class Case:
     note: str
     off_record: bool = False
     signers: list[str] | None = None  # expected fingerprints of directions 0 and 1 when verified
+    text: str | None = None  # the file as written, when it is not the JSON of ``doc`` (invalid JSON)
 
 
 def flip_hex(value: str, byte: int) -> str:
@@ -271,7 +272,7 @@ def flip_hex(value: str, byte: int) -> str:
     return raw.hex()
 
 
-def build_cases(sigs: Signatures) -> tuple[list[Case], dict[str, dict[str, Any]]]:
+def build_cases(sigs: Signatures) -> tuple[list[Case], dict[str, Any]]:
     both = {0: WASHINGTON, 1: MOSCOW}
     genuine = converse(genuine_script(), both, sigs)
     by_w = export(genuine, genuine_stations(), "inviter", WASHINGTON)
@@ -283,7 +284,11 @@ def build_cases(sigs: Signatures) -> tuple[list[Case], dict[str, dict[str, Any]]
     old_style = {
         k: v for k, v in MOSCOW.identity_file().items() if k in ("name", "ed25519", "mldsa65", "fingerprint")
     }
-    key_files = {
+    moscow_twice_named = dump(MOSCOW.identity_file()).replace(
+        '"name": "moscow"', '"name": "washington",\n "name": "moscow"', 1
+    )
+    key_files: dict[str, Any] = {
+        "moscow-name-given-twice.json": moscow_twice_named,
         "washington.json": WASHINGTON.identity_file(),
         "moscow.json": MOSCOW.identity_file(),
         "kyiv.json": KYIV.identity_file(),
@@ -810,6 +815,102 @@ def build_cases(sigs: Signatures) -> tuple[list[Case], dict[str, dict[str, Any]]
         "off the record is",
         off_record=True,
     )
+    # -- found by the hostile review: the JSON itself, strict types, checkpoints, step order ----
+    sealed_text = dump(by_w)
+    real_text = '"text": "Not ours. We have no aircraft in that sector."'
+    assert sealed_text.count(real_text) == 1
+    case(
+        "a-name-given-twice-with-a-decoy-first",
+        by_w,
+        "refused",
+        "malformed",
+        "a third party puts a decoy text before moscow's real one in its readable copy, seal untouched: "
+        "a parser that keeps the first of two equal names reads a confession (the seal covers the parsed "
+        "document, so the file must parse one way only)",
+        text=sealed_text.replace(
+            real_text, '"text": "Confirmed: it is ours, and we ordered the strike.",\n    ' + real_text
+        ),
+    )
+    case(
+        "a-key-file-with-a-name-given-twice",
+        by_w,
+        "refused",
+        "key-file",
+        "moscow's genuine key file with a 'washington' name before its own",
+        keys=["washington.json", "moscow-name-given-twice.json"],
+    )
+    case(
+        "nested-too-deeply",
+        None,
+        "refused",
+        "malformed",
+        "5 000 nested arrays: refused by name, no traceback",
+        text="[" * 5000 + "]" * 5000 + "\n",
+    )
+    short = converse([(1, hello(MOSCOW)), (0, Welcome()), (1, Delivered(1, T0 + 30_000))], both, sigs)
+    short_doc = export(short, genuine_stations(), "accepter", MOSCOW)
+    case(
+        "genuine-receipt-of-the-welcome",
+        short_doc,
+        "verified",
+        None,
+        "moscow's export of the hello, the welcome and its receipt (upto 1)",
+        signers=signers,
+    )
+    case(
+        "a-count-given-as-true",
+        variant(short_doc, lambda d: d.update(counts=[True, 2]), MOSCOW),
+        "refused",
+        "head",
+        "counts [true, 2] for [1, 2], resealed by its exporter: JSON true is not the number 1",
+    )
+    case(
+        "a-readable-copy-with-true-for-one",
+        variant(short_doc, lambda d: d["entries"][2]["payload"].update(upto=True), MOSCOW),
+        "refused",
+        "readable-copy",
+        "the receipt's readable copy says upto true, the signed entry 1, resealed by its exporter",
+    )
+    for name, what, note in (
+        (
+            "checkpoint-behind-its-seen",
+            "checkpoint-behind-its-seen",
+            "washington's checkpoint 5 says it had 4 of moscow's entries, its signed seen says 5: a "
+            "checkpoint describes both chains as its entry's seen does, whatever the interleaving",
+        ),
+        (
+            "checkpoint-with-false-recent-hashes",
+            "false-recent-checkpoint",
+            "washington's checkpoint 5 with the right counts and heads but zeroed recent hashes of "
+            "direction 0",
+        ),
+    ):
+        more = genuine[:9] + converse_more(genuine[:9], [(0, what)], both, sigs)
+        case(
+            name, export(more, genuine_stations(), "inviter", WASHINGTON), "refused", "checkpoint-chain", note
+        )
+
+    def bad_digest(d: dict[str, Any]) -> None:
+        d["entries"][0]["digest"] = "not hex"
+
+    case(
+        "withheld-hello-with-a-malformed-digest",
+        variant(
+            export(genuine, genuine_stations(), "inviter", WASHINGTON, withhold=((1, 1),)),
+            bad_digest,
+            WASHINGTON,
+        ),
+        "refused",
+        "malformed",
+        "an item's shape is checked whole before what it says (step 9.3 before withheld-opening)",
+    )
+    case(
+        "line-id-not-hex-off-the-record",
+        variant(off_doc, lambda d: d.update(line_id="Z" * 32)),
+        "refused",
+        "malformed",
+        "line_id is checked with the shape (step 2), before the off-the-record refusal",
+    )
     return cases, key_files
 
 
@@ -836,8 +937,11 @@ def converse_more(
     """Entries sealed after ``before`` (all seen), some of them deliberately wrong checkpoints."""
     lid = line_id()
     t = Transcript.start(lid)
+    chains: dict[int, list[bytes]] = {0: [], 1: []}
     for e in before:
         t = t.append(e["direction"], e["seq"], e["raw"])
+        chains[e["direction"]].append(e["hash"])
+    recent = (short_hashes(chains[0]), short_hashes(chains[1]))
     out = []
     for direction, what in more:
         signer = signers[direction]
@@ -850,7 +954,28 @@ def converse_more(
         elif what == "bad-mldsa-checkpoint":
             good = sigs.sign(signer.pq_seed, checkpoint_message(lid, t.counts, t.heads))
             bad = bytes([good[0] ^ 1]) + good[1:]
-            payload = Checkpoint(t.counts, t.heads, (b"", b""), bad)
+            payload = Checkpoint(t.counts, t.heads, recent, bad)
+        elif what == "checkpoint-behind-its-seen":
+            # The other direction one entry short of what this entry's seen says it had received.
+            other = 1 - direction
+            counts_l, heads_l = list(t.counts), list(t.heads)
+            counts_l[other] -= 1
+            heads_l[other] = chains[other][counts_l[other] - 1]
+            counts, heads = (counts_l[0], counts_l[1]), (heads_l[0], heads_l[1])
+            payload = Checkpoint(
+                counts,
+                heads,
+                (short_hashes(chains[0][: counts[0]]), short_hashes(chains[1][: counts[1]])),
+                sigs.sign(signer.pq_seed, checkpoint_message(lid, counts, heads)),
+            )
+        elif what == "false-recent-checkpoint":
+            false = (bytes(len(recent[0])), recent[1])
+            payload = Checkpoint(
+                t.counts,
+                t.heads,
+                false,
+                sigs.sign(signer.pq_seed, checkpoint_message(lid, t.counts, t.heads)),
+            )
         else:
             payload = what
         seq = t.counts[direction] + 1
@@ -876,11 +1001,11 @@ def render(out: Path) -> dict[str, str]:
     known = json.loads(sig_path.read_text(encoding="utf-8")) if sig_path.exists() else {}
     sigs = Signatures(dict(known))
     cases, key_files = build_cases(sigs)
-    files: dict[str, str] = {f"keys/{name}": dump(doc) for name, doc in key_files.items()}
+    files: dict[str, str] = {f"keys/{name}": _key_text(doc) for name, doc in key_files.items()}
     manifest = []
     written: dict[str, str] = {}  # an export several cases share is written once
     for number, c in enumerate(cases, 1):
-        text = dump(c.doc)
+        text = c.text if c.text is not None else dump(c.doc)
         path = written.setdefault(text, f"exports/{number:02d}-{c.name}.json")
         files[path] = text
         line: dict[str, Any] = {
@@ -894,18 +1019,23 @@ def render(out: Path) -> dict[str, str]:
         }
         if c.signers:
             line["signers"] = c.signers
-        _check(c, key_files)
+        _check(c, text, files)
         manifest.append(json.dumps(line, sort_keys=True, ensure_ascii=False))
     files["manifest.jsonl"] = "\n".join(manifest) + "\n"
     files["mldsa-signatures.json"] = dump(dict(sorted(sigs.used.items())))
     return files
 
 
-def _check(c: Case, key_files: dict[str, dict[str, Any]]) -> None:
-    """The tool refuses to write a case the verifier does not judge as the manifest says."""
-    keys = [key_files[k] for k in c.keys]
+def _key_text(doc: Any) -> str:
+    return doc if isinstance(doc, str) else dump(doc)
+
+
+def _check(c: Case, text: str, files: dict[str, str]) -> None:
+    """The tool refuses to write a case the verifier does not judge as the manifest says: the
+    verifier is given the files' bytes, as ``verify-export`` is."""
+    keys = [files[f"keys/{k}"].encode("utf-8") for k in c.keys]
     try:
-        result = verify_export(json.loads(dump(c.doc)), keys, require_signatures=not c.off_record)
+        result = verify_export(text.encode("utf-8"), keys, require_signatures=not c.off_record)
     except RecordInvalid as exc:
         if c.verdict != "refused" or exc.reason != c.reason:
             raise SystemExit(

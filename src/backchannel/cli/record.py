@@ -145,8 +145,10 @@ def register(
         """
         from backchannel.proto.export import verify_export
 
-        doc = _load_json(export_file, "export")
-        keys = [_load_json(path, "key file") for path in key_files]
+        # The bytes, not parsed here: the procedure parses them strictly (no duplicate names),
+        # at its own step, so a file that is not valid JSON is refused by name like the rest.
+        doc = _read(export_file, "export")
+        keys = [_read(path, "key file") for path in key_files]
         try:
             result = verify_export(doc, keys, require_signatures=not off_record)
         except RecordInvalid as exc:
@@ -238,8 +240,8 @@ def _utc(ms: int) -> str:
     return time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(ms / 1000))
 
 
-def _load_json(path: Path, what: str) -> Any:
+def _read(path: Path, what: str) -> bytes:
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        raise InvalidArgument(f"the {what} {path} is not readable JSON: {exc}") from None
+        return path.read_bytes()
+    except OSError as exc:
+        raise InvalidArgument(f"the {what} {path} cannot be read: {exc.strerror or exc}") from None

@@ -19,6 +19,7 @@ tamper corpus (docs/vectors/record-tamper/).
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, NoReturn
@@ -28,13 +29,14 @@ from backchannel.proto.encoding import json_as_cbor
 from backchannel.proto.identity import StationKeys, verify_identity
 from backchannel.proto.payloads import Acknowledged, Checkpoint, Delivered, Hello, Welcome
 from backchannel.proto.primitives import MLDSA_PUBLIC_LEN, ed25519_verify, mldsa_verify, sha256
-from backchannel.proto.record import Entry, checkpoint_message, decode_entry
+from backchannel.proto.record import Entry, Seen, checkpoint_message, decode_entry, short_hashes
 from backchannel.proto.safety import grouped, station_fingerprint
 from backchannel.proto.transcript import Transcript, genesis, next_hash_of_digest
 
 EXPORT_FORMAT = "backchannel-transcript/2"
 OLD_FORMATS = ("backchannel-transcript/1",)
 SEAL_CONTEXT = b"backchannel/v2 export seal\x00"
+MAX_DEPTH = 32  # levels a value may lie inside a signed JSON document (as encoding.json_as_cbor)
 ROLES = ("inviter", "accepter")  # the signer of direction 0, of direction 1
 TOP_FIELDS = frozenset(
     {
@@ -141,17 +143,63 @@ def readable(value: Any) -> Any:
 # ---- the arbiter's procedure --------------------------------------------------------------------
 
 
+def parse_document(text: bytes) -> Any:
+    """Step 0: a file's bytes as strict JSON (RFC 8259): UTF-8, no duplicate names, no NaN.
+
+    Why strict: the seal and the identity signature cover the *parsed* document, so two
+    readers that parse the same file differently see two documents under one signature. A
+    name given twice in an object is the case in point: Python, like most parsers, keeps the
+    last value, others keep the first or refuse, so a third party could put a decoy before a
+    sealed value ("text": "we ordered the strike", "text": <the real text>) without touching
+    the seal. Raises ``ValueError`` (the caller names the document).
+    """
+
+    def no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+        names = [name for name, _ in pairs]
+        if len(set(names)) != len(names):
+            twice = sorted({n for n in names if names.count(n) > 1})
+            raise ValueError(f"an object gives the name {twice[0]!r} more than once")
+        return dict(pairs)
+
+    def no_constant(name: str) -> Any:
+        raise ValueError(f"{name} is not a JSON number")
+
+    try:
+        value = json.loads(text.decode("utf-8"), object_pairs_hook=no_duplicates, parse_constant=no_constant)
+    except RecursionError:
+        raise ValueError(f"it is nested more than {MAX_DEPTH} levels deep") from None
+    except UnicodeDecodeError as exc:
+        raise ValueError(f"it is not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+    # The same bound as the canonical form's, checked here so that every verifier refuses a
+    # deep file at this step, whatever depth its own JSON parser happens to accept.
+    stack: list[tuple[Any, int]] = [(value, 0)]
+    while stack:
+        item, depth = stack.pop()
+        if depth > MAX_DEPTH:
+            raise ValueError(f"it is nested more than {MAX_DEPTH} levels deep")
+        children = item.values() if isinstance(item, dict) else item if isinstance(item, list) else ()
+        stack.extend((child, depth + 1) for child in children)
+    return value
+
+
 def verify_export(
     doc: Any, key_files: Sequence[Any] | None, require_signatures: bool = True
 ) -> VerifiedExport:
     """Verify an exported record against the two stations' identity files (in any order).
 
+    ``doc`` and each key file are either the bytes of the file, parsed strictly at step 0
+    (:func:`parse_document`; the command line passes bytes), or an already parsed document.
     Raises ``RecordInvalid`` (with ``reason``) at the first step that fails. ``key_files``
     None is the station's check of its own fresh export: the keys are those it holds, and the
     checkpoints of the peer that contradict its chain and the entries it could not read are
     listed in the result instead of refused. Off the record nothing is signed: the export is
     refused unless ``require_signatures`` is False, and then only its consistency is checked.
     """
+    if isinstance(doc, bytes):
+        try:
+            doc = parse_document(doc)
+        except ValueError as exc:
+            _fail("malformed", f"the export is not valid JSON: {exc}")
     if not isinstance(doc, dict):
         _fail("format", "this is not a backchannel transcript export")
     if doc.get("format") in OLD_FORMATS:
@@ -220,7 +268,7 @@ def _verify(doc: dict[str, Any], key_files: Sequence[Any] | None, require_signat
     head = Transcript(
         state.line_id, counts, (state.head_at(0, counts[0]), state.head_at(1, counts[1]))
     ).head()
-    if doc["counts"] != list(counts) or doc["head"] != head.hex():
+    if not _same(doc["counts"], list(counts)) or doc["head"] != head.hex():
         _fail("head", "the export's counts and final head do not match its entries")
     exported_by: str = doc["exported_by"]
     if on_record:
@@ -287,6 +335,9 @@ def _check_shape(doc: dict[str, Any]) -> None:
         not doc["on_record"] or not isinstance(doc["seal"], dict) or set(doc["seal"]) != {"ed25519"}
     ):
         _fail("malformed", 'the export is malformed: the seal must be {"ed25519": …}, on the record only')
+    _hex(doc["line_id"], 16, "line_id")
+    if "seal" in doc:
+        _hex(doc["seal"]["ed25519"], 64, "the seal")
 
 
 def _station(block: Any, role: str, on_record: bool) -> StationKeys:
@@ -312,7 +363,7 @@ def _station(block: Any, role: str, on_record: bool) -> StationKeys:
 
 def _key_files(key_files: Sequence[Any]) -> list[StationKeys]:
     """Steps 3–4: each key file self-certifying; exactly two, of two distinct stations."""
-    keys = [verify_identity(k, f"key file {i + 1}") for i, k in enumerate(key_files)]
+    keys = [verify_identity(_parsed_key_file(k, i + 1), f"key file {i + 1}") for i, k in enumerate(key_files)]
     if len(keys) != 2:
         _fail("key-count", f"give exactly two key files, the inviter's and the accepter's (got {len(keys)})")
     a, b = keys
@@ -323,6 +374,15 @@ def _key_files(key_files: Sequence[Any]) -> list[StationKeys]:
             "give the inviter's and the accepter's",
         )
     return keys
+
+
+def _parsed_key_file(value: Any, number: int) -> Any:
+    if not isinstance(value, bytes):
+        return value
+    try:
+        return parse_document(value)
+    except ValueError as exc:
+        raise RecordInvalid(f"key file {number} is not valid JSON: {exc}", "key-file") from None
 
 
 def _bind(role: str, exported: StationKeys, given: list[StationKeys], on_record: bool) -> StationKeys:
@@ -341,7 +401,7 @@ def _bind(role: str, exported: StationKeys, given: list[StationKeys], on_record:
 
 
 def _entry(state: _State, index: int, item: Any) -> None:
-    """Step 8, for one item of ``entries``."""
+    """Step 9, for one item of ``entries``: its shape whole (9.1–9.3), then what it says."""
     if not isinstance(item, dict):
         _fail("malformed", f"item {index + 1} of the entries is not an object")
     direction, seq = item.get("direction"), item.get("seq")
@@ -351,32 +411,33 @@ def _entry(state: _State, index: int, item: Any) -> None:
     where = f"entry {seq} of direction {direction} (item {index + 1})"
     if seq != len(state.chains[direction]) + 1:
         _fail("order", f"{where} is out of order or a gap precedes it")
-    if item.get("withheld") is True:
-        if "payload" in item or "entry" in item:
-            _fail(
-                "withheld-text",
-                f"{where} is marked withheld but carries its entry or a readable copy: a withheld body "
-                "never comes with text",
-            )
-        if set(item) != WITHHELD_FIELDS:
-            _fail(
-                "malformed", f"{where} is malformed: a withheld entry has exactly {sorted(WITHHELD_FIELDS)}"
-            )
+    withheld = item.get("withheld") is True
+    if withheld and ("payload" in item or "entry" in item):
+        _fail(
+            "withheld-text",
+            f"{where} is marked withheld but carries its entry or a readable copy: a withheld body "
+            "never comes with text",
+        )
+    fields = WITHHELD_FIELDS if withheld else SHOWN_FIELDS
+    if set(item) != fields or not _is_int(item["recorded_at"]):
+        _fail(
+            "malformed",
+            f"{where} is malformed: it must have exactly {sorted(fields)}, recorded_at an integer",
+        )
+    try:
+        chain_hash = _hex(item["hash"], 32, "hash")
+        raw = _hex(item["digest"], 32, "digest") if withheld else _hex(item["entry"], None, "entry")
+    except ValueError as exc:
+        _fail("malformed", f"{where} is malformed: {exc}")
+    if withheld:
         if seq == 1:
             _fail(
                 "withheld-opening", f"{where}: the {'hello' if direction else 'welcome'} may not be withheld"
             )
-        digest = _hex(item["digest"], 32, "digest")
+        digest = raw
         state.kinds[direction].append(None)
         state.withheld.append((direction, seq, where))
     else:
-        if (
-            set(item) != SHOWN_FIELDS
-            or not isinstance(item["entry"], str)
-            or not _is_int(item["recorded_at"])
-        ):
-            _fail("malformed", f"{where} is malformed: an entry has exactly {sorted(SHOWN_FIELDS)}")
-        raw = _hex(item["entry"], None, "entry")
         signer = state.keys[direction]
         try:
             entry = decode_entry(
@@ -390,15 +451,13 @@ def _entry(state: _State, index: int, item: Any) -> None:
             )
         except ProtocolError as exc:
             _fail("malformed-entry", f"{where} is malformed: {exc}")
-        if item["payload"] != readable(entry.payload.to_cbor()):
+        if not _same(item["payload"], readable(entry.payload.to_cbor())):
             _fail("readable-copy", f"{where}: its readable copy does not match the signed entry (altered)")
         _check_seen(state, direction, entry, where)
         _check_payload(state, direction, seq, entry, where)
         digest = sha256(raw)
-    if not _is_int(item["recorded_at"]):
-        _fail("malformed", f"{where} is malformed: recorded_at must be an integer (ms)")
     head = next_hash_of_digest(state.line_id, direction, seq, state.head_at(direction, seq - 1), digest)
-    if _hex(item["hash"], 32, "hash") != head:
+    if chain_hash != head:
         _fail("chain-hash", f"{where}: the chain hash does not match (altered)")
     state.chains[direction].append(head)
 
@@ -442,17 +501,26 @@ def _check_payload(state: _State, direction: int, seq: int, entry: Entry, where:
                 "message its sender had received",
             )
     if isinstance(payload, Checkpoint):
-        _check_checkpoint(state, direction, seq, payload, where)
+        _check_checkpoint(state, direction, seq, payload, seen, where)
     state.kinds[direction].append(kind)
 
 
-def _check_checkpoint(state: _State, direction: int, seq: int, cp: Checkpoint, where: str) -> None:
+def _check_checkpoint(
+    state: _State, direction: int, seq: int, cp: Checkpoint, seen: Seen, where: str
+) -> None:
+    """A checkpoint describes both chains just before its entry (PROTOCOL §11.3): its own
+    direction up to N − 1 and the other exactly as its ``seen`` (already checked against the
+    chain), with the recent hashes of both. Tying ``n[1−D]`` to ``seen`` rather than to the
+    items before it keeps the verdict independent of how the exporter interleaved the two
+    directions, and keeps the post-quantum signature from claiming more (or less) received
+    than the Ed25519-signed ``seen`` says."""
     other = 1 - direction
     agrees = (
         cp.counts[direction] == seq - 1
         and cp.heads[direction] == state.head_at(direction, seq - 1)
-        and cp.counts[other] <= len(state.chains[other])
-        and cp.heads[other] == state.head_at(other, cp.counts[other])
+        and cp.counts[other] == seen.count
+        and cp.heads[other] == seen.head
+        and all(cp.recent[d] == short_hashes(state.chains[d][: cp.counts[d]]) for d in (0, 1))
     )
     if not agrees:
         if state.own:
@@ -488,6 +556,12 @@ def _hex(value: Any, size: int | None, what: str) -> bytes:
             f"{what} must be {size} bytes in lowercase hex" if size else f"{what} is not lowercase hex"
         )
     return data
+
+
+def _same(a: Any, b: Any) -> bool:
+    """Equal as JSON values, types included: Python's ``==`` takes ``true`` for ``1``, and a
+    verifier in another language would not."""
+    return json_as_cbor(a, "export") == json_as_cbor(b, "export")
 
 
 def _is_int(value: Any) -> bool:

@@ -20,8 +20,11 @@ streams. Seeds are printed and can be replayed with ``BACKCHANNEL_FAULT_SEED``.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import random
+import subprocess
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -104,3 +107,153 @@ def test_a_line_survives_connection_resets_around_commits_on_every_relay(
     figure(f"recovery after {fault}", took, "s")
     errors = sum(metrics(r).get("storage_errors", 0) for r in world["relays"])
     assert errors >= sum(hits)  # counted, not silent
+
+
+@pytest.fixture
+def own_cluster() -> Iterator[PostgresCluster]:
+    """A PostgreSQL cluster for one test alone: it is killed or paused (never the shared one)."""
+    cluster = PostgresCluster()
+    paused: list[int] = []
+    try:
+        cluster.start()
+        yield cluster
+    finally:
+        with contextlib.suppress(Exception):
+            paused = cluster.server_pids()
+        PostgresCluster.resume(paused)  # (a test that failed while the server was stopped)
+        cluster.stop()
+
+
+def _pg_line(tmp_path: Path, world: dict[str, Any], cluster: PostgresCluster) -> DbLine:
+    for i in range(2):
+        relay = start_relay(tmp_path, RELAY_CONFIG, name=f"relay{i}", db=cluster.new_database())
+        world["relays"].append(relay)
+    return DbLine(tmp_path, [r.url for r in world["relays"]], world["stations"])
+
+
+def test_a_line_survives_postgresql_killed_and_restarted_under_load(
+    tmp_path: Path, world: dict[str, Any], own_cluster: PostgresCluster
+) -> None:
+    line = _pg_line(tmp_path, world, own_cluster)
+    down = 8.0 if CHAOS else 3.0
+    line.stream(30)
+    own_cluster.kill_hard()  # SIGKILL: the postmaster and every backend, no shutdown checkpoint
+    killed_at = time.monotonic()
+    line.stream(60 if CHAOS else 30)
+    time.sleep(max(0.0, down - (time.monotonic() - killed_at)))
+    own_cluster.restart_after_crash()  # crash recovery from the write-ahead log
+    line.stream(30)
+    took = line.settle(RECOVERY_BOUND)
+    figure("recovery after postgres_killed", took, "s")
+    counts = [metrics(r) for r in world["relays"]]
+    assert all(c["storage_errors_connection"] > 0 for c in counts), counts
+    assert all(c["storage_episodes"] >= 1 for c in counts), counts
+
+
+def test_a_line_survives_postgresql_paused_longer_than_the_timeouts(
+    tmp_path: Path, world: dict[str, Any], own_cluster: PostgresCluster
+) -> None:
+    """SIGSTOP: connections stay open and nothing answers; stations' requests time out
+    (``relay_request_timeout`` 1 s) many times over and are retried."""
+    line = _pg_line(tmp_path, world, own_cluster)
+    pause = 15.0 if CHAOS else 5.0
+    line.stream(30)
+    pids = own_cluster.pause()
+    world["finally"].append(lambda: PostgresCluster.resume(pids))
+    paused_at = time.monotonic()
+    line.stream(30)
+    time.sleep(max(0.0, pause - (time.monotonic() - paused_at)))
+    PostgresCluster.resume(pids)
+    line.stream(30)
+    took = line.settle(RECOVERY_BOUND)
+    figure("recovery after postgres_paused", took, "s")
+
+
+@pytest.fixture
+def small_disks(tmp_path: Path) -> Iterator[list[Path]]:
+    """Two 8 MiB tmpfs file systems (one per relay), unmounted at the end."""
+    disks = []
+    try:
+        for i in range(2):
+            disk = tmp_path / f"disk{i}"
+            disk.mkdir()
+            subprocess.run(["mount", "-t", "tmpfs", "-o", "size=8m", "tmpfs", str(disk)], check=True)
+            disks.append(disk)
+        yield disks
+    finally:
+        for disk in disks:
+            subprocess.run(["umount", "-l", str(disk)], check=False)
+
+
+def _fill(disk: Path) -> Path:
+    """Fill a file system to the last byte; returns the filler file (delete it to end the fault)."""
+    filler = disk / "filler"
+    with open(filler, "wb", buffering=0) as out:
+        with contextlib.suppress(OSError):
+            while True:
+                out.write(b"\0" * 65536)
+        with contextlib.suppress(OSError):
+            while True:
+                out.write(b"\0" * 512)
+    return filler
+
+
+def test_a_line_survives_a_full_disk_under_every_sqlite_relay(
+    tmp_path: Path, world: dict[str, Any], small_disks: list[Path]
+) -> None:
+    relays = [
+        start_relay(tmp_path, RELAY_CONFIG, name=f"relay{i}", db=str(disk / "relay.db"))
+        for i, disk in enumerate(small_disks)
+    ]
+    world["relays"] += relays
+    line = DbLine(tmp_path, [r.url for r in relays], world["stations"])
+    line.stream(20)
+    fillers = [_fill(disk) for disk in small_disks]
+    line.stream(60 if CHAOS else 30)
+    wait_until_counted = time.monotonic() + 30
+    while not all(metrics(r)["storage_errors_disk_full"] > 0 for r in relays):
+        assert time.monotonic() < wait_until_counted, [metrics(r) for r in relays]
+        time.sleep(0.2)
+    for filler in fillers:
+        filler.unlink()
+    line.stream(20)
+    took = line.settle(RECOVERY_BOUND)
+    figure("recovery after sqlite_disk_full", took, "s")
+    assert all(r.running for r in relays)
+
+
+def test_a_line_survives_a_relay_whose_sqlite_database_turns_read_only(
+    tmp_path: Path, world: dict[str, Any], small_disks: list[Path]
+) -> None:
+    """The relay's file system goes read-only (as after disk errors) and the relay runs on it:
+    it reads and pushes what is stored, every write fails (counted as ``read_only``), the
+    line carries on over the other relay; once the file system is writable again, the relay
+    stores again and everything is delivered.
+
+    (Linux refuses to remount a file system read-only while a process holds a file on it
+    open for writing, and root ignores file modes; so the relay is killed, the file system
+    remounted read-only and the relay started on it: SQLite opens the database read-only.)"""
+    relays = [
+        start_relay(tmp_path, RELAY_CONFIG, name=f"relay{i}", db=str(disk / "relay.db"))
+        for i, disk in enumerate(small_disks)
+    ]
+    world["relays"] += relays
+    line = DbLine(tmp_path, [r.url for r in relays], world["stations"])
+    line.stream(20)
+    broken = relays[0]
+    broken.kill()
+    subprocess.run(["mount", "-o", "remount,ro", str(small_disks[0])], check=True)
+    broken.restart()
+    line.stream(30)
+    deadline = time.monotonic() + 30
+    while metrics(broken)["storage_errors"] == 0:
+        assert time.monotonic() < deadline, metrics(broken)
+        time.sleep(0.2)
+    print("read-only relay:", {k: v for k, v in metrics(broken).items() if k.startswith("storage")})
+    subprocess.run(["mount", "-o", "remount,rw", str(small_disks[0])], check=True)
+    stored = metrics(broken)["stored"]
+    line.stream(20)
+    took = line.settle(RECOVERY_BOUND)
+    figure("recovery after sqlite_read_only", took, "s")
+    print("after:", {k: v for k, v in metrics(broken).items() if k.startswith("stor")})
+    assert metrics(broken)["stored"] > stored  # it stores again without a restart

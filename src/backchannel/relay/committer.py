@@ -114,9 +114,9 @@ class GroupCommitter:
                     )
                     results = list(applied)
                     self._counters["commits"] += 1
-                    self._health.succeeded()
+                    self._health.succeeded(write=True)
                 except StorageError as exc:
-                    self._health.failed(f"a batch of {len(ops)} writes", exc)
+                    self._health.failed(f"a batch of {len(ops)} writes", exc, write=True)
                     results = await self._find_out(ops)
                 for (_, done), result in zip(batch, results, strict=True):
                     try:

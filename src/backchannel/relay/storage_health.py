@@ -36,9 +36,13 @@ class StorageHealth:
         #: Monotonic start of the current episode (None: the store works).
         self.failing_since: float | None = None
         self._failures = 0
+        #: A write failed in this episode: only a write that works ends it (reads may work
+        #: on a database that cannot be written: a full disk, a read-only file system).
+        self._writes_failing = False
 
-    def failed(self, what: str, exc: StorageError) -> None:
+    def failed(self, what: str, exc: StorageError, *, write: bool = False) -> None:
         """One operation failed (``what``: "a batch of 12 writes", "a mailbox read", ...)."""
+        self._writes_failing = self._writes_failing or write
         kind = exc.kind if exc.kind in KINDS else "other"
         self._counters["storage_errors"] += 1
         self._counters[f"storage_errors_{kind}"] += 1
@@ -51,12 +55,14 @@ class StorageHealth:
             _LOG.debug("relay storage still failing (%s): %s failed: %s", kind, what, exc)
         self._on_failure()
 
-    def succeeded(self) -> None:
-        """An operation worked: the episode, if any, is over."""
-        if self.failing_since is None:
+    def succeeded(self, *, write: bool = False) -> None:
+        """An operation worked: the episode, if any, is over (a read ends it only if no
+        write failed in it)."""
+        if self.failing_since is None or (self._writes_failing and not write):
             return
         lasted = self._clock.monotonic() - self.failing_since
         failures = self._failures
         _LOG.info("relay storage working again after %.1f s (%d failed operations)", lasted, failures)
         self.failing_since = None
         self._failures = 0
+        self._writes_failing = False

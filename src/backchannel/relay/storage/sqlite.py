@@ -37,22 +37,30 @@ class SqliteMailboxStore:
 
     def __init__(self, path: str) -> None:
         self.path = path
-        try:
-            self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute("PRAGMA synchronous=FULL")
-            self._db.execute("PRAGMA foreign_keys=ON")
-            self._db.execute("PRAGMA busy_timeout=5000")
-        except sqlite3.Error as exc:
-            raise StorageError(f"cannot open relay database {path!r}: {exc}") from exc
+        self._db = _open(path)
+        #: A write failed as read-only: SQLite keeps a connection opened on a read-only file
+        #: system read-only for ever, so the next write opens the database again (it works
+        #: once the file system is writable again, without restarting the relay).
+        self._reopen = False
         migrate(self._db)
 
     # ---- writes ------------------------------------------------------------------------
 
     def apply(self, ops: Sequence[WriteOp], now: float, limits: QueueLimits) -> list[WriteResult]:
-        with self._transaction():
-            batch = Batch(_SqliteTables(self._db), now, limits)
-            return [batch.run(op) for op in ops]
+        if self._reopen:
+            # Closed first: connections of one process to one file share SQLite's file state,
+            # so a new one opened beside the old would inherit its read-only handles.
+            with contextlib.suppress(sqlite3.Error):
+                self._db.close()
+            self._db = _open(self.path)  # (if this fails, reads fail too until it works)
+            self._reopen = False
+        try:
+            with self._transaction():
+                batch = Batch(_SqliteTables(self._db), now, limits)
+                return [batch.run(op) for op in ops]
+        except StorageError as exc:
+            self._reopen = exc.kind == "read_only"
+            raise
 
     # ---- reads -------------------------------------------------------------------------
 
@@ -187,6 +195,18 @@ class _SqliteTables:
             " AND NOT EXISTS (SELECT 1 FROM messages m WHERE m.recv_id = mailboxes.recv_id)",
             (cutoff,),
         ).rowcount
+
+
+def _open(path: str) -> sqlite3.Connection:
+    try:
+        db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        db.execute("PRAGMA journal_mode=WAL")
+        db.execute("PRAGMA synchronous=FULL")
+        db.execute("PRAGMA foreign_keys=ON")
+        db.execute("PRAGMA busy_timeout=5000")
+    except sqlite3.Error as exc:
+        raise StorageError(f"cannot open relay database {path!r}: {exc}", _kind(exc)) from exc
+    return db
 
 
 @contextmanager

@@ -32,6 +32,7 @@ from typing import Any
 import pytest
 
 from support.dbline import DbLine
+from support.faultproxy import FaultProxy
 from support.figures import figure
 from support.pgproxy import PgFaultProxy
 from support.postgres import PostgresCluster
@@ -257,3 +258,28 @@ def test_a_line_survives_a_relay_whose_sqlite_database_turns_read_only(
     figure("recovery after sqlite_read_only", took, "s")
     print("after:", {k: v for k, v in metrics(broken).items() if k.startswith("stor")})
     assert metrics(broken)["stored"] > stored  # it stores again without a restart
+
+
+def test_a_station_heals_a_stalled_gap_by_subscribing_again_without_an_operator(
+    tmp_path: Path, world: dict[str, Any]
+) -> None:
+    """A relay that holds a frame it never (successfully) pushed and will not push again for an
+    hour (``redeliver_seconds`` 3600; DELIVERs dropped by a middlebox): the receiver's gap stays
+    open, the sender's end-to-end resends are duplicates of a frame awaiting its ACK. The station
+    SUBSCRIBEs again when the gap is half a link-test interval old, and the frame comes."""
+    seed = _seed("stalled_gap")
+    relay = start_relay(tmp_path, {"redeliver_seconds": 3600.0}, name="relay")
+    world["relays"].append(relay)
+    proxy = FaultProxy(relay.port, {}, seed=seed)
+    proxy.start()
+    world["proxies"].append(proxy)
+    line = DbLine(tmp_path, [proxy.url], world["stations"])
+    proxy.set_faults({"drop": 0.1})
+    line.stream(40)
+    proxy.set_faults({})
+    assert proxy.counters["dropped"] > 0
+    took = line.settle(30.0)
+    figure("recovery after a stalled gap (dropped DELIVERs, no redelivery)", took, "s")
+    logs = line.a.stderr_text() + line.b.stderr_text()
+    figure("re-subscriptions for an open gap", logs.count("subscribed again"))
+    assert "subscribed again" in logs

@@ -20,6 +20,7 @@ streams. Seeds are printed and can be replayed with ``BACKCHANNEL_FAULT_SEED``.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 import random
@@ -31,12 +32,16 @@ from typing import Any
 
 import pytest
 
+from backchannel.proto import frames
+from backchannel.proto.frames import RelayErrorCode
+
 from support.dbline import DbLine
 from support.faultproxy import FaultProxy
 from support.figures import figure
 from support.pgproxy import PgFaultProxy
 from support.postgres import PostgresCluster
-from support.relays import metrics, start_relay
+from support.relay_clients import Mailbox, RawClient, binary
+from support.relays import metrics, run, start_relay
 
 CHAOS = os.environ.get("BACKCHANNEL_CHAOS") == "1"
 #: Every message must be delivered within this many seconds of the fault's end.
@@ -283,3 +288,54 @@ def test_a_station_heals_a_stalled_gap_by_subscribing_again_without_an_operator(
     logs = line.a.stderr_text() + line.b.stderr_text()
     figure("re-subscriptions for an open gap", logs.count("subscribed again"))
     assert "subscribed again" in logs
+
+
+def test_the_relay_answers_a_lost_commit_reply_by_reading_back_and_pushes_the_frame(
+    tmp_path: Path, world: dict[str, Any], postgres_cluster: PostgresCluster
+) -> None:
+    """The wire-level rule of PROTOCOL §3.4: a commit whose reply is lost is read back by
+    ``msg_id`` (STORED, and pushed to the live subscription); a commit that never happened is
+    refused (INTERNAL), and the retry is stored and pushed once."""
+    (proxy,) = _pg_relays(tmp_path, world, postgres_cluster, seed=1, count=1)
+    relay = world["relays"][0]
+
+    async def scenario() -> None:
+        receiver, sender = await RawClient.open(relay.url), await RawClient.open(relay.url)
+        box = await receiver.create()
+        assert isinstance(box, Mailbox)
+        assert isinstance(await receiver.subscribe(box), frames.Ok)
+        assert isinstance(await sender.auth_send(box), frames.Ok)
+
+        async def send(payload: bytes) -> frames.Frame:
+            return await sender.request(frames.Send(sender.rid(), box.send_id, payload), timeout=20)
+
+        async def delivered() -> bytes:
+            async with asyncio.timeout(10):
+                while not isinstance(
+                    frame := frames.decode(binary(await receiver.ws.recv()), 2**22), frames.Deliver
+                ):
+                    pass  # (the replies to our ACKs: OK, or INTERNAL while a fault is on)
+            await receiver.ws.send(frames.encode(frames.Ack(receiver.rid(), box.recv_id, frame.msg_id)))
+            return frame.payload
+
+        proxy.set_faults({"after_commit": 1.0})
+        assert isinstance(await send(b"committed, reply lost"), frames.Stored)
+        assert await delivered() == b"committed, reply lost"
+        proxy.set_faults({"before_commit": 1.0})
+        refused = await send(b"never committed")
+        assert isinstance(refused, frames.Error) and refused.code == RelayErrorCode.INTERNAL
+        proxy.set_faults({})
+        while isinstance(reply := await send(b"never committed"), frames.Error):
+            await asyncio.sleep(0.2)  # (the ACK above may share a failed batch: retried too)
+        assert isinstance(reply, frames.Stored)
+        payload = await delivered()
+        while payload == b"committed, reply lost":  # (a catch-up copy of the first, its ACK unsure)
+            payload = await delivered()
+        assert payload == b"never committed"
+        await receiver.close()
+        await sender.close()
+
+    run(scenario(), timeout=90)
+    counts = metrics(relay)
+    figure("SENDs found stored by reading back", counts["storage_found_stored"])
+    assert counts["storage_found_stored"] >= 1 and counts["storage_episodes"] >= 1

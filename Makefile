@@ -41,6 +41,8 @@ demo: $(STAMP)
 bench: $(STAMP)
 	$(PY) bench/bench_line.py
 
+# The fault tests with long variants (BACKCHANNEL_CHAOS=1): network faults, crashes, and the relays'
+# database faults (tests/faults/test_relay_db_faults.py); the summary prints each fault's recovery time.
 chaos: $(STAMP)
 	BACKCHANNEL_CHAOS=1 $(VENV)/bin/pytest -q -p no:cacheprovider tests/faults
 

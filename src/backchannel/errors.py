@@ -218,9 +218,17 @@ class RelayRefused(RemoteError):
 
 
 class StorageError(BackchannelError):
-    """The station's or relay's database could not be read or written."""
+    """The station's or relay's database could not be read or written.
+
+    ``kind`` says what failed, for the relay's metrics: ``connection`` (the database server
+    is unreachable or the connection broke), ``disk_full``, ``read_only``, ``io`` or ``other``.
+    """
 
     code = "storage_error"
+
+    def __init__(self, message: str = "", kind: str = "other") -> None:
+        super().__init__(message)
+        self.kind = kind
 
 
 class CorruptKeystore(StorageError):

@@ -9,8 +9,11 @@ Each test asks for a database of its own (``new_database``), so tests never see 
 
 from __future__ import annotations
 
+import contextlib
 import glob
+import os
 import shutil
+import signal
 import socket
 import subprocess
 import tempfile
@@ -54,10 +57,57 @@ class PostgresCluster:
             str(self._bin / "initdb"), "-D", data, "-U", "postgres", "--auth=trust", "-E", "UTF8",
             "--locale=C.UTF-8", "--no-sync",
         )  # fmt: skip
+        self._pg_ctl_start()
+
+    def _pg_ctl_start(self) -> None:
         self._as_postgres(
-            str(self._bin / "pg_ctl"), "-D", data, "-l", str(self.directory / "pg.log"), "-w", "start",
+            str(self._bin / "pg_ctl"), "-D", str(self.directory / "data"),
+            "-l", str(self.directory / "pg.log"), "-w", "start",
             "-o", f"-p {self.port} -k {self.directory} -c listen_addresses=127.0.0.1",
         )  # fmt: skip
+
+    def postmaster_pid(self) -> int:
+        """The server's main process (the first line of ``postmaster.pid``)."""
+        return int((self.directory / "data" / "postmaster.pid").read_text().split()[0])
+
+    def server_pids(self) -> list[int]:
+        """The postmaster and every process it started (backends, checkpointer, WAL writer...)."""
+        main = self.postmaster_pid()
+        pids = [main]
+        for entry in os.listdir("/proc"):
+            if entry.isdigit():
+                try:
+                    stat = (Path("/proc") / entry / "stat").read_text()
+                except OSError:
+                    continue
+                if int(stat.rsplit(")", 1)[1].split()[1]) == main:
+                    pids.append(int(entry))
+        return pids
+
+    def kill_hard(self) -> None:
+        """SIGKILL the whole server at once, as a crash or an OOM kill would: no shutdown
+        checkpoint; the next start runs crash recovery from the write-ahead log."""
+        for pid in self.server_pids():
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+
+    def restart_after_crash(self) -> None:
+        """Start again on the same port and data (waits until it accepts connections)."""
+        self._pg_ctl_start()
+
+    def pause(self) -> list[int]:
+        """SIGSTOP every server process: connections stay open, nothing answers."""
+        pids = self.server_pids()
+        for pid in pids:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGSTOP)
+        return pids
+
+    @staticmethod
+    def resume(pids: list[int]) -> None:
+        for pid in pids:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGCONT)
 
     def url(self, database: str = "postgres") -> str:
         return f"postgresql://postgres@127.0.0.1:{self.port}/{database}"

@@ -66,6 +66,18 @@ def test_push_window_bounds_unacked_frames() -> None:
         PushWindow(0)
 
 
+def test_push_window_catch_up_reads_from_the_start_and_skips_what_awaits_its_ack() -> None:
+    """Issue 14: row 5 committed but its reply was lost, so row 6 was pushed past it."""
+    window = PushWindow(3)
+    window.pushed(6, b"m6", T0, 0.0)
+    assert window.awaits(b"m6", 6) and not window.awaits(b"m6", 7) and not window.awaits(b"m5", 5)
+    window.rewind()
+    assert window.cursor == 0
+    window.pushed(5, b"m5", T0, 0.0)  # the stranded row: pushed now
+    window.skip(6)  # already awaited: not pushed twice
+    assert window.cursor == 6 and window.unacked == 2
+
+
 def test_push_window_forgets_expired_frames() -> None:
     window = PushWindow(5)
     window.pushed(1, b"old", T0, 0.0)
@@ -213,6 +225,9 @@ def test_store_is_idempotent_and_fifo(backend: Backend) -> None:
     assert results[0].msg_id == results[2].msg_id == rules.message_id(b"one")
     (again,) = store.apply([PutMessage(RECV, b"one")], T0, LIMITS)
     assert again.outcome is Outcome.DUPLICATE and again.msg_id == results[0].msg_id
+    assert again.count == results[0].count  # a duplicate names the waiting row (issue 14)
+    one, three = rules.message_id(b"one"), rules.message_id(b"three")
+    assert store.find_messages([(RECV, one), (RECV, three)]) == {(RECV, one): results[0].count}
     rows = store.messages_after(RECV, 0, 10)
     assert [r.payload for r in rows] == [b"one", b"two"]
     assert rows[0].seq < rows[1].seq

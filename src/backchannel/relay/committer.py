@@ -8,8 +8,15 @@ requests wait for the disk. One task drains everything submitted so far into a b
 the batch in the store's worker thread (``MailboxStore.apply``: one transaction), and after
 the commit calls each callback with its result, in submission order. While a commit runs,
 new work piles up and becomes the next batch: under load a batch holds hundreds of frames,
-and throughput grows far beyond one fsync per frame. A failed batch calls every callback
-with ``None`` (the handler answers INTERNAL), and the committer carries on.
+and throughput grows far beyond one fsync per frame.
+
+A failed batch has an *unknown* outcome: a database that committed may have lost the
+connection before the reply reached the relay (the indeterminate commit). So the committer
+does not guess: it reads the frames (and mailboxes) of the batch again by id. A frame found
+stored is answered as stored (``DUPLICATE`` with its sequence number: the server then makes
+sure it is pushed); one not found, or every op when the re-read fails too, gets ``None``
+(the handler answers INTERNAL, "retry later": nothing was stored, or the relay cannot tell,
+and a retry is idempotent). The committer carries on with the next batch.
 """
 
 from __future__ import annotations
@@ -23,8 +30,17 @@ from concurrent.futures import Executor
 
 from backchannel.clock import Clock
 from backchannel.errors import StorageError
-from backchannel.relay.mailbox import QueueLimits
-from backchannel.relay.storage.base import DeleteMessage, MailboxStore, WriteOp, WriteResult
+from backchannel.relay.mailbox import QueueLimits, message_id
+from backchannel.relay.storage.base import (
+    AddMailbox,
+    DeleteMessage,
+    MailboxStore,
+    Outcome,
+    PutMessage,
+    WriteOp,
+    WriteResult,
+)
+from backchannel.relay.storage_health import StorageHealth
 
 _LOG = logging.getLogger("backchannel.relay")
 
@@ -48,7 +64,9 @@ class GroupCommitter:
         limits: QueueLimits,
         clock: Clock,
         counters: dict[str, int],
+        health: StorageHealth,
     ) -> None:
+        self._health = health
         self._store = store
         self._executor = executor
         self._limits = limits
@@ -96,10 +114,10 @@ class GroupCommitter:
                     )
                     results = list(applied)
                     self._counters["commits"] += 1
+                    self._health.succeeded(write=True)
                 except StorageError as exc:
-                    _LOG.error("relay store: a batch of %d writes failed: %s", len(ops), exc)
-                    self._counters["storage_errors"] += 1
-                    results = [None] * len(ops)
+                    self._health.failed(f"a batch of {len(ops)} writes", exc, write=True)
+                    results = await self._find_out(ops)
                 for (_, done), result in zip(batch, results, strict=True):
                     try:
                         done(result)
@@ -107,6 +125,37 @@ class GroupCommitter:
                         _LOG.exception("relay: a write callback failed")
             if not self._queue:
                 self._idle.set()
+
+    async def _find_out(self, ops: list[WriteOp]) -> list[WriteResult | None]:
+        """What a failed batch really did, read back by id (None where unknown or not done)."""
+        results: list[WriteResult | None] = [None] * len(ops)
+        keys = [(op.recv_id, message_id(op.payload)) for op in ops if isinstance(op, PutMessage)]
+        adds = [op for op in ops if isinstance(op, AddMailbox)]
+        if not keys and not adds:
+            return results
+        loop = asyncio.get_running_loop()
+        try:
+            found = await loop.run_in_executor(self._executor, self._store.find_messages, keys)
+            created = set()
+            for add in adds:
+                record = await loop.run_in_executor(
+                    self._executor, self._store.mailbox_by_recv, add.mailbox.recv_id
+                )
+                if record is not None and record.recv_key == add.mailbox.recv_key:
+                    created.add(add.mailbox.recv_id)
+        except StorageError as exc:
+            self._health.failed("reading back a failed batch", exc)
+            return results
+        for i, op in enumerate(ops):
+            if isinstance(op, PutMessage):
+                msg_id = message_id(op.payload)
+                seq = found.get((op.recv_id, msg_id))
+                if seq is not None:
+                    results[i] = WriteResult(Outcome.DUPLICATE, msg_id, count=seq)
+                    self._counters["storage_found_stored"] += 1
+            elif isinstance(op, AddMailbox) and op.mailbox.recv_id in created:
+                results[i] = WriteResult(Outcome.CREATED)
+        return results
 
     async def flush(self) -> None:
         """Wait until everything submitted so far has been committed (for shutdown)."""

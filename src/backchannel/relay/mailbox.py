@@ -14,6 +14,12 @@ next (never more than ``push_window`` unacknowledged at once), fetches the rows 
 cursor, and records them as pushed. An ACK frees a slot. A new subscription starts with a
 fresh window (cursor 0), so after a reconnect every unacknowledged frame is pushed again.
 
+*Catch-up.* After a storage error the relay cannot be sure the cursor is right: a frame
+whose commit succeeded but whose reply was lost was never pushed, and later frames pushed
+past it. :meth:`PushWindow.rewind` sets the cursor back to 0, so the mailbox is read again
+from its oldest frame; rows still awaiting their ACK here are skipped (:meth:`awaits`,
+:meth:`skip`), every other stored row is pushed. The mailbox depth bounds the re-read.
+
 *Redelivery.* A DELIVER can be lost without the connection dying (a faulty middlebox, a
 proxy that drops a WebSocket message). So a frame pushed but not acknowledged within
 ``redeliver_seconds`` is pushed again on the same subscription, with the same msg_id (the
@@ -101,6 +107,19 @@ class PushWindow:
         self.cursor = seq
         self._unacked.pop(msg_id, None)  # (re-stored after an ACK: the newest push counts)
         self._unacked[msg_id] = _Pushed(seq, stored_at, now)
+
+    def awaits(self, msg_id: bytes, seq: int) -> bool:
+        """Was row ``seq`` pushed here and not yet acknowledged?"""
+        pushed = self._unacked.get(msg_id)
+        return pushed is not None and pushed.seq == seq
+
+    def skip(self, seq: int) -> None:
+        """Move the cursor over row ``seq`` (read again during a catch-up, already awaited)."""
+        self.cursor = max(self.cursor, seq)
+
+    def rewind(self) -> None:
+        """Read the mailbox again from its oldest frame (a catch-up after a storage error)."""
+        self.cursor = 0
 
     def acked(self, msg_id: bytes) -> bool:
         """Free the slot of an acknowledged frame; False if it was not pushed here."""

@@ -65,6 +65,7 @@ from backchannel.errors import (
     BackchannelError,
     FrameTooLarge,
     ProtocolError,
+    StorageError,
     TransportError,
     UnsupportedVersion,
 )
@@ -89,6 +90,8 @@ from backchannel.relay.storage.base import (
 )
 from backchannel.relay.storage.postgres import PostgresMailboxStore, is_postgres_url
 from backchannel.relay.storage.sqlite import SqliteMailboxStore
+from backchannel.relay.storage_health import KINDS as STORAGE_KINDS
+from backchannel.relay.storage_health import StorageHealth
 
 _LOG = logging.getLogger("backchannel.relay")
 _T = TypeVar("_T")
@@ -126,7 +129,11 @@ COUNTER_NAMES = (
     "expired",  # frames deleted by the expiry sweep
     "takeovers",  # SUBSCRIBEs that replaced another subscription to the same mailbox
     "commits",  # group-commit transactions
-    "storage_errors",  # failed transactions or reads
+    "storage_errors",  # failed transactions or reads (and one counter per kind below)
+    *(f"storage_errors_{kind}" for kind in STORAGE_KINDS),
+    "storage_episodes",  # periods of failing storage (each logged once: storage_health.py)
+    "storage_found_stored",  # SENDs of a failed batch found stored when read back (answered STORED)
+    "catch_ups",  # subscriptions made to read their mailbox again from the oldest unacknowledged frame
     "internal",  # requests answered INTERNAL
     "token_refused",  # CREATEs without the relay's access token (TOKEN_REQUIRED)
     "create_limit",  # CREATEs over a connection's or an address's limit (CLIENT_LIMIT)
@@ -202,6 +209,15 @@ class _Subscription:
     #: True while the pump has pushed every stored row and is not reading the store: a
     #: newly stored frame can then be pushed straight from memory, saving a store read.
     caught_up: bool = False
+    #: The pump must read the mailbox again from its oldest frame (not from the cursor): after
+    #: a storage error a frame may be stored that was never pushed, behind the cursor.
+    rewind: bool = False
+
+    def catch_up(self) -> None:
+        """Read the whole mailbox again: push every stored frame not awaiting its ACK here."""
+        self.rewind = True
+        self.caught_up = False
+        self.poke()
 
     def poke(self) -> None:
         """New work: there may be rows to read (a commit, a freed slot, a new subscription)."""
@@ -252,6 +268,7 @@ class RelayServer:
         self.metrics_url = ""
         #: The largest DELIVER frame: what a pump reserves in a send buffer per row.
         self._frame_max = frames.HEADER.size + 2 * frames.ID_LEN + config.max_payload
+        self._health = StorageHealth(self._clock, self.counters, self._catch_up_all)
 
     # ---- lifecycle ---------------------------------------------------------------------
 
@@ -264,7 +281,9 @@ class RelayServer:
             opener = PostgresMailboxStore if is_postgres_url(self.config.db_path) else SqliteMailboxStore
             store = await self._db(opener, self.config.db_path)
         self._store = store
-        self._committer = GroupCommitter(store, self._executor, self._limits, self._clock, self.counters)
+        self._committer = GroupCommitter(
+            store, self._executor, self._limits, self._clock, self.counters, self._health
+        )
         self._tasks = [
             asyncio.create_task(self._committer.run(), name="relay-committer"),
             asyncio.create_task(self._expire_forever(), name="relay-expiry"),
@@ -803,6 +822,7 @@ class RelayServer:
                         sub.poke()
                 else:
                     self.counters["duplicates"] += 1
+                    self._push_if_stranded(recv_id, result)
                 conn.reply(frames.Stored(rid, result.msg_id))
 
         self._commit(PutMessage(recv_id, frame.payload), done)
@@ -836,6 +856,25 @@ class RelayServer:
 
     # ---- pushing -----------------------------------------------------------------------
 
+    def _push_if_stranded(self, recv_id: bytes, result: WriteResult) -> None:
+        """A SEND of a frame already stored: if the live subscription does not await its ACK,
+        it may never have been pushed (its commit's reply was lost): make sure it is."""
+        sub = self._subs.get(recv_id)
+        if sub is None or sub.window.awaits(result.msg_id, result.count):
+            return
+        if result.count <= 0 or result.count <= sub.window.cursor:
+            self.counters["catch_ups"] += 1
+            sub.catch_up()  # behind the cursor: only a read from the start finds it
+        else:
+            sub.caught_up = False
+            sub.poke()
+
+    def _catch_up_all(self) -> None:
+        """After a storage error: what was stored and pushed is uncertain for every mailbox."""
+        for sub in self._subs.values():
+            self.counters["catch_ups"] += 1
+            sub.catch_up()
+
     async def _pump(self, sub: _Subscription) -> None:
         """Push stored frames of one mailbox, oldest first, within the window; push again
         those left unacknowledged for ``redeliver_seconds``."""
@@ -851,6 +890,9 @@ class RelayServer:
                     continue  # only the timer (or a rearm): the store has nothing new
                 sub.dirty = False
                 sub.caught_up = False
+                if sub.rewind:
+                    sub.rewind = False
+                    sub.window.rewind()
                 while (limit := sub.window.fetch_limit()) > 0:
                     # Room in the connection's send buffer first: a client that does not read
                     # holds the pump here, not its frames in this process's memory.
@@ -863,21 +905,27 @@ class RelayServer:
                         )
                         if self._subs.get(sub.recv_id) is not sub:
                             return
+                        self._health.succeeded()
                         now = self._clock.monotonic()
+                        pushed = 0
                         for row in rows:
+                            if sub.window.awaits(row.msg_id, row.seq):
+                                sub.window.skip(row.seq)  # (a catch-up: already pushed, not acked)
+                                continue
                             sub.window.pushed(row.seq, row.msg_id, row.stored_at, now)
                             sub.conn.push(frames.Deliver(row.recv_id, row.msg_id, row.payload))
+                            pushed += 1
                     finally:
                         sub.conn.release(room, self._frame_max)
-                    self.counters["delivered"] += len(rows)
+                    self.counters["delivered"] += pushed
                     if len(rows) < room:
                         sub.caught_up = not sub.dirty  # (dirty: a commit came during the read)
                         break
             except BackchannelError as exc:
-                _LOG.error("relay: cannot read a mailbox: %s", exc)
-                self.counters["storage_errors"] += 1
+                failure = exc if isinstance(exc, StorageError) else StorageError(str(exc))
+                self._health.failed("a mailbox read", failure)  # (marks every subscription to catch up)
                 await asyncio.sleep(1.0)
-                sub.poke()
+                sub.catch_up()
 
     async def _wait_for_work(self, sub: _Subscription) -> None:
         """Until woken, or until the oldest unacknowledged push is due again."""
@@ -988,8 +1036,8 @@ class RelayServer:
         try:
             record = await self._db(lookup, mailbox_id)
         except BackchannelError as exc:
-            _LOG.error("relay: cannot read a mailbox record: %s", exc)
-            self.counters["storage_errors"] += 1
+            failure = exc if isinstance(exc, StorageError) else StorageError(str(exc))
+            self._health.failed("a mailbox record read", failure)
             return UNREADABLE
         if record is not None:
             self._remember(record)

@@ -8,7 +8,10 @@ peer's tests whose collection time is over, re-assesses every circuit and the li
 (:func:`backchannel.station.linkcheck.assess`), and turns changes into alarms. It also
 escalates sent messages whose precedence deadline passed without an *acknowledged*
 receipt, and raises an alarm when a sequence gap (frames held because an earlier one is
-missing) has stayed open for longer than a link-test interval.
+missing) has stayed open for longer than a link-test interval. Before that alarm, at half the
+interval (and again at each doubling of the gap's age), it SUBSCRIBEs again on every circuit
+of the line: a relay then pushes every frame it holds unacknowledged, so a frame a relay
+stored but never pushed heals the gap without an operator (issue 14).
 
 Alarms are raised on a change of state, not on every tick; what the store says is open is
 the starting point after a restart, so an alarm open before a restart is cleared once the
@@ -45,6 +48,8 @@ class Monitor:
         self.watches: dict[bytes, LineWatch] = {}
         self._task: asyncio.Task[None] | None = None
         self._reported: dict[tuple[str, bytes, str], bool] = {}
+        #: line -> when its circuits were last subscribed again because of an open gap
+        self._resubscribed: dict[bytes, float] = {}
 
     async def start(self) -> None:
         for alarm in self._station.alarms.list():
@@ -223,6 +228,11 @@ class Monitor:
                 watch.state is Health.DOWN,
                 f"line {name} is down: none of its {len(states)} circuits works; messages are queued",
             )
+        if gap_due(watch.gap_since, self._resubscribed.get(line_id), now, self._interval / 2):
+            self._resubscribed[line_id] = now
+            for url in self._station.circuit_urls(line_id):
+                if self._station.link(url).resubscribe():
+                    log.info("line %s: gap open; subscribed again at relay %s", name, shown(url))
         gap_open = watch.gap_since is not None and now - watch.gap_since > self._interval
         self._set(
             ("sequence_gap", line_id, ""),

@@ -260,6 +260,21 @@ class RelayLink:
         if session is not None and session.alive:
             self._subscribe_on(session, recv_id)
 
+    def resubscribe(self) -> int:
+        """SUBSCRIBE again to every mailbox on the live connection; returns how many.
+
+        The relay then starts each subscription afresh and pushes every frame still stored
+        and unacknowledged: a frame a relay stored but never pushed (issue 14) arrives. The
+        station drops the copies by sequence number. Used when a gap stays open (monitor).
+        """
+        session = self._session
+        if session is None or not session.alive:
+            return 0
+        for recv_id in list(self._subs):
+            session.subscribed.discard(recv_id)
+            self._subscribe_on(session, recv_id)
+        return len(self._subs)
+
     def unsubscribe(self, recv_id: bytes) -> None:
         """Stop receiving from a mailbox after the next reconnect (the relay has no UNSUBSCRIBE)."""
         self._subs.pop(recv_id, None)

@@ -91,7 +91,7 @@ class Outcome(Enum):
     ID_TAKEN = "id_taken"  # a random mailbox id collided: astronomically rare, retry
     QUOTA = "quota"
     STORED = "stored"
-    DUPLICATE = "duplicate"  # the same payload already waits in that mailbox
+    DUPLICATE = "duplicate"  # the same payload already waits in that mailbox (count: its seq)
     MAILBOX_FULL = "mailbox_full"
     DELETED = "deleted"
     ABSENT = "absent"  # DeleteMessage of a frame that is not there (already acked)
@@ -104,8 +104,8 @@ class Outcome(Enum):
 class WriteResult:
     outcome: Outcome
     msg_id: bytes = b""
-    #: For STORED: the new row's sequence number. For EXPIRED: how many rows (frames, or
-    #: mailboxes for ExpireMailboxes) went.
+    #: For STORED: the new row's sequence number; for DUPLICATE: the waiting row's. For
+    #: EXPIRED: how many rows (frames, or mailboxes for ExpireMailboxes) went.
     count: int = 0
 
 
@@ -130,6 +130,11 @@ class MailboxStore(Protocol):
 
     def depth(self, recv_id: bytes) -> int:
         """How many frames wait in a mailbox."""
+        ...
+
+    def find_messages(self, keys: Sequence[tuple[bytes, bytes]]) -> dict[tuple[bytes, bytes], int]:
+        """The sequence numbers of the frames ``(recv_id, msg_id)`` that are stored (absent ones
+        are left out): how the relay learns the outcome of a commit whose reply it lost."""
         ...
 
     def close(self) -> None: ...

@@ -32,7 +32,9 @@ from backchannel.relay.storage.base import (
 class Tables(Protocol):
     """The statements a batch runs, in one store's dialect, inside the batch's transaction."""
 
-    def has_message(self, recv_id: bytes, msg_id: bytes) -> bool: ...
+    def message_seq(self, recv_id: bytes, msg_id: bytes) -> int | None:
+        """The sequence number of a stored frame; None if it is not stored."""
+        ...
 
     def depth(self, recv_id: bytes) -> int: ...
 
@@ -99,8 +101,9 @@ class Batch:
 
     def _put(self, recv_id: bytes, payload: bytes) -> WriteResult:
         msg_id = rules.message_id(payload)
-        if self._tables.has_message(recv_id, msg_id):
-            return WriteResult(Outcome.DUPLICATE, msg_id)
+        waiting = self._tables.message_seq(recv_id, msg_id)
+        if waiting is not None:
+            return WriteResult(Outcome.DUPLICATE, msg_id, count=waiting)
         depth = self._depths.get(recv_id)
         if depth is None:
             if not self._tables.mailbox_exists(recv_id):

@@ -104,6 +104,17 @@ class PostgresMailboxStore:
         with _mapped("count messages", self.url):
             return _PostgresTables(db).depth(recv_id)
 
+    def find_messages(self, keys: Sequence[tuple[bytes, bytes]]) -> dict[tuple[bytes, bytes], int]:
+        found: dict[tuple[bytes, bytes], int] = {}
+        db = self._live()
+        with _mapped("read messages", self.url):
+            tables = _PostgresTables(db)
+            for recv_id, msg_id in keys:
+                seq = tables.message_seq(recv_id, msg_id)
+                if seq is not None:
+                    found[(recv_id, msg_id)] = seq
+        return found
+
     def close(self) -> None:
         with _mapped("close the connection", self.url):
             self._db.close()
@@ -132,9 +143,10 @@ class _PostgresTables:
     def __init__(self, db: psycopg.Connection[Any]) -> None:
         self._db = db
 
-    def has_message(self, recv_id: bytes, msg_id: bytes) -> bool:
-        sql = "SELECT 1 FROM messages WHERE recv_id = %s AND msg_id = %s"
-        return self._db.execute(sql, (recv_id, msg_id)).fetchone() is not None
+    def message_seq(self, recv_id: bytes, msg_id: bytes) -> int | None:
+        sql = "SELECT seq FROM messages WHERE recv_id = %s AND msg_id = %s"
+        row = self._db.execute(sql, (recv_id, msg_id)).fetchone()
+        return None if row is None else int(row[0])
 
     def depth(self, recv_id: bytes) -> int:
         row = self._db.execute("SELECT COUNT(*) FROM messages WHERE recv_id = %s", (recv_id,)).fetchone()
@@ -220,7 +232,18 @@ def _mapped(what: str, url: str) -> Iterator[None]:
         yield
     except psycopg.Error as exc:
         detail = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise StorageError(f"relay database {_redacted(url)}: cannot {what}: {detail}") from None
+        raise StorageError(f"relay database {_redacted(url)}: cannot {what}: {detail}", _kind(exc)) from None
+
+
+def _kind(exc: psycopg.Error) -> str:
+    """What failed, for the relay's metrics (``StorageError.kind``)."""
+    if isinstance(exc, psycopg.errors.DiskFull):
+        return "disk_full"
+    if isinstance(exc, psycopg.errors.ReadOnlySqlTransaction):
+        return "read_only"
+    if isinstance(exc, psycopg.OperationalError):
+        return "connection"
+    return "other"
 
 
 def schema_files() -> list[tuple[int, str]]:

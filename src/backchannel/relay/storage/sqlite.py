@@ -12,6 +12,7 @@ Every ``sqlite3`` exception leaves this module as a ``StorageError``.
 
 from __future__ import annotations
 
+import contextlib
 import sqlite3
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -36,22 +37,30 @@ class SqliteMailboxStore:
 
     def __init__(self, path: str) -> None:
         self.path = path
-        try:
-            self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute("PRAGMA synchronous=FULL")
-            self._db.execute("PRAGMA foreign_keys=ON")
-            self._db.execute("PRAGMA busy_timeout=5000")
-        except sqlite3.Error as exc:
-            raise StorageError(f"cannot open relay database {path!r}: {exc}") from exc
+        self._db = _open(path)
+        #: A write failed as read-only: SQLite keeps a connection opened on a read-only file
+        #: system read-only for ever, so the next write opens the database again (it works
+        #: once the file system is writable again, without restarting the relay).
+        self._reopen = False
         migrate(self._db)
 
     # ---- writes ------------------------------------------------------------------------
 
     def apply(self, ops: Sequence[WriteOp], now: float, limits: QueueLimits) -> list[WriteResult]:
-        with self._transaction():
-            batch = Batch(_SqliteTables(self._db), now, limits)
-            return [batch.run(op) for op in ops]
+        if self._reopen:
+            # Closed first: connections of one process to one file share SQLite's file state,
+            # so a new one opened beside the old would inherit its read-only handles.
+            with contextlib.suppress(sqlite3.Error):
+                self._db.close()
+            self._db = _open(self.path)  # (if this fails, reads fail too until it works)
+            self._reopen = False
+        try:
+            with self._transaction():
+                batch = Batch(_SqliteTables(self._db), now, limits)
+                return [batch.run(op) for op in ops]
+        except StorageError as exc:
+            self._reopen = exc.kind == "read_only"
+            raise
 
     # ---- reads -------------------------------------------------------------------------
 
@@ -89,6 +98,16 @@ class SqliteMailboxStore:
         with _mapped("count messages"):
             return _SqliteTables(self._db).depth(recv_id)
 
+    def find_messages(self, keys: Sequence[tuple[bytes, bytes]]) -> dict[tuple[bytes, bytes], int]:
+        found: dict[tuple[bytes, bytes], int] = {}
+        with _mapped("read messages"):
+            tables = _SqliteTables(self._db)
+            for recv_id, msg_id in keys:
+                seq = tables.message_seq(recv_id, msg_id)
+                if seq is not None:
+                    found[(recv_id, msg_id)] = seq
+        return found
+
     def close(self) -> None:
         with _mapped("close the database"):
             self._db.close()
@@ -106,13 +125,17 @@ class SqliteMailboxStore:
     @contextmanager
     def _transaction(self) -> Iterator[None]:
         with _mapped("write"):
-            self._db.execute("BEGIN IMMEDIATE")
             try:
+                self._db.execute("BEGIN IMMEDIATE")
                 yield
+                self._db.execute("COMMIT")
             except BaseException:
-                self._db.execute("ROLLBACK")
+                # Also after a failed COMMIT (a full disk leaves the transaction open): a
+                # transaction left open would make every later batch fail to BEGIN.
+                if self._db.in_transaction:
+                    with contextlib.suppress(sqlite3.Error):
+                        self._db.execute("ROLLBACK")
                 raise
-            self._db.execute("COMMIT")
 
 
 class _SqliteTables:
@@ -121,9 +144,10 @@ class _SqliteTables:
     def __init__(self, db: sqlite3.Connection) -> None:
         self._db = db
 
-    def has_message(self, recv_id: bytes, msg_id: bytes) -> bool:
-        sql = "SELECT 1 FROM messages WHERE recv_id = ? AND msg_id = ?"
-        return self._db.execute(sql, (recv_id, msg_id)).fetchone() is not None
+    def message_seq(self, recv_id: bytes, msg_id: bytes) -> int | None:
+        sql = "SELECT seq FROM messages WHERE recv_id = ? AND msg_id = ?"
+        row = self._db.execute(sql, (recv_id, msg_id)).fetchone()
+        return None if row is None else int(row[0])
 
     def depth(self, recv_id: bytes) -> int:
         row = self._db.execute("SELECT COUNT(*) FROM messages WHERE recv_id = ?", (recv_id,)).fetchone()
@@ -173,13 +197,33 @@ class _SqliteTables:
         ).rowcount
 
 
+def _open(path: str) -> sqlite3.Connection:
+    try:
+        db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        db.execute("PRAGMA journal_mode=WAL")
+        db.execute("PRAGMA synchronous=FULL")
+        db.execute("PRAGMA foreign_keys=ON")
+        db.execute("PRAGMA busy_timeout=5000")
+    except sqlite3.Error as exc:
+        raise StorageError(f"cannot open relay database {path!r}: {exc}", _kind(exc)) from exc
+    return db
+
+
 @contextmanager
 def _mapped(what: str) -> Iterator[None]:
     """Turn sqlite3 exceptions into ``StorageError`` at this boundary."""
     try:
         yield
     except sqlite3.Error as exc:
-        raise StorageError(f"relay database: cannot {what}: {exc}") from exc
+        raise StorageError(f"relay database: cannot {what}: {exc}", _kind(exc)) from exc
+
+
+def _kind(exc: sqlite3.Error) -> str:
+    """What failed, for the relay's metrics (``StorageError.kind``)."""
+    code = getattr(exc, "sqlite_errorcode", 0) & 0xFF
+    kinds = {sqlite3.SQLITE_FULL: "disk_full", sqlite3.SQLITE_READONLY: "read_only"}
+    kinds[sqlite3.SQLITE_IOERR] = "io"
+    return kinds.get(code, "other")
 
 
 def schema_files() -> list[tuple[int, str]]:

@@ -7,7 +7,8 @@ keys, mailbox receive seeds, send capabilities, invitation secrets, the ML-DSA-6
 message bodies) and then searches the raw files of a stopped station's directory for them:
 
 - without the passphrase the thief finds none of them in any file (database, WAL, SHM,
-  keystore, config);
+  keystore, config), and the Olm account and sessions (vodozemac pickles) open with no key
+  but the store key;
 - a sealed value moved to another row does not open: a station whose two lines' keys were
   swapped refuses to start, naming the problem, without a traceback;
 - with the passphrase the thief holds everything of that station, but nothing of its peer's
@@ -20,9 +21,12 @@ import shutil
 import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from backchannel.errors import WrongPassphrase
+from backchannel.proto.session import Identity, OlmSession
 from backchannel.station.keystore import AtRest, open_keystore
 
 from support.figures import figure
@@ -96,6 +100,15 @@ def sealed_values(home: Path) -> dict[str, list[bytes]]:
     return out
 
 
+def olm_pickles(home: Path) -> list[tuple[str, Any]]:
+    """The Olm account and sessions as stored: vodozemac pickles encrypted with the store key."""
+    with sqlite3.connect(home / "station.db") as db:
+        (account,) = db.execute("SELECT value FROM meta WHERE key = 'account'").fetchone()
+        sessions = [p for (p,) in db.execute("SELECT session_pickle FROM lines")]
+    found: list[tuple[str, Any]] = [(bytes(account).decode("ascii"), Identity.from_pickle)]
+    return found + [(p, OlmSession.from_pickle) for p in sessions]
+
+
 def raw_files(home: Path) -> bytes:
     return b"\x00".join(p.read_bytes() for p in sorted(home.iterdir()) if p.is_file())
 
@@ -116,6 +129,12 @@ def test_without_the_passphrase_a_copy_of_the_directory_shows_no_sealed_secret(w
                 if value in raw:
                     found += 1
                     print(f"{name}: a {kind} value is in the files in clear")
+        pickles = olm_pickles(station.home)
+        assert pickles
+        for pickle, kind in pickles:
+            kind(pickle, open_keystore(station.home / "keystore.bcks", PASSPHRASE))  # the guard
+            with pytest.raises(WrongPassphrase):  # any key but the store key: nothing opens
+                kind(pickle, bytes(32))
     figure("sealed values searched for in the stolen directories", searched, "values")
     figure("sealed values found in clear", found, "values")
     assert searched >= 30  # 32 on this run: a bound that notices a kind gone missing

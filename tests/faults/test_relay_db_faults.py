@@ -46,7 +46,7 @@ from support.relays import metrics, run, start_relay
 CHAOS = os.environ.get("BACKCHANNEL_CHAOS") == "1"
 #: Every message must be delivered within this many seconds of the fault's end.
 RECOVERY_BOUND = 60.0
-RELAY_CONFIG = {"redeliver_seconds": 1.0}
+RELAY_CONFIG = {"redeliver_seconds": 1.0, "storage_stall_seconds": 2.0}
 
 
 def _seed(name: str) -> int:
@@ -173,6 +173,10 @@ def test_a_line_survives_postgresql_paused_longer_than_the_timeouts(
     line.stream(30)
     took = line.settle(RECOVERY_BOUND)
     figure("recovery after postgres_paused", took, "s")
+    # A hang fails nothing by itself: the relays' stall watch is what makes it visible.
+    stalls = [metrics(r)["storage_stalls"] for r in world["relays"]]
+    figure("stalls logged by the relays during the pause", sum(stalls), "stalls")
+    assert all(n >= 1 for n in stalls), stalls
 
 
 @pytest.fixture

@@ -85,6 +85,9 @@ class RelayConfig:
     max_send_buffer_bytes_per_address: int = 16 * 1024 * 1024
     #: A connection that takes none of what is sent to it for this long is dropped.
     send_timeout_seconds: float = 30.0
+    #: A database call running this long is logged once as a stall (a hung database fails
+    #: nothing by itself) and counted in ``storage_stalls``.
+    storage_stall_seconds: float = 5.0
     #: A mailbox not subscribed for this long and holding no frame is deleted (its quota
     #: comes back); a subscribed mailbox is in use however idle its line.
     mailbox_expiry_seconds: float = 14 * 24 * 3600.0
@@ -186,6 +189,7 @@ _FINITE_POSITIVE = (
     "create_window_seconds",
     "requests_per_second",
     "send_timeout_seconds",
+    "storage_stall_seconds",
 )
 
 
@@ -218,6 +222,7 @@ _FIELD_TYPES: dict[str, type] = {
     "max_in_flight_bytes_per_address": int,
     "max_send_buffer_bytes_per_address": int,
     "send_timeout_seconds": float,
+    "storage_stall_seconds": float,
     "mailbox_expiry_seconds": float,
     "metrics_listen": str,
     "metrics_token": str,

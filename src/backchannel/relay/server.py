@@ -46,10 +46,10 @@ import signal
 import sys
 from collections import deque
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from http import HTTPStatus
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
@@ -91,7 +91,7 @@ from backchannel.relay.storage.base import (
 from backchannel.relay.storage.postgres import PostgresMailboxStore, is_postgres_url
 from backchannel.relay.storage.sqlite import SqliteMailboxStore
 from backchannel.relay.storage_health import KINDS as STORAGE_KINDS
-from backchannel.relay.storage_health import StorageHealth
+from backchannel.relay.storage_health import StallWatch, StorageHealth
 
 _LOG = logging.getLogger("backchannel.relay")
 _T = TypeVar("_T")
@@ -131,6 +131,7 @@ COUNTER_NAMES = (
     "commits",  # group-commit transactions
     "storage_errors",  # failed transactions or reads (and one counter per kind below)
     *(f"storage_errors_{kind}" for kind in STORAGE_KINDS),
+    "storage_stalls",  # database calls that ran past storage_stall_seconds (a hung database)
     "storage_episodes",  # periods of failing storage (each logged once: storage_health.py)
     "storage_found_stored",  # SENDs of a failed batch found stored when read back (answered STORED)
     "catch_ups",  # subscriptions made to read their mailbox again from the oldest unacknowledged frame
@@ -247,7 +248,8 @@ class RelayServer:
         self._rng = rng or SystemRng()
         self._store_given = store
         self._store: MailboxStore | None = None
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="relay-db")
+        self._stalls = StallWatch(self._clock, self.counters, config.storage_stall_seconds)
+        self._executor = _WatchedExecutor(self._stalls)
         self._limits = QueueLimits(config.max_mailbox_depth, config.max_mailboxes)
         self._committer: GroupCommitter | None = None
         self._subs: dict[bytes, _Subscription] = {}
@@ -287,6 +289,7 @@ class RelayServer:
         self._tasks = [
             asyncio.create_task(self._committer.run(), name="relay-committer"),
             asyncio.create_task(self._expire_forever(), name="relay-expiry"),
+            asyncio.create_task(self._watch_stalls(), name="relay-stall-watch"),
         ]
         host, port = self.config.host, self.config.port
         try:
@@ -1021,6 +1024,12 @@ class RelayServer:
         assert self._committer is not None
         self._committer.submit(op, done)
 
+    async def _watch_stalls(self) -> None:
+        """Look at the database thread every second (StallWatch: a hang fails nothing)."""
+        while True:
+            await asyncio.sleep(1.0)
+            self._stalls.check()
+
     async def _db(self, fn: Callable[..., _T], *args: Any) -> _T:
         """Run a store call on the single database thread."""
         return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
@@ -1136,3 +1145,15 @@ def main_serve(config: RelayConfig) -> None:
         await run_relay(config, on_ready=announce, stop=stop)
 
     aio.run(main())
+
+
+class _WatchedExecutor(ThreadPoolExecutor):
+    """The one database thread; every call it runs is timed by the StallWatch."""
+
+    def __init__(self, stalls: StallWatch) -> None:
+        super().__init__(max_workers=1, thread_name_prefix="relay-db")
+        self._stalls = stalls
+
+    def submit(self, fn: Callable[..., _T], /, *args: Any, **kwargs: Any) -> Future[_T]:
+        timed = cast(Callable[..., _T], self._stalls.wrap(fn))
+        return super().submit(timed, *args, **kwargs)

@@ -66,3 +66,47 @@ class StorageHealth:
         self.failing_since = None
         self._failures = 0
         self._writes_failing = False
+
+
+class StallWatch:
+    """A database that hangs (a paused or unreachable server) fails nothing: every call just
+    waits, and neither ``failed`` nor any timeout fires. So the relay watches the one database
+    thread itself: a call running longer than ``stall_seconds`` logs one ERROR line and counts
+    ``storage_stalls``; the first call to finish after it logs one INFO line.
+
+    ``wrap`` is applied to every function the database thread runs; ``check`` is called by the
+    relay's own timer (on the event loop), so the watch needs no thread of its own.
+    """
+
+    def __init__(self, clock: Clock, counters: dict[str, int], stall_seconds: float) -> None:
+        self._clock = clock
+        self._counters = counters
+        self._stall_seconds = stall_seconds
+        #: Monotonic start of the call the database thread is running (None: idle).
+        self._running_since: float | None = None
+        self._stalled_since: float | None = None
+
+    def wrap(self, fn: Callable[..., object]) -> Callable[..., object]:
+        def timed(*args: object) -> object:
+            self._running_since = self._clock.monotonic()
+            try:
+                return fn(*args)
+            finally:
+                self._running_since = None
+
+        return timed
+
+    def check(self) -> None:
+        """Log and count a stall once; log its end once (called every second or so)."""
+        started, now = self._running_since, self._clock.monotonic()
+        if self._stalled_since is None:
+            if started is not None and now - started >= self._stall_seconds:
+                self._stalled_since = started
+                self._counters["storage_stalls"] += 1
+                _LOG.error(
+                    "relay storage has not answered for %.0f s (is the database hung or unreachable?)",
+                    now - started,
+                )
+        elif started is None or started != self._stalled_since:
+            _LOG.info("relay storage answered again after %.1f s", now - self._stalled_since)
+            self._stalled_since = None

@@ -18,7 +18,7 @@ from urllib.parse import urlsplit
 from backchannel.proto import frames
 
 from support.figures import figure
-from support.relay_clients import RawClient, rss_mib
+from support.relay_clients import RawClient, full_mailboxes, rss_mib
 from support.relays import metrics, run, start_relay
 
 CONNECTIONS = 6
@@ -56,14 +56,7 @@ def test_many_connections_from_one_address_share_one_send_budget(tmp_path: Path)
         pid = relay.proc.pid
 
         async def attack() -> tuple[int, float, float]:
-            filler = await RawClient.open(relay.url)
-            boxes = []
-            for n in range(CONNECTIONS):
-                box = await filler.create()
-                assert not isinstance(box, frames.Error), box
-                assert await filler.fill(box, FRAMES_EACH, FRAME_SIZE, tag=b"%d-" % n) == FRAMES_EACH
-                boxes.append(box)
-            await filler.close()
+            boxes = await full_mailboxes(relay.url, CONNECTIONS, FRAMES_EACH, FRAME_SIZE)
             idle = rss_mib(pid)
             sinks = []
             for box in boxes:  # one connection per mailbox, each subscribes and reads nothing

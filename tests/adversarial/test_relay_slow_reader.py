@@ -16,7 +16,7 @@ from pathlib import Path
 from backchannel.proto import frames
 
 from support.figures import figure
-from support.relay_clients import RawClient, rss_mib, sample_peak
+from support.relay_clients import RawClient, full_mailboxes, rss_mib, sample_peak
 from support.relays import metrics, run, start_relay
 
 MAILBOXES = 4
@@ -44,14 +44,7 @@ def test_a_client_that_never_reads_is_bounded_and_dropped(tmp_path: Path) -> Non
         pid = relay.proc.pid
 
         async def attack() -> tuple[float, float, float]:
-            filler = await RawClient.open(relay.url)
-            boxes = []
-            for n in range(MAILBOXES):
-                box = await filler.create()
-                assert not isinstance(box, frames.Error), box
-                assert await filler.fill(box, FRAMES_EACH, FRAME_SIZE, tag=b"%d-" % n) == FRAMES_EACH
-                boxes.append(box)
-            await filler.close()
+            boxes = await full_mailboxes(relay.url, MAILBOXES, FRAMES_EACH, FRAME_SIZE)
             idle = rss_mib(pid)
 
             # max_queue=1: the client library stops reading the socket after one message.

@@ -109,6 +109,20 @@ class RawClient:
         await self.ws.close()
 
 
+
+async def full_mailboxes(url: str, count: int, frames_each: int, size: int) -> list[Mailbox]:
+    """``count`` new mailboxes on the relay at ``url``, each holding ``frames_each`` distinct
+    frames of ``size`` bytes (made and filled over one connection, closed after)."""
+    filler = await RawClient.open(url)
+    boxes = []
+    for n in range(count):
+        box = await filler.create()
+        assert not isinstance(box, frames.Error), box
+        assert await filler.fill(box, frames_each, size, tag=b"%d-" % n) == frames_each
+        boxes.append(box)
+    await filler.close()
+    return boxes
+
 def rss_mib(pid: int) -> float:
     """Resident memory of a live process, in MiB (Linux ``/proc``)."""
     with open(f"/proc/{pid}/status") as fh:

@@ -231,8 +231,10 @@ def check_payload(p: Any, on_record: bool) -> None:
             raise _Protocol(f"a malformed {t!r} payload")
 
     if t == "hello":
-        pq_ok = (isinstance(p.get("pq"), bytes) and len(p["pq"]) == 1952) if on_record else True
-        need({"sig", "name", "mailboxes"} | ({"pq"} if on_record else set()),
+        # pq (1 952 bytes) is required on the record and optional off it (§11.5 step 9.5).
+        has_pq = "pq" in p
+        pq_ok = not has_pq or (isinstance(p["pq"], bytes) and len(p["pq"]) == 1952)
+        need({"sig", "name", "mailboxes"} | ({"pq"} if on_record or has_pq else set()),
              pq_ok and isinstance(p.get("sig"), bytes) and len(p["sig"]) == 64 and _name(p.get("name"))
              and _array(p.get("mailboxes"), 1, 8, _mailbox))
     elif t == "welcome":

@@ -257,7 +257,8 @@ def check_payload(p: Any, on_record: bool) -> None:
         need({"h", "n", "r", "pq"},
              _array(p.get("h"), 2, 2, lambda x: isinstance(x, bytes) and len(x) == 32)
              and _array(p.get("n"), 2, 2, _seq)
-             and _array(p.get("r"), 2, 2, lambda x: isinstance(x, bytes) and len(x) % 8 == 0 and len(x) <= 1024)
+             and _array(p.get("r"), 2, 2, lambda x: isinstance(x, bytes) and len(x) % 8 == 0
+                        and len(x) <= 1024)
              and isinstance(p.get("pq"), bytes) and len(p["pq"]) in (0, 3309))
     else:
         raise _Protocol(f"an unknown payload type {t!r}")
@@ -354,7 +355,7 @@ def _check_shape(e: dict[str, Any]) -> None:
     def bad(what: str) -> Refused:
         return Refused("malformed", f"the export is malformed: {what}")
 
-    if not EXPORT_FIELDS <= set(e) or not set(e) <= EXPORT_FIELDS | {"seal"}:
+    if not set(e) >= EXPORT_FIELDS or not set(e) <= EXPORT_FIELDS | {"seal"}:
         raise bad("its fields are not those of §11.4")
     if not _representable(e):
         raise bad("not representable in the canonical form")
@@ -386,13 +387,15 @@ def _check_stations(e: dict[str, Any]) -> dict[str, dict[str, bytes]]:
     for role in ROLES:
         s = e["stations"][role]
         rk_sizes = (1952,) if e["on_record"] else (0, 1952)
-        if (not isinstance(s, dict) or set(s) != STATION_FIELDS or not all(isinstance(v, str) for v in s.values())
+        if (not isinstance(s, dict) or set(s) != STATION_FIELDS
+                or not all(isinstance(v, str) for v in s.values())
                 or _hex(s["identity_key"], 32) is None or _hex(s["ed25519"], 32) is None
                 or _hex(s["mldsa65"], None) is None or len(s["mldsa65"]) // 2 not in rk_sizes):
             raise Refused("malformed", f"the export is malformed: stations.{role}")
         keys = {name: bytes.fromhex(s[name]) for name in ("identity_key", "ed25519", "mldsa65")}
         if s["fingerprint"] != fingerprint(keys["identity_key"], keys["ed25519"], keys["mldsa65"]):
-            raise Refused("station-keys", f"the export's fingerprint of the {role} is not the one its keys give")
+            raise Refused("station-keys",
+                          f"the export's fingerprint of the {role} is not the one its keys give")
         out[role] = keys
     return out
 
@@ -537,7 +540,7 @@ def _check_by_payload(w: str, d: int, n: int, p: dict[str, Any], seen_count: int
     """Step 9.5, the checks by payload type."""
     t = p["t"]
     opening = {(1, 1): "hello", (0, 1): "welcome"}
-    if (d, n) in opening and t != opening[(d, n)] or (d, n) not in opening and t in ("hello", "welcome"):
+    if ((d, n) in opening and t != opening[(d, n)]) or ((d, n) not in opening and t in ("hello", "welcome")):
         raise Refused("opening", f"{w}: the hello and the welcome open the line, and only they")
     if t == "hello" and on_record and p["pq"] != role_keys["accepter"]["mldsa65"]:
         raise Refused("hello-record-key", f"{w}: the hello's record key is not the accepter's")
@@ -569,7 +572,8 @@ def _check_by_payload(w: str, d: int, n: int, p: dict[str, Any], seen_count: int
         covered[d] = max(covered[d], cn[d])
 
 
-def verify(export_bytes: bytes, key_file_bytes_list: list[bytes], off_record: bool = False) -> tuple[str, str | None]:
+def verify(export_bytes: bytes, key_file_bytes_list: list[bytes],
+           off_record: bool = False) -> tuple[str, str | None]:
     """§11.5 on an export and its key files: ("verified", None) or ("refused", first error's reason)."""
     try:
         verify_report(export_bytes, key_file_bytes_list, off_record)

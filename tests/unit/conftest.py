@@ -40,11 +40,6 @@ def support() -> object:
     return _THIS
 
 
-@pytest.fixture(autouse=True)
-def fast_kdf(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("BACKCHANNEL_TEST_FAST_KDF", "1")
-
-
 # ---- the pure core ----------------------------------------------------------------------
 
 

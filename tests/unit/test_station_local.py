@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import asyncio
 import os
+import subprocess
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -15,6 +17,7 @@ from typing import Any
 import pytest
 
 from backchannel.clock import FakeClock
+from backchannel.console.settings import ConsoleSettings
 from backchannel.errors import (
     ConfigError,
     InvalidArgument,
@@ -144,6 +147,22 @@ def write_config(path: Path, body: str) -> Path:
 def test_config_defaults_apply_without_a_file(tmp_path: Path) -> None:
     assert StationConfig.load(tmp_path / "absent.toml") == StationConfig()
     assert StationConfig.load(None) == StationConfig()
+
+
+def test_a_config_file_named_on_the_command_line_must_exist(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="cannot be read"):
+        StationConfig.load(tmp_path / "typo.toml", required=True)
+    with pytest.raises(ConfigError, match="cannot be read"):
+        ConsoleSettings.load(tmp_path / "typo.toml", required=True)
+    command = [sys.executable, "-m", "backchannel", "--home", str(tmp_path), "station", "run"]
+    done = subprocess.run(
+        [*command, "--config", str(tmp_path / "typo.toml")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode != 0
+    assert "typo.toml cannot be read" in done.stderr and "Traceback" not in done.stderr
 
 
 def test_config_values_are_read_and_ints_become_floats(tmp_path: Path) -> None:

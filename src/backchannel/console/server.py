@@ -47,9 +47,11 @@ class ConsoleService:
         self._task: asyncio.Task[None] | None = None
 
     @classmethod
-    def from_options(cls, config_file: Path | None, address: str | None) -> ConsoleService | None:
+    def from_options(
+        cls, config_file: Path | None, address: str | None, *, required: bool = False
+    ) -> ConsoleService | None:
         """The service for ``station run``, or None when the console is off."""
-        settings = ConsoleSettings.load(config_file, address)
+        settings = ConsoleSettings.load(config_file, address, required=required)
         return cls(settings) if settings.enabled else None
 
     async def start(self, station: Station) -> None:

@@ -9,8 +9,9 @@ from typing import Any
 import pytest
 
 from backchannel.errors import RelayRefused, TransportError
+from backchannel.station.backoff import next_backoff
 from backchannel.station.config import StationConfig
-from backchannel.station.delivery import INITIAL_BACKOFF, LEVELS, Sender, Waiters, next_backoff
+from backchannel.station.delivery import INITIAL_BACKOFF, LEVELS, Sender, Waiters
 
 L1, L2 = b"\x01" * 16, b"\x02" * 16
 

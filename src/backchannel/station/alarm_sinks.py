@@ -47,6 +47,7 @@ from typing import Any, Protocol, runtime_checkable
 from urllib.parse import unquote, urlsplit
 
 from backchannel.errors import ConfigError, InvalidArgument, TransportError
+from backchannel.station.backoff import next_backoff
 
 log = logging.getLogger("backchannel.alarms")
 
@@ -83,11 +84,6 @@ class Sink(Protocol):
 
 
 # ---- pure decision bits ----------------------------------------------------------------
-
-
-def next_backoff(current: float, maximum: float) -> float:
-    """The pause before the next retry: double the last one, never beyond ``maximum``."""
-    return min(maximum, current * 2)
 
 
 def retry_delays(first: float, maximum: float, max_attempts: int) -> list[float]:

@@ -28,6 +28,7 @@ from collections import deque
 from typing import TYPE_CHECKING
 
 from backchannel.errors import BackchannelError, TransportError
+from backchannel.station.backoff import next_backoff
 from backchannel.station.config import StationConfig
 
 if TYPE_CHECKING:
@@ -39,11 +40,6 @@ Item = tuple[bytes, int]  # (line id, sequence number)
 Target = tuple[bytes, int, str]  # (line id, sequence number, circuit url)
 LEVELS = {"relayed": 1, "delivered": 2, "acknowledged": 3}
 INITIAL_BACKOFF = 0.25
-
-
-def next_backoff(current: float, maximum: float) -> float:
-    """Exponential backoff for retries of parked frames."""
-    return min(maximum, current * 2)
 
 
 class Sender:

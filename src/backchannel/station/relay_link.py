@@ -56,6 +56,7 @@ from backchannel.errors import (
 )
 from backchannel.proto import frames
 from backchannel.proto.frames import FrameType
+from backchannel.station.backoff import next_backoff
 from backchannel.station.relay_url import shown
 
 _LOG = logging.getLogger("backchannel.station.relay_link")
@@ -432,7 +433,7 @@ class RelayLink:
                 _LOG.warning("relay %s: %s of a mailbox failed: %s", self.shown_url, kind.name, exc)
                 if kind is FrameType.SUBSCRIBE and _retryable(exc) and self._usable(session):
                     await asyncio.sleep(delay * random.uniform(0.5, 1.0))
-                    delay = min(delay * 2, BACKOFF_MAX)
+                    delay = next_backoff(delay, BACKOFF_MAX)
                     if self._usable(session):
                         continue
                 if raise_errors:
@@ -461,7 +462,7 @@ class RelayLink:
             if self._closing:
                 break
             await asyncio.sleep(delay * random.uniform(0.5, 1.0))
-            delay = min(delay * 2, BACKOFF_MAX)
+            delay = next_backoff(delay, BACKOFF_MAX)
 
     async def _connect_once(self) -> bool:
         """One connection from open to close; True if it got as far as ``Welcome``."""

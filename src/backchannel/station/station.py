@@ -40,7 +40,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from backchannel.clock import Clock, Rng, SystemClock, SystemRng
+from backchannel.clock import Clock, Rng, SystemClock, SystemRng, ms
 from backchannel.errors import (
     BackchannelError,
     InvalidArgument,
@@ -113,10 +113,6 @@ RECEIVE_BATCH = 512
 #: Seconds over which a relay's useless frames are counted (see ``station.flood``).
 FLOOD_WINDOW = 10.0
 STATUS_LEVELS = ("queued", "relayed", "delivered", "acknowledged")
-
-
-def ms(seconds: float) -> int:
-    return int(seconds * 1000)
 
 
 class Station:

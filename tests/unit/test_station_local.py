@@ -289,6 +289,28 @@ def test_the_control_socket_answers_with_stable_error_codes(open_station: Callab
     assert control(station, b"not json")["error"]["code"] == "invalid_argument"
 
 
+def test_a_type_error_inside_a_handler_is_internal_not_bad_parameters(
+    open_station: Callable[[str], Station], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    station = open_station("alpha")
+
+    def broken_lines() -> list[Any]:
+        raise TypeError("a bug of ours")
+
+    monkeypatch.setattr(station, "lines", broken_lines)
+    answer = control(station, b'{"id": 5, "method": "lines"}')
+    assert answer["error"]["code"] == "internal" and "a bug of ours" in answer["error"]["message"]
+
+    def broken_identity() -> Any:
+        raise ValueError("also ours")
+
+    monkeypatch.setattr(station, "identity", broken_identity)
+    assert control(station, b'{"id": 6, "method": "identity"}')["error"]["code"] == "internal"
+    bad_params = control(station, b'{"id": 7, "method": "identity", "params": {"nope": 1}}')
+    assert bad_params["error"] == {"code": "invalid_argument", "message": bad_params["error"]["message"]}
+    assert "bad parameters" in bad_params["error"]["message"]
+
+
 def test_a_request_that_is_not_utf8_is_invalid_argument(open_station: Callable[[str], Station]) -> None:
     assert control(open_station("alpha"), b"\x80\xff{}\n")["error"]["code"] == "invalid_argument"
 

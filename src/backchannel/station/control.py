@@ -37,6 +37,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
+import inspect
 import json
 import logging
 import os
@@ -238,6 +239,9 @@ class ControlServer:
         request_id: Any = None
         try:
             request = json.loads(line)
+        except ValueError:  # not JSON, or not UTF-8
+            return {"id": None, "error": {"code": "invalid_argument", "message": "the request is not JSON"}}
+        try:
             if not isinstance(request, dict):
                 raise InvalidArgument("a control request must be a JSON object")
             request_id = request.get("id")
@@ -247,17 +251,18 @@ class ControlServer:
             params = request.get("params") or {}
             if not isinstance(params, dict):
                 raise InvalidArgument("control params must be an object")
+            # The parameters are checked against the signature before the call: a TypeError
+            # raised *inside* a handler is a bug of ours (internal), not the caller's mistake.
             try:
-                result = method(**params)
+                inspect.signature(method).bind(**params)
             except TypeError as exc:
                 raise InvalidArgument(f"bad parameters: {exc}") from None
+            result = method(**params)
             if isinstance(result, Awaitable):
                 result = await result
             return {"id": request_id, "result": _json(result)}
         except BackchannelError as exc:
             return {"id": request_id, "error": {"code": exc.code, "message": str(exc)}}
-        except ValueError:  # not JSON, or not UTF-8
-            return {"id": None, "error": {"code": "invalid_argument", "message": "the request is not JSON"}}
         except Exception as exc:
             log.exception("control request failed")
             return {"id": request_id, "error": {"code": "internal", "message": f"internal error: {exc}"}}

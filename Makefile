@@ -41,8 +41,9 @@ demo: $(STAMP)
 bench: $(STAMP)
 	$(PY) bench/bench_line.py
 
+# The fault tests alone, harder than in `make test`: three times the kills and the messages.
 chaos: $(STAMP)
-	BACKCHANNEL_CHAOS=1 $(VENV)/bin/pytest -q -p no:cacheprovider tests/faults
+	BACKCHANNEL_CRASH_KILLS=60 BACKCHANNEL_CRASH_MESSAGES=600 $(VENV)/bin/pytest -q -p no:cacheprovider tests/faults
 
 vectors: $(STAMP)
 	$(PY) tools/gen_vectors.py

@@ -47,6 +47,7 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
+from backchannel.aio import TaskSet
 from backchannel.errors import (
     BackchannelError,
     ConfigError,
@@ -215,24 +216,22 @@ class ControlServer:
     async def _client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         """Requests on one connection may be pipelined: each is answered when it completes."""
         lock = asyncio.Lock()
-        tasks: set[asyncio.Task[None]] = set()
+        tasks = TaskSet("control requests")
 
         async def respond(line: bytes) -> None:
             reply = await self._handle(line)
             async with lock:
-                writer.write(json.dumps(reply).encode() + b"\n")
-                await writer.drain()
+                with contextlib.suppress(ConnectionError):  # the client left: nobody to answer
+                    writer.write(json.dumps(reply).encode() + b"\n")
+                    await writer.drain()
 
         try:
             while line := await reader.readline():
-                task = asyncio.create_task(respond(line))
-                tasks.add(task)
-                task.add_done_callback(tasks.discard)
-            if tasks:
-                await asyncio.gather(*tasks, return_exceptions=True)
+                tasks.spawn(respond(line), "control request")
         except (ConnectionError, asyncio.IncompleteReadError, ValueError):
             pass
         finally:
+            await tasks.join()  # requests already under way complete, as a station call should
             writer.close()
 
     async def _handle(self, line: bytes) -> dict[str, Any]:

@@ -17,7 +17,7 @@ venv: $(STAMP)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check src tests tools bench
-	$(VENV)/bin/mypy src/backchannel
+	$(VENV)/bin/mypy src/backchannel tests
 	$(VENV)/bin/lint-imports
 
 test: lint chromium postgresql

@@ -170,7 +170,8 @@ def test_backoff_never_exceeds_a_small_maximum() -> None:
 
 class FakeLink:
     def __init__(self, url: str, fail: BaseException | None = None) -> None:
-        self.url, self.fail, self.sent = url, fail, []
+        self.url, self.fail = url, fail
+        self.sent: list[tuple[bytes, bytes]] = []
 
     async def send(self, send_id: bytes, frame: bytes) -> None:
         if self.fail is not None:

@@ -44,14 +44,17 @@ RELAY = "ws://relay.invalid:1"
 
 
 def send(station: Station, line: str, text: str, **kw: Any) -> int:
-    return asyncio.run(station.send(line, text, **kw)).seq
+    seq = asyncio.run(station.send(line, text, **kw)).seq
+    assert seq is not None  # (a message, not a draft held for release)
+    return seq
 
 
 def carry(
     support: Any, src: Station, dst: Station, items: list[tuple[bytes, int]]
 ) -> list[tuple[bytes, int]]:
     """Deliver ``src``'s outbound frames ``items`` to ``dst``; returns what ``dst`` wants to send."""
-    return support.deliver(dst, *support.outbound(src, items))
+    wanted: list[tuple[bytes, int]] = support.deliver(dst, *support.outbound(src, items))
+    return wanted
 
 
 # ---- lifecycle ---------------------------------------------------------------------------

@@ -6,7 +6,11 @@ from collections.abc import Iterator
 
 import pytest
 
+from support import fast_kdf
 from support.postgres import PostgresCluster
+
+# Every keystore and password hash a test creates in this process is light (support/fast_kdf.py).
+fast_kdf.install()
 
 
 @pytest.fixture(scope="session")

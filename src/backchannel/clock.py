@@ -15,6 +15,11 @@ import time
 from typing import Protocol
 
 
+def ms(seconds: float) -> int:
+    """Seconds (as the clocks give them) to the whole milliseconds the wire formats carry."""
+    return int(seconds * 1000)
+
+
 class Clock(Protocol):
     def now(self) -> float:
         """Seconds since the Unix epoch (wall clock, for timestamps shown to people)."""

@@ -113,7 +113,9 @@ def raw_files(home: Path) -> bytes:
     return b"\x00".join(p.read_bytes() for p in sorted(home.iterdir()) if p.is_file())
 
 
-def test_without_the_passphrase_a_copy_of_the_directory_shows_no_sealed_secret(world) -> None:
+def test_without_the_passphrase_a_copy_of_the_directory_shows_no_sealed_secret(
+    world: dict[str, StationProcess],
+) -> None:
     searched = found = 0
     for name, station in world.items():
         values = sealed_values(station.home)
@@ -141,7 +143,9 @@ def test_without_the_passphrase_a_copy_of_the_directory_shows_no_sealed_secret(w
     assert found == 0
 
 
-def test_a_sealed_value_moved_to_another_row_does_not_open(world, tmp_path: Path) -> None:
+def test_a_sealed_value_moved_to_another_row_does_not_open(
+    world: dict[str, StationProcess], tmp_path: Path
+) -> None:
     bravo = world["bravo"]
     copy = tmp_path / "stolen-bravo"
     shutil.copytree(bravo.home, copy, ignore=shutil.ignore_patterns("*.sock", "station.lock"))
@@ -157,7 +161,9 @@ def test_a_sealed_value_moved_to_another_row_does_not_open(world, tmp_path: Path
     print(result.stderr.strip())
 
 
-def test_with_the_passphrase_the_thief_holds_nothing_of_the_peers_own(world) -> None:
+def test_with_the_passphrase_the_thief_holds_nothing_of_the_peers_own(
+    world: dict[str, StationProcess],
+) -> None:
     alpha = sealed_values(world["alpha"].home)
     bravo = sealed_values(world["bravo"].home)
     holdings = raw_files(world["alpha"].home) + b"\x00".join(v for vs in alpha.values() for v in vs)

@@ -39,7 +39,9 @@ def tapped(tmp_path: Path) -> Iterator[tuple[RelayProcess, WireTap]]:
     relay.stop()
 
 
-def test_a_recording_of_the_whole_line_holds_no_text_names_or_keys(tmp_path: Path, tapped) -> None:
+def test_a_recording_of_the_whole_line_holds_no_text_names_or_keys(
+    tmp_path: Path, tapped: tuple[RelayProcess, WireTap]
+) -> None:
     _, tap = tapped
     alpha = StationProcess(tmp_path, "alpha-station-warsaw")
     bravo = StationProcess(tmp_path, "bravo-station-lisbon")

@@ -39,7 +39,9 @@ def line(tmp_path: Path) -> Iterator[tuple[StationProcess, str, StationProcess, 
         relay.stop()
 
 
-def test_markup_and_escape_sequences_in_a_message_are_printed_literally(line) -> None:
+def test_markup_and_escape_sequences_in_a_message_are_printed_literally(
+    line: tuple[StationProcess, str, StationProcess, str],
+) -> None:
     alpha, a_line, bravo, b_line = line
     sent = alpha.cli("send", a_line, HOSTILE_TEXT, "--wait", "delivered", "--json")
     assert sent.returncode == 0, sent.stderr

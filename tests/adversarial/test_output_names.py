@@ -57,7 +57,7 @@ def shown(station: StationProcess, *commands: tuple[str, ...]) -> str:
 
 
 def test_a_hello_with_a_control_character_name_is_refused_and_the_station_keeps_working(
-    world, tmp_path: Path
+    world: tuple[RelayProcess, Callable[[StationProcess], StationProcess]], tmp_path: Path
 ) -> None:
     relay, start = world
     alpha = start(StationProcess(tmp_path, "alpha"))
@@ -86,7 +86,7 @@ def test_a_hello_with_a_control_character_name_is_refused_and_the_station_keeps_
 
 
 def test_an_ack_naming_a_control_character_operator_is_refused_and_the_line_goes_on(
-    world, tmp_path: Path
+    world: tuple[RelayProcess, Callable[[StationProcess], StationProcess]], tmp_path: Path
 ) -> None:
     relay, start = world
     alpha = start(StationProcess(tmp_path, "alpha"))

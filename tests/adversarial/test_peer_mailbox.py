@@ -61,7 +61,7 @@ async def _attack(url: str) -> tuple[int, int]:
         await peer.close()
 
     owner = await RawClient.open(url)
-    received = set()
+    received: set[bytes] = set()
     try:
         sig = owner.sign(box.recv_key, FrameType.SUBSCRIBE, box.recv_id)
         await owner.ws.send(frames.encode(frames.Subscribe(owner.rid(), box.recv_id, sig)))

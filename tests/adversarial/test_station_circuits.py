@@ -67,7 +67,8 @@ def test_the_peer_adding_a_circuit_through_a_hostile_relay_makes_no_connection(
     assert added.returncode == 0, added.stderr
     wait_until("bravo to refuse", lambda: b.call("counters").get("circuit_refused_policy") == 1)
     wait_until("alpha to learn it was declined", lambda: a.call("counters").get("circuit_declined") == 1)
-    stats = hostile.stats()
+    # The hostile relay writes its counts every 0.2 s: wait until they show alpha's own mailbox.
+    stats = wait_until("the relay's counts", lambda: (s := hostile.stats()).get("creates", 0) >= 1 and s)
     figure("mailboxes the station created on the relay the peer named", stats["creates"] - 1, "mailboxes")
     figure("connections to that relay (alpha's own included)", stats["connections"], "connections")
     assert stats["creates"] == 1  # alpha's own; bravo made none

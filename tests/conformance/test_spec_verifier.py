@@ -16,8 +16,9 @@ from typing import Any
 
 import cbor2
 import pytest
-import spec_verifier as sv
-from spec_verifier import verify, verify_report
+
+from support import spec_verifier as sv
+from support.spec_verifier import verify, verify_report
 
 CORPUS = Path(__file__).resolve().parents[2] / "docs" / "vectors" / "record-tamper"
 CASES: list[dict[str, Any]] = [
@@ -44,6 +45,7 @@ def test_spec_verifier_agrees_with_the_manifest(case: dict[str, Any]) -> None:
 # project's `verify-export` on them as a black box (each reason below is what it answered). Off the
 # record nothing is signed or sealed, so such an export can be rebuilt from its entries here.
 
+
 def _load(name: str) -> Any:
     return json.loads((CORPUS / name).read_bytes())
 
@@ -60,8 +62,10 @@ def _rebuild_off_record(export: dict[str, Any], change: dict[tuple[int, int], An
         entry["seen"] = [entry["seen"][0], chains[1 - d][entry["seen"][0]]]
         if p["t"] == "checkpoint":
             p["h"] = [chains[dd][p["n"][dd]] for dd in (0, 1)]
-            p["r"] = [b"".join(chains[dd][i][:8] for i in range(max(1, p["n"][dd] - 127), p["n"][dd] + 1))
-                      for dd in (0, 1)]
+            p["r"] = [
+                b"".join(chains[dd][i][:8] for i in range(max(1, p["n"][dd] - 127), p["n"][dd] + 1))
+                for dd in (0, 1)
+            ]
         entry["p"] = p
         raw = cbor2.dumps(entry, canonical=True)
         item["entry"], item["payload"] = raw.hex(), sv.readable_copy(p)
@@ -81,8 +85,11 @@ def _without(name: str) -> Any:
     return lambda p: {k: v for k, v in p.items() if k != name}
 
 
-CIRCUITS = {"t": "circuits", "remove": [],
-            "add": [{"url": "ws://127.0.0.1:9", "send_id": b"\x01" * 16, "send_key": b"\x02" * 32}]}
+CIRCUITS = {
+    "t": "circuits",
+    "remove": [],
+    "add": [{"url": "ws://127.0.0.1:9", "send_id": b"\x01" * 16, "send_key": b"\x02" * 32}],
+}
 OFF = "exports/05-genuine-off-the-record-consistency-only.json"
 ON = "exports/01-genuine-export-by-the-inviter.json"
 
@@ -125,30 +132,64 @@ CLARIFIED = [
     ("hello-pq-any-key-off-record", _case_off({(1, 1): _set(pq=b"\x01" * 1952)}), None, True, None),
     ("hello-pq-short-off-record", _case_off({(1, 1): _set(pq=b"\x01" * 10)}), None, True, "malformed-entry"),
     ("checkpoint-pq-unchecked-off-record", _case_off({(0, 4): _set(pq=b"\x00" * 3309)}), None, True, None),
-    ("circuits-add-copy-without-send-key", _case_off({(0, 3): lambda p: copy.deepcopy(CIRCUITS)}), None, True,
-     None),
+    (
+        "circuits-add-copy-without-send-key",
+        _case_off({(0, 3): lambda p: copy.deepcopy(CIRCUITS)}),
+        None,
+        True,
+        None,
+    ),
     ("circuits-add-copy-with-send-key", _circuits_copy_with_send_key, None, True, "readable-copy"),
     ("stations-inviter-first", _stations_both_bad, None, False, "station-keys"),
-    ("key-file-signature-short", lambda: _load(ON), _key_file("signature", MOSCOW_SIG[:-2]), False,
-     "key-file"),
-    ("key-file-signature-uppercase", lambda: _load(ON), _key_file("signature", MOSCOW_SIG.upper()), False,
-     "key-file"),
-    ("key-file-fingerprint-not-digits", lambda: _load(ON), _key_file("fingerprint", "abc"), False,
-     "key-file-fingerprint"),
-    ("off-record-option-on-a-sealed-export", lambda: _load("exports/31-seal-flipped.json"), None, True,
-     "seal"),
-    ("off-record-option-signatures-checked", lambda: _load("exports/53-flip-entry-signature.json"), None,
-     True, "signature"),
+    (
+        "key-file-signature-short",
+        lambda: _load(ON),
+        _key_file("signature", MOSCOW_SIG[:-2]),
+        False,
+        "key-file",
+    ),
+    (
+        "key-file-signature-uppercase",
+        lambda: _load(ON),
+        _key_file("signature", MOSCOW_SIG.upper()),
+        False,
+        "key-file",
+    ),
+    (
+        "key-file-fingerprint-not-digits",
+        lambda: _load(ON),
+        _key_file("fingerprint", "abc"),
+        False,
+        "key-file-fingerprint",
+    ),
+    (
+        "off-record-option-on-a-sealed-export",
+        lambda: _load("exports/31-seal-flipped.json"),
+        None,
+        True,
+        "seal",
+    ),
+    (
+        "off-record-option-signatures-checked",
+        lambda: _load("exports/53-flip-entry-signature.json"),
+        None,
+        True,
+        "signature",
+    ),
     ("depth-32-admitted", lambda: _nested(29), None, False, "readable-copy"),
     ("depth-33-refused", lambda: _nested(30), None, False, "malformed"),
 ]
 
 
-@pytest.mark.parametrize(("build", "key2", "off_record", "reason"), [c[1:] for c in CLARIFIED],
-                         ids=[c[0] for c in CLARIFIED])
-def test_spec_verifier_on_the_clarified_wording(build: Any, key2: bytes | None, off_record: bool,
-                                                reason: str | None) -> None:
-    keys = [(CORPUS / "keys/washington.json").read_bytes(),
-            key2 or (CORPUS / "keys/moscow.json").read_bytes()]
+@pytest.mark.parametrize(
+    ("build", "key2", "off_record", "reason"), [c[1:] for c in CLARIFIED], ids=[c[0] for c in CLARIFIED]
+)
+def test_spec_verifier_on_the_clarified_wording(
+    build: Any, key2: bytes | None, off_record: bool, reason: str | None
+) -> None:
+    keys = [
+        (CORPUS / "keys/washington.json").read_bytes(),
+        key2 or (CORPUS / "keys/moscow.json").read_bytes(),
+    ]
     verdict, got = verify(json.dumps(build()).encode(), keys, off_record=off_record)
     assert (verdict, got) == ("verified" if reason is None else "refused", reason)

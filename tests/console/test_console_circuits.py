@@ -55,9 +55,13 @@ def test_an_admin_approves_one_proposed_circuit_and_rejects_another_in_the_conso
     for relay in (second, third):
         added = world.moscow.cli("circuit", "add", world.m_line, relay.url)
         assert added.returncode == 0, added.stderr
-    proposals = [
-        wait_until(f"proposal of {r.url}", lambda r=r: held(world, r.url) or None)[0] for r in (second, third)
-    ]
+    proposals: list[dict[str, Any]] = []
+    for relay in (second, third):
+
+        def proposed(url: str = relay.url) -> list[dict[str, Any]] | None:
+            return held(world, url) or None
+
+        proposals.append(wait_until(f"proposal of {relay.url}", proposed)[0])
     assert second.url not in circuit_urls(world)  # held: not added, not connected
 
     page = log_in(contexts(), world.washington, "chief")

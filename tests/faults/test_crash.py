@@ -68,7 +68,12 @@ def test_stream_survives_random_sigkills(tmp_path: Path, victim: str) -> None:
         sender.start()
         receiver.start()
         s_line, r_line = pair(sender, receiver, relay.url)
-        target = {"sender": sender, "receiver": receiver, "relay": relay}[victim]
+        targets: dict[str, StationProcess | RelayProcess] = {
+            "sender": sender,
+            "receiver": receiver,
+            "relay": relay,
+        }
+        target = targets[victim]
         killer = Killer(target, KILLS, rng)
         killer.start()
         accepted: list[str] = []

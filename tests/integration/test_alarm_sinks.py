@@ -30,10 +30,10 @@ from backchannel.station.alarm_sinks import (
     CommandSink,
     Sink,
     WebhookSink,
-    next_backoff,
     retry_delays,
     sinks_from_config,
 )
+from backchannel.station.backoff import next_backoff
 
 ALARM: dict[str, Any] = {
     "id": "a1b2c3",

@@ -22,11 +22,14 @@ from backchannel.proto.invitation import parse_invitation_text
 from backchannel.proto.primitives import ed25519_sign
 from backchannel.station.relay_link import Delivery, RelayLink
 
+from support.relays import RelayProcess
 from support.stations import StationProcess, heads_equal, wait_until
 
 
 @pytest.fixture
-def pair_of_stations(tmp_path: Path, relay_process) -> Iterator[tuple[StationProcess, StationProcess, str]]:
+def pair_of_stations(
+    tmp_path: Path, relay_process: RelayProcess
+) -> Iterator[tuple[StationProcess, StationProcess, str]]:
     inviter, accepter = StationProcess(tmp_path, "inviter"), StationProcess(tmp_path, "accepter")
     inviter.start()
     accepter.start()
@@ -62,7 +65,7 @@ async def inject(url: str, invitation: str, payloads: list[bytes]) -> list[str]:
 
 
 def test_forged_tampered_replayed_truncated_oversized_misaddressed_frames_cost_nothing(
-    pair_of_stations, relay_process
+    pair_of_stations: tuple[StationProcess, StationProcess, str], relay_process: RelayProcess
 ) -> None:
     inviter, accepter, invitation = pair_of_stations
     first = accepter.call("send", line="inviter", text="genuine one", wait="delivered")

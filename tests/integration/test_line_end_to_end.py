@@ -12,6 +12,7 @@ import pytest
 
 from backchannel.proto.invitation import parse_invitation_text
 
+from support.relays import RelayProcess
 from support.stations import ENV, StationProcess, cli, heads_equal, pair, wait_until
 
 
@@ -34,7 +35,9 @@ def status_of(station: StationProcess, line: str, seq: int) -> dict[str, object]
     return station.call("message", line=line, seq=seq, direction="out")  # type: ignore[no-any-return]
 
 
-def test_pairing_then_messages_both_ways_with_all_three_receipts(relay_process, stations) -> None:
+def test_pairing_then_messages_both_ways_with_all_three_receipts(
+    relay_process: RelayProcess, stations: Callable[[str], StationProcess]
+) -> None:
     washington, moscow = stations("washington"), stations("moscow")
     w_line, m_line = pair(washington, moscow, relay_process.url, inviter_line="moscow")
     assert (w_line, m_line) == ("moscow", "washington")
@@ -79,7 +82,9 @@ def test_pairing_then_messages_both_ways_with_all_three_receipts(relay_process, 
     wait_until("equal transcript heads", lambda: heads_equal(washington, w_line, moscow, m_line))
 
 
-def test_messages_sent_while_the_relay_is_down_arrive_after_it_restarts(relay_process, stations) -> None:
+def test_messages_sent_while_the_relay_is_down_arrive_after_it_restarts(
+    relay_process: RelayProcess, stations: Callable[[str], StationProcess]
+) -> None:
     a, b = stations("alpha"), stations("bravo")
     a_line, b_line = pair(a, b, relay_process.url)
     a.call("send", line=a_line, text="before", wait="delivered")
@@ -94,7 +99,9 @@ def test_messages_sent_while_the_relay_is_down_arrive_after_it_restarts(relay_pr
     wait_until("equal transcript heads", lambda: heads_equal(a, a_line, b, b_line))
 
 
-def test_an_invitation_accepted_by_a_second_station_is_refused(relay_process, stations) -> None:
+def test_an_invitation_accepted_by_a_second_station_is_refused(
+    relay_process: RelayProcess, stations: Callable[[str], StationProcess]
+) -> None:
     inviter, first, second = stations("inviter"), stations("first"), stations("second")
     text = inviter.call("invite", relay=relay_process.url)["text"]
     first_line = first.call("accept", text=text)["name"]
@@ -111,7 +118,9 @@ def test_an_invitation_accepted_by_a_second_station_is_refused(relay_process, st
     assert [m["text"] for m in inviter.call("inbox")] == ["still fine"]
 
 
-def test_relay_database_holds_no_plaintext_names_or_identity_keys(relay_process, stations) -> None:
+def test_relay_database_holds_no_plaintext_names_or_identity_keys(
+    relay_process: RelayProcess, stations: Callable[[str], StationProcess]
+) -> None:
     a, b = stations("washington"), stations("moscow")
     a_line, _ = pair(a, b, relay_process.url)
     a.call("send", line=a_line, text="first", wait="delivered")
@@ -133,7 +142,9 @@ def test_relay_database_holds_no_plaintext_names_or_identity_keys(relay_process,
         assert needle not in blob, f"the relay database contains {needle!r}"
 
 
-def test_cli_errors_name_the_problem_without_a_traceback(relay_process, stations, tmp_path) -> None:
+def test_cli_errors_name_the_problem_without_a_traceback(
+    relay_process: RelayProcess, stations: Callable[[str], StationProcess], tmp_path: Path
+) -> None:
     a = stations("alpha")
     cases = [
         (("send", "nowhere", "hello"), "no line 'nowhere'"),
@@ -160,7 +171,9 @@ def test_cli_errors_name_the_problem_without_a_traceback(relay_process, stations
     assert result.returncode == 1 and "not running" in result.stderr
 
 
-def test_invitation_text_is_a_signed_single_line(relay_process, stations) -> None:
+def test_invitation_text_is_a_signed_single_line(
+    relay_process: RelayProcess, stations: Callable[[str], StationProcess]
+) -> None:
     a = stations("alpha")
     result = a.cli("invite", "--relay", relay_process.url, "--json")
     text = json.loads(result.stdout)["text"]
@@ -175,7 +188,7 @@ def _write(path: Path, text: str) -> Path:
 
 
 def test_a_flash_on_a_two_person_line_leaves_only_when_a_second_operator_releases_it(
-    relay_process, tmp_path
+    relay_process: RelayProcess, tmp_path: Path
 ) -> None:
     alpha, bravo = StationProcess(tmp_path, "alpha"), StationProcess(tmp_path, "bravo")
     (alpha.home / "station.toml").write_text('[station.lines.bravo]\nrelease = "flash"\n')

@@ -27,7 +27,7 @@ from hypothesis import HealthCheck, assume, example, given, settings
 from hypothesis import strategies as st
 
 from backchannel.clock import FakeClock, FakeRng
-from backchannel.errors import CorruptKeystore, RemoteError, WrongPassphrase
+from backchannel.errors import CorruptKeystore, FrameTooLarge, RemoteError, WrongPassphrase
 from backchannel.proto import envelope, frames
 from backchannel.proto import line as proto_line
 from backchannel.proto.encoding import cbor_decode, cbor_encode, cbor_map
@@ -175,7 +175,7 @@ def test_relay_frames_round_trip(frame: frames.Frame) -> None:
 @given(rids, ids, st.integers(0, 64))
 def test_a_send_beyond_the_payload_limit_is_frame_too_large(rid: int, mid: bytes, over: int) -> None:
     data = frames.encode(frames.Send(rid, mid, bytes(100 + over + 1)))
-    with pytest.raises(frames.FrameTooLarge):
+    with pytest.raises(FrameTooLarge):
         frames.decode(data, max_payload=100 + over)
 
 
@@ -231,9 +231,9 @@ def padded_bodies(draw: st.DrawFn) -> bytes:
     length = draw(st.one_of(st.integers(0, size), st.integers(0, 2**32 - 1)))
     body = struct.pack(">I", length) + bytes(max(0, size - 4))
     if draw(st.booleans()) and size > 4:
-        body = bytearray(body)
-        body[draw(st.integers(4, size - 1))] = draw(st.integers(1, 255))
-        body = bytes(body)
+        mutated = bytearray(body)
+        mutated[draw(st.integers(4, size - 1))] = draw(st.integers(1, 255))
+        body = bytes(mutated)
     return body[:size]
 
 
@@ -592,11 +592,9 @@ def test_after_the_hello_fuzzing_the_genuine_hello_still_opens(live: LiveLine) -
 
 @pytest.fixture(scope="module")
 def keystore_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("BACKCHANNEL_TEST_FAST_KDF", "1")
-        path = tmp_path_factory.mktemp("keystore")
-        create_keystore(path / "valid.bcks", PASS)
-        yield path
+    path = tmp_path_factory.mktemp("keystore")
+    create_keystore(path / "valid.bcks", PASS)
+    yield path
 
 
 def open_only_keystore_errors(path: Path, data: bytes) -> bytes | None:
@@ -653,28 +651,27 @@ def _delivery(payload: bytes) -> Delivery:
 def target(tmp_path_factory: pytest.TempPathFactory) -> Iterator[StationUnderFire]:
     """Alpha, paired with bravo in-process (no relay), with one message received and one
     invitation still pending; bravo's frames are the raw material for mutations."""
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("BACKCHANNEL_TEST_FAST_KDF", "1")
-        home = tmp_path_factory.mktemp("stations")
-        clock = FakeClock(T0_MS / 1000)
-        stations = []
-        for name in ("alpha", "bravo"):
-            Station.init(home / name, name, PASS)
-            stations.append(_offline(Station.open(home / name, PASS, clock=clock)))
-        alpha, bravo = stations
-        text = asyncio.run(alpha.invite(relay=RELAY)).text
-        line_id = bytes.fromhex(asyncio.run(bravo.accept(text)).line_id)
-        hello = bravo.outbound_frame(line_id, 1)
-        welcome = alpha.receive_batch([_delivery(hello)])
-        bravo.receive_batch([_delivery(alpha.outbound_frame(*welcome[0]))])
-        seq = asyncio.run(bravo.send(bravo.lines()[0].name, "genuine message")).seq
-        message = bravo.outbound_frame(line_id, seq)
-        alpha.receive_batch([_delivery(message)])
-        pending = bytes.fromhex(asyncio.run(alpha.invite(relay=RELAY)).line_id)
-        assert [m.text for m in alpha.inbox()] == ["genuine message"]
-        yield StationUnderFire(alpha, line_id, pending, [hello, message])
-        for station in stations:
-            asyncio.run(station.close())
+    home = tmp_path_factory.mktemp("stations")
+    clock = FakeClock(T0_MS / 1000)
+    stations = []
+    for name in ("alpha", "bravo"):
+        Station.init(home / name, name, PASS)
+        stations.append(_offline(Station.open(home / name, PASS, clock=clock)))
+    alpha, bravo = stations
+    text = asyncio.run(alpha.invite(relay=RELAY)).text
+    line_id = bytes.fromhex(asyncio.run(bravo.accept(text)).line_id)
+    hello = bravo.outbound_frame(line_id, 1)
+    welcome = alpha.receive_batch([_delivery(hello)])
+    bravo.receive_batch([_delivery(alpha.outbound_frame(*welcome[0]))])
+    seq = asyncio.run(bravo.send(bravo.lines()[0].name, "genuine message")).seq
+    assert seq is not None
+    message = bravo.outbound_frame(line_id, seq)
+    alpha.receive_batch([_delivery(message)])
+    pending = bytes.fromhex(asyncio.run(alpha.invite(relay=RELAY)).line_id)
+    assert [m.text for m in alpha.inbox()] == ["genuine message"]
+    yield StationUnderFire(alpha, line_id, pending, [hello, message])
+    for station in stations:
+        asyncio.run(station.close())
 
 
 @FUZZ

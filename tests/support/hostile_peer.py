@@ -9,7 +9,6 @@ until every frame is stored on a relay, then closes; the caller starts the proce
 from __future__ import annotations
 
 import asyncio
-import os
 from pathlib import Path
 
 from backchannel.proto.invitation import MailboxCapability
@@ -20,7 +19,6 @@ from support.stations import PASSPHRASE
 
 
 async def _send_changes(home: Path, line: str, changes: list[Circuits], timeout: float) -> None:
-    os.environ["BACKCHANNEL_TEST_FAST_KDF"] = "1"
     station = Station.open(home, PASSPHRASE)
     await station.start()
     try:

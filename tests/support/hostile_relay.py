@@ -72,7 +72,8 @@ class Hostile:
 
     async def answer(self, ws: ServerConnection, frame: frames.Frame) -> None:
         if isinstance(frame, frames.Create):
-            box = Box(os.urandom(frames.ID_LEN), os.urandom(frames.ID_LEN))
+            box: Box | None = Box(os.urandom(frames.ID_LEN), os.urandom(frames.ID_LEN))
+            assert box is not None
             self.boxes.append(box)
             self.by_recv[box.recv_id], self.by_send[box.send_id] = box, box
             self.stats["creates"] += 1

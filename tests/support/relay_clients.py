@@ -109,7 +109,6 @@ class RawClient:
         await self.ws.close()
 
 
-
 async def full_mailboxes(url: str, count: int, frames_each: int, size: int) -> list[Mailbox]:
     """``count`` new mailboxes on the relay at ``url``, each holding ``frames_each`` distinct
     frames of ``size`` bytes (made and filled over one connection, closed after)."""
@@ -122,6 +121,7 @@ async def full_mailboxes(url: str, count: int, frames_each: int, size: int) -> l
         boxes.append(box)
     await filler.close()
     return boxes
+
 
 def rss_mib(pid: int) -> float:
     """Resident memory of a live process, in MiB (Linux ``/proc``)."""

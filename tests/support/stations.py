@@ -22,11 +22,14 @@ from typing import Any
 from backchannel.errors import StationNotRunning, TransportError
 from backchannel.station.control import ControlClient
 
+from support.fast_kdf import SITE as FAST_SITE
+
 PASSPHRASE = "correct horse battery staple"
 ENV = {
     **os.environ,
     "BACKCHANNEL_PASSPHRASE": PASSPHRASE,
-    "BACKCHANNEL_TEST_FAST_KDF": "1",
+    # Light Argon2 in the processes tests start (support/fast_kdf.py): injected, never a switch.
+    "PYTHONPATH": os.pathsep.join(p for p in (str(FAST_SITE), os.environ.get("PYTHONPATH", "")) if p),
     "PYTHONUNBUFFERED": "1",
     "COLUMNS": "200",
 }

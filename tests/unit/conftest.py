@@ -22,6 +22,7 @@ from backchannel.proto import envelope
 from backchannel.proto import line as proto_line
 from backchannel.proto.invitation import Invitation, MailboxCapability, SignedInvitation, encode_invitation
 from backchannel.proto.line import LineState, PendingInvitation, SealedFrame
+from backchannel.proto.payloads import Payload
 from backchannel.proto.primitives import mlkem_public, x25519_public
 from backchannel.proto.session import Identity, OlmSession
 from backchannel.station.relay_link import Delivery
@@ -38,11 +39,6 @@ T0_MS = 1_700_000_000_000
 def support() -> object:
     """This module, so tests can use its helpers without importing a module named conftest."""
     return _THIS
-
-
-@pytest.fixture(autouse=True)
-def fast_kdf(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("BACKCHANNEL_TEST_FAST_KDF", "1")
 
 
 # ---- the pure core ----------------------------------------------------------------------
@@ -109,7 +105,7 @@ def pair_lines(seed: bytes = b"unit-tests") -> Paired:
     )
 
 
-def transfer(sender: Side, receiver: Side, payload: proto_line.Payload, rng: FakeRng) -> proto_line.Opened:
+def transfer(sender: Side, receiver: Side, payload: Payload, rng: FakeRng) -> proto_line.Opened:
     """Seal ``payload`` on one side and open it, in order, on the other."""
     sender.state, sealed = proto_line.seal_payload(sender.state, sender.session, payload, rng)
     inner = proto_line.authenticate(receiver.state, envelope.parse(sealed.frame))

@@ -9,8 +9,9 @@ from typing import Any
 import pytest
 
 from backchannel.errors import RelayRefused, TransportError
+from backchannel.station.backoff import next_backoff
 from backchannel.station.config import StationConfig
-from backchannel.station.delivery import INITIAL_BACKOFF, LEVELS, Sender, Waiters, next_backoff
+from backchannel.station.delivery import INITIAL_BACKOFF, LEVELS, Sender, Waiters
 
 L1, L2 = b"\x01" * 16, b"\x02" * 16
 
@@ -169,7 +170,8 @@ def test_backoff_never_exceeds_a_small_maximum() -> None:
 
 class FakeLink:
     def __init__(self, url: str, fail: BaseException | None = None) -> None:
-        self.url, self.fail, self.sent = url, fail, []
+        self.url, self.fail = url, fail
+        self.sent: list[tuple[bytes, bytes]] = []
 
     async def send(self, send_id: bytes, frame: bytes) -> None:
         if self.fail is not None:

@@ -38,7 +38,8 @@ RELAY = "ws://relay.invalid:1"
 
 @pytest.fixture
 def signed(identity: Identity, support: Any) -> SignedInvitation:
-    return support.make_invitation(identity, FakeRng(b"invitation"))[0]
+    invitation: SignedInvitation = support.make_invitation(identity, FakeRng(b"invitation"))[0]
+    return invitation
 
 
 def assemble(body: bytes, signature: bytes, version: int = VERSION) -> bytes:

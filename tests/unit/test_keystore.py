@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import stat
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -12,15 +14,15 @@ from backchannel.errors import CorruptKeystore, WrongPassphrase
 from backchannel.station.keystore import (
     HEADER,
     MAGIC,
-    TEST_PARAMS,
     VERSION,
     AtRest,
-    KdfParams,
     change_passphrase,
     create_keystore,
     default_params,
     open_keystore,
 )
+
+from support.fast_kdf import LIGHT_KDF as TEST_PARAMS
 
 PASS = "correct horse battery staple"
 FILE_SIZE = HEADER.size + 32 + 16
@@ -61,10 +63,18 @@ def test_tests_use_the_light_kdf_parameters(keystore: tuple[Path, bytes]) -> Non
     assert (memory, iterations, lanes) == (TEST_PARAMS.memory_kib, TEST_PARAMS.iterations, TEST_PARAMS.lanes)
 
 
-def test_without_the_test_switch_the_kdf_is_memory_hard(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.delenv("BACKCHANNEL_TEST_FAST_KDF")
-    assert default_params() == KdfParams()
-    assert default_params().memory_kib >= 65536
+def test_no_environment_switch_weakens_the_kdf_of_a_real_process() -> None:
+    """The light parameters are injected by the tests; the old switch does nothing any more."""
+    assert default_params() == TEST_PARAMS  # (injected in this process by tests/conftest.py)
+    probe = (
+        "from backchannel.station.keystore import KdfParams, default_params\n"
+        "from backchannel.station.operators import HashParams, default_hash_params\n"
+        "assert default_params() == KdfParams() and default_params().memory_kib >= 65536\n"
+        "assert default_hash_params() == HashParams() and default_hash_params().memory_kib >= 65536\n"
+    )
+    env = {"BACKCHANNEL_TEST_FAST_KDF": "1", "PATH": "/usr/bin:/bin"}
+    done = subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
 
 
 def test_a_wrong_passphrase_is_wrong_passphrase(keystore: tuple[Path, bytes]) -> None:

@@ -21,6 +21,7 @@ from backchannel.station.control import ControlServer, check_private_dir, socket
 from backchannel.station.keystore import MIN_PASSPHRASE, change_passphrase, open_keystore
 from backchannel.station.operators import LoginRefused, Operators, UnknownOperator
 from backchannel.station.station import CONFIG, DATABASE, KEYSTORE, Station
+from backchannel.station.views import DraftView
 
 PASS = "correct horse battery staple"
 
@@ -195,6 +196,7 @@ def audit(operators: Operators) -> list[tuple[str, str]]:
 def test_every_path_checks_the_rule_and_every_refusal_is_audited(station_pair: Any) -> None:
     station, line, operators = release_line(station_pair)
     draft = asyncio.run(station.send(line, "Launch detected.", precedence="FLASH", operator="smith"))
+    assert isinstance(draft, DraftView)  # held by the two-person rule
     attempts: list[tuple[str, Any, type[Exception]]] = [
         ("ghost", lambda: station.release(draft.id, "ghost", "whatever"), UnknownOperator),
         ("jones", lambda: station.release(draft.id, "jones", None), InvalidArgument),  # no password

@@ -59,7 +59,7 @@ def test_every_small_case_gets_exactly_the_expected_verdict() -> None:
 
 def test_feeding_a_shuffled_stream_through_the_rule_delivers_each_frame_once_in_order() -> None:
     arrivals = [3, 1, 3, 2, 6, 5, 1, 4, 6, 7, 2, 8]
-    delivered_upto, held, out = 0, set(), []
+    delivered_upto, held, out = 0, set[int](), list[int]()
     for seq in arrivals:
         verdict = classify(seq, delivered_upto, held)
         if verdict is Verdict.HOLD:

@@ -149,7 +149,8 @@ def test_an_acknowledging_operator_name_that_is_not_printable_is_refused_by_name
 @pytest.mark.parametrize("name", ["Ivan Petrovich", "Иван Петрович", "王小明", "o'brien [night]", "é" * 32])
 def test_printable_names_in_any_script_are_accepted(name: str) -> None:
     assert decode_payload(encode_payload(Acknowledged(1, name, 2))) == Acknowledged(1, name, 2)
-    assert decode_payload(encode_payload(Hello(name, (CAP,), SIG))).name == name
+    hello = decode_payload(encode_payload(Hello(name, (CAP,), SIG)))
+    assert isinstance(hello, Hello) and hello.name == name
 
 
 def test_an_unprintable_name_is_a_protocol_error_so_the_line_spends_the_entry() -> None:

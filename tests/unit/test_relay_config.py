@@ -78,7 +78,7 @@ def test_bad_settings_name_the_key(tmp_path: Path, text: str, key: str) -> None:
 
 
 def test_unreadable_or_invalid_file(tmp_path: Path) -> None:
-    with pytest.raises(ConfigError, match="cannot read"):
+    with pytest.raises(ConfigError, match="cannot be read"):
         RelayConfig.load(str(tmp_path / "missing.toml"))
     path = tmp_path / "bad.toml"
     path.write_text("[relay\n")

@@ -17,7 +17,12 @@ def test_a_call_running_past_the_bound_is_one_stall_and_its_end_is_logged(
     clock, counters = FakeClock(), {"storage_stalls": 0}
     watch = StallWatch(clock, counters, stall_seconds=5.0)
     entered, release = threading.Event(), threading.Event()
-    call = watch.wrap(lambda: (entered.set(), release.wait(10)))
+
+    def blocking() -> None:
+        entered.set()
+        release.wait(10)
+
+    call = watch.wrap(blocking)
     worker = threading.Thread(target=call)
     worker.start()
     assert entered.wait(10)

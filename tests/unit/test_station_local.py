@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import asyncio
 import os
+import subprocess
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -15,6 +17,7 @@ from typing import Any
 import pytest
 
 from backchannel.clock import FakeClock
+from backchannel.console.settings import ConsoleSettings
 from backchannel.errors import (
     ConfigError,
     InvalidArgument,
@@ -41,14 +44,17 @@ RELAY = "ws://relay.invalid:1"
 
 
 def send(station: Station, line: str, text: str, **kw: Any) -> int:
-    return asyncio.run(station.send(line, text, **kw)).seq
+    seq = asyncio.run(station.send(line, text, **kw)).seq
+    assert seq is not None  # (a message, not a draft held for release)
+    return seq
 
 
 def carry(
     support: Any, src: Station, dst: Station, items: list[tuple[bytes, int]]
 ) -> list[tuple[bytes, int]]:
     """Deliver ``src``'s outbound frames ``items`` to ``dst``; returns what ``dst`` wants to send."""
-    return support.deliver(dst, *support.outbound(src, items))
+    wanted: list[tuple[bytes, int]] = support.deliver(dst, *support.outbound(src, items))
+    return wanted
 
 
 # ---- lifecycle ---------------------------------------------------------------------------
@@ -144,6 +150,22 @@ def write_config(path: Path, body: str) -> Path:
 def test_config_defaults_apply_without_a_file(tmp_path: Path) -> None:
     assert StationConfig.load(tmp_path / "absent.toml") == StationConfig()
     assert StationConfig.load(None) == StationConfig()
+
+
+def test_a_config_file_named_on_the_command_line_must_exist(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="cannot be read"):
+        StationConfig.load(tmp_path / "typo.toml", required=True)
+    with pytest.raises(ConfigError, match="cannot be read"):
+        ConsoleSettings.load(tmp_path / "typo.toml", required=True)
+    command = [sys.executable, "-m", "backchannel", "--home", str(tmp_path), "station", "run"]
+    done = subprocess.run(
+        [*command, "--config", str(tmp_path / "typo.toml")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode != 0
+    assert "typo.toml cannot be read" in done.stderr and "Traceback" not in done.stderr
 
 
 def test_config_values_are_read_and_ints_become_floats(tmp_path: Path) -> None:
@@ -268,6 +290,28 @@ def test_the_control_socket_answers_with_stable_error_codes(open_station: Callab
     assert bad_params["error"]["code"] == "invalid_argument"
     assert control(station, b"[1, 2]")["error"]["code"] == "invalid_argument"
     assert control(station, b"not json")["error"]["code"] == "invalid_argument"
+
+
+def test_a_type_error_inside_a_handler_is_internal_not_bad_parameters(
+    open_station: Callable[[str], Station], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    station = open_station("alpha")
+
+    def broken_lines() -> list[Any]:
+        raise TypeError("a bug of ours")
+
+    monkeypatch.setattr(station, "lines", broken_lines)
+    answer = control(station, b'{"id": 5, "method": "lines"}')
+    assert answer["error"]["code"] == "internal" and "a bug of ours" in answer["error"]["message"]
+
+    def broken_identity() -> Any:
+        raise ValueError("also ours")
+
+    monkeypatch.setattr(station, "identity", broken_identity)
+    assert control(station, b'{"id": 6, "method": "identity"}')["error"]["code"] == "internal"
+    bad_params = control(station, b'{"id": 7, "method": "identity", "params": {"nope": 1}}')
+    assert bad_params["error"] == {"code": "invalid_argument", "message": bad_params["error"]["message"]}
+    assert "bad parameters" in bad_params["error"]["message"]
 
 
 def test_a_request_that_is_not_utf8_is_invalid_argument(open_station: Callable[[str], Station]) -> None:

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from backchannel.errors import StorageError
-from backchannel.station import store as store_module
 from backchannel.station.store import LineRow, Store
+from backchannel.station.store import base as store_module
 
 L1, L2 = b"\x01" * 16, b"\x02" * 16
 

@@ -210,6 +210,7 @@ def station_run(
 
     config = StationConfig.load(
         config_file or state.home / "station.toml",
+        required=config_file is not None,
         relays=list(relays) or None,
         link_test_interval=link_test_interval,
         alarm_command=shlex.split(alarm_command) if alarm_command else None,
@@ -217,7 +218,9 @@ def station_run(
     )
     from backchannel.console.server import ConsoleService
 
-    console = ConsoleService.from_options(config_file or state.home / "station.toml", console_address)
+    console = ConsoleService.from_options(
+        config_file or state.home / "station.toml", console_address, required=config_file is not None
+    )
     passphrase = read_passphrase(passphrase_file)
     main_run(state.home, passphrase, config, log_level.upper(), services=[console] if console else [])
 

@@ -16,11 +16,12 @@ free of console hooks, and catches every kind of change, whatever caused it.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import hashlib
 import json
 import logging
 from collections.abc import AsyncIterator, Callable
+
+from backchannel.aio import TaskSet
 
 log = logging.getLogger("backchannel.console")
 
@@ -31,6 +32,7 @@ class ChangeFeed:
         self._interval = interval
         self._changed = asyncio.Event()
         self._listeners = 0
+        self._tasks = TaskSet("console feed")
         self._task: asyncio.Task[None] | None = None
         self._closed = False
         self.version = 0
@@ -42,8 +44,8 @@ class ChangeFeed:
     async def changes(self, keepalive: float = 15.0) -> AsyncIterator[bool]:
         """Yield True after each change, False after ``keepalive`` seconds of quiet."""
         self._listeners += 1
-        if self._task is None or self._task.done():
-            self._task = asyncio.get_running_loop().create_task(self._watch(), name="console-feed")
+        if (self._task is None or self._task.done()) and not self._closed:
+            self._task = self._tasks.spawn(self._watch(), "console-feed")
         try:
             while not self._closed:
                 event = self._changed
@@ -80,7 +82,4 @@ class ChangeFeed:
         """End every listener's stream (the console is shutting down)."""
         self._closed = True
         self._wake()
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        await self._tasks.close()

@@ -21,6 +21,7 @@ from pathlib import Path
 
 import uvicorn
 
+from backchannel.aio import TaskSet
 from backchannel.console.app import Console
 from backchannel.console.settings import ConsoleSettings
 from backchannel.station.operators import Operators
@@ -44,12 +45,15 @@ class ConsoleService:
         self.console: Console | None = None
         self._store: Store | None = None
         self._server: _Server | None = None
+        self._tasks = TaskSet("console")
         self._task: asyncio.Task[None] | None = None
 
     @classmethod
-    def from_options(cls, config_file: Path | None, address: str | None) -> ConsoleService | None:
+    def from_options(
+        cls, config_file: Path | None, address: str | None, *, required: bool = False
+    ) -> ConsoleService | None:
         """The service for ``station run``, or None when the console is off."""
-        settings = ConsoleSettings.load(config_file, address)
+        settings = ConsoleSettings.load(config_file, address, required=required)
         return cls(settings) if settings.enabled else None
 
     async def start(self, station: Station) -> None:
@@ -69,7 +73,11 @@ class ConsoleService:
         port = int(sock.getsockname()[1])
         if not s.loopback:
             log.warning("the console listens on %s without TLS: put it behind a TLS proxy", s.host)
-        self._store = Store.open(station.home / DATABASE)
+        try:
+            self._store = Store.open(station.home / DATABASE)
+        except BaseException:
+            sock.close()
+            raise
         operators = Operators(
             self._store,
             lockout_attempts=s.lockout_attempts,
@@ -90,9 +98,7 @@ class ConsoleService:
             timeout_graceful_shutdown=2,
         )
         self._server = _Server(config)
-        self._task = asyncio.get_running_loop().create_task(
-            self._server.serve(sockets=[sock]), name="console"
-        )
+        self._task = self._tasks.spawn(self._server.serve(sockets=[sock]), "console")
         while not self._server.started and not self._task.done():
             await asyncio.sleep(0.01)
         host = f"[{s.host}]" if ":" in s.host else s.host
@@ -108,7 +114,8 @@ class ConsoleService:
         if self._server is not None and self._task is not None:
             self._server.should_exit = True
             with contextlib.suppress(Exception):
-                await asyncio.wait_for(self._task, 10)
+                await asyncio.wait_for(asyncio.shield(self._task), 10)
+        await self._tasks.close()
         if self._store is not None:
             self._store.close()
             self._store = None

@@ -15,12 +15,12 @@ Unknown keys and wrong types are refused by name, as in the ``[station]`` table.
 from __future__ import annotations
 
 import ipaddress
-import tomllib
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 from backchannel.errors import ConfigError
+from backchannel.tomlfile import read_table
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 7480
@@ -51,18 +51,14 @@ class ConsoleSettings:
             return False
 
     @classmethod
-    def load(cls, path: Path | None, address: str | None = None) -> ConsoleSettings:
-        """The ``[console]`` table of ``path`` (if it exists), then ``address`` from the flag."""
+    def load(
+        cls, path: Path | None, address: str | None = None, *, required: bool = False
+    ) -> ConsoleSettings:
+        """The ``[console]`` table of ``path``, then ``address`` from the flag (a missing file is
+        an error only when ``required``, as for :meth:`StationConfig.load`)."""
         settings = cls()
-        if path is not None and path.exists():
-            try:
-                data = tomllib.loads(path.read_text(encoding="utf-8"))
-            except (OSError, tomllib.TOMLDecodeError) as exc:
-                raise ConfigError(f"the config file {path} cannot be read: {exc}") from None
-            table = data.get("console", {})
-            if not isinstance(table, dict):
-                raise ConfigError(f"{path}: [console] must be a table")
-            settings = settings.merge(table, str(path))
+        if path is not None:
+            settings = settings.merge(read_table(path, "console", required=required), str(path))
         if address is not None:
             settings = settings.merge({"address": address}, "--console")
         return settings

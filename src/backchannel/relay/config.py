@@ -15,12 +15,12 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import tomllib
 from dataclasses import dataclass, field
 from typing import Any
 
 from backchannel.errors import ConfigError
 from backchannel.proto import frames
+from backchannel.tomlfile import read_table
 
 
 @dataclass(frozen=True)
@@ -241,15 +241,5 @@ def _check_type(key: str, value: Any, expected: type) -> Any:
 
 
 def _read_table(path: str) -> dict[str, Any]:
-    try:
-        with open(path, "rb") as fh:
-            document = tomllib.load(fh)
-    except OSError as exc:
-        raise ConfigError(f"cannot read relay config {path!r}: {exc.strerror or exc}") from exc
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"relay config {path!r} is not valid TOML: {exc}") from exc
     # Other tables (a shared file may configure a station too) are not ours to judge.
-    table = document.get("relay", {})
-    if not isinstance(table, dict):
-        raise ConfigError(f"relay config {path!r}: 'relay' must be a table")
-    return dict(table)
+    return read_table(path, "relay")

@@ -60,6 +60,7 @@ from websockets.headers import parse_authorization_basic
 from websockets.http11 import Request, Response
 
 from backchannel import aio
+from backchannel.aio import TaskSet
 from backchannel.clock import Clock, Rng, SystemClock, SystemRng
 from backchannel.errors import (
     BackchannelError,
@@ -263,7 +264,8 @@ class RelayServer:
         #: Every socket counted: its client address, and whether it is within the limits.
         self._counted: dict[ServerConnection, tuple[str, bool]] = {}
         self._clients: dict[str, _Client] = {}
-        self._tasks: list[asyncio.Task[None]] = []
+        #: The relay's own tasks (committer, expiry sweep, one pump per subscription).
+        self._tasks = TaskSet("relay")
         self._ws_server: Server | None = None
         self._metrics_server: Server | None = None
         #: Where /metrics is served when ``metrics_listen`` is set ("" otherwise).
@@ -275,7 +277,18 @@ class RelayServer:
     # ---- lifecycle ---------------------------------------------------------------------
 
     async def start(self) -> str:
-        """Open the store, start listening; return the URL actually listened on."""
+        """Open the store, start listening; return the URL actually listened on.
+
+        A start that fails part-way (the database cannot open, a port is taken) stops what it
+        had started before raising: no listener, task or database thread outlives it.
+        """
+        try:
+            return await self._start()
+        except BaseException:
+            await self.stop()
+            raise
+
+    async def _start(self) -> str:
         store: MailboxStore
         if self._store_given is not None:
             store = self._store_given
@@ -286,11 +299,9 @@ class RelayServer:
         self._committer = GroupCommitter(
             store, self._executor, self._limits, self._clock, self.counters, self._health
         )
-        self._tasks = [
-            asyncio.create_task(self._committer.run(), name="relay-committer"),
-            asyncio.create_task(self._expire_forever(), name="relay-expiry"),
-            asyncio.create_task(self._watch_stalls(), name="relay-stall-watch"),
-        ]
+        self._tasks.spawn(self._committer.run(), "relay-committer")
+        self._tasks.spawn(self._expire_forever(), "relay-expiry")
+        self._tasks.spawn(self._watch_stalls(), "relay-stall-watch")
         host, port = self.config.host, self.config.port
         try:
             self._ws_server = await serve(
@@ -333,10 +344,7 @@ class RelayServer:
             self._end_subscription(sub)
         if self._committer is not None:
             await self._committer.flush()
-        for task in self._tasks:
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
-        self._tasks = []
+        await self._tasks.close()
         if self._store is not None:
             await self._db(self._store.close)
             self._store = None
@@ -468,8 +476,9 @@ class RelayServer:
         self.counters["connections"] += 1
         self._open_connections += 1
         conn.push(frames.Welcome(conn.nonce))
-        reader = asyncio.create_task(self._read_loop(conn))
-        flusher = asyncio.create_task(conn.flush_forever())
+        tasks = TaskSet("relay connection")  # (this handler awaits both and reads their outcome)
+        reader = tasks.spawn(self._read_loop(conn), report=False)
+        flusher = tasks.spawn(conn.flush_forever(), report=False)
         try:
             done, _ = await asyncio.wait({reader, flusher}, return_when=asyncio.FIRST_COMPLETED)
             for task in done:
@@ -484,9 +493,7 @@ class RelayServer:
                 elif exc is not None:
                     _LOG.error("relay: connection task failed", exc_info=exc)
         finally:
-            reader.cancel()
-            flusher.cancel()
-            await asyncio.gather(reader, flusher, return_exceptions=True)
+            await tasks.close()
             conn.leave()
             self._open_connections -= 1
             client.subscriptions -= len(conn.receivers)
@@ -744,7 +751,7 @@ class RelayServer:
         sub = _Subscription(frame.recv_id, conn, window, touched_at=self._clock.monotonic())
         self._subs[frame.recv_id] = sub
         self._commit(TouchMailbox(frame.recv_id), _ignore)  # in use: it must not expire
-        sub.task = asyncio.create_task(self._pump(sub), name="relay-pump")
+        sub.task = self._tasks.spawn(self._pump(sub), "relay-pump")
         sub.poke()
 
     async def _auth_send(self, conn: RelayConnection, frame: frames.AuthSend) -> None:

@@ -46,7 +46,9 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 from urllib.parse import unquote, urlsplit
 
+from backchannel.aio import TaskSet
 from backchannel.errors import ConfigError, InvalidArgument, TransportError
+from backchannel.station.backoff import next_backoff
 
 log = logging.getLogger("backchannel.alarms")
 
@@ -83,11 +85,6 @@ class Sink(Protocol):
 
 
 # ---- pure decision bits ----------------------------------------------------------------
-
-
-def next_backoff(current: float, maximum: float) -> float:
-    """The pause before the next retry: double the last one, never beyond ``maximum``."""
-    return min(maximum, current * 2)
 
 
 def retry_delays(first: float, maximum: float, max_attempts: int) -> list[float]:
@@ -379,6 +376,7 @@ class AlarmDispatcher:
         self._on_result = on_result
         self._max_pending = max_pending
         self._closing = False
+        self._tasks = TaskSet("alarm dispatcher")
 
     @property
     def sinks(self) -> list[Sink]:
@@ -405,9 +403,8 @@ class AlarmDispatcher:
                 )
             lane.pending.append(event)
             if lane.task is None:
-                lane.task = asyncio.get_running_loop().create_task(
-                    self._run(lane), name=f"alarm lane {lane.sink.name}"
-                )
+                # (close() waits for the lanes, then cancels them, and logs a failed one)
+                lane.task = self._tasks.spawn(self._run(lane), f"alarm lane {lane.sink.name}", report=False)
             lane.wake.set()
 
     async def close(self, timeout: float = 5.0) -> None:

@@ -22,12 +22,12 @@ circuit, so the relay can be added again later, with fresh mailboxes.
 
 from __future__ import annotations
 
-import asyncio
 import functools
 import logging
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
+from backchannel.aio import TaskSet
 from backchannel.errors import BackchannelError, InvalidArgument
 from backchannel.proto.invitation import MAX_RELAYS, MailboxCapability
 from backchannel.proto.payloads import Circuits
@@ -50,6 +50,11 @@ RETIRED_READ_SECONDS = 14 * 24 * 3600.0
 class CircuitChanges:
     def __init__(self, station: Station) -> None:
         self._s = station
+        #: Answers to the peer's circuit changes, run after the commit that accepted them.
+        self._tasks = TaskSet("circuit changes")
+
+    async def close(self) -> None:
+        await self._tasks.close()
 
     async def add(self, line: str, relay: str) -> LineView:
         """Add a circuit through another relay: our mailbox there, offered to the peer in-band."""
@@ -285,4 +290,4 @@ class CircuitChanges:
             except BackchannelError as exc:
                 log.warning("circuit change failed: %s", exc)
 
-        asyncio.get_running_loop().create_task(guarded())
+        self._tasks.spawn(guarded(), f"circuit answer {shown(url)}")

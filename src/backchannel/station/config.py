@@ -23,7 +23,6 @@ FLASH = 60
 from __future__ import annotations
 
 import shlex
-import tomllib
 from collections.abc import Callable
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
@@ -31,6 +30,7 @@ from typing import Any
 
 from backchannel.errors import ConfigError
 from backchannel.station.relay_policy import parse_policy
+from backchannel.tomlfile import read_table
 
 PRECEDENCES = ("FLASH", "IMMEDIATE", "PRIORITY", "ROUTINE")
 DEFAULT_DEADLINES = {"FLASH": 120.0, "IMMEDIATE": 600.0, "PRIORITY": 3600.0, "ROUTINE": 86400.0}
@@ -84,17 +84,15 @@ class StationConfig:
     flood_suspend_seconds: float = 60.0
 
     @classmethod
-    def load(cls, path: Path | None, **overrides: Any) -> StationConfig:
+    def load(cls, path: Path | None, *, required: bool = False, **overrides: Any) -> StationConfig:
+        """Defaults, then the ``[station]`` table of ``path``, then ``overrides`` (flags).
+
+        A missing file is an error when ``required`` (the operator named it with ``--config``),
+        and means "all defaults" otherwise (the default ``station.toml`` of the directory).
+        """
         config = cls()
-        if path is not None and path.exists():
-            try:
-                data = tomllib.loads(path.read_text(encoding="utf-8"))
-            except (OSError, tomllib.TOMLDecodeError) as exc:
-                raise ConfigError(f"the config file {path} cannot be read: {exc}") from None
-            table = data.get("station", {})
-            if not isinstance(table, dict):
-                raise ConfigError(f"{path}: [station] must be a table")
-            config = config.merge(table, str(path))
+        if path is not None:
+            config = config.merge(read_table(path, "station", required=required), str(path))
         return config.merge({k: v for k, v in overrides.items() if v is not None}, "flags")
 
     def merge(self, values: dict[str, Any], where: str) -> StationConfig:

@@ -37,6 +37,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
+import inspect
 import json
 import logging
 import os
@@ -46,6 +47,7 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
+from backchannel.aio import TaskSet
 from backchannel.errors import (
     BackchannelError,
     ConfigError,
@@ -214,30 +216,31 @@ class ControlServer:
     async def _client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         """Requests on one connection may be pipelined: each is answered when it completes."""
         lock = asyncio.Lock()
-        tasks: set[asyncio.Task[None]] = set()
+        tasks = TaskSet("control requests")
 
         async def respond(line: bytes) -> None:
             reply = await self._handle(line)
             async with lock:
-                writer.write(json.dumps(reply).encode() + b"\n")
-                await writer.drain()
+                with contextlib.suppress(ConnectionError):  # the client left: nobody to answer
+                    writer.write(json.dumps(reply).encode() + b"\n")
+                    await writer.drain()
 
         try:
             while line := await reader.readline():
-                task = asyncio.create_task(respond(line))
-                tasks.add(task)
-                task.add_done_callback(tasks.discard)
-            if tasks:
-                await asyncio.gather(*tasks, return_exceptions=True)
+                tasks.spawn(respond(line), "control request")
         except (ConnectionError, asyncio.IncompleteReadError, ValueError):
             pass
         finally:
+            await tasks.join()  # requests already under way complete, as a station call should
             writer.close()
 
     async def _handle(self, line: bytes) -> dict[str, Any]:
         request_id: Any = None
         try:
             request = json.loads(line)
+        except ValueError:  # not JSON, or not UTF-8
+            return {"id": None, "error": {"code": "invalid_argument", "message": "the request is not JSON"}}
+        try:
             if not isinstance(request, dict):
                 raise InvalidArgument("a control request must be a JSON object")
             request_id = request.get("id")
@@ -247,17 +250,18 @@ class ControlServer:
             params = request.get("params") or {}
             if not isinstance(params, dict):
                 raise InvalidArgument("control params must be an object")
+            # The parameters are checked against the signature before the call: a TypeError
+            # raised *inside* a handler is a bug of ours (internal), not the caller's mistake.
             try:
-                result = method(**params)
+                inspect.signature(method).bind(**params)
             except TypeError as exc:
                 raise InvalidArgument(f"bad parameters: {exc}") from None
+            result = method(**params)
             if isinstance(result, Awaitable):
                 result = await result
             return {"id": request_id, "result": _json(result)}
         except BackchannelError as exc:
             return {"id": request_id, "error": {"code": exc.code, "message": str(exc)}}
-        except ValueError:  # not JSON, or not UTF-8
-            return {"id": None, "error": {"code": "invalid_argument", "message": "the request is not JSON"}}
         except Exception as exc:
             log.exception("control request failed")
             return {"id": request_id, "error": {"code": "internal", "message": f"internal error: {exc}"}}

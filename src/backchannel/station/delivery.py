@@ -22,12 +22,13 @@ such frames wait here until the station enqueues them again.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections import deque
 from typing import TYPE_CHECKING
 
+from backchannel.aio import TaskSet
 from backchannel.errors import BackchannelError, TransportError
+from backchannel.station.backoff import next_backoff
 from backchannel.station.config import StationConfig
 
 if TYPE_CHECKING:
@@ -39,11 +40,6 @@ Item = tuple[bytes, int]  # (line id, sequence number)
 Target = tuple[bytes, int, str]  # (line id, sequence number, circuit url)
 LEVELS = {"relayed": 1, "delivered": 2, "acknowledged": 3}
 INITIAL_BACKOFF = 0.25
-
-
-def next_backoff(current: float, maximum: float) -> float:
-    """Exponential backoff for retries of parked frames."""
-    return min(maximum, current * 2)
 
 
 class Sender:
@@ -60,24 +56,16 @@ class Sender:
         self._flush_scheduled = False
         self._wake = asyncio.Event()
         self._window = asyncio.Semaphore(config.send_window)
-        self._tasks: set[asyncio.Task[None]] = set()
-        self._loop_task: asyncio.Task[None] | None = None
-        self._retry_task: asyncio.Task[None] | None = None
+        self._tasks = TaskSet("sender")
         self._backoff = INITIAL_BACKOFF
 
     async def start(self, pending: list[Target]) -> None:
         self.enqueue_targets(pending)
-        self._loop_task = asyncio.create_task(self._run(), name="sender")
-        self._retry_task = asyncio.create_task(self._retry(), name="sender-retry")
+        self._tasks.spawn(self._run(), "sender")
+        self._tasks.spawn(self._retry(), "sender-retry")
 
     async def stop(self) -> None:
-        for task in (self._loop_task, self._retry_task, *self._tasks):
-            if task is not None:
-                task.cancel()
-        for task in (self._loop_task, self._retry_task, *self._tasks):
-            if task is not None:
-                with contextlib.suppress(asyncio.CancelledError, BackchannelError):
-                    await task
+        await self._tasks.close()
         self._flush()
 
     def enqueue(self, items: list[Item]) -> None:
@@ -125,9 +113,7 @@ class Sender:
                     continue  # the circuit was removed, or this very send is under way
                 await self._window.acquire()
                 self._inflight.add(target)
-                task = asyncio.create_task(self._send_one(target, send_id))
-                self._tasks.add(task)
-                task.add_done_callback(self._tasks.discard)
+                self._tasks.spawn(self._send_one(target, send_id), "sender-send")
 
     async def _send_one(self, target: Target, send_id: bytes) -> None:
         line_id, seq, url = target

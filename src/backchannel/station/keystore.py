@@ -65,12 +65,21 @@ class KdfParams:
     lanes: int = 2
 
 
-#: Light parameters for tests only (set BACKCHANNEL_TEST_FAST_KDF=1); never in production.
-TEST_PARAMS = KdfParams(memory_kib=1024, iterations=1, lanes=1)
+#: The parameters a new keystore gets. Production never changes them; a test run that creates
+#: hundreds of keystores injects light ones with :func:`set_default_params` (the test support
+#: does it in its own process and, through ``sitecustomize``, in the processes it starts), so
+#: no switch in the environment can weaken a real station's keystore.
+_default_params = KdfParams()
 
 
 def default_params() -> KdfParams:
-    return TEST_PARAMS if os.environ.get("BACKCHANNEL_TEST_FAST_KDF") == "1" else KdfParams()
+    return _default_params
+
+
+def set_default_params(params: KdfParams) -> None:
+    """Replace the parameters new keystores get (for test harnesses only)."""
+    global _default_params
+    _default_params = params
 
 
 def create_keystore(

@@ -21,10 +21,11 @@ condition is over.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from typing import TYPE_CHECKING
 
+from backchannel.aio import TaskSet
+from backchannel.clock import ms
 from backchannel.errors import BackchannelError
 from backchannel.proto.payloads import LinkTest, LinkTestReply
 from backchannel.station.linkcheck import Health, LineWatch, assess, line_health, trim
@@ -46,7 +47,7 @@ class Monitor:
         self._station = station
         self._interval = station.config.link_test_interval
         self.watches: dict[bytes, LineWatch] = {}
-        self._task: asyncio.Task[None] | None = None
+        self._tasks = TaskSet("monitor")
         self._reported: dict[tuple[str, bytes, str], bool] = {}
         #: line -> when its circuits were last subscribed again because of an open gap
         self._resubscribed: dict[bytes, float] = {}
@@ -57,19 +58,16 @@ class Monitor:
                 line = self._station.find_line_id(alarm.line)
                 if line is not None:
                     self._reported[(alarm.kind, line, alarm.subject)] = True
-        self._task = asyncio.create_task(self._run(), name="monitor")
+        self._tasks.spawn(self._run(), "monitor")
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        await self._tasks.close()
 
     def watch(self, line_id: bytes) -> LineWatch:
         watch = self.watches.get(line_id)
         if watch is None:
             now = self._station.now()
-            watch = LineWatch(next_test_at=now + min(self._interval, 1.0), next_test_id=int(now * 1000))
+            watch = LineWatch(next_test_at=now + min(self._interval, 1.0), next_test_id=ms(now))
             watch.peer.has = self._station.peer_seen(line_id)  # (from the record, after a restart)
             for url in self._station.circuit_urls(line_id):
                 circuit = watch.circuit(url, now)
@@ -177,7 +175,7 @@ class Monitor:
                 trim(watch.tests_sent)  # (replies to tests held behind a gap may never come)
                 watch.next_test_at = now + self._interval
                 watch.last_test_at = now
-                self._station.send_payload(line_id, LinkTest(test_id, int(now * 1000)), "test")
+                self._station.send_payload(line_id, LinkTest(test_id, ms(now)), "test")
             self._station.resend_lacking(line_id, watch.peer, now, watch.gap_since)
             if watch.peer.loss_proved():
                 self.frames_lost(line_id, watch.peer.has + 1)
@@ -190,7 +188,7 @@ class Monitor:
                 watch.next_checkpoint_at = now + self._station.config.checkpoint_interval
                 self._station.send_checkpoint(line_id)
             for test_id, circuits, held in watch.due_answers(now, self._interval):
-                reply = LinkTestReply(test_id, circuits, int(now * 1000), int(held * 1000))
+                reply = LinkTestReply(test_id, circuits, ms(now), ms(held))
                 self._station.send_payload(line_id, reply, "test-reply")
             self._assess(line_id, watch, now)
         for line_id, seq, precedence, created in self._station.overdue_messages(now):

@@ -31,7 +31,6 @@ import asyncio
 import base64
 import hashlib
 import hmac
-import os
 import re
 from dataclasses import dataclass
 from typing import Any
@@ -93,13 +92,22 @@ class HashParams:
     lanes: int = 2
 
 
-#: Light parameters for tests only (BACKCHANNEL_TEST_FAST_KDF=1), as for the keystore.
-TEST_HASH_PARAMS = HashParams(memory_kib=1024, iterations=1, lanes=1)
 _PHC = re.compile(r"^\$argon2id\$v=19\$m=(\d+),t=(\d+),p=(\d+)\$([A-Za-z0-9+/]+)\$([A-Za-z0-9+/]+)$")
 
 
+#: The parameters a new password hash gets; injected light by test harnesses only, as for the
+#: keystore (:func:`backchannel.station.keystore.set_default_params`).
+_default_hash_params = HashParams()
+
+
 def default_hash_params() -> HashParams:
-    return TEST_HASH_PARAMS if os.environ.get("BACKCHANNEL_TEST_FAST_KDF") == "1" else HashParams()
+    return _default_hash_params
+
+
+def set_default_hash_params(params: HashParams) -> None:
+    """Replace the parameters new password hashes get (for test harnesses only)."""
+    global _default_hash_params
+    _default_hash_params = params
 
 
 def _b64(data: bytes) -> str:

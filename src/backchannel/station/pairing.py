@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from backchannel.clock import ms
 from backchannel.errors import InvalidArgument, InvalidInvitation, InvitationAlreadyAccepted
 from backchannel.proto import line as proto_line
 from backchannel.proto.invitation import (
@@ -35,10 +36,6 @@ from backchannel.station.views import InvitationView, LineView
 
 if TYPE_CHECKING:
     from backchannel.station.station import Station
-
-
-def ms(seconds: float) -> int:
-    return int(seconds * 1000)
 
 
 def relay_list(relay: str | list[str] | None) -> list[str]:

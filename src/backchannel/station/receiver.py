@@ -22,6 +22,7 @@ import functools
 import logging
 from typing import TYPE_CHECKING
 
+from backchannel.clock import ms
 from backchannel.errors import (
     BackchannelError,
     DecryptError,
@@ -61,10 +62,6 @@ RECEIVE_BATCH = 512
 #: Frames held ahead of a gap per line, at most (on disk). Later ones are dropped and counted
 #: (``held_limit``); the peer sends them again end to end once it learns we lack them.
 MAX_HELD = 10_000
-
-
-def ms(seconds: float) -> int:
-    return int(seconds * 1000)
 
 
 class _HeldView:

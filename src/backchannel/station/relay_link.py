@@ -46,6 +46,7 @@ from dataclasses import dataclass, field
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, WebSocketException
 
+from backchannel.aio import TaskSet
 from backchannel.clock import Clock, SystemClock
 from backchannel.errors import (
     BackchannelError,
@@ -56,6 +57,7 @@ from backchannel.errors import (
 )
 from backchannel.proto import frames
 from backchannel.proto.frames import FrameType
+from backchannel.station.backoff import next_backoff
 from backchannel.station.relay_url import shown
 
 _LOG = logging.getLogger("backchannel.station.relay_link")
@@ -168,7 +170,8 @@ class RelayLink:
         self._connected = asyncio.Event()
         self._closing = False
         self._runner: asyncio.Task[None] | None = None
-        self._side_tasks: set[asyncio.Task[None]] = set()
+        #: Every task of this link (the connect loop, AUTH_SENDs, SUBSCRIBEs): ended by close().
+        self._tasks = TaskSet(f"relay-link {self.shown_url}")
         self._next_rid = 0
         self._limit = receive_limit
         self._unprocessed_frames = 0
@@ -187,7 +190,7 @@ class RelayLink:
     async def start(self) -> None:
         """Start the background connect loop; returns immediately."""
         if self._runner is None and not self._closing:
-            self._runner = asyncio.create_task(self._run(), name=f"relay-link {self.shown_url}")
+            self._runner = self._tasks.spawn(self._run())
 
     async def close(self) -> None:
         """Stop for good: close the socket, fail pending requests with ``TransportError``."""
@@ -195,10 +198,7 @@ class RelayLink:
         session = self._session
         if session is not None:
             session.fail_all("the relay link was closed")
-        tasks = [t for t in (self._runner, *self._side_tasks) if t is not None]
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        await self._tasks.close()
         if session is not None:
             with contextlib.suppress(Exception):
                 await session.ws.close()
@@ -383,10 +383,11 @@ class RelayLink:
         """The AUTH_SEND for ``send_id`` on this connection, started on first need."""
         task = session.auth.get(send_id)
         if task is None or (task.done() and (task.cancelled() or task.exception())):
-            task = asyncio.create_task(
+            task = self._tasks.spawn(
                 self._register(
                     session, send_id, self._senders[send_id], FrameType.AUTH_SEND, raise_errors=True
-                )
+                ),
+                report=False,  # (its senders await it; _swallow marks an unawaited failure seen)
             )
             task.add_done_callback(_swallow)
             session.auth[send_id] = task
@@ -397,10 +398,7 @@ class RelayLink:
         if recv_id in session.subscribed:
             return None
         session.subscribed.add(recv_id)
-        task = asyncio.create_task(self._register(session, recv_id, self._subs[recv_id], FrameType.SUBSCRIBE))
-        self._side_tasks.add(task)
-        task.add_done_callback(self._side_tasks.discard)
-        return task
+        return self._tasks.spawn(self._register(session, recv_id, self._subs[recv_id], FrameType.SUBSCRIBE))
 
     async def _authorised(self, auth: asyncio.Task[None]) -> None:
         """Wait for a shared AUTH_SEND without letting one caller's cancellation end it."""
@@ -447,7 +445,7 @@ class RelayLink:
                 _LOG.warning("relay %s: %s of a mailbox failed: %s", self.shown_url, kind.name, exc)
                 if kind is FrameType.SUBSCRIBE and _retryable(exc) and self._usable(session):
                     await asyncio.sleep(delay * random.uniform(0.5, 1.0))
-                    delay = min(delay * 2, BACKOFF_MAX)
+                    delay = next_backoff(delay, BACKOFF_MAX)
                     if self._usable(session):
                         continue
                 if raise_errors:
@@ -476,7 +474,7 @@ class RelayLink:
             if self._closing:
                 break
             await asyncio.sleep(delay * random.uniform(0.5, 1.0))
-            delay = min(delay * 2, BACKOFF_MAX)
+            delay = next_backoff(delay, BACKOFF_MAX)
 
     async def _connect_once(self) -> bool:
         """One connection from open to close; True if it got as far as ``Welcome``."""
@@ -507,8 +505,8 @@ class RelayLink:
             session = _Session(ws, welcome.nonce)
             self._session = session
             self._note_contact()
-            registering = asyncio.create_task(self._register_all(session))
-            acking = asyncio.create_task(self._write_acks(session))
+            registering = self._tasks.spawn(self._register_all(session), report=False)
+            acking = self._tasks.spawn(self._write_acks(session), report=False)
             try:
                 await self._read(session)
             finally:

@@ -160,7 +160,7 @@ class Releases:
         found = self._s._store.draft(draft_id)
         if found is None:
             raise UnknownMessage(f"there is no draft {draft_id!r}; `backchannel drafts` lists them")
-        released_by, seq = found[6], found[8]
+        released_by, seq = found.released_by, found.seq
         if released_by is not None:
             raise LineNotReady(f"draft {draft_id} was already released by {released_by} as message {seq}")
         return tuple(found)

@@ -51,15 +51,27 @@ async def run_station(
     stop: asyncio.Event | None = None,
     services: Sequence[Service] = (),
 ) -> None:
-    lock = lock_home(home)
-    try:
+    """Run the station until ``stop`` (or SIGTERM/SIGINT), then close everything.
+
+    Each part is registered for closing *before* it starts, so whether the run ends normally
+    or a start fails part-way (a service, the control socket), everything already opened is
+    closed in reverse order: services, control socket, station (its tasks, relay links and
+    database), the socket file, the directory lock.
+    """
+    async with contextlib.AsyncExitStack() as opened:
+        lock = lock_home(home)
+        opened.callback(os.close, lock)
         path = socket_path(home)
         prepare_socket_dir(path)  # refuse an unsafe socket directory before touching any line
         station = Station.open(home, passphrase, config)
+        opened.push_async_callback(station.close)
         control = ControlServer(station)
         await station.start()
+        opened.callback(_remove, path)
+        opened.push_async_callback(control.close)
         await control.start(path)
         for service in services:
+            opened.push_async_callback(service.close)
             await service.start(station)
         stop = stop or asyncio.Event()
         loop = asyncio.get_running_loop()
@@ -69,14 +81,11 @@ async def run_station(
         if on_ready:
             on_ready(station, path)
         await stop.wait()
-        for service in reversed(services):
-            await service.close()
-        await control.close()
-        await station.close()
-        with contextlib.suppress(FileNotFoundError):
-            path.unlink()
-    finally:
-        os.close(lock)
+
+
+def _remove(path: Path) -> None:
+    with contextlib.suppress(FileNotFoundError):
+        path.unlink()
 
 
 def main_run(

@@ -40,7 +40,8 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from backchannel.clock import Clock, Rng, SystemClock, SystemRng
+from backchannel.aio import TaskSet
+from backchannel.clock import Clock, Rng, SystemClock, SystemRng, ms
 from backchannel.errors import (
     BackchannelError,
     InvalidArgument,
@@ -115,10 +116,6 @@ FLOOD_WINDOW = 10.0
 STATUS_LEVELS = ("queued", "relayed", "delivered", "acknowledged")
 
 
-def ms(seconds: float) -> int:
-    return int(seconds * 1000)
-
-
 class Station:
     """One station. Create with :meth:`init` once, then :meth:`open`, ``await start()``.
 
@@ -152,8 +149,10 @@ class Station:
         #: Unbounded as a queue, bounded in fact: each link puts at most its ReceiveLimit.
         self._deliveries: asyncio.Queue[Delivery] = asyncio.Queue()
         self.flood = FloodGuard(config.flood_limit, FLOOD_WINDOW, config.flood_suspend_seconds)
-        self._closing_links: set[asyncio.Task[None]] = set()
-        self._receiver: asyncio.Task[None] | None = None
+        #: The station's own tasks (the receive loop, link start-ups), ended by close();
+        #: links being closed (a removed circuit) are waited for on their own.
+        self._tasks = TaskSet("station")
+        self._closing_links = TaskSet("closing relay links")
         self._send_batch: list[
             tuple[
                 LiveLine,
@@ -250,7 +249,7 @@ class Station:
             self._subscribe(url, recv_id, self._atrest.open(recv_sealed, b"recv-key" + recv_id))
         for line_id, url, send_id, send_sealed in self._store.peer_mailboxes():
             self._add_sender(line_id, url, send_id, self._atrest.open(send_sealed, b"send-key" + send_id))
-        self._receiver = asyncio.create_task(self.receiver.run(), name="receive")
+        self._tasks.spawn(self.receiver.run(), "receive")
         await self.sender.start(self._store.unsent())
         await self.monitor.start()
 
@@ -258,14 +257,12 @@ class Station:
         """Stop all tasks and close connections and the database. Nothing durable is lost."""
         await self.monitor.stop()
         await self.sender.stop()
-        if self._receiver:
-            self._receiver.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._receiver
+        await self.circuits.close()
+        await self._tasks.close()
         for link in self._links.values():
             await link.close()
         self._links.clear()
-        await asyncio.gather(*self._closing_links, return_exceptions=True)
+        await self._closing_links.join()
         self.waiters.fail_all(TransportError("the station is shutting down"))
         if self.dispatcher is not None:
             await self.dispatcher.close(5.0)
@@ -285,7 +282,7 @@ class Station:
                 receive_limit=ReceiveLimit(self.config.receive_frames, self.config.receive_bytes),
             )
             self._links[url] = link
-            asyncio.get_running_loop().create_task(link.start())
+            self._tasks.spawn(link.start(), "relay-link start")
         return link
 
     def _subscribe(self, url: str, recv_id: bytes, seed: bytes) -> None:
@@ -305,9 +302,7 @@ class Station:
         del self._links[url]
         self.flood.forget(url)
         self.sender.forget(url)
-        task = asyncio.get_running_loop().create_task(link.close())
-        self._closing_links.add(task)
-        task.add_done_callback(self._closing_links.discard)
+        self._closing_links.spawn(link.close(), f"relay-link close {link.shown_url}")
 
     def links_open(self) -> int:
         return len(self._links)

@@ -10,3 +10,9 @@ software on the peer's side would. Nothing in ``src/`` knows about it.
 import backchannel.station.station as _station
 
 _station.valid_name = lambda name: bool(name)  # type: ignore[attr-defined]
+
+# Only the first sitecustomize on the path runs: this one also does what fast_site's does.
+import runpy  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+runpy.run_path(str(Path(__file__).resolve().parent.parent / "fast_site" / "sitecustomize.py"))

@@ -9,11 +9,9 @@ operation in it commits, or ``apply`` raises ``StorageError`` and none does.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import Enum
-from importlib import resources
 from typing import Protocol
 
 from backchannel.relay.mailbox import QueueLimits
@@ -139,16 +137,3 @@ class MailboxStore(Protocol):
 
     def close(self) -> None: ...
 
-
-_SCHEMA_FILE = re.compile(r"^(\d{3})_[a-z0-9_]+\.sql$")
-
-
-def numbered_scripts(package: str) -> list[tuple[int, str]]:
-    """The schema scripts ``NNN_name.sql`` shipped in ``package``, as (NNN, text), in order."""
-    out: list[tuple[int, str]] = []
-    for entry in resources.files(package).iterdir():
-        match = _SCHEMA_FILE.match(entry.name)
-        if match:
-            out.append((int(match.group(1)), entry.read_text(encoding="utf-8")))
-    out.sort()
-    return out

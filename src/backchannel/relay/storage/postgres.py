@@ -34,9 +34,10 @@ from backchannel.relay.storage.base import (
     StoredMessage,
     WriteOp,
     WriteResult,
-    numbered_scripts,
 )
 from backchannel.relay.storage.batch import Batch
+from backchannel.schema import migrate as run_migrations
+from backchannel.schema import numbered_scripts
 
 #: An arbitrary constant naming the advisory lock that serialises migrations.
 _MIGRATION_LOCK = 0x6263_7265_6C61_79  # "bcrelay"
@@ -252,22 +253,29 @@ def schema_files() -> list[tuple[int, str]]:
 
 
 def migrate(db: psycopg.Connection[Any], url: str = "") -> int:
-    """Apply every schema script newer than the database; return the resulting version."""
-    scripts = schema_files()
-    known = scripts[-1][0] if scripts else 0
+    """Apply every schema script newer than the database; return the resulting version.
+
+    All of it runs in one transaction under an advisory lock, so two relays starting on one
+    database at once migrate it once."""
     with _mapped("migrate the schema", url), db.transaction():
         db.execute("SELECT pg_advisory_xact_lock(%s)", (_MIGRATION_LOCK,))
-        db.execute(
+        return run_migrations(_PostgresMigrations(db), schema_files(), "relay database")
+
+
+class _PostgresMigrations:
+    """:class:`backchannel.schema.Migratable` inside the caller's transaction."""
+
+    def __init__(self, db: psycopg.Connection[Any]) -> None:
+        self._db = db
+
+    def current_version(self) -> int:
+        self._db.execute(
             "CREATE TABLE IF NOT EXISTS schema_version"
             " (version INTEGER PRIMARY KEY, applied_at DOUBLE PRECISION NOT NULL)"
         )
-        row = db.execute("SELECT COALESCE(MAX(version), 0) FROM schema_version").fetchone()
-        current = int(row[0]) if row else 0
-        if current > known:
-            raise StorageError(f"relay database schema version {current} is newer than this relay ({known})")
-        for version, script in scripts:
-            if version > current:
-                db.execute(script.encode("utf-8"))
-                db.execute("INSERT INTO schema_version VALUES (%s, %s)", (version, time.time()))
-                current = version
-    return current
+        row = self._db.execute("SELECT COALESCE(MAX(version), 0) FROM schema_version").fetchone()
+        return int(row[0]) if row else 0
+
+    def apply(self, version: int, script: str) -> None:
+        self._db.execute(script.encode("utf-8"))
+        self._db.execute("INSERT INTO schema_version VALUES (%s, %s)", (version, time.time()))

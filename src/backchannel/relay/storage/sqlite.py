@@ -24,9 +24,10 @@ from backchannel.relay.storage.base import (
     StoredMessage,
     WriteOp,
     WriteResult,
-    numbered_scripts,
 )
 from backchannel.relay.storage.batch import Batch
+from backchannel.schema import SqliteMigrations, numbered_scripts
+from backchannel.schema import migrate as run_migrations
 
 #: Sequence numbers per ``IN (...)`` query (well under SQLite's bound-parameter limit).
 _IN_CHUNK = 500
@@ -233,27 +234,5 @@ def schema_files() -> list[tuple[int, str]]:
 
 def migrate(db: sqlite3.Connection) -> int:
     """Apply every schema script newer than the database; return the resulting version."""
-    scripts = schema_files()
-    known = scripts[-1][0] if scripts else 0
     with _mapped("migrate the schema"):
-        db.execute(
-            "CREATE TABLE IF NOT EXISTS schema_version"
-            " (version INTEGER PRIMARY KEY, applied_at REAL NOT NULL)"
-        )
-        current = db.execute("SELECT COALESCE(MAX(version), 0) FROM schema_version").fetchone()[0]
-        if current > known:
-            raise StorageError(f"relay database schema version {current} is newer than this relay ({known})")
-        for version, script in scripts:
-            if version <= current:
-                continue
-            try:
-                db.executescript(
-                    "BEGIN IMMEDIATE;\n" + script + "\nINSERT INTO schema_version"
-                    f" VALUES ({version}, (julianday('now') - 2440587.5) * 86400.0);\nCOMMIT;"
-                )
-            except sqlite3.Error:
-                if db.in_transaction:
-                    db.execute("ROLLBACK")
-                raise
-            current = version
-    return int(current)
+        return run_migrations(SqliteMigrations(db, stamped=True), schema_files(), "relay database")

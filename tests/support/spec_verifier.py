@@ -37,8 +37,18 @@ CTX_CHECKPOINT = b"backchannel/v1 checkpoint\0"
 CTX_IDENTITY = b"backchannel/v1 identity file\0"
 CTX_SEAL = b"backchannel/v2 export seal\0"
 
-EXPORT_FIELDS = {"format", "line_id", "line", "on_record", "exported_by", "exported_at", "stations",
-                 "counts", "head", "entries"}
+EXPORT_FIELDS = {
+    "format",
+    "line_id",
+    "line",
+    "on_record",
+    "exported_by",
+    "exported_at",
+    "stations",
+    "counts",
+    "head",
+    "entries",
+}
 STATION_FIELDS = {"name", "identity_key", "ed25519", "mldsa65", "fingerprint"}
 KEY_FILE_FIELDS = {"format", "name", "identity_key", "ed25519", "mldsa65", "fingerprint", "signature"}
 SHOWN_FIELDS = {"direction", "seq", "entry", "hash", "recorded_at", "payload"}
@@ -62,6 +72,7 @@ class _BadSig(Exception):
 
 
 # ---------------------------------------------------------------- JSON, canonical form (§2, §11.4)
+
 
 def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     out: dict[str, Any] = {}
@@ -145,13 +156,14 @@ def _hex(v: Any, size: int | None) -> bytes | None:
 
 # ---------------------------------------------------------------- fingerprint (§12)
 
+
 @lru_cache(maxsize=64)
 def fingerprint(ik: bytes, ed: bytes, rk: bytes) -> str:
     data = b"\x00\x02" + ik + ed + rk
     digest = data
     for _ in range(5200):
         digest = hashlib.sha512(digest + data).digest()
-    return "".join(f"{int.from_bytes(digest[5 * j:5 * j + 5], 'big') % 100000:05d}" for j in range(6))
+    return "".join(f"{int.from_bytes(digest[5 * j : 5 * j + 5], 'big') % 100000:05d}" for j in range(6))
 
 
 def _ed_verify(key: bytes, sig: bytes, message: bytes) -> bool:
@@ -171,6 +183,7 @@ def _mldsa_verify(key: bytes, sig: bytes, message: bytes) -> bool:
 
 
 # ---------------------------------------------------------------- entries and payloads (§11.1, §9)
+
 
 def _strict_cbor(data: bytes) -> Any:
     """Decode, re-encode canonically, demand identical bytes; only plain CBOR types (no tags)."""
@@ -210,10 +223,16 @@ def _url(v: Any) -> bool:
 
 
 def _mailbox(v: Any) -> bool:
-    return (isinstance(v, dict) and set(v) == {"url", "send_id", "send_key"} and _url(v["url"])
-            and v["url"].startswith(("ws://", "wss://"))
-            and isinstance(v["send_id"], bytes) and len(v["send_id"]) == 16
-            and isinstance(v["send_key"], bytes) and len(v["send_key"]) == 32)
+    return (
+        isinstance(v, dict)
+        and set(v) == {"url", "send_id", "send_key"}
+        and _url(v["url"])
+        and v["url"].startswith(("ws://", "wss://"))
+        and isinstance(v["send_id"], bytes)
+        and len(v["send_id"]) == 16
+        and isinstance(v["send_key"], bytes)
+        and len(v["send_key"]) == 32
+    )
 
 
 def _array(v: Any, lo: int, hi: int, item: Any) -> bool:
@@ -234,14 +253,24 @@ def check_payload(p: Any, on_record: bool) -> None:
         # pq (1 952 bytes) is required on the record and optional off it (§11.5 step 9.5).
         has_pq = "pq" in p
         pq_ok = not has_pq or (isinstance(p["pq"], bytes) and len(p["pq"]) == 1952)
-        need({"sig", "name", "mailboxes"} | ({"pq"} if on_record or has_pq else set()),
-             pq_ok and isinstance(p.get("sig"), bytes) and len(p["sig"]) == 64 and _name(p.get("name"))
-             and _array(p.get("mailboxes"), 1, 8, _mailbox))
+        need(
+            {"sig", "name", "mailboxes"} | ({"pq"} if on_record or has_pq else set()),
+            pq_ok
+            and isinstance(p.get("sig"), bytes)
+            and len(p["sig"]) == 64
+            and _name(p.get("name"))
+            and _array(p.get("mailboxes"), 1, 8, _mailbox),
+        )
     elif t == "welcome":
         need(set(), True)
     elif t == "msg":
-        need({"p", "at", "text"}, p.get("p") in ("FLASH", "IMMEDIATE", "PRIORITY", "ROUTINE")
-             and _seq(p.get("at")) and isinstance(p.get("text"), str) and len(p["text"].encode()) <= 30000)
+        need(
+            {"p", "at", "text"},
+            p.get("p") in ("FLASH", "IMMEDIATE", "PRIORITY", "ROUTINE")
+            and _seq(p.get("at"))
+            and isinstance(p.get("text"), str)
+            and len(p["text"].encode()) <= 30000,
+        )
     elif t == "delivered":
         need({"at", "upto"}, _seq(p.get("at")) and _seq(p.get("upto")))
     elif t == "ack":
@@ -249,17 +278,26 @@ def check_payload(p: Any, on_record: bool) -> None:
     elif t == "test":
         need({"at", "id"}, _seq(p.get("at")) and _seq(p.get("id")))
     elif t == "test-reply":
-        need({"at", "id", "held", "circuits"}, _seq(p.get("at")) and _seq(p.get("id"))
-             and _seq(p.get("held")) and _array(p.get("circuits"), 0, 8, _url))
+        need(
+            {"at", "id", "held", "circuits"},
+            _seq(p.get("at"))
+            and _seq(p.get("id"))
+            and _seq(p.get("held"))
+            and _array(p.get("circuits"), 0, 8, _url),
+        )
     elif t == "circuits":
         need({"add", "remove"}, _array(p.get("add"), 0, 8, _mailbox) and _array(p.get("remove"), 0, 8, _url))
     elif t == "checkpoint":
-        need({"h", "n", "r", "pq"},
-             _array(p.get("h"), 2, 2, lambda x: isinstance(x, bytes) and len(x) == 32)
-             and _array(p.get("n"), 2, 2, _seq)
-             and _array(p.get("r"), 2, 2, lambda x: isinstance(x, bytes) and len(x) % 8 == 0
-                        and len(x) <= 1024)
-             and isinstance(p.get("pq"), bytes) and len(p["pq"]) in (0, 3309))
+        need(
+            {"h", "n", "r", "pq"},
+            _array(p.get("h"), 2, 2, lambda x: isinstance(x, bytes) and len(x) == 32)
+            and _array(p.get("n"), 2, 2, _seq)
+            and _array(
+                p.get("r"), 2, 2, lambda x: isinstance(x, bytes) and len(x) % 8 == 0 and len(x) <= 1024
+            )
+            and isinstance(p.get("pq"), bytes)
+            and len(p["pq"]) in (0, 3309),
+        )
     else:
         raise _Protocol(f"an unknown payload type {t!r}")
 
@@ -267,12 +305,21 @@ def check_payload(p: Any, on_record: bool) -> None:
 def decode_entry(data: bytes, line_id: bytes, d: int, n: int, ed: bytes, on_record: bool) -> dict[str, Any]:
     """§11.1's decode order: map and keys, seen, payload, then the signature."""
     entry = _strict_cbor(data)
-    if not isinstance(entry, dict) or not all(isinstance(k, str) for k in entry) \
-            or not set(entry) <= {"p", "seen", "sig"} or not {"p", "seen"} <= set(entry):
+    if (
+        not isinstance(entry, dict)
+        or not all(isinstance(k, str) for k in entry)
+        or not set(entry) <= {"p", "seen", "sig"}
+        or not {"p", "seen"} <= set(entry)
+    ):
         raise _Protocol("not an entry map")
     seen = entry["seen"]
-    if not (isinstance(seen, list) and len(seen) == 2 and _seq(seen[0])
-            and isinstance(seen[1], bytes) and len(seen[1]) == 32):
+    if not (
+        isinstance(seen, list)
+        and len(seen) == 2
+        and _seq(seen[0])
+        and isinstance(seen[1], bytes)
+        and len(seen[1]) == 32
+    ):
         raise _Protocol("a malformed seen")
     check_payload(entry["p"], on_record)
     if on_record:
@@ -302,21 +349,25 @@ def readable_copy(v: Any) -> Any:
 
 # ---------------------------------------------------------------- the chain (§11.2)
 
+
 def genesis(line_id: bytes, d: int) -> bytes:
     return hashlib.sha256(CTX_GENESIS + line_id + bytes([d])).digest()
 
 
 def chain_step(line_id: bytes, d: int, n: int, previous: bytes, digest: bytes) -> bytes:
-    return hashlib.sha256(CTX_ENTRY_CHAIN + line_id + bytes([d]) + struct.pack(">Q", n) + previous
-                          + digest).digest()
+    return hashlib.sha256(
+        CTX_ENTRY_CHAIN + line_id + bytes([d]) + struct.pack(">Q", n) + previous + digest
+    ).digest()
 
 
 def line_head(line_id: bytes, n0: int, h0: bytes, n1: int, h1: bytes) -> bytes:
-    return hashlib.sha256(CTX_HEAD + line_id + struct.pack(">Q", n0) + h0 + struct.pack(">Q", n1)
-                          + h1).digest()
+    return hashlib.sha256(
+        CTX_HEAD + line_id + struct.pack(">Q", n0) + h0 + struct.pack(">Q", n1) + h1
+    ).digest()
 
 
 # ---------------------------------------------------------------- the procedure (§11.5)
+
 
 @dataclass
 class Report:
@@ -337,9 +388,13 @@ def _check_key_file(k: int, data: bytes) -> dict[str, Any]:
     except ValueError as exc:
         raise Refused("key-file", f"key file {k} is not valid JSON: {exc}") from None
     sizes = {"identity_key": 32, "ed25519": 32, "mldsa65": 1952, "signature": 64}
-    if (not isinstance(f, dict) or f.get("format") != "backchannel-identity/1" or set(f) != KEY_FILE_FIELDS
-            or not all(isinstance(v, str) and _representable(v) for v in f.values())
-            or any(_hex(f[name], size) is None for name, size in sizes.items())):
+    if (
+        not isinstance(f, dict)
+        or f.get("format") != "backchannel-identity/1"
+        or set(f) != KEY_FILE_FIELDS
+        or not all(isinstance(v, str) and _representable(v) for v in f.values())
+        or any(_hex(f[name], size) is None for name, size in sizes.items())
+    ):
         raise Refused("key-file", f"key file {k} is not an identity file")
     keys = {name: bytes.fromhex(f[name]) for name in sizes}
     if f["fingerprint"] != fingerprint(keys["identity_key"], keys["ed25519"], keys["mldsa65"]):
@@ -352,6 +407,7 @@ def _check_key_file(k: int, data: bytes) -> dict[str, Any]:
 
 def _check_shape(e: dict[str, Any]) -> None:
     """Step 2."""
+
     def bad(what: str) -> Refused:
         return Refused("malformed", f"the export is malformed: {what}")
 
@@ -372,8 +428,9 @@ def _check_shape(e: dict[str, Any]) -> None:
     for ok, name in checks:
         if not ok:
             raise bad(name)
-    if "seal" in e and (e["on_record"] is not True or not isinstance(e["seal"], dict)
-                        or set(e["seal"]) != {"ed25519"}):
+    if "seal" in e and (
+        e["on_record"] is not True or not isinstance(e["seal"], dict) or set(e["seal"]) != {"ed25519"}
+    ):
         raise bad("seal")
     if _hex(e["line_id"], 16) is None:
         raise bad("line_id")
@@ -387,15 +444,21 @@ def _check_stations(e: dict[str, Any]) -> dict[str, dict[str, bytes]]:
     for role in ROLES:
         s = e["stations"][role]
         rk_sizes = (1952,) if e["on_record"] else (0, 1952)
-        if (not isinstance(s, dict) or set(s) != STATION_FIELDS
-                or not all(isinstance(v, str) for v in s.values())
-                or _hex(s["identity_key"], 32) is None or _hex(s["ed25519"], 32) is None
-                or _hex(s["mldsa65"], None) is None or len(s["mldsa65"]) // 2 not in rk_sizes):
+        if (
+            not isinstance(s, dict)
+            or set(s) != STATION_FIELDS
+            or not all(isinstance(v, str) for v in s.values())
+            or _hex(s["identity_key"], 32) is None
+            or _hex(s["ed25519"], 32) is None
+            or _hex(s["mldsa65"], None) is None
+            or len(s["mldsa65"]) // 2 not in rk_sizes
+        ):
             raise Refused("malformed", f"the export is malformed: stations.{role}")
         keys = {name: bytes.fromhex(s[name]) for name in ("identity_key", "ed25519", "mldsa65")}
         if s["fingerprint"] != fingerprint(keys["identity_key"], keys["ed25519"], keys["mldsa65"]):
-            raise Refused("station-keys",
-                          f"the export's fingerprint of the {role} is not the one its keys give")
+            raise Refused(
+                "station-keys", f"the export's fingerprint of the {role} is not the one its keys give"
+            )
         out[role] = keys
     return out
 
@@ -426,8 +489,11 @@ def verify_report(export_bytes: bytes, key_files: list[bytes], off_record: bool 
         raise Refused("same-key-file", "both key files are the same station")
     # 6. two stations in the export
     inv, acc = stations["inviter"], stations["accepter"]
-    if inv["ed25519"] == acc["ed25519"] or inv["identity_key"] == acc["identity_key"] \
-            or (on_record and inv["mldsa65"] == acc["mldsa65"]):
+    if (
+        inv["ed25519"] == acc["ed25519"]
+        or inv["identity_key"] == acc["identity_key"]
+        or (on_record and inv["mldsa65"] == acc["mldsa65"])
+    ):
         raise Refused("same-station", "the export names the same station as inviter and accepter")
     # 7. roles bound to key files
     role_keys: dict[str, dict[str, Any]] = {}
@@ -436,8 +502,9 @@ def verify_report(export_bytes: bytes, key_files: list[bytes], off_record: bool 
         if not match:
             raise Refused("key-mismatch", f"none of the key files is the {role}'s key in the export")
         f = match[0]
-        if f["identity_key"] != stations[role]["identity_key"] \
-                or (on_record and f["mldsa65"] != stations[role]["mldsa65"]):
+        if f["identity_key"] != stations[role]["identity_key"] or (
+            on_record and f["mldsa65"] != stations[role]["mldsa65"]
+        ):
             raise Refused("station-keys", f"the {role}'s keys in the export are not its key file's")
         role_keys[role] = f
     # 8. on the record
@@ -462,8 +529,10 @@ def verify_report(export_bytes: bytes, key_files: list[bytes], off_record: bool 
                 raise Refused("withheld-uncovered", f"entry {n} of direction {d}: no checkpoint covers it")
     # 12. the head
     n0, n1 = len(chains[0]) - 1, len(chains[1]) - 1
-    if canonical(e["counts"]) != canonical([n0, n1]) \
-            or e["head"] != line_head(line_id, n0, chains[0][n0], n1, chains[1][n1]).hex():
+    if (
+        canonical(e["counts"]) != canonical([n0, n1])
+        or e["head"] != line_head(line_id, n0, chains[0][n0], n1, chains[1][n1]).hex()
+    ):
         raise Refused("head", "counts and head are not those of the chains")
     # 13. the seal
     if on_record:
@@ -474,18 +543,35 @@ def verify_report(export_bytes: bytes, key_files: list[bytes], off_record: bool 
         exporter = role_keys[e["exported_by"]]
         if not _ed_verify(exporter["ed25519"], bytes.fromhex(e["seal"]["ed25519"]), message):
             raise Refused("seal", f"the seal does not verify under the key of the {e['exported_by']}")
-    return Report(e["line_id"], on_record, [n0, n1],
-                  [role_keys["inviter"]["fingerprint"], role_keys["accepter"]["fingerprint"]],
-                  covered, withheld)
+    return Report(
+        e["line_id"],
+        on_record,
+        [n0, n1],
+        [role_keys["inviter"]["fingerprint"], role_keys["accepter"]["fingerprint"]],
+        covered,
+        withheld,
+    )
 
 
-def _check_item(i: int, item: Any, line_id: bytes, on_record: bool, role_keys: dict[str, dict[str, Any]],
-                chains: list[list[bytes]], kinds: list[list[str | None]], covered: list[int],
-                withheld: list[tuple[int, int]]) -> None:
+def _check_item(
+    i: int,
+    item: Any,
+    line_id: bytes,
+    on_record: bool,
+    role_keys: dict[str, dict[str, Any]],
+    chains: list[list[bytes]],
+    kinds: list[list[str | None]],
+    covered: list[int],
+    withheld: list[tuple[int, int]],
+) -> None:
     """Step 9 for item i (1-based)."""
     # 9.1
-    if not isinstance(item, dict) or item.get("direction") not in (0, 1) \
-            or isinstance(item.get("direction"), bool) or not _is_int(item.get("seq")):
+    if (
+        not isinstance(item, dict)
+        or item.get("direction") not in (0, 1)
+        or isinstance(item.get("direction"), bool)
+        or not _is_int(item.get("seq"))
+    ):
         raise Refused("malformed", f"item {i} is malformed")
     d, n = item["direction"], item["seq"]
     w = f"entry {n} of direction {d} (item {i})"
@@ -496,9 +582,12 @@ def _check_item(i: int, item: Any, line_id: bytes, on_record: bool, role_keys: d
     is_withheld = item.get("withheld") is True
     if is_withheld and ("payload" in item or "entry" in item):
         raise Refused("withheld-text", f"{w} is marked withheld but carries its entry or a readable copy")
-    if (set(item) != (WITHHELD_FIELDS if is_withheld else SHOWN_FIELDS) or not _is_int(item["recorded_at"])
-            or _hex(item["hash"], 32) is None
-            or (_hex(item["digest"], 32) is None if is_withheld else _hex(item["entry"], None) is None)):
+    if (
+        set(item) != (WITHHELD_FIELDS if is_withheld else SHOWN_FIELDS)
+        or not _is_int(item["recorded_at"])
+        or _hex(item["hash"], 32) is None
+        or (_hex(item["digest"], 32) is None if is_withheld else _hex(item["entry"], None) is None)
+    ):
         raise Refused("malformed", f"{w} is malformed")
     if is_withheld:
         # 9.4
@@ -523,8 +612,9 @@ def _check_item(i: int, item: Any, line_id: bytes, on_record: bool, role_keys: d
         other = chains[1 - d]
         if seen_count > len(other) - 1 or other[seen_count] != seen_head:
             raise Refused("seen", f"{w}: its seen is not the other direction's chain")
-        _check_by_payload(w, d, n, p, seen_count, seen_head, on_record, line_id, role_keys, chains, kinds,
-                          covered)
+        _check_by_payload(
+            w, d, n, p, seen_count, seen_head, on_record, line_id, role_keys, chains, kinds, covered
+        )
         digest = hashlib.sha256(data).digest()
         kinds[d].append(p["t"])
     # 9.6
@@ -534,9 +624,20 @@ def _check_item(i: int, item: Any, line_id: bytes, on_record: bool, role_keys: d
     chains[d].append(h)
 
 
-def _check_by_payload(w: str, d: int, n: int, p: dict[str, Any], seen_count: int, seen_head: bytes,
-                      on_record: bool, line_id: bytes, role_keys: dict[str, dict[str, Any]],
-                      chains: list[list[bytes]], kinds: list[list[str | None]], covered: list[int]) -> None:
+def _check_by_payload(
+    w: str,
+    d: int,
+    n: int,
+    p: dict[str, Any],
+    seen_count: int,
+    seen_head: bytes,
+    on_record: bool,
+    line_id: bytes,
+    role_keys: dict[str, dict[str, Any]],
+    chains: list[list[bytes]],
+    kinds: list[list[str | None]],
+    covered: list[int],
+) -> None:
     """Step 9.5, the checks by payload type."""
     t = p["t"]
     opening = {(1, 1): "hello", (0, 1): "welcome"}
@@ -547,15 +648,23 @@ def _check_by_payload(w: str, d: int, n: int, p: dict[str, Any], seen_count: int
     if t == "welcome" and seen_count < 1:
         raise Refused("opening", f"{w}: the welcome follows the hello")
     if t == "delivered" and p["upto"] > seen_count:
-        raise Refused("receipt", f"{w}: it says entries up to {p['upto']} were delivered, but its sender "
-                                 f"had received only {seen_count}")
+        raise Refused(
+            "receipt",
+            f"{w}: it says entries up to {p['upto']} were delivered, but its sender "
+            f"had received only {seen_count}",
+        )
     if t == "ack" and not (1 <= p["seq"] <= seen_count and kinds[1 - d][p["seq"] - 1] in ("msg", None)):
-        raise Refused("ack", f"{w}: it acknowledges entry {p['seq']}, which is not a message its sender "
-                             f"had received")
+        raise Refused(
+            "ack", f"{w}: it acknowledges entry {p['seq']}, which is not a message its sender had received"
+        )
     if t == "checkpoint":
         cn, ch, cr = p["n"], p["h"], p["r"]
-        ok = (cn[d] == n - 1 and ch[d] == chains[d][n - 1] and cn[1 - d] == seen_count
-              and ch[1 - d] == seen_head)
+        ok = (
+            cn[d] == n - 1
+            and ch[d] == chains[d][n - 1]
+            and cn[1 - d] == seen_count
+            and ch[1 - d] == seen_head
+        )
         if ok:
             for dd in (0, 1):
                 window = range(max(1, cn[dd] - 127), cn[dd] + 1) if cn[dd] > 0 else range(0)
@@ -564,16 +673,19 @@ def _check_by_payload(w: str, d: int, n: int, p: dict[str, Any], seen_count: int
         if not ok:
             raise Refused("checkpoint-chain", f"{w} is a checkpoint that contradicts the chain before it")
         if on_record:
-            message = (CTX_CHECKPOINT + line_id + struct.pack(">Q", cn[0]) + ch[0] + struct.pack(">Q", cn[1])
-                       + ch[1])
+            message = (
+                CTX_CHECKPOINT + line_id + struct.pack(">Q", cn[0]) + ch[0] + struct.pack(">Q", cn[1]) + ch[1]
+            )
             if not _mldsa_verify(role_keys[ROLES[d]]["mldsa65"], p["pq"], message):
-                raise Refused("checkpoint-signature", f"{w}: the checkpoint's ML-DSA-65 signature does not "
-                                                      f"verify")
+                raise Refused(
+                    "checkpoint-signature", f"{w}: the checkpoint's ML-DSA-65 signature does not verify"
+                )
         covered[d] = max(covered[d], cn[d])
 
 
-def verify(export_bytes: bytes, key_file_bytes_list: list[bytes],
-           off_record: bool = False) -> tuple[str, str | None]:
+def verify(
+    export_bytes: bytes, key_file_bytes_list: list[bytes], off_record: bool = False
+) -> tuple[str, str | None]:
     """§11.5 on an export and its key files: ("verified", None) or ("refused", first error's reason)."""
     try:
         verify_report(export_bytes, key_file_bytes_list, off_record)

@@ -32,6 +32,8 @@ sys.path.insert(0, str(ROOT / "tests"))
 from backchannel.station.control import ControlClient  # noqa: E402
 
 from support.relays import start_relay  # noqa: E402
+
+RELAY_CONFIG: dict[str, object] = {}
 from support.stations import StationProcess, pair, wait_until  # noqa: E402
 
 
@@ -51,7 +53,7 @@ def peak_kib(pid: int) -> int:
 def one_run(latency_n: int, throughput_n: int, chunk: int) -> dict[str, float]:
     with tempfile.TemporaryDirectory(prefix="bc-bench-") as tmp:
         base = Path(tmp)
-        relay = start_relay(base)
+        relay = start_relay(base, RELAY_CONFIG or None)
         a, b = StationProcess(base, "a"), StationProcess(base, "b")
         try:
             a.start()

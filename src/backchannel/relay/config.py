@@ -71,9 +71,10 @@ class RelayConfig:
     #: Mailboxes subscribed at once per connection and per address.
     max_subscriptions_per_connection: int = 256
     max_subscriptions_per_address: int = 1024
-    #: Requests per second per address (a token bucket holding ``request_burst``).
-    requests_per_second: float = 1000.0
-    request_burst: int = 10_000
+    #: Requests per second per address (a token bucket holding ``request_burst``); a request
+    #: that makes the relay verify a signature counts 20. Over it, the address is slowed down.
+    requests_per_second: float = 10_000.0
+    request_burst: int = 20_000
     #: Bytes of SEND payloads read from one connection and not yet committed; beyond it the
     #: relay stops reading that connection until commits catch up.
     max_in_flight_bytes: int = 8 * 1024 * 1024

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import signal
 import sqlite3
 import struct
@@ -35,7 +36,6 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 
 from websockets.asyncio.server import ServerConnection, serve
-
 
 
 def open_like_the_relay(path: str) -> sqlite3.Connection:
@@ -95,14 +95,12 @@ class BaselineRelay:
                 box, payload = msg[3 : 3 + BOX_LEN], msg[3 + BOX_LEN :]
                 tag = SEQ.pack(seq)
                 sub = self.subs.get(box)
-                try:
+                with contextlib.suppress(Exception):  # a gone sender must not stop the relay
                     await ws.send(b"STO" + tag)
-                except Exception:  # noqa: BLE001 - a gone sender must not stop the relay
-                    pass
                 if sub is not None:
                     try:
                         await sub.send(b"DLV" + box + tag + payload)
-                    except Exception:  # noqa: BLE001
+                    except Exception:
                         self.subs.pop(box, None)
 
     async def handle(self, ws: ServerConnection) -> None:
@@ -135,7 +133,9 @@ async def serve_until_stopped(db_path: str, port: int) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--db", required=True, help="SQLite file (created)")
     parser.add_argument("--port", type=int, default=0)
     args = parser.parse_args()

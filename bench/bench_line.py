@@ -51,10 +51,10 @@ from backchannel.station.control import ControlClient  # noqa: E402
 from support.relays import start_relay  # noqa: E402
 
 RELAY_CONFIG: dict[str, object] = {}
-from support.stations import StationProcess, pair, wait_until  # noqa: E402
-
 import baseline_relay  # noqa: E402
 from machine import machine_facts  # noqa: E402
+
+from support.stations import StationProcess, pair, wait_until  # noqa: E402
 
 #: The line's envelope sizes on the wire (41-byte header + padding bucket + 16-byte tag).
 MESSAGE_BYTES = 41 + 1024 + 16
@@ -262,7 +262,9 @@ def main() -> None:
         print(f"run {run + 1} line: " + ", ".join(f"{k} {v:.2f}" for k, v in line.items()), file=sys.stderr)
         base = baseline_run(args.latency_messages, args.throughput_messages, args.chunk)
         base_runs.append(base)
-        print(f"run {run + 1} baseline: " + ", ".join(f"{k} {v:.2f}" for k, v in base.items()), file=sys.stderr)
+        print(
+            f"run {run + 1} baseline: " + ", ".join(f"{k} {v:.2f}" for k, v in base.items()), file=sys.stderr
+        )
     line_med = {key: statistics.median(r[key] for r in line_runs) for key in line_runs[0]}
     base_med = {key: statistics.median(r[key] for r in base_runs) for key in base_runs[0]}
     result: dict[str, Any] = {
@@ -295,7 +297,10 @@ def main() -> None:
 
         result["scale"] = loadgen.default_scale_run()
     result["elapsed_s"] = time.monotonic() - started
-    print(f"\nMedians over {args.runs} runs ({args.latency_messages} one at a time, {args.throughput_messages} pipelined):")
+    print(
+        f"\nMedians over {args.runs} runs ({args.latency_messages} one at a time, "
+        f"{args.throughput_messages} pipelined):"
+    )
     print(f"  {'':28s} {'line':>10s} {'baseline':>10s} {'ratio':>8s}")
     for label, key in (
         ("p50 send -> delivered (ms)", "latency_p50_ms"),
@@ -305,7 +310,13 @@ def main() -> None:
     ):
         lv, bv = line_med[key], base_med[key]
         print(f"  {label:28s} {lv:10.2f} {bv:10.2f} {lv / bv:8.2f}")
-    for key in ("internal_p50_ms", "internal_p99_ms", "peak_relay_mib", "peak_sender_mib", "peak_receiver_mib"):
+    for key in (
+        "internal_p50_ms",
+        "internal_p99_ms",
+        "peak_relay_mib",
+        "peak_sender_mib",
+        "peak_receiver_mib",
+    ):
         print(f"  line {key:23s} {line_med[key]:10.2f}")
     print(f"  baseline one-way p50 (ms)    {base_med['oneway_p50_ms']:10.2f}")
     if "scale" in result:

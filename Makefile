@@ -5,7 +5,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: venv test lint demo bench chaos vectors clean chromium postgresql screenshots
+.PHONY: venv test lint demo bench bench-scale chaos vectors clean chromium postgresql screenshots
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "backchannel needs Python 3.11 or newer")'
@@ -38,8 +38,15 @@ screenshots: $(STAMP) chromium
 demo: $(STAMP)
 	$(VENV)/bin/backchannel demo
 
+# One line against the minimal baseline relay (medians of 3 runs) and a small load-generator run;
+# figures and ratios go to bench/results/latest.json. Under 10 minutes (docs/PERFORMANCE.md).
 bench: $(STAMP)
-	$(PY) bench/bench_line.py
+	$(PY) bench/bench_line.py --scale
+
+# The scale benchmark: 1, 100 and 1,000 stations with 10,000 mailboxes on one relay, on SQLite
+# and on a throwaway PostgreSQL cluster (bench/results/scale.json; bounded, about 10 minutes).
+bench-scale: $(STAMP) postgresql
+	$(PY) bench/loadgen.py --stations 1,100,1000 --mailboxes 10000 --db sqlite,postgres
 
 # The fault tests alone, harder than in `make test`: three times the kills and the messages, and the
 # long variants (BACKCHANNEL_CHAOS=1) of the relays' database faults

@@ -75,7 +75,7 @@ def peak_kib(pid: int) -> int:
     return 0
 
 
-def one_run(latency_n: int, throughput_n: int, chunk: int) -> dict[str, float]:
+def one_run(latency_n: int, throughput_n: int, chunk: int, warmup: int = 50) -> dict[str, float]:
     with tempfile.TemporaryDirectory(prefix="bc-bench-") as tmp:
         base = Path(tmp)
         relay = start_relay(base, RELAY_CONFIG or None)
@@ -85,7 +85,7 @@ def one_run(latency_n: int, throughput_n: int, chunk: int) -> dict[str, float]:
             b.start()
             a_line, _ = pair(a, b, relay.url)
             client = ControlClient(a.home, timeout=120).connect()
-            for i in range(50):  # warm up
+            for i in range(warmup):
                 client.call("send", line=a_line, text=f"warm {i}", wait="delivered")
             rtts, internal = [], []
             for i in range(latency_n):
@@ -110,7 +110,7 @@ def one_run(latency_n: int, throughput_n: int, chunk: int) -> dict[str, float]:
             total = throughput_n + 1
             wait_until(
                 "the receiver to hold every message",
-                lambda: b.call("line", name=_peer_line(b))["received"] >= total + latency_n + 50,
+                lambda: b.call("line", name=_peer_line(b))["received"] >= total + latency_n + warmup,
                 timeout=120,
             )
             client.close()
@@ -132,7 +132,7 @@ def one_run(latency_n: int, throughput_n: int, chunk: int) -> dict[str, float]:
             relay.stop()
 
 
-def baseline_run(latency_n: int, throughput_n: int, chunk: int) -> dict[str, float]:
+def baseline_run(latency_n: int, throughput_n: int, chunk: int, warmup: int = 50) -> dict[str, float]:
     """The same client shape against ``bench/baseline_relay.py`` in its own process."""
     with tempfile.TemporaryDirectory(prefix="bc-baseline-") as tmp:
         proc = subprocess.Popen(
@@ -148,7 +148,7 @@ def baseline_run(latency_n: int, throughput_n: int, chunk: int) -> dict[str, flo
             if not line.startswith(baseline_relay.READY_PREFIX):
                 raise RuntimeError(f"the baseline relay did not start: {line!r}")
             url = line[len(baseline_relay.READY_PREFIX) :].strip()
-            result = asyncio.run(_drive_baseline(url, latency_n, throughput_n, chunk))
+            result = asyncio.run(_drive_baseline(url, latency_n, throughput_n, chunk, warmup))
             result["peak_baseline_relay_mib"] = peak_kib(proc.pid) / 1024
             return result
         finally:
@@ -162,7 +162,9 @@ def baseline_run(latency_n: int, throughput_n: int, chunk: int) -> dict[str, flo
                 proc.stdout.close()
 
 
-async def _drive_baseline(url: str, latency_n: int, throughput_n: int, chunk: int) -> dict[str, float]:
+async def _drive_baseline(
+    url: str, latency_n: int, throughput_n: int, chunk: int, warmup: int
+) -> dict[str, float]:
     from websockets.asyncio.client import connect
 
     to_b, to_a = b"B" * baseline_relay.BOX_LEN, b"A" * baseline_relay.BOX_LEN
@@ -208,7 +210,7 @@ async def _drive_baseline(url: str, latency_n: int, throughput_n: int, chunk: in
             await a.send(put(n))
             return await receipts[n] - t0
 
-        for n in range(50):  # warm up, as the line
+        for n in range(warmup):  # warm up, as the line
             await one(n)
         oneway.clear()
         rtts = [await one(1000 + n) for n in range(latency_n)]
@@ -249,6 +251,7 @@ def main() -> None:
     parser.add_argument("--latency-messages", type=int, default=1000)
     parser.add_argument("--throughput-messages", type=int, default=10000)
     parser.add_argument("--chunk", type=int, default=1000, help="sends pipelined per control-socket write")
+    parser.add_argument("--warmup", type=int, default=50, help="messages sent before measuring")
     parser.add_argument("--out", type=Path, default=RESULTS, help="where the JSON goes (default %(default)s)")
     parser.add_argument("--scale", action="store_true", help="also the load generator's small default run")
     parser.add_argument("--json", action="store_true", help="also print the JSON on stdout")
@@ -257,10 +260,10 @@ def main() -> None:
     line_runs: list[dict[str, float]] = []
     base_runs: list[dict[str, float]] = []
     for run in range(args.runs):
-        line = one_run(args.latency_messages, args.throughput_messages, args.chunk)
+        line = one_run(args.latency_messages, args.throughput_messages, args.chunk, args.warmup)
         line_runs.append(line)
         print(f"run {run + 1} line: " + ", ".join(f"{k} {v:.2f}" for k, v in line.items()), file=sys.stderr)
-        base = baseline_run(args.latency_messages, args.throughput_messages, args.chunk)
+        base = baseline_run(args.latency_messages, args.throughput_messages, args.chunk, args.warmup)
         base_runs.append(base)
         print(
             f"run {run + 1} baseline: " + ", ".join(f"{k} {v:.2f}" for k, v in base.items()), file=sys.stderr
@@ -283,6 +286,7 @@ def main() -> None:
             "latency_messages": args.latency_messages,
             "throughput_messages": args.throughput_messages,
             "chunk": args.chunk,
+            "warmup": args.warmup,
             "message_bytes": MESSAGE_BYTES,
             "receipt_bytes": RECEIPT_BYTES,
         },

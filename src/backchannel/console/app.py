@@ -70,6 +70,7 @@ from backchannel.console.settings import ConsoleSettings
 from backchannel.console.templating import environment
 from backchannel.console.transcript import TranscriptPages
 from backchannel.console.verification import VerificationPages
+from backchannel.console.views import unacknowledged_flash
 from backchannel.errors import BackchannelError, UnknownLine, UnknownMessage
 from backchannel.station.operators import Operators, Session
 from backchannel.station.station import Station
@@ -140,6 +141,7 @@ class Console:
             [(m.line, m.seq, m.status, m.acknowledged_by) for m in s.inbox(limit=50)],
             [(a.id, a.state, a.acknowledged_by) for a in s.list_alarms(include_cleared=True)],
             [(d.id, d.status) for d in s.drafts()],
+            [alert.ref for alert in unacknowledged_flash(s)],
         ]
 
     def render(
@@ -152,6 +154,8 @@ class Console:
             "can": (lambda p: session is not None and allowed(session.role, p)),
             "open_alarms": len(self.station.list_alarms()) if session else 0,
             "awaiting_release": len(self.station.drafts()) if session else 0,
+            "flashes": unacknowledged_flash(self.station) if session else [],
+            "flash_sound": self.settings.flash_sound,
             "nav": "",
             "now": time.time(),
         }

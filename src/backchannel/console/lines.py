@@ -11,7 +11,7 @@ from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
 from backchannel.console.pages import Pages
-from backchannel.console.views import local_time, release_scope
+from backchannel.console.views import local_time, release_scope, unacknowledged_flash
 from backchannel.errors import UnknownMessage
 from backchannel.station.operators import Session
 from backchannel.station.views import DraftView, MessageView
@@ -23,6 +23,9 @@ class LinePages(Pages):
         held: dict[str, int] = {}
         for d in self.station.drafts():
             held[d.line] = held.get(d.line, 0) + 1
+        flash: dict[str, int] = {}
+        for alert in unacknowledged_flash(self.station):
+            flash[alert.line] = flash.get(alert.line, 0) + 1
         return self.render(
             "lines.html",
             session,
@@ -30,6 +33,7 @@ class LinePages(Pages):
             nav="lines",
             lines=lines,
             held=held,
+            flash=flash,
             release_scope=lambda name: release_scope(self.station, name),
         )
 

@@ -1,0 +1,123 @@
+"""The duty officer's day in a real browser (issue 12): FLASH demands attention, unverified lines warn.
+
+One world for the module: washington's console has ``flash_sound = true``, moscow's has the
+default (no sound). The line is left unverified for the whole module (the warnings are the point).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from playwright.sync_api import Page, expect
+
+from support.console import World, log_in, running_world
+
+FLASH_TEXT = "Unidentified aircraft over the northern sector at 03:10Z. Confirm at once it is not yours."
+ROUTINE_TEXT = "Routine: the weekly line test is at 10:00Z."
+
+# Counts the tones the page starts: the tone is made by the page itself (Web Audio), no file.
+COUNT_TONES = """
+(() => {
+  window.__tones = 0;
+  const start = OscillatorNode.prototype.start;
+  OscillatorNode.prototype.start = function (...args) {
+    window.__tones += 1;
+    return start.apply(this, args);
+  };
+})();
+"""
+
+
+@pytest.fixture(scope="module")
+def duty(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
+    operators = {"smith": "operator", "chief": "admin"}
+    with running_world(
+        tmp_path_factory.mktemp("duty"), operators, washington_console="flash_sound = true\n"
+    ) as world:
+        yield world
+
+
+def mark_page(page: Page) -> None:
+    page.evaluate("window.__notReloaded = true")
+
+
+def still_same_page(page: Page) -> bool:
+    return bool(page.evaluate("window.__notReloaded === true"))
+
+
+def tones(page: Page) -> int:
+    return int(page.evaluate("window.__tones"))
+
+
+# ---- FLASH demands attention ---------------------------------------------------------------------
+
+
+def test_an_incoming_flash_shows_a_banner_and_the_title_on_every_page_until_acknowledged(
+    duty: World, contexts: Any, screenshots: Path
+) -> None:
+    world = duty
+    url = str(world.washington.console_url)
+    line_id = world.line_id(world.washington, world.w_line)
+    context = contexts()
+    context.add_init_script(COUNT_TONES)
+    page = log_in(context, world.washington, "smith")
+    page.set_viewport_size({"width": 1280, "height": 800})
+    page.get_by_role("link", name=re.compile("^Alarms")).click()
+    expect(page.locator(".flash-banner")).to_have_count(0)
+    mark_page(page)
+
+    world.moscow.call("send", line=world.m_line, text=ROUTINE_TEXT, precedence="ROUTINE")
+    seq = world.moscow.call("send", line=world.m_line, text=FLASH_TEXT, precedence="FLASH")["seq"]
+    ref = f"{world.w_line}:{seq}"
+
+    # Live: the banner and the title come without a reload, and (this console's setting) a tone.
+    banner = page.locator(".flash-banner")
+    expect(banner).to_contain_text(f"Line {world.w_line}")
+    expect(banner.get_by_role("link", name=f"read and acknowledge message {ref}")).to_have_attribute(
+        "href", f"/line/{line_id}#in-{seq}"
+    )
+    expect(page).to_have_title(re.compile(r"^FLASH · Alarms · washington"))
+    assert still_same_page(page)
+    page.wait_for_function("window.__tones > 0")
+
+    # On every page, until acknowledged.
+    for path in ("/", f"/line/{line_id}", f"/line/{line_id}/compose", f"/line/{line_id}/verify", "/release"):
+        page.goto(url + path)
+        expect(banner).to_contain_text(ref)
+        expect(page).to_have_title(re.compile("^FLASH · "))
+
+    # The Lines page counts FLASH apart from the other messages waiting.
+    page.goto(url + "/")
+    expect(page.locator(f"#flash-waiting-{line_id} dd")).to_have_text("1")
+    expect(page.locator(f"#other-waiting-{line_id} dd")).to_have_text("1")
+    page.screenshot(path=str(screenshots / "flash-banner.png"))
+
+    # The banner's link leads to the message; acknowledging it ends the banner and the title.
+    banner.get_by_role("link", name=f"read and acknowledge message {ref}").click()
+    page.get_by_role("button", name=f"Acknowledge message {ref}").click()
+    expect(page.locator(f"#in-{seq}")).to_contain_text("Acknowledged by smith")
+    expect(banner).to_have_count(0)
+    expect(page).not_to_have_title(re.compile("FLASH"))
+    page.goto(url + "/")
+    expect(page.locator(f"#flash-waiting-{line_id} dd")).to_have_text("0")
+
+
+def test_the_flash_tone_is_off_unless_the_console_turns_it_on(duty: World, contexts: Any) -> None:
+    world = duty
+    context = contexts()
+    context.add_init_script(COUNT_TONES)
+    page = log_in(context, world.moscow, "ivanova")
+    assert not page.evaluate("document.body.hasAttribute('data-flash-sound')")
+    seq = world.washington.call("send", line=world.w_line, text=FLASH_TEXT, precedence="FLASH")["seq"]
+    ref = f"{world.m_line}:{seq}"
+    expect(page.locator(".flash-banner")).to_contain_text(ref)  # the banner, live, but no tone
+    page.reload()
+    expect(page.locator(".flash-banner")).to_contain_text(ref)
+    assert tones(page) == 0
+    page.locator(".flash-banner").get_by_role("link", name=f"read and acknowledge message {ref}").click()
+    page.get_by_role("button", name=f"Acknowledge message {ref}").click()
+    expect(page.locator(".flash-banner")).to_have_count(0)

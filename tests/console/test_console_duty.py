@@ -1,11 +1,13 @@
-"""The duty officer's day in a real browser (issue 12): FLASH demands attention, unverified lines warn.
+"""The duty officer's day in a real browser (issue 12): FLASH demands attention, unverified lines
+warn, and every page works on a phone (390 px wide) as well as at 1280 px.
 
-One world for the module: washington's console has ``flash_sound = true``, moscow's has the
-default (no sound). The line is left unverified for the whole module (the warnings are the point).
+One world for the module, its tests in order: washington's console has ``flash_sound = true``,
+moscow's has the default (no sound). The line stays unverified until the last test.
 """
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Iterator
 from pathlib import Path
@@ -14,10 +16,14 @@ from typing import Any
 import pytest
 from playwright.sync_api import Page, expect
 
-from support.console import World, log_in, running_world
+from support.console import World, csrf_of, fetch, http_login, log_in, running_world, shot
 
 FLASH_TEXT = "Unidentified aircraft over the northern sector at 03:10Z. Confirm at once it is not yours."
 ROUTINE_TEXT = "Routine: the weekly line test is at 10:00Z."
+# A reference with no space to break at: it must wrap, not push the page sideways.
+LONG_REFERENCE = "Ref " + "-".join(f"ORDER{n:04d}" for n in range(14)) + " " + "x" * 90
+PHONE = {"width": 390, "height": 844}
+WIDE = {"width": 1280, "height": 800}
 
 # Counts the tones the page starts: the tone is made by the page itself (Web Audio), no file.
 COUNT_TONES = """
@@ -121,3 +127,76 @@ def test_the_flash_tone_is_off_unless_the_console_turns_it_on(duty: World, conte
     page.locator(".flash-banner").get_by_role("link", name=f"read and acknowledge message {ref}").click()
     page.get_by_role("button", name=f"Acknowledge message {ref}").click()
     expect(page.locator(".flash-banner")).to_have_count(0)
+
+
+# ---- an unverified line warns before sending -----------------------------------------------------
+
+
+def test_compose_warns_on_an_unverified_line_and_a_flash_there_needs_an_explicit_yes(
+    duty: World, contexts: Any, screenshots: Path
+) -> None:
+    """Leaves two unacknowledged FLASH at washington: the phone-width tests show them in the banner."""
+    world = duty
+    url = str(world.moscow.console_url)
+    line_id = world.line_id(world.moscow, world.m_line)
+    page = log_in(contexts(), world.moscow, "ivanova")
+    page.goto(f"{url}/line/{line_id}/compose")
+    warning = page.locator("#unverified-warning")
+    expect(warning).to_contain_text(f"Line {world.m_line} is not verified")
+    expect(warning.get_by_role("link", name="Compare the safety number")).to_have_attribute(
+        "href", f"/line/{line_id}/verify"
+    )
+
+    # ROUTINE: warned on the preview too, but no confirmation asked.
+    page.get_by_role("radio", name=re.compile("^ROUTINE")).check()
+    page.get_by_label("Message").fill(ROUTINE_TEXT)
+    page.get_by_role("button", name="Preview").click()
+    expect(page.locator("#unverified-warning")).to_be_visible()
+    expect(page.get_by_role("checkbox")).to_have_count(0)
+    page.get_by_role("button", name="Send ROUTINE now").click()
+    expect(page.get_by_role("status")).to_contain_text("is stored and going out")
+
+    # FLASH: the send button does nothing until the operator ticks the box.
+    before = len(world.moscow.call("outbox", line=world.m_line))
+    page.get_by_role("link", name="Compose").click()
+    page.get_by_role("radio", name=re.compile("^FLASH")).check()
+    page.get_by_label("Message").fill(FLASH_TEXT)
+    page.get_by_role("button", name="Preview").click()
+    confirm = page.get_by_role("checkbox", name=re.compile("I send this FLASH anyway"))
+    page.get_by_role("button", name="Send FLASH now").click()
+    expect(page.get_by_role("heading", name="Check before sending")).to_be_visible()
+    assert len(world.moscow.call("outbox", line=world.m_line)) == before
+    shot(page, screenshots, "unverified-flash")
+    confirm.check()
+    page.get_by_role("button", name="Send FLASH now").click()
+    expect(page.get_by_role("status")).to_contain_text("is stored and going out")
+    assert len(world.moscow.call("outbox", line=world.m_line)) == before + 1
+
+    # The server asks too (a script, or a browser that skips the check): refused, the draft kept.
+    cookies = http_login(world.moscow, "ivanova")
+    csrf = csrf_of(fetch(f"{url}/line/{line_id}/compose", cookies=cookies).body)
+    preview = fetch(
+        f"{url}/line/{line_id}/preview",
+        "POST",
+        {"csrf": csrf, "text": "FLASH from a script", "precedence": "FLASH"},
+        cookies=cookies,
+    )
+    draft = re.search(r'name="draft" value="([0-9a-f]+)"', preview.body)
+    assert draft is not None
+    refused = fetch(
+        f"{url}/line/{line_id}/send", "POST", {"csrf": csrf, "draft": draft.group(1)}, cookies=cookies
+    )
+    assert refused.status == 400 and "is not verified" in refused.body
+    assert len(world.moscow.call("outbox", line=world.m_line)) == before + 1
+    sent = fetch(
+        f"{url}/line/{line_id}/send",
+        "POST",
+        {"csrf": csrf, "draft": draft.group(1), "unverified": "yes"},
+        cookies=cookies,
+    )
+    assert sent.status == 303
+    assert len(world.moscow.call("outbox", line=world.m_line)) == before + 2
+    listed = world.moscow.cli("audit", "--json")
+    assert listed.returncode == 0, listed.stderr
+    sends = [e["detail"] for e in json.loads(listed.stdout) if e["action"] == "send"]
+    assert sum("FLASH (line not verified: sent anyway, confirmed)" in d for d in sends) == 2, sends

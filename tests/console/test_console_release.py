@@ -73,6 +73,7 @@ def test_a_drafters_flash_waits_for_a_releaser_and_routine_traffic_does_not(
     drafter = log_in(contexts(), world.washington, "smith")
     compose(drafter, world.w_line, "FLASH", FLASH_TEXT)
     expect(drafter.locator("#held-note")).to_contain_text("needs a second operator (releaser)")
+    drafter.get_by_role("checkbox", name=re.compile("I send this FLASH anyway")).check()  # unverified line
     drafter.get_by_role("button", name="Submit FLASH for release").click()
     expect(drafter.get_by_role("status")).to_contain_text(
         f"Held for release: line {world.w_line} needs a second operator (releaser) to release FLASH messages"
@@ -118,6 +119,7 @@ def test_a_drafters_flash_waits_for_a_releaser_and_routine_traffic_does_not(
     # A releaser cannot release their own draft either: the station refuses, the console says so.
     jones = http_login(world.washington, "jones")
     compose(releaser, world.w_line, "FLASH", OWN_TEXT)
+    releaser.get_by_role("checkbox", name=re.compile("I send this FLASH anyway")).check()  # unverified line
     releaser.get_by_role("button", name="Submit FLASH for release").click()
     expect(releaser.get_by_role("status")).to_contain_text("Held for release")
     own = next(d["id"] for d in world.washington.call("drafts") if d["text"] == OWN_TEXT)

@@ -21,7 +21,7 @@ from backchannel.console.views import release_scope
 from backchannel.proto.payloads import MAX_TEXT_BYTES
 from backchannel.station.config import PRECEDENCES
 from backchannel.station.operators import Session
-from backchannel.station.views import DraftView
+from backchannel.station.views import DraftView, LineView
 
 if TYPE_CHECKING:
     from backchannel.console.app import Console
@@ -88,20 +88,28 @@ class ComposePages(Pages):
             return self._compose(session, line.line_id, text, precedence, error, 400)
         token = new_token()
         self._prune_drafts()
-        self._drafts[token] = Draft(session.operator, line.line_id, precedence, text, time.time())
+        self._drafts[token] = draft = Draft(session.operator, line.line_id, precedence, text, time.time())
+        return self._preview(session, line, token, draft)
+
+    def _preview(
+        self, session: Session, line: LineView, token: str, draft: Draft, error: str = "", status: int = 200
+    ) -> Response:
         return self.render(
             "preview.html",
             session,
+            status,
             title=f"Preview on {line.name}",
             nav="lines",
             line=line,
             draft=token,
-            text=text,
-            precedence=precedence,
-            size=len(text.encode("utf-8")),
-            deadline=self.station.config.deadlines_for(line.name).get(precedence),
-            held=self.station.config.needs_release(line.name, precedence),
+            text=draft.text,
+            precedence=draft.precedence,
+            size=len(draft.text.encode("utf-8")),
+            deadline=self.station.config.deadlines_for(line.name).get(draft.precedence),
+            held=self.station.config.needs_release(line.name, draft.precedence),
             release_scope=release_scope(self.station, line.name),
+            confirm_unverified=needs_unverified_confirmation(line, draft.precedence),
+            error=error,
         )
 
     def _prune_drafts(self) -> None:
@@ -123,10 +131,33 @@ class ComposePages(Pages):
                 "This draft was already sent, or it has expired. Nothing was sent now. "
                 "Check the conversation before writing it again.",
             )
+        confirmed = ""
+        if needs_unverified_confirmation(line, draft.precedence):
+            if form.get("unverified") != "yes":  # the draft is kept: the operator may still confirm
+                error = (
+                    f"Not sent: line {line.name} is not verified. Tick the box to confirm you send this "
+                    "FLASH anyway, or compare the safety number first."
+                )
+                return self._preview(session, line, str(form.get("draft")), draft, error, 400)
+            confirmed = " (line not verified: sent anyway, confirmed)"
         del self._drafts[str(form.get("draft"))]
         sent = await self.station.send(line.line_id, draft.text, draft.precedence, operator=session.operator)
         if isinstance(sent, DraftView):
-            self.audit(session, "draft", f"{line.name} {sent.precedence} held for release as draft {sent.id}")
+            self.audit(
+                session,
+                "draft",
+                f"{line.name} {sent.precedence} held for release as draft {sent.id}{confirmed}",
+            )
             return RedirectResponse(f"/line/{line.line_id}?held={sent.id}#draft-{sent.id}", 303)
-        self.audit(session, "send", f"{line.name}:{sent.seq} {draft.precedence}")
+        self.audit(session, "send", f"{line.name}:{sent.seq} {draft.precedence}{confirmed}")
         return RedirectResponse(f"/line/{line.line_id}?sent={sent.seq}", 303)
+
+
+def needs_unverified_confirmation(line: LineView, precedence: str) -> bool:
+    """A FLASH on a line whose safety number nobody compared needs the operator's explicit yes.
+
+    Until the operators compared the safety number, a party that sat between the stations at
+    pairing could read and change the traffic; a FLASH is the message most worth that attack,
+    and the one most likely to be sent in haste. Other precedences get the warning only.
+    """
+    return precedence == "FLASH" and not line.verified

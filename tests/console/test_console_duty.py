@@ -14,16 +14,17 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from playwright.sync_api import Page, expect
+from playwright.sync_api import Page, ViewportSize, expect
 
 from support.console import World, csrf_of, fetch, http_login, log_in, running_world, shot
+from support.figures import figure
 
 FLASH_TEXT = "Unidentified aircraft over the northern sector at 03:10Z. Confirm at once it is not yours."
 ROUTINE_TEXT = "Routine: the weekly line test is at 10:00Z."
 # A reference with no space to break at: it must wrap, not push the page sideways.
 LONG_REFERENCE = "Ref " + "-".join(f"ORDER{n:04d}" for n in range(14)) + " " + "x" * 90
-PHONE = {"width": 390, "height": 844}
-WIDE = {"width": 1280, "height": 800}
+PHONE: ViewportSize = {"width": 390, "height": 844}
+WIDE: ViewportSize = {"width": 1280, "height": 800}
 
 # Counts the tones the page starts: the tone is made by the page itself (Web Audio), no file.
 COUNT_TONES = """
@@ -200,3 +201,114 @@ def test_compose_warns_on_an_unverified_line_and_a_flash_there_needs_an_explicit
     assert listed.returncode == 0, listed.stderr
     sends = [e["detail"] for e in json.loads(listed.stdout) if e["action"] == "send"]
     assert sum("FLASH (line not verified: sent anyway, confirmed)" in d for d in sends) == 2, sends
+
+
+# ---- every page at phone width, and at 1280 px ---------------------------------------------------
+
+
+def visit_every_page(page: Page, world: World) -> Iterator[str]:
+    """Open each page of washington's console in turn (logged in as its admin), yield its name."""
+    url = str(world.washington.console_url)
+    line_id = world.line_id(world.washington, world.w_line)
+    for name, path in (
+        ("lines", "/"),
+        ("conversation", f"/line/{line_id}"),
+        ("compose", f"/line/{line_id}/compose"),
+        ("verify", f"/line/{line_id}/verify"),
+        ("transcript", f"/line/{line_id}/transcript"),
+        ("alarms", "/alarms"),
+        ("release", "/release"),
+        ("audit", "/audit"),
+        ("operators", "/operators"),
+        ("not found", "/no-such-page"),
+    ):
+        page.goto(url + path)
+        yield name
+    page.goto(f"{url}/line/{line_id}/compose")
+    page.get_by_role("radio", name=re.compile("^FLASH")).check()
+    page.get_by_label("Message").fill(LONG_REFERENCE)
+    page.get_by_role("button", name="Preview").click()
+    expect(page.get_by_role("heading", name="Check before sending")).to_be_visible()
+    yield "preview"
+
+
+def sideways(page: Page) -> int:
+    """How far the page scrolls sideways, in CSS pixels (0: it does not)."""
+    return int(page.evaluate("document.documentElement.scrollWidth - window.innerWidth"))
+
+
+def safety_rows(page: Page) -> list[list[str]]:
+    """The safety number's groups as laid out: rows (by their top edge), each left to right.
+
+    Fails if a group is split over two lines or leaves the viewport.
+    """
+    boxes = page.evaluate(
+        """() => [...document.querySelectorAll('#safety-number .group')].map(el => {
+             const r = el.getBoundingClientRect();
+             return {text: el.innerText, top: Math.round(r.top), left: r.left, right: r.right,
+                     height: r.height, font: parseFloat(getComputedStyle(el).fontSize)};
+           })"""
+    )
+    width = page.evaluate("window.innerWidth")
+    rows: dict[int, list[tuple[float, str]]] = {}
+    for box in boxes:
+        assert box["height"] < 2 * box["font"], f"group {box['text']} is split over two lines"
+        assert box["left"] >= 0 and box["right"] <= width, f"group {box['text']} leaves the screen"
+        rows.setdefault(box["top"], []).append((box["left"], box["text"]))
+    return [[text for _, text in sorted(rows[top])] for top in sorted(rows)]
+
+
+@pytest.mark.parametrize("viewport", [PHONE, WIDE], ids=["390px", "1280px"])
+def test_no_page_scrolls_sideways_and_the_safety_number_keeps_whole_groups(
+    duty: World, contexts: Any, screenshots: Path, viewport: ViewportSize
+) -> None:
+    world = duty
+    world.moscow.call("send", line=world.m_line, text=LONG_REFERENCE, precedence="PRIORITY")
+    login = contexts().new_page()
+    login.set_viewport_size(viewport)
+    login.goto(f"{world.washington.console_url}/login")
+    overflowing = {"login": sideways(login)}
+    page = log_in(contexts(), world.washington, "chief")
+    page.set_viewport_size(viewport)
+    expect(page.locator(".flash-banner")).to_be_visible()  # left by the test above: it must fit too
+    for name in visit_every_page(page, world):
+        overflowing[name] = sideways(page)
+        if name == "verify":
+            expected = world.washington.call("verify", line=world.w_line)["grouped"].split()
+            rows = safety_rows(page)
+            per_row = 2 if viewport is PHONE else 4
+            assert [len(row) for row in rows] == [per_row] * (len(expected) // per_row), rows
+            assert [group for row in rows for group in row] == expected  # read row by row, in order
+            if viewport is PHONE:
+                section = page.locator("section.verify").bounding_box()
+                assert section is not None
+                page.screenshot(
+                    path=str(screenshots / "safety-number-phone.png"),
+                    full_page=True,
+                    clip={"x": 0, "y": section["y"] - 8, "width": 390, "height": section["height"] + 16},
+                )
+    figure(
+        f"widest sideways scroll of {len(overflowing)} pages at {viewport['width']} px",
+        max(overflowing.values()),
+        "px",
+    )
+    assert {name: px for name, px in overflowing.items() if px > 0} == {}  # 11 pages overflowed at 390 before
+
+
+def test_a_verified_line_sends_without_warning_or_confirmation(duty: World) -> None:
+    world = duty
+    url = str(world.moscow.console_url)
+    line_id = world.line_id(world.moscow, world.m_line)
+    cookies = http_login(world.moscow, "ivanova")
+    assert "unverified-warning" in fetch(f"{url}/line/{line_id}/compose", cookies=cookies).body
+    world.moscow.call("verify", line=world.m_line, confirm=True)
+    compose = fetch(f"{url}/line/{line_id}/compose", cookies=cookies)
+    assert "unverified-warning" not in compose.body
+    preview = fetch(
+        f"{url}/line/{line_id}/preview",
+        "POST",
+        {"csrf": csrf_of(compose.body), "text": "FLASH on a verified line", "precedence": "FLASH"},
+        cookies=cookies,
+    )
+    assert preview.status == 200
+    assert "unverified-warning" not in preview.body and 'name="unverified"' not in preview.body

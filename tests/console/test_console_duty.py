@@ -101,7 +101,7 @@ def test_an_incoming_flash_shows_a_banner_and_the_title_on_every_page_until_ackn
     page.goto(url + "/")
     expect(page.locator(f"#flash-waiting-{line_id} dd")).to_have_text("1")
     expect(page.locator(f"#other-waiting-{line_id} dd")).to_have_text("1")
-    page.screenshot(path=str(screenshots / "flash-banner.png"))
+    page.screenshot(path=str(screenshots / "flash-banner.png"), animations="disabled")
 
     # The banner's link leads to the message; acknowledging it ends the banner and the title.
     banner.get_by_role("link", name=f"read and acknowledge message {ref}").click()

@@ -94,6 +94,7 @@ def test_a_drafters_flash_waits_for_a_releaser_and_routine_traffic_does_not(
     card = releaser.locator(f"#held-{draft_id}")
     expect(card).to_contain_text(FLASH_TEXT)
     expect(card).to_contain_text("Drafted by smith")
+    expect(card.locator(".unverified-warning")).to_contain_text(f"Line {world.w_line} is not verified")
     expect(releaser.locator("#release-count")).to_have_text("1")
     assert still_same_page(releaser)
 

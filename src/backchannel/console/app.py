@@ -141,8 +141,7 @@ class Console:
             [(m.line, m.seq, m.status, m.acknowledged_by) for m in s.inbox(limit=50)],
             [(a.id, a.state, a.acknowledged_by) for a in s.list_alarms(include_cleared=True)],
             [(d.id, d.status) for d in s.drafts()],
-            [alert.ref for alert in unacknowledged_flash(s)],
-        ]
+        ]  # a FLASH arriving or acknowledged changes its line's counts above: the banner follows
 
     def render(
         self, template: str, session: Session | None, status: int = 200, **context: Any

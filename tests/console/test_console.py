@@ -19,7 +19,9 @@ from support.console import (
     fetch,
     http_login,
     log_in,
+    mark_page,
     shot,
+    still_same_page,
 )
 from support.stations import wait_until
 
@@ -27,15 +29,6 @@ from support.stations import wait_until
 def open_line(page: Page, line: str) -> None:
     page.get_by_role("link", name=line, exact=True).click()
     expect(page.get_by_role("heading", name=re.compile(f"^Line {line}"))).to_be_visible()
-
-
-def mark_page(page: Page) -> None:
-    """A marker that survives live updates but not a reload."""
-    page.evaluate("window.__notReloaded = true")
-
-
-def still_same_page(page: Page) -> bool:
-    return bool(page.evaluate("window.__notReloaded === true"))
 
 
 # ---- reachability --------------------------------------------------------------------------------

@@ -16,7 +16,17 @@ from typing import Any
 import pytest
 from playwright.sync_api import Page, ViewportSize, expect
 
-from support.console import World, csrf_of, fetch, http_login, log_in, running_world, shot
+from support.console import (
+    World,
+    csrf_of,
+    fetch,
+    http_login,
+    log_in,
+    mark_page,
+    running_world,
+    shot,
+    still_same_page,
+)
 from support.figures import figure
 
 FLASH_TEXT = "Unidentified aircraft over the northern sector at 03:10Z. Confirm at once it is not yours."
@@ -46,14 +56,6 @@ def duty(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
         tmp_path_factory.mktemp("duty"), operators, washington_console="flash_sound = true\n"
     ) as world:
         yield world
-
-
-def mark_page(page: Page) -> None:
-    page.evaluate("window.__notReloaded = true")
-
-
-def still_same_page(page: Page) -> bool:
-    return bool(page.evaluate("window.__notReloaded === true"))
 
 
 def tones(page: Page) -> int:

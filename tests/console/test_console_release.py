@@ -14,7 +14,7 @@ from typing import Any
 
 from playwright.sync_api import Page, expect
 
-from support.console import World, csrf_of, fetch, http_login, log_in, shot
+from support.console import World, csrf_of, fetch, http_login, log_in, mark_page, shot, still_same_page
 from support.stations import wait_until
 
 FLASH_TEXT = "Missile launch detected from sector 7 at 09:12Z. Stand by for confirmation."
@@ -26,14 +26,6 @@ def open_line(page: Page, line: str) -> None:
     page.get_by_role("link", name="Lines", exact=True).click()
     page.get_by_role("link", name=line, exact=True).click()
     expect(page.get_by_role("heading", name=re.compile(f"^Line {line}"))).to_be_visible()
-
-
-def mark_page(page: Page) -> None:
-    page.evaluate("window.__notReloaded = true")
-
-
-def still_same_page(page: Page) -> bool:
-    return bool(page.evaluate("window.__notReloaded === true"))
 
 
 def compose(page: Page, line: str, precedence: str, text: str) -> None:

@@ -66,6 +66,15 @@ def log_in(context: BrowserContext, station: StationProcess, name: str, password
     return page
 
 
+def mark_page(page: Page) -> None:
+    """A marker that survives live updates but not a reload."""
+    page.evaluate("window.__notReloaded = true")
+
+
+def still_same_page(page: Page) -> bool:
+    return bool(page.evaluate("window.__notReloaded === true"))
+
+
 def shot(page: Page, directory: Path, name: str) -> None:
     page.screenshot(path=str(directory / f"{name}.png"), full_page=True)
 

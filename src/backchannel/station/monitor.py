@@ -5,7 +5,7 @@ Theory of operation
 One task ticks about once a second (more often when the link-test interval is short). On
 each tick, for every established line, it sends a link test when one is due, answers the
 peer's tests whose collection time is over, re-assesses every circuit and the line
-(:func:`backchannel.station.linkcheck.assess`), and turns changes into alarms. It also
+(:func:`backchannel.proto.engine.linkcheck.assess`), and turns changes into alarms. It also
 escalates sent messages whose precedence deadline passed without an *acknowledged*
 receipt, and raises an alarm when a sequence gap (frames held because an earlier one is
 missing) has stayed open for longer than a link-test interval.
@@ -20,16 +20,19 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from typing import TYPE_CHECKING
+from collections.abc import Callable
 
 from backchannel.errors import BackchannelError
+from backchannel.proto.engine.linkcheck import Health, LineWatch, assess, line_health, trim
+from backchannel.proto.engine.recovery import RESEND_LIMIT, PeerReport, gap_due
 from backchannel.proto.payloads import LinkTest, LinkTestReply
-from backchannel.station.linkcheck import Health, LineWatch, assess, line_health, trim
-from backchannel.station.recovery import gap_due
+from backchannel.station.alarms import Alarms
+from backchannel.station.config import StationConfig
+from backchannel.station.lines import Lines
+from backchannel.station.links import Links
+from backchannel.station.outbox import Outbox
 from backchannel.station.relay_url import shown
-
-if TYPE_CHECKING:
-    from backchannel.station.station import Station
+from backchannel.station.store import Store
 
 log = logging.getLogger("backchannel.monitor")
 
@@ -39,17 +42,37 @@ def tick_seconds(interval: float) -> float:
 
 
 class Monitor:
-    def __init__(self, station: Station) -> None:
-        self._station = station
-        self._interval = station.config.link_test_interval
+    def __init__(
+        self,
+        lines: Lines,
+        links: Links,
+        outbox: Outbox,
+        alarms: Alarms,
+        store: Store,
+        config: StationConfig,
+        peer_seen: Callable[[bytes], int],
+        send_checkpoint: Callable[[bytes], object],
+        last_checkpoint_sent: Callable[[bytes], float | None],
+    ) -> None:
+        self._lines = lines
+        self._links = links
+        self._outbox = outbox
+        self._alarms = alarms
+        self._store = store
+        self._config = config
+        self._clock = lines.clock
+        self._peer_seen = peer_seen
+        self._send_checkpoint = send_checkpoint
+        self._last_checkpoint_sent = last_checkpoint_sent
+        self._interval = config.link_test_interval
         self.watches: dict[bytes, LineWatch] = {}
         self._task: asyncio.Task[None] | None = None
         self._reported: dict[tuple[str, bytes, str], bool] = {}
 
     async def start(self) -> None:
-        for alarm in self._station.alarms.list():
+        for alarm in self._alarms.list():
             if alarm.line is not None:
-                line = self._station.find_line_id(alarm.line)
+                line = self._lines.find_id(alarm.line)
                 if line is not None:
                     self._reported[(alarm.kind, line, alarm.subject)] = True
         self._task = asyncio.create_task(self._run(), name="monitor")
@@ -63,19 +86,19 @@ class Monitor:
     def watch(self, line_id: bytes) -> LineWatch:
         watch = self.watches.get(line_id)
         if watch is None:
-            now = self._station.now()
+            now = self._clock.now()
             watch = LineWatch(next_test_at=now + min(self._interval, 1.0), next_test_id=int(now * 1000))
-            watch.peer.has = self._station.peer_seen(line_id)  # (from the record, after a restart)
-            for url in self._station.circuit_urls(line_id):
+            watch.peer.has = self._peer_seen(line_id)  # (from the record, after a restart)
+            for url in self._links.circuit_urls(line_id):
                 circuit = watch.circuit(url, now)
-                circuit.connected = self._station.link_connected(url)
+                circuit.connected = self._links.connected(url)
             self.watches[line_id] = watch
         return watch
 
     # ---- events from the station ------------------------------------------------------------
 
     def on_link_state(self, url: str, up: bool) -> None:
-        now = self._station.now()
+        now = self._clock.now()
         for watch in self.watches.values():
             circuit = watch.circuits.get(url)
             if circuit is not None and circuit.connected != up:
@@ -84,7 +107,7 @@ class Monitor:
 
     def relay_flooded(self, url: str, useless: int, until: float) -> None:
         """The station suspended a relay that flooded it: its circuits are down, now."""
-        for line_id in self._station.established_lines():
+        for line_id in self._lines.established():
             circuit = self.watch(line_id).circuits.get(url)
             if circuit is None:
                 continue
@@ -93,36 +116,36 @@ class Monitor:
             self._set(
                 ("circuit_down", line_id, url),
                 True,
-                f"circuit {url} of line {self._station.line_name(line_id)} is down: relay {url} "
+                f"circuit {url} of line {self._lines.name(line_id)} is down: relay {url} "
                 f"flooded this station with {useless} frames it had to drop; the station does not "
-                f"connect to it for {until - self._station.now():.0f} s",
+                f"connect to it for {until - self._clock.now():.0f} s",
             )
 
     def copy_arrived(self, line_id: bytes, url: str | None, seq: int) -> None:
-        if url is not None and url in self._station.circuit_urls(line_id):  # not a removed circuit
-            self.watch(line_id).copy_arrived(url, seq, self._station.now())
+        if url is not None and url in self._links.circuit_urls(line_id):  # not a removed circuit
+            self.watch(line_id).copy_arrived(url, seq, self._clock.now())
 
     def test_received(self, line_id: bytes, test_id: int, seq: int, url: str | None) -> None:
         watch = self.watch(line_id)
-        watch.test_received(test_id, seq, url or "", self._station.now(), self._interval)
+        watch.test_received(test_id, seq, url or "", self._clock.now(), self._interval)
         if url is None:
             watch.to_answer[test_id][1].discard("")
 
     def reply_received(self, line_id: bytes, reply: LinkTestReply, seq: int, url: str | None = None) -> None:
         watch = self.watch(line_id)
-        now = self._station.now()
+        now = self._clock.now()
         watch.reply_received(reply.test_id, seq, reply.circuits, reply.held / 1000, now, url)
 
     def peer_reported(self, line_id: bytes, count: int, first_hand: bool) -> None:
         """A peer entry said it had ``count`` of our frames (its ``seen``); ``first_hand``
         unless it was released from the hold after a gap (see ``PeerReport.report``)."""
-        self.watch(line_id).peer.report(count, self._station.now(), first_hand)
+        self.watch(line_id).peer.report(count, self._clock.now(), first_hand)
 
     def frames_lost(self, line_id: bytes, first: int) -> None:
         """The peer still lacks a frame we had already sent again: a relay loses or withholds
         what it stored (see ``PeerReport.loss_proved``)."""
-        name, peer = self._station.line_name(line_id), self._station.peer_name(line_id)
-        direction = self._station.out_direction(line_id)
+        name, peer = self._lines.name(line_id), self._lines.peer_name(line_id)
+        direction = self._lines[line_id].state.out_direction
         self._set(
             ("frames_lost", line_id, ""),
             True,
@@ -134,20 +157,20 @@ class Monitor:
     def gap(self, line_id: bytes, open_: bool) -> None:
         watch = self.watch(line_id)
         if open_ and watch.gap_since is None:
-            watch.gap_since = self._station.now()
+            watch.gap_since = self._clock.now()
         elif not open_:
             watch.gap_since = None
 
     def circuits_changed(self, line_id: bytes) -> None:
         watch = self.watch(line_id)
-        now = self._station.now()
-        urls = set(self._station.circuit_urls(line_id))
+        now = self._clock.now()
+        urls = set(self._links.circuit_urls(line_id))
         for url in list(watch.circuits):
             if url not in urls:
                 del watch.circuits[url]
                 self._set(("circuit_down", line_id, url), False, "")
         for url in urls:
-            watch.circuit(url, now).connected = self._station.link_connected(url)
+            watch.circuit(url, now).connected = self._links.connected(url)
 
     # ---- the tick ----------------------------------------------------------------------------
 
@@ -160,10 +183,10 @@ class Monitor:
                 log.error("monitor tick failed: %s", exc)
 
     def tick(self) -> None:
-        now = self._station.now()
-        for line_id in self._station.established_lines():
+        now = self._clock.now()
+        for line_id in self._lines.established():
             watch = self.watch(line_id)
-            resend_after = self._station.config.resend_after
+            resend_after = self._config.resend_after
             gap_report = gap_due(watch.gap_since, watch.last_test_at, now, resend_after)
             if now >= watch.next_test_at or gap_report:  # early with a gap: it tells what we lack
                 test_id = watch.next_test_id
@@ -172,34 +195,34 @@ class Monitor:
                 trim(watch.tests_sent)  # (replies to tests held behind a gap may never come)
                 watch.next_test_at = now + self._interval
                 watch.last_test_at = now
-                self._station.send_payload(line_id, LinkTest(test_id, int(now * 1000)), "test")
-            self._station.resend_lacking(line_id, watch.peer, now, watch.gap_since)
+                self._outbox.send_payload(line_id, LinkTest(test_id, int(now * 1000)), "test")
+            self.resend_lacking(line_id, watch.peer, now, watch.gap_since)
             if watch.peer.loss_proved():
                 self.frames_lost(line_id, watch.peer.has + 1)
             elif watch.peer.loss_over():  # (after a restart: at the first report, as for health)
                 self._set(("frames_lost", line_id, ""), False, "")
             if watch.next_checkpoint_at == 0.0:  # after a start: one interval after the last one sent
-                last = self._station.last_checkpoint_sent(line_id) or now
-                watch.next_checkpoint_at = last + self._station.config.checkpoint_interval
+                last = self._last_checkpoint_sent(line_id) or now
+                watch.next_checkpoint_at = last + self._config.checkpoint_interval
             elif now >= watch.next_checkpoint_at:
-                watch.next_checkpoint_at = now + self._station.config.checkpoint_interval
-                self._station.send_checkpoint(line_id)
+                watch.next_checkpoint_at = now + self._config.checkpoint_interval
+                self._send_checkpoint(line_id)
             for test_id, circuits, held in watch.due_answers(now, self._interval):
                 reply = LinkTestReply(test_id, circuits, int(now * 1000), int(held * 1000))
-                self._station.send_payload(line_id, reply, "test-reply")
+                self._outbox.send_payload(line_id, reply, "test-reply")
             self._assess(line_id, watch, now)
-        for line_id, seq, precedence, created in self._station.overdue_messages(now):
-            name = self._station.line_name(line_id)
+        for line_id, seq, precedence, created in self.overdue_messages(now):
+            name = self._lines.name(line_id)
             self._set(
                 ("deadline_passed", line_id, str(seq)),
                 True,
                 f"{precedence} message {name}:{seq} has not been acknowledged "
                 f"{now - created:.0f} s after it was sent (deadline passed)",
             )
-            self._station.mark_escalated(line_id, seq)
+            self._mark_escalated(line_id, seq)
 
     def _assess(self, line_id: bytes, watch: LineWatch, now: float) -> None:
-        name = self._station.line_name(line_id)
+        name = self._lines.name(line_id)
         states = []
         for url, circuit in watch.circuits.items():
             judged = assess(circuit, now, self._interval)
@@ -237,10 +260,46 @@ class Monitor:
             return
         kind, line_id, subject = key
         if active:
-            self._station.alarms.raise_alarm(kind, line_id, subject, message)
+            self._alarms.raise_alarm(kind, line_id, subject, message)
         else:
-            self._station.alarms.clear_alarm(kind, line_id, subject)
+            self._alarms.clear_alarm(kind, line_id, subject)
         self._reported[key] = active
 
     def clear_deadline(self, line_id: bytes, seq: int) -> None:
         self._set(("deadline_passed", line_id, str(seq)), False, "")
+
+    # ---- end-to-end recovery and deadlines (``proto.engine.recovery``) -----------------------
+
+    def resend_lacking(self, line_id: bytes, report: PeerReport, now: float, gap_since: float | None) -> int:
+        """Send again, on every circuit, our frames the peer still lacks though a relay stored
+        them (``proto.engine.recovery``); returns how many."""
+        live = self._lines[line_id]
+        resend_after = self._config.resend_after
+        if report.has + 1 >= live.state.next_seq or (report.resent_at or 0.0) + resend_after > now:
+            return 0  # (the cheap checks first: this runs on every tick)
+        relayed = self._store.relayed_times(line_id, report.has + 1, report.has + RESEND_LIMIT)
+        due = report.resend(relayed, now, resend_after, gap_since)
+        if not due:
+            return 0
+        with contextlib.suppress(BackchannelError), self._store.transaction(durable=False):
+            self._store.count("resent", len(due))  # (only a statistic)
+        log.warning(
+            "line %s: the peer still lacks %d frame(s) from %d on that a relay stored; sending them again",
+            live.row.name,
+            len(due),
+            due[0],
+        )
+        self._outbox.enqueue([(line_id, seq) for seq in due])
+        return len(due)
+
+    def overdue_messages(self, now: float) -> list[tuple[bytes, int, str, float]]:
+        """Sent messages whose acknowledgement deadline passed, not yet escalated."""
+        out = []
+        for live in self._lines.all():
+            deadlines = self._config.deadlines_for(live.row.name)
+            out += [o for o in self._store.overdue(now, deadlines) if o[0] == live.line_id]
+        return out
+
+    def _mark_escalated(self, line_id: bytes, seq: int) -> None:
+        with self._store.transaction():
+            self._store.mark_escalated(line_id, seq, self._clock.now())

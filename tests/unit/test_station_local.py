@@ -430,7 +430,7 @@ def test_a_line_survives_closing_and_reopening_both_stations(
 
 def test_a_peer_cannot_crash_the_receiver_with_a_mime_tagged_payload(station_pair: Any, support: Any) -> None:
     a, b, lid = station_pair.inviter, station_pair.accepter, station_pair.line_id
-    live = b.live_line(lid)  # the peer's own line state: the attacker is the other station
+    live = b.mirror[lid]  # the peer's own line state: the attacker is the other station
     header = Header(Kind.DATA, lid, 1, live.state.next_seq, os.urandom(12))
     poison = envelope.seal(
         header, live.state.keys.to_inviter, live.session.encrypt(bytes.fromhex("d824626869"))
@@ -513,7 +513,7 @@ def test_a_spent_frame_is_exported_withheld_and_an_arbiter_refuses_it_until_cove
     from backchannel.proto.identity import FIELDS
 
     a, b, lid = station_pair.inviter, station_pair.accepter, station_pair.line_id
-    live = b.live_line(lid)  # the peer forges a genuine-looking frame whose content is unreadable
+    live = b.mirror[lid]  # the peer forges a genuine-looking frame whose content is unreadable
     header = Header(Kind.DATA, lid, 1, live.state.next_seq, os.urandom(12))
     support.deliver(a, envelope.seal(header, live.state.keys.to_inviter, live.session.encrypt(b"\xff")))
     doc = a.export_transcript(station_pair.inviter_line)

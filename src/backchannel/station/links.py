@@ -26,6 +26,7 @@ from backchannel.errors import BackchannelError
 from backchannel.proto.primitives import ed25519_public_from_seed, ed25519_sign
 from backchannel.station.config import StationConfig
 from backchannel.station.flood import FloodGuard
+from backchannel.station.keystore import AtRest
 from backchannel.station.relay_link import Delivery, ReceiveLimit, RelayLink
 from backchannel.station.store import Store
 
@@ -129,6 +130,14 @@ class Links:
         """The peer's mailbox ``send_id`` on ``url`` becomes a circuit of the line."""
         self.note_circuit(line_id, url, send_id)
         self.link(url).add_sender(send_id, functools.partial(ed25519_sign, seed))
+
+    def open_mailboxes(self, atrest: AtRest) -> None:
+        """At start: receive from every mailbox of ours (retired ones too), send to the peers'."""
+        store = self._store
+        for _, url, recv_id, recv_sealed in store.mailboxes() + store.mailboxes(retired=True):
+            self.subscribe(url, recv_id, atrest.open(recv_sealed, b"recv-key" + recv_id))
+        for line_id, url, send_id, send_sealed in store.peer_mailboxes():
+            self.add_sender(line_id, url, send_id, atrest.open(send_sealed, b"send-key" + send_id))
 
     def note_mailbox(self, recv_id: bytes, url: str) -> None:
         """Bookkeeping only: frames from ``recv_id`` come through ``url``."""

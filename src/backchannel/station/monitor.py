@@ -20,7 +20,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable
 
 from backchannel.errors import BackchannelError
 from backchannel.proto.engine.linkcheck import Health, LineWatch, assess, line_health, trim
@@ -31,6 +30,7 @@ from backchannel.station.config import StationConfig
 from backchannel.station.lines import Lines
 from backchannel.station.links import Links
 from backchannel.station.outbox import Outbox
+from backchannel.station.recorder import Recorder
 from backchannel.station.relay_url import shown
 from backchannel.station.store import Store
 
@@ -48,11 +48,9 @@ class Monitor:
         links: Links,
         outbox: Outbox,
         alarms: Alarms,
+        recorder: Recorder,
         store: Store,
         config: StationConfig,
-        peer_seen: Callable[[bytes], int],
-        send_checkpoint: Callable[[bytes], object],
-        last_checkpoint_sent: Callable[[bytes], float | None],
     ) -> None:
         self._lines = lines
         self._links = links
@@ -61,9 +59,7 @@ class Monitor:
         self._store = store
         self._config = config
         self._clock = lines.clock
-        self._peer_seen = peer_seen
-        self._send_checkpoint = send_checkpoint
-        self._last_checkpoint_sent = last_checkpoint_sent
+        self._recorder = recorder
         self._interval = config.link_test_interval
         self.watches: dict[bytes, LineWatch] = {}
         self._task: asyncio.Task[None] | None = None
@@ -88,7 +84,8 @@ class Monitor:
         if watch is None:
             now = self._clock.now()
             watch = LineWatch(next_test_at=now + min(self._interval, 1.0), next_test_id=int(now * 1000))
-            watch.peer.has = self._peer_seen(line_id)  # (from the record, after a restart)
+            live = self._lines.get(line_id)  # (what the peer had, from the record after a restart)
+            watch.peer.has = 0 if live is None else self._recorder.peer_seen(live)
             for url in self._links.circuit_urls(line_id):
                 circuit = watch.circuit(url, now)
                 circuit.connected = self._links.connected(url)
@@ -202,11 +199,11 @@ class Monitor:
             elif watch.peer.loss_over():  # (after a restart: at the first report, as for health)
                 self._set(("frames_lost", line_id, ""), False, "")
             if watch.next_checkpoint_at == 0.0:  # after a start: one interval after the last one sent
-                last = self._last_checkpoint_sent(line_id) or now
+                last = self._recorder.last_checkpoint_sent(line_id) or now
                 watch.next_checkpoint_at = last + self._config.checkpoint_interval
             elif now >= watch.next_checkpoint_at:
                 watch.next_checkpoint_at = now + self._config.checkpoint_interval
-                self._send_checkpoint(line_id)
+                self._recorder.send_checkpoint(line_id)
             for test_id, circuits, held in watch.due_answers(now, self._interval):
                 reply = LinkTestReply(test_id, circuits, int(now * 1000), int(held * 1000))
                 self._outbox.send_payload(line_id, reply, "test-reply")

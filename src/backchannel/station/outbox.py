@@ -17,9 +17,10 @@ import logging
 from collections.abc import Sequence
 
 from backchannel.clock import Clock
+from backchannel.errors import InvalidArgument, MessageTooLarge, TransportError
 from backchannel.proto.engine import effects as fx
 from backchannel.proto.engine import sending
-from backchannel.proto.payloads import Message, Payload, Precedence
+from backchannel.proto.payloads import MAX_TEXT_BYTES, Acknowledged, Message, Payload, Precedence
 from backchannel.station.config import StationConfig
 from backchannel.station.delivery import Item, Sender, Waiters
 from backchannel.station.lines import Lines
@@ -40,8 +41,28 @@ _Queued = tuple[
 ]
 
 
+STATUS_LEVELS = ("queued", "relayed", "delivered", "acknowledged")
+
+
 def ms(seconds: float) -> int:
     return int(seconds * 1000)
+
+
+def check_message(text: str, precedence: str | Precedence, wait: str | None) -> Precedence:
+    """An operator's message, checked before anything is stored; returns its precedence."""
+    try:
+        prec = Precedence(precedence.upper() if isinstance(precedence, str) else precedence)
+    except ValueError:
+        raise InvalidArgument(
+            f"unknown precedence {precedence!r}: use FLASH, IMMEDIATE, PRIORITY or ROUTINE"
+        ) from None
+    if not text:
+        raise InvalidArgument("the message is empty")
+    if len(text.encode("utf-8")) > MAX_TEXT_BYTES:
+        raise MessageTooLarge(f"the message is longer than {MAX_TEXT_BYTES} bytes; split it")
+    if wait is not None and wait not in STATUS_LEVELS[1:]:
+        raise InvalidArgument("wait must be one of relayed, delivered, acknowledged")
+    return prec
 
 
 class Outbox:
@@ -91,7 +112,31 @@ class Outbox:
             self.enqueue([(line_id, seq)])
         return seq
 
+    def acknowledge(self, live: LiveLine, seq: int, operator: str) -> None:
+        """Record that ``operator`` read received message ``seq`` and tell the sender."""
+        now = self._clock.now()
+        with self._lines.mutation():
+            self._store.ack_inbound(live.line_id, seq, operator, now)
+            ack_seq = self.store_payload(live, Acknowledged(seq, operator, ms(now)), "ack")
+        self.enqueue([(live.line_id, ack_seq)])
+
     # ---- the group commit of operator messages ----------------------------------------------
+
+    async def send_message(
+        self, live: LiveLine, precedence: Precedence, text: str, wait: str | None, timeout: float
+    ) -> int:
+        """Store an operator's message durably, then send it; with ``wait``, until it reached
+        that status (or ``TransportError`` after ``timeout``: it keeps trying)."""
+        seq, waiter = await self.queue_message(live, precedence, text, wait)
+        if waiter is not None:
+            try:
+                await asyncio.wait_for(waiter, timeout)
+            except TimeoutError:
+                raise TransportError(
+                    f"the message is queued as {live.row.name}:{seq} but was not {wait} "
+                    f"within {timeout:g} s; it will keep trying"
+                ) from None
+        return seq
 
     def queue_message(
         self,

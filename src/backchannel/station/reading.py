@@ -6,17 +6,19 @@ at-rest seal only here, when shown.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 from backchannel.errors import UnknownMessage
 from backchannel.proto import line as proto_line
+from backchannel.proto.safety import grouped, safety_number
 from backchannel.station.lines import Lines
 from backchannel.station.links import Links
 from backchannel.station.liveline import LiveLine
 from backchannel.station.monitor import Monitor
 from backchannel.station.relay_url import shown
 from backchannel.station.store import InboxRow, OutboxRow, Store
-from backchannel.station.views import LineView, MessageView
+from backchannel.station.views import LineView, MessageView, TranscriptView, VerificationView
 
 
 class Views:
@@ -79,6 +81,12 @@ class Views:
             open_alarms=open_alarms,
         )
 
+    def pending_invitations(self) -> list[dict[str, object]]:
+        return [
+            {"line_id": lid.hex(), "name": name, "created_at": at}
+            for lid, name, at in self._store.pending_invitations()
+        ]
+
     def inbox(
         self, line: str | None = None, unacknowledged: bool = False, limit: int = 100
     ) -> list[MessageView]:
@@ -139,4 +147,37 @@ class Views:
             r.received_at,
             r.acked_at,
             r.acked_by,
+        )
+
+    def verify(self, live: LiveLine, confirm: bool, pq_public: bytes) -> VerificationView:
+        """The safety number; with ``confirm``, record that the operators compared it."""
+        # On the record the record keys are bound too (an arbiter compares a station's identity
+        # file with its half); off the record no record key is exchanged, so none is bound.
+        on = live.state.on_record
+        ours = self._lines.identity
+        number = safety_number(
+            (ours.identity_key, ours.signing_key, pq_public if on else b""),
+            (live.row.peer_identity, live.row.peer_signing, (live.row.peer_pq or b"") if on else b""),
+        )
+        if confirm and live.row.verified_at is None:
+            now = self._lines.clock.now()
+            with self._lines.mutation():
+                self._store.update_line(live.line_id, verified_at=now)
+                live.row = replace(live.row, verified_at=now)
+        return VerificationView(
+            live.row.name,
+            live.row.peer_name,
+            number,
+            grouped(number),
+            live.row.verified_at is not None,
+            live.row.verified_at,
+        )
+
+    def transcript(self, live: LiveLine) -> TranscriptView:
+        t = live.state.transcript
+        return TranscriptView(
+            live.row.name,
+            t.head().hex(),
+            t.counts[live.state.out_direction],
+            t.counts[live.state.in_direction],
         )

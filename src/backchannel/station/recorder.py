@@ -25,9 +25,17 @@ from collections.abc import Callable
 from typing import Any
 
 from backchannel.clock import Clock
-from backchannel.errors import BadSignature, ProtocolError
+from backchannel.errors import BadSignature, InvalidArgument, LineNotReady, ProtocolError, RecordInvalid
 from backchannel.proto.engine import effects as fx
-from backchannel.proto.export import EXPORT_FORMAT, readable, seal_export, station_block
+from backchannel.proto.export import (
+    EXPORT_FORMAT,
+    VerifiedExport,
+    readable,
+    seal_export,
+    station_block,
+    verify_export,
+)
+from backchannel.proto.identity import identity_document
 from backchannel.proto.payloads import Checkpoint
 from backchannel.proto.primitives import mldsa_public, mldsa_sign, sha256
 from backchannel.proto.record import (
@@ -67,6 +75,7 @@ class Recorder:
         self._alarms = alarms
         self._config = config
         self._store = store
+        self._verified: dict[bytes, tuple[str, VerifiedExport]] = {}
         self._atrest = atrest
         self._clock = clock
         sealed = store.get_meta("mldsa")
@@ -216,6 +225,12 @@ class Recorder:
         sent = [c["at"] for c in self._store.checkpoints(line_id) if c["status"] == "sent"]
         return max(sent) if sent else None
 
+    def identity_file(self) -> dict[str, str]:
+        """This station's self-certifying identity file (``proto.identity``)."""
+        ident = self._lines.identity
+        doc = identity_document(self._name, ident.identity_key, ident.signing_key, self.pq_public, ident.sign)
+        return {**doc, "signing_key": doc["ed25519"]}
+
     # ---- export ----------------------------------------------------------------------------
 
     def export(self, live: LiveLine, withhold: frozenset[tuple[int, int]] = frozenset()) -> dict[str, Any]:
@@ -275,3 +290,57 @@ class Recorder:
         if on:  # off the record nothing is signed, not even the export
             seal_export(doc, identity.sign)
         return doc
+
+    # ---- the operator's record commands ------------------------------------------------------
+
+    def checkpoint(self, live: LiveLine) -> dict[str, Any]:
+        """Send a checkpoint now; the peer compares it with its own record and records the outcome."""
+        if not live.established:
+            raise LineNotReady(f"line {live.row.name!r} is not established yet")
+        seq = self.send_checkpoint(live.line_id)
+        return {"line": live.row.name, "seq": seq, "head": live.state.transcript.head().hex()}
+
+    def export_withholding(self, live: LiveLine, withhold: list[str] | None) -> dict[str, Any]:
+        """The export, leaving out the bodies of ``withhold``: entries "D:N" (direction, seq)."""
+        wanted: set[tuple[int, int]] = set()
+        for spec in withhold or []:
+            d, _, n = str(spec).partition(":")
+            if d not in ("0", "1") or not n.isdigit() or int(n) < 2:
+                raise InvalidArgument(
+                    f"{spec!r} names no entry that can be withheld: give DIRECTION:SEQ, e.g. 1:3 "
+                    "(the hello and the welcome, 1:1 and 0:1, are always shown)"
+                )
+            wanted.add((int(d), int(n)))
+        return self.export(live, frozenset(wanted))
+
+    def verify(self, live: LiveLine) -> dict[str, Any]:
+        """Check the local record: the chain, every signature (on the record), checkpoints.
+
+        The full check runs on the event loop, so its result is kept until the line's head
+        moves: a console page viewed again and again does not stall the station.
+        """
+        head = live.state.transcript.head().hex()
+        cached = self._verified.get(live.line_id)
+        if cached is not None and cached[0] == head:
+            result = cached[1]
+        else:
+            doc = self.export(live)
+            result = verify_export(doc, None, require_signatures=live.state.on_record)
+            if result.head != head:
+                raise RecordInvalid("the stored entries do not lead to the line's current head")
+            self._verified[live.line_id] = (head, result)
+        checkpoints = self._store.checkpoints(live.line_id)
+        received = [c for c in checkpoints if c["status"] != "sent"]
+        return {
+            "line": live.row.name,
+            "on_record": live.state.on_record,
+            "entries": list(result.counts),
+            "head": result.head,
+            "checkpoints_sent": len(checkpoints) - len(received),
+            "checkpoints_received": len(received),
+            "last_checkpoint": received[-1] if received else None,
+            "diverged": [c for c in received if c["status"] == "diverged"],
+            "withheld": list(result.withheld),
+            "unreadable": list(result.unreadable),
+            "contradicted": list(result.contradicted),
+        }

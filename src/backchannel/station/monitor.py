@@ -22,9 +22,11 @@ import contextlib
 import logging
 
 from backchannel.errors import BackchannelError
-from backchannel.proto.engine.linkcheck import Health, LineWatch, assess, line_health, trim
-from backchannel.proto.engine.recovery import RESEND_LIMIT, PeerReport, gap_due
-from backchannel.proto.payloads import LinkTest, LinkTestReply
+from backchannel.proto.engine import effects as fx
+from backchannel.proto.engine import ticking
+from backchannel.proto.engine.linkcheck import Health, LineWatch, assess, line_health
+from backchannel.proto.engine.ticking import Timing
+from backchannel.proto.payloads import LinkTestReply
 from backchannel.station.alarms import Alarms
 from backchannel.station.config import StationConfig
 from backchannel.station.lines import Lines
@@ -35,6 +37,14 @@ from backchannel.station.relay_url import shown
 from backchannel.station.store import Store
 
 log = logging.getLogger("backchannel.monitor")
+
+
+class _TickLedger:
+    """The tick's read-only questions, answered by the store and the recorder."""
+
+    def __init__(self, store: Store, recorder: Recorder) -> None:
+        self.relayed_times = store.relayed_times
+        self.last_checkpoint_sent = recorder.last_checkpoint_sent
 
 
 def tick_seconds(interval: float) -> float:
@@ -61,6 +71,7 @@ class Monitor:
         self._clock = lines.clock
         self._recorder = recorder
         self._interval = config.link_test_interval
+        self._ledger = _TickLedger(store, recorder)
         self.watches: dict[bytes, LineWatch] = {}
         self._task: asyncio.Task[None] | None = None
         self._reported: dict[tuple[str, bytes, str], bool] = {}
@@ -181,32 +192,11 @@ class Monitor:
 
     def tick(self) -> None:
         now = self._clock.now()
+        timing = Timing(self._interval, self._config.resend_after, self._config.checkpoint_interval)
         for line_id in self._lines.established():
             watch = self.watch(line_id)
-            resend_after = self._config.resend_after
-            gap_report = gap_due(watch.gap_since, watch.last_test_at, now, resend_after)
-            if now >= watch.next_test_at or gap_report:  # early with a gap: it tells what we lack
-                test_id = watch.next_test_id
-                watch.next_test_id += 1
-                watch.tests_sent[test_id] = now
-                trim(watch.tests_sent)  # (replies to tests held behind a gap may never come)
-                watch.next_test_at = now + self._interval
-                watch.last_test_at = now
-                self._outbox.send_payload(line_id, LinkTest(test_id, int(now * 1000)), "test")
-            self.resend_lacking(line_id, watch.peer, now, watch.gap_since)
-            if watch.peer.loss_proved():
-                self.frames_lost(line_id, watch.peer.has + 1)
-            elif watch.peer.loss_over():  # (after a restart: at the first report, as for health)
-                self._set(("frames_lost", line_id, ""), False, "")
-            if watch.next_checkpoint_at == 0.0:  # after a start: one interval after the last one sent
-                last = self._recorder.last_checkpoint_sent(line_id) or now
-                watch.next_checkpoint_at = last + self._config.checkpoint_interval
-            elif now >= watch.next_checkpoint_at:
-                watch.next_checkpoint_at = now + self._config.checkpoint_interval
-                self._recorder.send_checkpoint(line_id)
-            for test_id, circuits, held in watch.due_answers(now, self._interval):
-                reply = LinkTestReply(test_id, circuits, int(now * 1000), int(held * 1000))
-                self._outbox.send_payload(line_id, reply, "test-reply")
+            for effect in ticking.tick(self._lines[line_id].core, watch, now, timing, self._ledger):
+                self._apply(effect)
             self._assess(line_id, watch, now)
         for line_id, seq, precedence, created in self.overdue_messages(now):
             name = self._lines.name(line_id)
@@ -217,6 +207,32 @@ class Monitor:
                 f"{now - created:.0f} s after it was sent (deadline passed)",
             )
             self._mark_escalated(line_id, seq)
+
+    def _apply(self, effect: fx.Effect) -> None:
+        """Carry out one effect of the engine's tick."""
+        match effect:
+            case fx.SendPayload(line_id, payload, kind):
+                self._outbox.send_payload(line_id, payload, kind)
+            case fx.SendCheckpoint(line_id):
+                self._recorder.send_checkpoint(line_id)
+            case fx.Count(name, n):
+                with contextlib.suppress(BackchannelError), self._store.transaction(durable=False):
+                    self._store.count(name, n)  # (only a statistic)
+            case fx.Resend(line_id, seqs):
+                log.warning(
+                    "line %s: the peer still lacks %d frame(s) from %d on that a relay stored; "
+                    "sending them again",
+                    self._lines.name(line_id),
+                    len(seqs),
+                    seqs[0],
+                )
+                self._outbox.enqueue([(line_id, seq) for seq in seqs])
+            case fx.FramesLost(line_id, first, True):
+                self.frames_lost(line_id, first)
+            case fx.FramesLost(line_id, _, False):
+                self._set(("frames_lost", line_id, ""), False, "")
+            case _:
+                raise AssertionError(f"the monitor has no rule for {effect!r}")
 
     def _assess(self, line_id: bytes, watch: LineWatch, now: float) -> None:
         name = self._lines.name(line_id)
@@ -266,28 +282,6 @@ class Monitor:
         self._set(("deadline_passed", line_id, str(seq)), False, "")
 
     # ---- end-to-end recovery and deadlines (``proto.engine.recovery``) -----------------------
-
-    def resend_lacking(self, line_id: bytes, report: PeerReport, now: float, gap_since: float | None) -> int:
-        """Send again, on every circuit, our frames the peer still lacks though a relay stored
-        them (``proto.engine.recovery``); returns how many."""
-        live = self._lines[line_id]
-        resend_after = self._config.resend_after
-        if report.has + 1 >= live.state.next_seq or (report.resent_at or 0.0) + resend_after > now:
-            return 0  # (the cheap checks first: this runs on every tick)
-        relayed = self._store.relayed_times(line_id, report.has + 1, report.has + RESEND_LIMIT)
-        due = report.resend(relayed, now, resend_after, gap_since)
-        if not due:
-            return 0
-        with contextlib.suppress(BackchannelError), self._store.transaction(durable=False):
-            self._store.count("resent", len(due))  # (only a statistic)
-        log.warning(
-            "line %s: the peer still lacks %d frame(s) from %d on that a relay stored; sending them again",
-            live.row.name,
-            len(due),
-            due[0],
-        )
-        self._outbox.enqueue([(line_id, seq) for seq in due])
-        return len(due)
 
     def overdue_messages(self, now: float) -> list[tuple[bytes, int, str, float]]:
         """Sent messages whose acknowledgement deadline passed, not yet escalated."""

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from backchannel.proto.payloads import Checkpoint, Circuits, LinkTest, LinkTestReply
+from backchannel.proto.payloads import Checkpoint, Circuits, LinkTest, LinkTestReply, Payload
 from backchannel.proto.record import Seen
 
 # ---- stored (inside the transaction) ----------------------------------------------------------
@@ -227,6 +227,43 @@ class ClearDeadline:
     seq: int
 
 
+# ---- from the tick -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SendPayload:
+    """Seal, store and send one control payload of ours (a send event of its own)."""
+
+    line_id: bytes
+    payload: Payload
+    kind: str
+
+
+@dataclass(frozen=True)
+class SendCheckpoint:
+    """Seal, store and send a checkpoint of the line's record (the recorder builds it)."""
+
+    line_id: bytes
+
+
+@dataclass(frozen=True)
+class Resend:
+    """Send these stored frames again on every circuit: the peer still lacks them."""
+
+    line_id: bytes
+    seqs: tuple[int, ...]
+
+
+@dataclass(frozen=True)
+class FramesLost:
+    """The peer proved a relay loses frames (``active``), from our entry ``first`` on; or it
+    no longer lacks any (not ``active``)."""
+
+    line_id: bytes
+    first: int
+    active: bool
+
+
 Effect = (
     StoreEntry
     | StoreOutbound
@@ -252,6 +289,10 @@ Effect = (
     | GapChanged
     | Unreadable
     | ClearDeadline
+    | SendPayload
+    | SendCheckpoint
+    | Resend
+    | FramesLost
 )
 
 #: Effects carried out only after the event's transaction committed.

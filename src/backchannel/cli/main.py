@@ -668,11 +668,32 @@ def demo(keep: bool, fast: bool) -> None:
     run_demo(keep=keep, fast=fast)
 
 
+@cli.command()
+@click.argument("shell", type=click.Choice(["bash", "zsh", "fish"]))
+def completion(shell: str) -> None:
+    """Print the shell completion script for SHELL.
+
+    \b
+    bash:  eval "$(backchannel completion bash)"   (in ~/.bashrc)
+    zsh:   eval "$(backchannel completion zsh)"    (in ~/.zshrc)
+    """
+    from click.shell_completion import get_completion_class
+
+    completer = get_completion_class(shell)
+    assert completer is not None  # the choice above lists only shells click supports
+    click.echo(completer(cli, {}, "backchannel", COMPLETE_VAR).source())
+
+
+#: The variable click's completion scripts set when they ask ``backchannel`` for candidates.
+COMPLETE_VAR = "_BACKCHANNEL_COMPLETE"
+
+
 def main() -> None:
     """Entry point: run the CLI, turning every backchannel error into one clear line."""
     debug = "--debug" in sys.argv
     try:
-        cli.main(standalone_mode=False)
+        # The name is fixed so that completion works the same for `python -m backchannel`.
+        cli.main(prog_name="backchannel", complete_var=COMPLETE_VAR, standalone_mode=False)
     except click.exceptions.Abort:
         render.err_console.print("aborted")
         sys.exit(130)

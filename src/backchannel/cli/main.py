@@ -21,7 +21,8 @@ import click
 
 from backchannel.cli import record as record_commands
 from backchannel.cli import render
-from backchannel.errors import BackchannelError, InvalidArgument, StationNotInitialised
+from backchannel.cli.home import require_station
+from backchannel.errors import BackchannelError, InvalidArgument
 from backchannel.station.private import private_umask, write_private
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -37,6 +38,7 @@ class State:
     def call(self, method: str, **params: Any) -> Any:
         from backchannel.station.control import ControlClient
 
+        require_station(self.home)  # "no station here" rather than "not running" for a wrong --home
         with ControlClient(self.home, timeout=float(params.get("timeout", 30)) + 30) as client:
             return client.call(method, **params)
 
@@ -145,9 +147,8 @@ def passphrase(
     from backchannel.station.keystore import MIN_PASSPHRASE, change_passphrase, check_new_passphrase
     from backchannel.station.station import KEYSTORE
 
+    require_station(state.home)
     keystore = state.home / KEYSTORE
-    if not keystore.exists():
-        raise StationNotInitialised(f"no station lives in {state.home}. Run `backchannel init` first.")
     old = read_passphrase(passphrase_file, prompt="Current passphrase")
     new = read_passphrase(
         new_passphrase_file,
@@ -208,6 +209,7 @@ def station_run(
     from backchannel.station.config import StationConfig
     from backchannel.station.runner import main_run
 
+    require_station(state.home)  # before the passphrase is asked, and not as a traceback
     config = StationConfig.load(
         config_file or state.home / "station.toml",
         required=config_file is not None,
@@ -390,6 +392,7 @@ def send(
     as_json: bool,
 ) -> None:
     """Send TEXT on LINE (reads the text from stdin when TEXT is omitted)."""
+    require_station(state.home)  # before the operator types a message for a station that is not there
     if text is None:
         text = sys.stdin.read().rstrip("\n")
     result = state.call(
@@ -448,6 +451,7 @@ def release(state: State, draft_id: str, operator: str, password_file: Path | No
     """
     from backchannel.cli.operators import read_release_password
 
+    require_station(state.home)  # before asking a password for a station that is not there
     password = read_release_password(operator, password_file)
     result = state.call("release", draft_id=draft_id, operator=operator, password=password)
     emit(as_json, result, lambda v: render.console.print(f"Released and sent {render.message_line(v)}"))
@@ -710,6 +714,20 @@ def main() -> None:
         sys.exit(1)
     except KeyboardInterrupt:
         sys.exit(130)
+    except OSError as exc:  # the file system refused something: one line naming what and where
+        if debug:
+            traceback.print_exc()
+        where = f": {exc.filename}" if exc.filename else ""
+        render.err_console.print(f"[red]error:[/] {render.lit(exc.strerror or exc)}{render.lit(where)}")
+        sys.exit(1)
+    except Exception as exc:  # a bug: still one line, the traceback on request
+        if debug:
+            traceback.print_exc()
+        render.err_console.print(
+            f"[red]error:[/] unexpected {type(exc).__name__}: {render.lit(exc)} "
+            "(run again with --debug for the traceback, and report it)"
+        )
+        sys.exit(1)
 
 
 from backchannel.cli import operators as _operators  # noqa: E402

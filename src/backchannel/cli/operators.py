@@ -26,17 +26,17 @@ from typing import Any
 import click
 
 from backchannel.cli import render
-from backchannel.errors import InvalidArgument, StationNotInitialised
+from backchannel.cli.home import require_station
+from backchannel.errors import InvalidArgument
 from backchannel.station.operators import ROLES, Operators
-from backchannel.station.station import DATABASE, KEYSTORE
+from backchannel.station.station import DATABASE
 from backchannel.station.store import Store
 
 PASSWORD_ENV = "BACKCHANNEL_OPERATOR_PASSWORD"
 
 
 def _open(home: Path) -> tuple[Store, Operators]:
-    if not (home / KEYSTORE).exists():
-        raise StationNotInitialised(f"no station lives in {home}. Run `backchannel init` first.")
+    require_station(home)
     store = Store.open(home / DATABASE)
     return store, Operators(store)
 

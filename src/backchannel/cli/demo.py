@@ -372,8 +372,9 @@ class Demo:
 
 
 def when(ts: float | None) -> str:
+    """UTC to the millisecond, marked Z, as the CLI and the console show times (the demo shows latency)."""
     return (
-        "-" if ts is None else time.strftime("%H:%M:%S", time.localtime(ts)) + f".{int(ts * 1000) % 1000:03d}"
+        "-" if ts is None else time.strftime("%H:%M:%S", time.gmtime(ts)) + f".{int(ts * 1000) % 1000:03d}Z"
     )
 
 

@@ -9,6 +9,7 @@ shows the traceback as well.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import sys
@@ -470,16 +471,33 @@ def inbox(state: State, line: str | None, unacked: bool, limit: int, as_json: bo
 
 
 @cli.command()
-@click.argument("line")
-@click.argument("seq", type=int)
+@click.argument("line", required=False)
+@click.option("--limit", type=int, default=50, show_default=True)
+@json_option
+@pass_state
+def outbox(state: State, line: str | None, limit: int, as_json: bool) -> None:
+    """Messages sent (newest first), with their receipts."""
+    result = state.call("outbox", line=line, limit=limit)
+    emit(as_json, result, lambda v: render.console.print(render.messages_table(v, "Sent (newest first)")))
+
+
+@cli.command()
+@click.argument("message", metavar="LINE:in/SEQ")
+@click.argument("seq", required=False, metavar="[SEQ]")
 @click.option(
     "--operator", default=lambda: os.environ.get("USER", "operator"), help="Who read it (default: $USER)."
 )
 @json_option
 @pass_state
-def ack(state: State, line: str, seq: int, operator: str, as_json: bool) -> None:
-    """Acknowledge received message SEQ on LINE as read by --operator."""
-    result = state.call("ack", line=line, seq=seq, operator=operator)
+def ack(state: State, message: str, seq: str | None, operator: str, as_json: bool) -> None:
+    """Acknowledge a received message as read by --operator.
+
+    The message is given as `inbox` prints it (moscow:in/4), or as LINE SEQ (moscow 4).
+    """
+    from backchannel.cli.refs import received_ref
+
+    ref = received_ref(message, seq)
+    result = state.call("ack", line=ref.line, seq=ref.seq, operator=operator)
     emit(
         as_json,
         result,
@@ -490,18 +508,51 @@ def ack(state: State, line: str, seq: int, operator: str, as_json: bool) -> None
 
 
 @cli.command()
+@click.argument("message", metavar="LINE:in/SEQ|LINE:out/SEQ")
+@click.argument("seq", required=False, metavar="[SEQ]")
+@json_option
+@pass_state
+def show(state: State, message: str, seq: str | None, as_json: bool) -> None:
+    """One message in full, with its receipts: moscow:in/4 (received) or moscow:out/16 (sent).
+
+    A bare number (moscow 4, moscow:4) is taken when only one direction has that message.
+    """
+    from backchannel.cli.refs import FORMS, parse_ref
+    from backchannel.errors import UnknownMessage
+
+    ref = parse_ref(message, seq)
+    if ref.direction is not None:
+        result = state.call("message", line=ref.line, seq=ref.seq, direction=ref.direction)
+    else:
+        found = []
+        for direction in ("in", "out"):
+            with contextlib.suppress(UnknownMessage):
+                found.append(state.call("message", line=ref.line, seq=ref.seq, direction=direction))
+        if len(found) != 1:
+            which = " and ".join(m["ref"] for m in found) if found else "no message"
+            raise InvalidArgument(
+                f"{message}{' ' + seq if seq else ''} is ambiguous ({which}); give {FORMS}"
+                if found
+                else f"there is no message {ref.seq} on line {ref.line!r} in either direction"
+            )
+        result = found[0]
+    emit(as_json, result, lambda v: render.console.print(render.message_block(v)))
+
+
+@cli.command()
 @click.argument("line", required=False)
 @click.option("--limit", type=int, default=20, show_default=True)
 @click.option("--watch", is_flag=True, help="Refresh in place every second (Ctrl-C to stop).")
 @json_option
 @pass_state
 def status(state: State, line: str | None, limit: int, watch: bool, as_json: bool) -> None:
-    """Lines, circuits, open alarms, and sent messages: queued, relayed, delivered, acknowledged."""
+    """Lines, circuits, open alarms, received messages, and sent ones with their receipts."""
 
     def gather() -> dict[str, Any]:
         lines_data = [state.call("line", name=line)] if line else state.call("lines")
         return {
             "lines": lines_data,
+            "received": state.call("inbox", line=line, limit=limit),
             "messages": state.call("outbox", line=line, limit=limit),
             "alarms": state.call("alarms"),
             "rejected": state.call("counters"),

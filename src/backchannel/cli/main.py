@@ -228,6 +228,32 @@ def station_run(
     main_run(state.home, passphrase, config, log_level.upper(), services=[console] if console else [])
 
 
+@station.command("wait")
+@click.option("--timeout", type=float, default=60.0, show_default=True, help="Seconds to wait.")
+@pass_state
+def station_wait(state: State, timeout: float) -> None:
+    """Wait until the station answers on its control socket (after `station run &`)."""
+    import time
+
+    from backchannel.errors import StationNotRunning, TransportError
+    from backchannel.station.control import ControlClient
+
+    require_station(state.home)
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            with ControlClient(state.home, timeout=5) as client:
+                client.call("ping")
+            return
+        except (StationNotRunning, TransportError):
+            if time.monotonic() > deadline:
+                raise StationNotRunning(
+                    f"the station in {state.home} did not answer within {timeout:g} s; "
+                    "see what `backchannel station run` printed"
+                ) from None
+            time.sleep(0.1)
+
+
 @cli.group()
 def relay() -> None:
     """Run a relay."""
@@ -415,7 +441,7 @@ def send(
                 )
             )
         else:
-            render.console.print(f"Sent {render.message_line(v)}")
+            render.console.print(render.message_line(v, "Sent "))
 
     emit(as_json, result, human)
 
@@ -455,19 +481,24 @@ def release(state: State, draft_id: str, operator: str, password_file: Path | No
     require_station(state.home)  # before asking a password for a station that is not there
     password = read_release_password(operator, password_file)
     result = state.call("release", draft_id=draft_id, operator=operator, password=password)
-    emit(as_json, result, lambda v: render.console.print(f"Released and sent {render.message_line(v)}"))
+    emit(as_json, result, lambda v: render.console.print(render.message_line(v, "Released and sent ")))
 
 
 @cli.command()
 @click.argument("line", required=False)
 @click.option("--unacked", is_flag=True, help="Only messages no operator has acknowledged.")
 @click.option("--limit", type=int, default=50, show_default=True)
+@click.option("--refs", is_flag=True, help="Print only the references, one a line (for scripts and `ack`).")
 @json_option
 @pass_state
-def inbox(state: State, line: str | None, unacked: bool, limit: int, as_json: bool) -> None:
-    """Messages received (newest first)."""
+def inbox(state: State, line: str | None, unacked: bool, limit: int, refs: bool, as_json: bool) -> None:
+    """Messages received (newest first), each with its reference (moscow:in/4) for `ack`."""
     result = state.call("inbox", line=line, unacknowledged=unacked, limit=limit)
-    emit(as_json, result, lambda v: render.console.print(render.messages_table(v, "Inbox")))
+    if refs and not as_json:
+        for m in result:
+            click.echo(render.visible(m["ref"]))
+        return
+    emit(as_json, result, lambda v: render.console.print(render.messages_table(v, "Inbox (newest first)")))
 
 
 @cli.command()
@@ -482,29 +513,34 @@ def outbox(state: State, line: str | None, limit: int, as_json: bool) -> None:
 
 
 @cli.command()
-@click.argument("message", metavar="LINE:in/SEQ")
-@click.argument("seq", required=False, metavar="[SEQ]")
+@click.argument("messages", nargs=-1, required=True, metavar="LINE:in/SEQ...")
 @click.option(
     "--operator", default=lambda: os.environ.get("USER", "operator"), help="Who read it (default: $USER)."
 )
 @json_option
 @pass_state
-def ack(state: State, message: str, seq: str | None, operator: str, as_json: bool) -> None:
-    """Acknowledge a received message as read by --operator.
+def ack(state: State, messages: tuple[str, ...], operator: str, as_json: bool) -> None:
+    """Acknowledge received messages as read by --operator.
 
-    The message is given as `inbox` prints it (moscow:in/4), or as LINE SEQ (moscow 4).
+    Each is given as `inbox` prints it (moscow:in/4); `LINE SEQ` (moscow 4) works too.
+    `backchannel ack $(backchannel inbox moscow --unacked --refs)` acknowledges what is listed.
     """
     from backchannel.cli.refs import received_ref
 
-    ref = received_ref(message, seq)
-    result = state.call("ack", line=ref.line, seq=ref.seq, operator=operator)
-    emit(
-        as_json,
-        result,
-        lambda v: render.console.print(
-            render.lit(f"Acknowledged {v['ref']} as {v['acknowledged_by']}; the sender is being told.")
-        ),
-    )
+    require_station(state.home)
+    if len(messages) == 2 and messages[1].isdigit() and ":" not in messages[0]:
+        refs = [received_ref(messages[0], messages[1])]  # the older LINE SEQ form
+    else:
+        refs = [received_ref(m) for m in messages]
+    results = [state.call("ack", line=r.line, seq=r.seq, operator=operator) for r in refs]
+
+    def human(done: list[dict[str, Any]]) -> None:
+        for v in done:
+            render.console.print(
+                render.lit(f"Acknowledged {v['ref']} as {v['acknowledged_by']}; the sender is being told.")
+            )
+
+    emit(as_json, results[0] if len(results) == 1 else results, lambda v: human(results))
 
 
 @cli.command()

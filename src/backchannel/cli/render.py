@@ -362,9 +362,15 @@ def messages_table(messages: list[dict[str, Any]], title: str) -> Group:
     return blocks(title, [message_block(m) for m in messages], "none")
 
 
-def message_line(m: dict[str, Any]) -> str:
-    """A one-line summary of a message, to put in a markup string (already escaped)."""
-    return lit(f"{m['ref']} [{m['precedence']}] {m['status']}: {_short(m['text'], 60)}")
+def message_line(m: dict[str, Any], lead: str = "") -> str:
+    """``lead`` and a one-line summary of a message for a markup string (escaped), within the width.
+
+    The reference, precedence and status are whole; only the text is shortened to what is left
+    of the line (it is a confirmation: `show REF` prints the message whole).
+    """
+    summary = f"{lead}{visible(m['ref'])} [{m['precedence']}] {m['status']}"
+    room = width() - len(summary) - 2
+    return lit(summary + (f": {_short(m['text'], room)}" if room >= 12 else ""))
 
 
 def _short(text: str, width: int = 48) -> str:

@@ -153,9 +153,21 @@ def test_the_by_hand_recipe_runs_as_written(terminals: tuple[dict[int, Terminal]
     block = block.replace("/tmp/", f"{tmp_path}/")
     started = time.monotonic()
     transcript: list[str] = []
-    for who, commands in sections(block):
+    recipe = sections(block)
+    for who, commands in recipe[:-1]:
         for number in who:
             transcript.append(f"--- terminal {number}\n" + opened[number].run(commands))
+    # Before the recipe stops everything: `status --watch` lists received messages as well as sent
+    # ones (in a pipe it prints one whole status after another; SIGINT ends it).
+    watched = opened[3].run("timeout -s INT 5 backchannel status --watch || true")
+    assert "Received messages" in watched and re.search(r"^washington:in/\d+  ROUTINE", watched, re.M), (
+        watched
+    )
+    assert "Sent messages" in watched and "Traceback" not in watched, watched
+    who, commands = recipe[-1]
+    assert "kill %1" in commands and who == [1, 2, 3]
+    for number in who:
+        transcript.append(f"--- terminal {number}\n" + opened[number].run(commands))
     elapsed = time.monotonic() - started
     out = "\n".join(transcript)
     figure("README by-hand recipe, wall time", round(elapsed, 1), "s")

@@ -578,7 +578,11 @@ def show(state: State, message: str, seq: str | None, as_json: bool) -> None:
 @cli.command()
 @click.argument("line", required=False)
 @click.option("--limit", type=int, default=20, show_default=True)
-@click.option("--watch", is_flag=True, help="Refresh in place every second (Ctrl-C to stop).")
+@click.option(
+    "--watch",
+    is_flag=True,
+    help="Refresh in place every second (Ctrl-C to stop); in a pipe, print a new status every 2 s.",
+)
 @json_option
 @pass_state
 def status(state: State, line: str | None, limit: int, watch: bool, as_json: bool) -> None:
@@ -599,6 +603,11 @@ def status(state: State, line: str | None, limit: int, watch: bool, as_json: boo
 
         from rich.live import Live
 
+        if not render.console.is_terminal:  # a pipe or a log: one whole status after another
+            while True:
+                render.console.print(render.status_view(gather()))
+                click.echo(flush=True)
+                time.sleep(2.0)
         with Live(render.status_view(gather()), console=render.console, refresh_per_second=2) as live:
             while True:
                 time.sleep(1.0)

@@ -163,7 +163,7 @@ def test_the_by_hand_recipe_runs_as_written(terminals: tuple[dict[int, Terminal]
     assert "Received messages" in watched and re.search(r"^washington:in/\d+  ROUTINE", watched, re.M), (
         watched
     )
-    assert "Sent messages" in watched and "Traceback" not in watched, watched
+    assert "Sent messages" in watched and "Traceback" not in watched and "error:" not in watched, watched
     who, commands = recipe[-1]
     assert "kill %1" in commands and who == [1, 2, 3]
     for number in who:

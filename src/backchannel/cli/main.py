@@ -606,7 +606,7 @@ def status(state: State, line: str | None, limit: int, watch: bool, as_json: boo
         if not render.console.is_terminal:  # a pipe or a log: one whole status after another
             while True:
                 render.console.print(render.status_view(gather()))
-                click.echo(flush=True)
+                click.echo()  # (click flushes: a reader of the pipe sees each status whole)
                 time.sleep(2.0)
         with Live(render.status_view(gather()), console=render.console, refresh_per_second=2) as live:
             while True:

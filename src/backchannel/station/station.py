@@ -487,7 +487,7 @@ class Station:
                 await asyncio.wait_for(waiter, timeout)
             except TimeoutError:
                 raise TransportError(
-                    f"the message is queued as {live.row.name}:{seq} but was not {wait} "
+                    f"the message is queued as {live.row.name}:out/{seq} but was not {wait} "
                     f"within {timeout:g} s; it will keep trying"
                 ) from None
         return self.message(live.row.name, seq, "out")

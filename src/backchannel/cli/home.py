@@ -16,7 +16,7 @@ from backchannel.errors import StationNotInitialised
 def require_station(home: Path) -> None:
     """Raise :class:`StationNotInitialised` naming what is missing in ``home`` and what to run."""
     # Imported here: the station module is heavy, and `completion` (on every Tab) never needs it.
-    from backchannel.station.station import DATABASE, KEYSTORE
+    from backchannel.station.home import DATABASE, KEYSTORE
 
     create = f"`backchannel --home {home} init --name NAME`"
     elsewhere = "or point --home (or $BACKCHANNEL_HOME) at the station's directory"

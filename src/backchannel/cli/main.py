@@ -556,6 +556,7 @@ def show(state: State, message: str, seq: str | None, as_json: bool) -> None:
     from backchannel.cli.refs import FORMS, parse_ref
     from backchannel.errors import UnknownMessage
 
+    require_station(state.home)  # a wrong --home is named before a mistyped reference
     ref = parse_ref(message, seq)
     if ref.direction is not None:
         result = state.call("message", line=ref.line, seq=ref.seq, direction=ref.direction)

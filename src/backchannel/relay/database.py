@@ -55,14 +55,16 @@ class Database:
     def opened(self) -> bool:
         return self._store is not None
 
-    async def open(self, given: MailboxStore | None) -> None:
-        """Use ``given``, or open the store ``config.db_path`` names (SQLite or PostgreSQL)."""
+    async def open(self, given: MailboxStore | None, origin: str = "") -> None:
+        """Use ``given``, or open the store ``config.db_path`` names (SQLite or PostgreSQL;
+        ``origin`` names this process in the notifications a PostgreSQL store sends)."""
         store: MailboxStore
         if given is not None:
             store = given
+        elif is_postgres_url(self.config.db_path):
+            store = await self.run(PostgresMailboxStore, self.config.db_path, origin)
         else:
-            opener = PostgresMailboxStore if is_postgres_url(self.config.db_path) else SqliteMailboxStore
-            store = await self.run(opener, self.config.db_path)
+            store = await self.run(SqliteMailboxStore, self.config.db_path)
         self._store = store
         self._committer = GroupCommitter(
             store, self._executor, self.limits, self._clock, self._counters, self.health

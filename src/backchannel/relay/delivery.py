@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections import deque
 from dataclasses import dataclass, field
 
 from backchannel.aio import TaskSet
@@ -30,6 +31,10 @@ from backchannel.relay.config import RelayConfig
 from backchannel.relay.connection import RelayConnection
 from backchannel.relay.database import Database
 from backchannel.relay.mailbox import PushWindow
+
+#: Sequence numbers of the latest acknowledged frames a subscription remembers, so that news of
+#: a frame it already pushed and saw acknowledged (a late notification) sets off no catch-up.
+RECENT_ACKS = 1024
 
 
 @dataclass(eq=False)
@@ -50,6 +55,8 @@ class Subscription:
     #: The pump must read the mailbox again from its oldest frame (not from the cursor): after
     #: a storage error a frame may be stored that was never pushed, behind the cursor.
     rewind: bool = False
+    #: The latest acknowledged sequence numbers (at most RECENT_ACKS), oldest first.
+    recent_acks: deque[int] = field(default_factory=lambda: deque(maxlen=RECENT_ACKS))
 
     def catch_up(self) -> None:
         """Read the whole mailbox again: push every stored frame not awaiting its ACK here."""
@@ -141,9 +148,14 @@ class Deliveries:
 
     def acked(self, recv_id: bytes, msg_id: bytes) -> None:
         sub = self.subs.get(recv_id)
+        if sub is None:
+            return
+        seq = sub.window.seq_of(msg_id)
+        if seq is not None:
+            sub.recent_acks.append(seq)
         # A freed slot matters only if rows wait beyond the cursor; when the pump has
         # caught up, every stored frame was pushed and new ones come by the fast path.
-        if sub is not None and sub.window.acked(msg_id) and not sub.caught_up:
+        if sub.window.acked(msg_id) and not sub.caught_up:
             sub.poke()
 
     def maybe_stranded(self, recv_id: bytes, seq: int, msg_id: bytes) -> None:
@@ -153,6 +165,8 @@ class Deliveries:
         sub = self.subs.get(recv_id)
         if sub is None or sub.window.awaits(msg_id, seq):
             return
+        if 0 < seq <= sub.window.cursor and seq in sub.recent_acks:
+            return  # pushed and acknowledged here already
         if seq <= 0 or seq <= sub.window.cursor:
             self._counters["catch_ups"] += 1
             sub.catch_up()  # behind the cursor: only a read from the start finds it

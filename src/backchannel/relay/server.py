@@ -52,11 +52,13 @@ from backchannel.relay.connection import RelayConnection, SlowReader
 from backchannel.relay.database import Database
 from backchannel.relay.delivery import Deliveries
 from backchannel.relay.mailbox import expiry_cutoff
+from backchannel.relay.peers import PeerWatch
 from backchannel.relay.records import MailboxRecords
 from backchannel.relay.requests import Requests, peek_request_id
 from backchannel.relay.side_door import SideDoor, never_upgraded
 from backchannel.relay.sockets import counted_connection
 from backchannel.relay.storage.base import ExpireMailboxes, ExpireMessages, MailboxStore
+from backchannel.relay.storage.postgres import PostgresMailboxStore
 from backchannel.relay.storage_health import KINDS as STORAGE_KINDS
 from backchannel.relay.storage_health import StorageHealth
 
@@ -105,6 +107,12 @@ COUNTER_NAMES = (
     "rate_limited",  # requests held back because their address was over its rate (paced)
     "slow_reader",  # connections dropped for taking nothing for send_timeout_seconds
     "mailboxes_expired",  # mailboxes deleted unused after mailbox_expiry_seconds
+    # several processes on one PostgreSQL database (peers.py)
+    "listens",  # LISTEN connections established (each followed by a catch-up of every subscription)
+    "listen_failures",  # failed attempts to open or keep the LISTEN connection
+    "notifications_received",  # frames other processes announced as stored
+    "catch_up_reads",  # periodic catch-up reads over every subscription
+    "notifications_missed",  # subscriptions a catch-up read found behind (no notification told them)
 )
 
 
@@ -149,6 +157,8 @@ class RelayServer:
         self._metrics_server: Server | None = None
         #: Where /metrics is served when ``metrics_listen`` is set ("" otherwise).
         self.metrics_url = ""
+        #: The other relay processes on the same PostgreSQL database (None on SQLite).
+        self.peers: PeerWatch | None = None
 
     def _catch_up_all(self) -> None:
         self._deliveries.catch_up_all()
@@ -168,8 +178,15 @@ class RelayServer:
             raise
 
     async def _start(self) -> str:
-        await self._db.open(self._store_given)
+        await self._db.open(self._store_given, origin=self._rng.bytes(8).hex())
         self._tasks.spawn(self._db.committer.run(), "relay-committer")
+        store = self._db.store
+        if isinstance(store, PostgresMailboxStore):
+            # Other relay processes may serve the same mailboxes (peers.py).
+            self.peers = PeerWatch(self.config, self._db, store, self._deliveries, self.counters)
+            if self.config.listen_notifications:
+                self._tasks.spawn(self.peers.listen(), "relay-listen")
+            self._tasks.spawn(self.peers.catch_up_forever(), "relay-catch-up")
         self._tasks.spawn(self._expire_forever(), "relay-expiry")
         self._tasks.spawn(self._db.watch_stalls(), "relay-stall-watch")
         host, port = self.config.host, self.config.port

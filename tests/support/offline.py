@@ -12,16 +12,18 @@ from backchannel.station.station import Station
 
 
 def make_offline(station: Station) -> Station:
+    links = station.links
+
     async def new_mailbox(url: str) -> tuple[bytes, bytes, bytes, bytes]:
         return os.urandom(16), os.urandom(32), os.urandom(16), os.urandom(32)
 
     def subscribe(url: str, recv_id: bytes, seed: bytes) -> None:
-        station._mailbox_urls[recv_id] = url
+        links.note_mailbox(recv_id, url)
 
     def add_sender(line_id: bytes, url: str, send_id: bytes, seed: bytes) -> None:
-        station._peer_caps.setdefault(line_id, {})[url] = send_id
+        links.note_circuit(line_id, url, send_id)
 
-    station._new_mailbox = new_mailbox  # type: ignore[method-assign]
-    station._subscribe = subscribe  # type: ignore[method-assign]
-    station._add_sender = add_sender  # type: ignore[method-assign]
+    links.new_mailbox = new_mailbox  # type: ignore[method-assign]
+    links.subscribe = subscribe  # type: ignore[method-assign]
+    links.add_sender = add_sender  # type: ignore[method-assign]
     return station

@@ -191,4 +191,7 @@ def pair(
 
 
 def heads_equal(a: StationProcess, line_a: str, b: StationProcess, line_b: str) -> bool:
-    return bool(a.call("transcript", line=line_a)["head"] == b.call("transcript", line=line_b)["head"])
+    ta, tb = a.call("transcript", line=line_a), b.call("transcript", line=line_b)
+    with open("/tmp/engine_heads.txt", "a") as f:
+        print("HEADS", ta, tb, file=f)
+    return bool(ta["head"] == tb["head"])

@@ -1,8 +1,8 @@
 """Shared fixtures for the unit tests.
 
 Everything here is in-process and offline: the pure core is driven directly, and stations
-are paired without a relay by replacing the three methods that would talk to one
-(``_new_mailbox``, ``_subscribe``, ``_add_sender``) and carrying frames by hand with
+are paired without a relay by replacing the three methods of the Links port that would
+talk to one (``new_mailbox``, ``subscribe``, ``add_sender``) and carrying frames by hand with
 ``Station.receive_batch``. Argon2 runs with the light test parameters.
 """
 

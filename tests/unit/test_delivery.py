@@ -210,7 +210,7 @@ def test_a_frame_of_a_removed_circuit_is_not_sent() -> None:
     async def body() -> None:
         link = FakeLink("ws://a")
         station = FakeStation({"ws://a": link})
-        sender = Sender(station, StationConfig())  # type: ignore[arg-type]
+        sender = Sender(station, station, StationConfig())  # type: ignore[arg-type]
         await sender.start([(L1, 1, "ws://gone")])
         for _ in range(20):
             await asyncio.sleep(0)
@@ -224,7 +224,7 @@ def test_the_sender_sends_each_frame_to_every_circuit_and_records_relayed() -> N
     async def body() -> None:
         links = {"ws://a": FakeLink("ws://a"), "ws://b": FakeLink("ws://b")}
         station = FakeStation(links)
-        sender = Sender(station, StationConfig())  # type: ignore[arg-type]
+        sender = Sender(station, station, StationConfig())  # type: ignore[arg-type]
         sender.enqueue([(L1, 1), (L1, 2)])
         await sender.start([])
         await settle(lambda: len(station.relayed) == 4 and sender.pending() == 0)
@@ -240,7 +240,7 @@ def test_the_sender_holds_back_frames_the_station_may_not_send_yet() -> None:
     async def body() -> None:
         link = FakeLink("ws://a")
         station = FakeStation({"ws://a": link}, sendable=lambda line_id, seq: seq == 1)
-        sender = Sender(station, StationConfig())  # type: ignore[arg-type]
+        sender = Sender(station, station, StationConfig())  # type: ignore[arg-type]
         sender.enqueue([(L1, 1), (L1, 2)])
         await sender.start([])
         await settle(lambda: station.relayed == [(L1, 1)])
@@ -257,7 +257,7 @@ def test_a_failed_send_is_parked_and_resent_when_the_link_comes_back(failure: Ex
     async def body() -> None:
         link = FakeLink("ws://a", fail=failure)
         station = FakeStation({"ws://a": link})
-        sender = Sender(station, StationConfig())  # type: ignore[arg-type]
+        sender = Sender(station, station, StationConfig())  # type: ignore[arg-type]
         await sender.start([(L1, 1, "ws://a")])
         await settle(lambda: sender.pending() == 1 and sender._parked.get("ws://a") == {(L1, 1, "ws://a")})
         assert station.relayed == []
@@ -275,7 +275,7 @@ def test_enqueueing_the_same_frame_twice_sends_it_once() -> None:
     async def body() -> None:
         link = FakeLink("ws://a")
         station = FakeStation({"ws://a": link})
-        sender = Sender(station, StationConfig())  # type: ignore[arg-type]
+        sender = Sender(station, station, StationConfig())  # type: ignore[arg-type]
         sender.enqueue([(L1, 1), (L1, 1)])
         sender.enqueue([(L1, 1)])
         assert sender.pending() == 1

@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from backchannel.station import receiver
+from backchannel.proto.engine import receiving
 
 LIMIT = 4
 
@@ -23,8 +23,8 @@ LIMIT = 4
 def test_frames_held_ahead_of_a_gap_are_bounded_and_the_rest_come_again(
     station_pair: Any, support: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    assert receiver.MAX_HELD == 10_000  # what THREAT_MODEL §3 states
-    monkeypatch.setattr(receiver, "MAX_HELD", LIMIT)
+    assert receiving.MAX_HELD == 10_000  # what THREAT_MODEL §3 states
+    monkeypatch.setattr(receiving, "MAX_HELD", LIMIT)  # (the rule lives in the engine)
     a, b, lid = station_pair.inviter, station_pair.accepter, station_pair.line_id
     seqs = [asyncio.run(a.send(station_pair.inviter_line, f"m{i}")).seq for i in range(LIMIT + 4)]
     frames = support.outbound(a, [(lid, s) for s in seqs])

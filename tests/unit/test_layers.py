@@ -21,7 +21,7 @@ IMPORT_RE = re.compile(
 
 
 def proto_modules() -> list[str]:
-    return sorted(f"backchannel.proto.{m.name}" for m in pkgutil.iter_modules([str(PROTO_DIR)]))
+    return sorted(m.name for m in pkgutil.walk_packages([str(PROTO_DIR)], prefix="backchannel.proto."))
 
 
 def test_the_proto_package_has_the_modules_we_check() -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from backchannel.station.linkcheck import (
+from backchannel.proto.engine.linkcheck import (
     CircuitHealth,
     Health,
     LineWatch,

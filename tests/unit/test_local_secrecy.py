@@ -182,7 +182,7 @@ def release_line(pair: Any) -> tuple[Station, str, Operators]:
     station: Station = pair.inviter
     line = pair.inviter_line
     station.config = replace(station.config, line_release={line: "flash"})
-    operators = Operators(station._store)
+    operators = Operators(station.store)
     operators.add("smith", "releaser", "smith's password")
     operators.add("jones", "releaser", "jones's password")
     operators.add("brown", "operator", "brown's password")

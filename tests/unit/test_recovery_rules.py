@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from backchannel.station.recovery import RESEND_LIMIT, PeerReport, gap_due
+from backchannel.proto.engine.recovery import RESEND_LIMIT, PeerReport, gap_due
 
 R = 2.0  # resend_after
 

@@ -469,12 +469,12 @@ def test_a_line_survives_closing_and_reopening_both_stations(
         assert a.lines()[0].transcript_head == b2.lines()[0].transcript_head
     finally:
         asyncio.run(b2.close())
-        b._store = b2._store  # already closed; keeps the fixture's own close harmless
+        b.store = b2.store  # already closed; keeps the fixture's own close harmless
 
 
 def test_a_peer_cannot_crash_the_receiver_with_a_mime_tagged_payload(station_pair: Any, support: Any) -> None:
     a, b, lid = station_pair.inviter, station_pair.accepter, station_pair.line_id
-    live = b._lines[lid]  # the peer's own line state: the attacker is the other station
+    live = b.mirror[lid]  # the peer's own line state: the attacker is the other station
     header = Header(Kind.DATA, lid, 1, live.state.next_seq, os.urandom(12))
     poison = envelope.seal(
         header, live.state.keys.to_inviter, live.session.encrypt(bytes.fromhex("d824626869"))
@@ -497,7 +497,7 @@ def test_a_rolled_back_receipt_does_not_release_a_waiter(
             raise StorageError("disk full")
 
         with monkeypatch.context() as m:
-            m.setattr(a, "_persist", disk_full)
+            m.setattr(a.mirror, "persist", disk_full)
             with pytest.raises(StorageError):
                 support.deliver(a, *support.outbound(b, receipts))
         support.deliver(a, os.urandom(64))  # an unrelated batch that commits and flushes
@@ -537,10 +537,10 @@ def test_an_internal_error_on_one_frame_leaves_it_at_its_relay_and_keeps_the_sta
             raise StorageError("disk busy")
         return []
 
-    monkeypatch.setattr(station, "receive_batch", receive_batch)
-    sendable, done = station._receive_one_by_one([bug, busy, fine])
+    monkeypatch.setattr(station.receiver, "receive_batch", receive_batch)
+    sendable, done, _ = station.receiver.receive_one_by_one([bug, busy, fine])
     assert sendable == [] and done == [fine]  # neither unstored frame is acknowledged to its relay
-    assert station._deliveries.get_nowait() == busy  # it comes round again
+    assert station.links.deliveries.get_nowait() == busy  # it comes round again
     assert station.counters()["internal_error"] == 1
 
 
@@ -557,7 +557,7 @@ def test_a_spent_frame_is_exported_withheld_and_an_arbiter_refuses_it_until_cove
     from backchannel.proto.identity import FIELDS
 
     a, b, lid = station_pair.inviter, station_pair.accepter, station_pair.line_id
-    live = b._lines[lid]  # the peer forges a genuine-looking frame whose content is unreadable
+    live = b.mirror[lid]  # the peer forges a genuine-looking frame whose content is unreadable
     header = Header(Kind.DATA, lid, 1, live.state.next_seq, os.urandom(12))
     support.deliver(a, envelope.seal(header, live.state.keys.to_inviter, live.session.encrypt(b"\xff")))
     doc = a.export_transcript(station_pair.inviter_line)

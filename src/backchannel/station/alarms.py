@@ -10,13 +10,20 @@ to the sinks (a command and/or a webhook, :mod:`backchannel.station.alarm_sinks`
 
 from __future__ import annotations
 
+import contextlib
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from backchannel.clock import Clock, Rng
+from backchannel.errors import BackchannelError
+from backchannel.station.alarm_sinks import AlarmDispatcher, sinks_from_config
+from backchannel.station.config import StationConfig
 from backchannel.station.store import AlarmRow, Store
 from backchannel.station.views import shallow
+
+log = logging.getLogger("backchannel.station")
 
 KINDS = ("circuit_down", "line_down", "deadline_passed", "sequence_gap", "frames_lost", "record_divergence")
 
@@ -105,3 +112,32 @@ class Alarms:
     def _emit(self, row: AlarmRow) -> None:
         if self._dispatch is not None:
             self._dispatch(self.view(row).to_json())
+
+
+class AlarmOutlet:
+    """Where raised and cleared alarms go beyond the log: the configured sinks (a command, a
+    webhook; ``station.alarm_sinks``). A sink that fails is logged and counted, never fatal."""
+
+    def __init__(self, store: Store) -> None:
+        self._store = store
+        self.dispatcher: AlarmDispatcher | None = None
+
+    def start(self, config: StationConfig) -> None:
+        sinks = sinks_from_config(list(config.alarm_command) or None, config.alarm_webhook)
+        if sinks:
+            self.dispatcher = AlarmDispatcher(sinks, on_result=self._delivery_result)
+
+    def dispatch(self, event: dict[str, object]) -> None:
+        log.warning("alarm %s: %s", event["state"], event["message"])
+        if self.dispatcher is not None:
+            self.dispatcher.dispatch(event)
+
+    def _delivery_result(self, event: dict[str, object], sink: str, ok: bool, detail: str) -> None:
+        if not ok:
+            log.error("alarm %s could not be delivered to %s: %s", event.get("id"), sink, detail)
+            with contextlib.suppress(BackchannelError), self._store.transaction(durable=False):
+                self._store.count("alarm_delivery_failed")
+
+    async def close(self) -> None:
+        if self.dispatcher is not None:
+            await self.dispatcher.close(5.0)

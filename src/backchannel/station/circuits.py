@@ -25,20 +25,24 @@ from __future__ import annotations
 import functools
 import logging
 from collections.abc import Callable
-from typing import TYPE_CHECKING
 
 from backchannel.aio import TaskSet
 from backchannel.errors import BackchannelError, InvalidArgument
 from backchannel.proto.invitation import MAX_RELAYS, MailboxCapability
 from backchannel.proto.payloads import Circuits
+from backchannel.station.alarms import Alarms
+from backchannel.station.config import StationConfig
+from backchannel.station.lines import Lines
+from backchannel.station.links import Links
 from backchannel.station.liveline import LiveLine
+from backchannel.station.monitor import Monitor
+from backchannel.station.outbox import Outbox
 from backchannel.station.pairing import relay_list
+from backchannel.station.reading import Views
 from backchannel.station.relay_policy import Decision, decide
 from backchannel.station.relay_url import named, shown
+from backchannel.station.store import Store
 from backchannel.station.views import LineView
-
-if TYPE_CHECKING:
-    from backchannel.station.station import Station
 
 log = logging.getLogger("backchannel.station")
 
@@ -48,8 +52,27 @@ RETIRED_READ_SECONDS = 14 * 24 * 3600.0
 
 
 class CircuitChanges:
-    def __init__(self, station: Station) -> None:
-        self._s = station
+    def __init__(
+        self,
+        lines: Lines,
+        links: Links,
+        outbox: Outbox,
+        monitor: Monitor,
+        alarms: Alarms,
+        views: Views,
+        store: Store,
+        config: StationConfig,
+    ) -> None:
+        self._lines = lines
+        self._links = links
+        self._outbox = outbox
+        self._monitor = monitor
+        self._alarms = alarms
+        self._views = views
+        self._store = store
+        self._config = config
+        self._clock = lines.clock
+        self._rng = lines.rng
         #: Answers to the peer's circuit changes, run after the commit that accepted them.
         self._tasks = TaskSet("circuit changes")
 
@@ -58,25 +81,25 @@ class CircuitChanges:
 
     async def add(self, line: str, relay: str) -> LineView:
         """Add a circuit through another relay: our mailbox there, offered to the peer in-band."""
-        live = self._s._line(line)
+        live = self._lines.find(line)
         (url,) = relay_list(relay)
-        if any(u == url for lid, u, _, _ in self._s._store.mailboxes() if lid == live.line_id):
+        if any(u == url for lid, u, _, _ in self._store.mailboxes() if lid == live.line_id):
             raise InvalidArgument(f"line {live.row.name!r} already has a circuit through {shown(url)}")
-        recv_id, recv_seed, send_id, send_seed = await self._s._new_mailbox(url)
-        with self._s._mutation():
-            self._s._store.add_mailbox(
-                live.line_id, url, recv_id, self._s._atrest.seal(recv_seed, b"recv-key" + recv_id)
+        recv_id, recv_seed, send_id, send_seed = await self._links.new_mailbox(url)
+        with self._lines.mutation():
+            self._store.add_mailbox(
+                live.line_id, url, recv_id, self._lines.atrest.seal(recv_seed, b"recv-key" + recv_id)
             )
             change = Circuits((MailboxCapability(url, send_id, send_seed),), ())
-            seq = self._s.send_payload(live.line_id, change, "circuits", enqueue=False)
-        self._s.sender.enqueue([(live.line_id, seq)])
-        self._s._subscribe(url, recv_id, recv_seed)
-        return self._s._line_view(live)
+            seq = self._outbox.send_payload(live.line_id, change, "circuits", enqueue=False)
+        self._outbox.enqueue([(live.line_id, seq)])
+        self._links.subscribe(url, recv_id, recv_seed)
+        return self._views.line_view(live)
 
     async def remove(self, line: str, relay: str) -> LineView:
         """Stop using a relay for this line, on both sides (told to the peer in-band)."""
-        live = self._s._line(line)
-        matches = named(relay, self._s.circuit_urls(live.line_id))
+        live = self._lines.find(line)
+        matches = named(relay, self._links.circuit_urls(live.line_id))
         if not matches:
             raise InvalidArgument(f"line {live.row.name!r} has no circuit through {shown(relay)}")
         if len(matches) > 1:
@@ -84,93 +107,93 @@ class CircuitChanges:
                 f"several circuits of line {live.row.name!r} match {shown(relay)}; give the full URL"
             )
         (relay,) = matches
-        if len(self._s.circuit_urls(live.line_id)) == 1:
+        if len(self._links.circuit_urls(live.line_id)) == 1:
             raise InvalidArgument("a line keeps at least one circuit; add another before removing this one")
-        with self._s._mutation():  # tell the peer and stop using it here, in one transaction
-            seq = self._s.send_payload(live.line_id, Circuits((), (relay,)), "circuits", enqueue=False)
-            self._s._store.remove_circuit(live.line_id, relay, self._s.now(), retire=True)
-        self._s._peer_caps.get(live.line_id, {}).pop(relay, None)
-        self._s.sender.enqueue([(live.line_id, seq)])
-        self._s.monitor.circuits_changed(live.line_id)
-        return self._s._line_view(live)
+        with self._lines.mutation():  # tell the peer and stop using it here, in one transaction
+            seq = self._outbox.send_payload(live.line_id, Circuits((), (relay,)), "circuits", enqueue=False)
+            self._store.remove_circuit(live.line_id, relay, self._clock.now(), retire=True)
+        self._links.drop_circuit(live.line_id, relay)
+        self._outbox.enqueue([(live.line_id, seq)])
+        self._monitor.circuits_changed(live.line_id)
+        return self._views.line_view(live)
 
     def apply(self, live: LiveLine, change: Circuits, after: list[Callable[[], object]]) -> None:
         line_id = live.line_id
-        ours = {url for lid, url, _, _ in self._s._store.mailboxes() if lid == line_id}
+        ours = {url for lid, url, _, _ in self._store.mailboxes() if lid == line_id}
         # From the store, not from memory: earlier changes in the same batch count too.
-        circuits = {url for _, url, _, _ in self._s._store.peer_mailboxes(line_id)}
+        circuits = {url for _, url, _, _ in self._store.peer_mailboxes(line_id)}
         for cap in change.add:
             if cap.url not in circuits:
                 if len(circuits) >= MAX_RELAYS:
-                    self._s._store.count("circuit_limit")  # a peer may not grow a line past 8 circuits
+                    self._store.count("circuit_limit")  # a peer may not grow a line past 8 circuits
                     continue
                 if not self._admit(live, cap, after):
                     continue
             circuits.add(cap.url)
             self._accept(live, cap, cap.url not in ours, after)
         for url in change.remove:
-            if self._s._store.delete_proposals(line_id, url):  # the peer withdrew it before approval
-                self._s._store.count("circuit_withdrawn")
-                after.append(functools.partial(self._s.alarms.clear_alarm, "circuit_proposed", line_id, url))
+            if self._store.delete_proposals(line_id, url):  # the peer withdrew it before approval
+                self._store.count("circuit_withdrawn")
+                after.append(functools.partial(self._alarms.clear_alarm, "circuit_proposed", line_id, url))
                 continue
             if url not in circuits and url in ours:
                 # The peer declined our proposal: it will not use this relay, so ours there is no
                 # circuit. Retired (read a while), as for a removal we made ourselves.
-                self._s._store.remove_circuit(line_id, url, self._s.now(), retire=True)
-                self._s._store.count("circuit_declined")
+                self._store.remove_circuit(line_id, url, self._clock.now(), retire=True)
+                self._store.count("circuit_declined")
                 log.warning(
                     "line %s: %s declined the circuit through %s", live.row.name, live.row.peer_name, url
                 )
                 continue
             if url not in circuits or len(circuits) == 1:
-                self._s._store.count("circuit_refused")  # never remove the last circuit of a line
+                self._store.count("circuit_refused")  # never remove the last circuit of a line
                 continue
             circuits.discard(url)
-            send_id = self._s.send_id(line_id, url)
-            recv_ids = [r for lid, u, r, _ in self._s._store.mailboxes() if lid == line_id and u == url]
-            self._s._store.remove_circuit(line_id, url, self._s.now(), retire=False)
-            after.append(functools.partial(self._forget, line_id, url, send_id, recv_ids))
-        after.append(functools.partial(self._s.monitor.circuits_changed, line_id))
+            send_id = self._links.send_id(line_id, url)
+            recv_ids = [r for lid, u, r, _ in self._store.mailboxes() if lid == line_id and u == url]
+            self._store.remove_circuit(line_id, url, self._clock.now(), retire=False)
+            after.append(functools.partial(self._links.forget_circuit, line_id, url, send_id, recv_ids))
+        after.append(functools.partial(self._monitor.circuits_changed, line_id))
 
     def _admit(self, live: LiveLine, cap: MailboxCapability, after: list[Callable[[], object]]) -> bool:
         """Judge a relay the peer proposes (``station.relay_policy``); True to add it now."""
-        config = self._s.config
+        config = self._config
         decision, why = decide(
             cap.url, config.relay_policy, self.trusted_relays(), config.allow_private_relays
         )
         if (
             decision is Decision.ACCEPT
-            and cap.url not in self._s._links
-            and self._s.links_open() >= config.max_links
+            and not self._links.has(cap.url)
+            and self._links.links_open() >= config.max_links
         ):
             decision, why = Decision.REFUSE, f"the station keeps at most {config.max_links} relay connections"
         name, peer = live.row.name, live.row.peer_name
         if decision is Decision.ACCEPT:
             return True
-        if decision is Decision.ASK and len(self._s._store.proposals(live.line_id)) < MAX_RELAYS:
-            proposal_id = self._s._rng.bytes(6).hex()
-            self._s._store.add_proposal(
+        if decision is Decision.ASK and len(self._store.proposals(live.line_id)) < MAX_RELAYS:
+            proposal_id = self._rng.bytes(6).hex()
+            self._store.add_proposal(
                 proposal_id,
                 live.line_id,
                 cap.url,
                 cap.send_id,
-                self._s._atrest.seal(cap.send_key, b"send-key" + cap.send_id),
-                self._s.now(),
+                self._lines.atrest.seal(cap.send_key, b"send-key" + cap.send_id),
+                self._clock.now(),
             )
-            self._s._store.count("circuit_held")
+            self._store.count("circuit_held")
             message = (
                 f"line {name}: {peer} proposes a circuit through relay {cap.url}; it is held for approval "
                 f"(`backchannel circuit approve {proposal_id}` or `reject {proposal_id}`)"
             )
             after.append(
                 functools.partial(
-                    self._s.alarms.raise_alarm, "circuit_proposed", live.line_id, cap.url, message
+                    self._alarms.raise_alarm, "circuit_proposed", live.line_id, cap.url, message
                 )
             )
             return False
         if decision is Decision.ASK:
             why = f"already {MAX_RELAYS} proposals await approval on this line"
-        self._s._store.count("circuit_refused_policy")
+        self._store.count("circuit_refused_policy")
         log.warning("line %s: refused the circuit %s proposed through %s: %s", name, peer, cap.url, why)
         self._decline(live, cap.url, after)
         return False
@@ -179,37 +202,24 @@ class CircuitChanges:
         self, live: LiveLine, cap: MailboxCapability, answer: bool, after: list[Callable[[], object]]
     ) -> None:
         line_id = live.line_id
-        self._s._store.add_peer_mailbox(
-            line_id, cap.url, cap.send_id, self._s._atrest.seal(cap.send_key, b"send-key" + cap.send_id)
+        self._store.add_peer_mailbox(
+            line_id, cap.url, cap.send_id, self._lines.atrest.seal(cap.send_key, b"send-key" + cap.send_id)
         )
-        after.append(functools.partial(self._s._add_sender, line_id, cap.url, cap.send_id, cap.send_key))
+        after.append(functools.partial(self._links.add_sender, line_id, cap.url, cap.send_id, cap.send_key))
         if answer:  # answer with our own mailbox on that relay
             after.append(functools.partial(self._answer, live.row.name, cap.url))
 
     def _decline(self, live: LiveLine, url: str, after: list[Callable[[], object]]) -> None:
         """Tell the peer we will not use ``url`` (a removal of a circuit we never had, §9.2)."""
-        seq = self._s.send_payload(live.line_id, Circuits((), (url,)), "circuits", enqueue=False)
-        after.append(functools.partial(self._s.sender.enqueue, [(live.line_id, seq)]))
-
-    def _forget(self, line_id: bytes, url: str, send_id: bytes | None, recv_ids: list[bytes]) -> None:
-        """After the commit of a removal by the peer: stop using the relay, close its link if unused."""
-        self._s._peer_caps.get(line_id, {}).pop(url, None)
-        link = self._s._links.get(url)
-        if link is not None:
-            if send_id is not None and not any(
-                caps.get(url) == send_id for caps in self._s._peer_caps.values()
-            ):
-                link.remove_sender(send_id)
-            for recv_id in recv_ids:
-                link.unsubscribe(recv_id)
-        self._s.release_link(url)
+        seq = self._outbox.send_payload(live.line_id, Circuits((), (url,)), "circuits", enqueue=False)
+        after.append(functools.partial(self._outbox.enqueue, [(live.line_id, seq)]))
 
     def trusted_relays(self) -> set[str]:
         """Relays this station chose or uses: its configured relays and those of its lines."""
-        store = self._s._store
+        store = self._store
         urls = {url for _, url, _, _ in store.mailboxes() + store.mailboxes(retired=True)}
         urls |= {url for _, url, _, _ in store.peer_mailboxes()}
-        return urls | set(self._s.config.relays)
+        return urls | set(self._config.relays)
 
     # ---- proposals held for approval ------------------------------------------------------
 
@@ -218,17 +228,17 @@ class CircuitChanges:
         return [
             {
                 "id": pid,
-                "line": self._s.line_name(line_id),
-                "peer": self._s.peer_name(line_id),
+                "line": self._lines.name(line_id),
+                "peer": self._lines.peer_name(line_id),
                 "url": url,
                 "proposed_at": at,
             }
-            for pid, line_id, url, _, _, at in self._s._store.proposals()
+            for pid, line_id, url, _, _, at in self._store.proposals()
         ]
 
     def _proposal(self, proposal_id: str) -> tuple[str, bytes, str, bytes, bytes, float]:
-        found = [p for p in self._s._store.proposals() if p[0] == proposal_id]
-        if not found or found[0][1] not in self._s._lines:
+        found = [p for p in self._store.proposals() if p[0] == proposal_id]
+        if not found or found[0][1] not in self._lines:
             raise InvalidArgument(
                 f"there is no proposed circuit {proposal_id!r}; `backchannel circuit pending` lists them"
             )
@@ -237,22 +247,22 @@ class CircuitChanges:
     async def approve(self, proposal_id: str) -> LineView:
         """Add the circuit the peer proposed, and answer with our own mailbox on that relay."""
         _, line_id, url, send_id, sealed, _ = self._proposal(proposal_id)
-        live = self._s._lines[line_id]
-        circuits = self._s.circuit_urls(line_id)
+        live = self._lines[line_id]
+        circuits = self._links.circuit_urls(line_id)
         if url not in circuits and len(circuits) >= MAX_RELAYS:
             raise InvalidArgument(
                 f"line {live.row.name!r} already has {MAX_RELAYS} circuits; remove one first"
             )
-        cap = MailboxCapability(url, send_id, self._s._atrest.open(sealed, b"send-key" + send_id))
-        ours = {u for lid, u, _, _ in self._s._store.mailboxes() if lid == line_id}
+        cap = MailboxCapability(url, send_id, self._lines.atrest.open(sealed, b"send-key" + send_id))
+        ours = {u for lid, u, _, _ in self._store.mailboxes() if lid == line_id}
         after: list[Callable[[], object]] = []
-        with self._s._mutation():
-            self._s._store.delete_proposal(proposal_id)
+        with self._lines.mutation():
+            self._store.delete_proposal(proposal_id)
             self._accept(live, cap, answer=False, after=after)
         for action in after:
             action()
-        self._s.alarms.clear_alarm("circuit_proposed", line_id, url)
-        self._s.monitor.circuits_changed(line_id)
+        self._alarms.clear_alarm("circuit_proposed", line_id, url)
+        self._monitor.circuits_changed(line_id)
         log.warning("line %s: the circuit through %s proposed by the peer was approved", live.row.name, url)
         if url not in ours:
             try:
@@ -262,20 +272,20 @@ class CircuitChanges:
                     f"approved, and sending there; but our own mailbox on {url} could not be made yet "
                     f"({exc}); retry with `backchannel circuit add {live.row.name} {url}`"
                 ) from exc
-        return self._s._line_view(live)
+        return self._views.line_view(live)
 
     def reject(self, proposal_id: str) -> dict[str, object]:
         """Refuse the circuit the peer proposed; the peer is told (a removal, §9.2)."""
         _, line_id, url, _, _, _ = self._proposal(proposal_id)
-        live = self._s._lines[line_id]
+        live = self._lines[line_id]
         after: list[Callable[[], object]] = []
-        with self._s._mutation():
-            self._s._store.delete_proposal(proposal_id)
-            self._s._store.count("circuit_rejected")
+        with self._lines.mutation():
+            self._store.delete_proposal(proposal_id)
+            self._store.count("circuit_rejected")
             self._decline(live, url, after)
         for action in after:
             action()
-        self._s.alarms.clear_alarm("circuit_proposed", line_id, url)
+        self._alarms.clear_alarm("circuit_proposed", line_id, url)
         return {"id": proposal_id, "line": live.row.name, "url": url, "rejected": True}
 
     def _answer(self, line: str, url: str) -> None:
@@ -283,8 +293,8 @@ class CircuitChanges:
 
         async def guarded() -> None:
             try:
-                live = self._s._line(line)
-                if url not in self._s.circuit_urls(live.line_id):
+                live = self._lines.find(line)
+                if url not in self._links.circuit_urls(live.line_id):
                     return  # removed again meanwhile: no connection to a relay the line left
                 await self.add(line, url)
             except BackchannelError as exc:

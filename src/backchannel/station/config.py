@@ -53,7 +53,7 @@ class StationConfig:
     #: Seconds between signed checkpoints of each line's record.
     checkpoint_interval: float = 3600.0
     #: Seconds after a relay stored a frame that the peer may still report lacking it before
-    #: the frame is sent again end to end (a relay lost it; see ``station.recovery``).
+    #: the frame is sent again end to end (a relay lost it; see ``proto.engine.recovery``).
     resend_after: float = 60.0
     #: Seconds until the *acknowledged* receipt is due, by precedence.
     deadlines: dict[str, float] = field(default_factory=lambda: dict(DEFAULT_DEADLINES))

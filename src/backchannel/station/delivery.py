@@ -15,7 +15,7 @@ frame once, and the receiving station drops copies by sequence number, so retryi
 safe.
 
 An accepter's line sends only its hello until the inviter's welcome arrives (the inviter
-cannot authenticate anything else before the hello); :meth:`Station.may_send` says so, and
+cannot authenticate anything else before the hello); :meth:`Outbox.may_send` says so, and
 such frames wait here until the station enqueues them again.
 """
 
@@ -24,15 +24,13 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import deque
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from backchannel.aio import TaskSet
 from backchannel.errors import BackchannelError, TransportError
 from backchannel.station.backoff import next_backoff
 from backchannel.station.config import StationConfig
-
-if TYPE_CHECKING:
-    from backchannel.station.station import Station
+from backchannel.station.links import Links
 
 log = logging.getLogger("backchannel.delivery")
 
@@ -42,11 +40,20 @@ LEVELS = {"relayed": 1, "delivered": 2, "acknowledged": 3}
 INITIAL_BACKOFF = 0.25
 
 
+class Frames(Protocol):
+    """What the sender asks of the outbox."""
+
+    def may_send(self, line_id: bytes, seq: int) -> bool: ...
+    def outbound_frame(self, line_id: bytes, seq: int) -> bytes: ...
+    def mark_sent(self, items: list[tuple[bytes, int, str]]) -> None: ...
+
+
 class Sender:
     """Sends each queued frame on every circuit of its line; retries per circuit."""
 
-    def __init__(self, station: Station, config: StationConfig) -> None:
-        self._station = station
+    def __init__(self, links: Links, frames: Frames, config: StationConfig) -> None:
+        self._links = links
+        self._frames = frames
         self._config = config
         self._queue: deque[Target] = deque()
         self._queued: set[Target] = set()
@@ -71,7 +78,7 @@ class Sender:
     def enqueue(self, items: list[Item]) -> None:
         """Send these frames on every circuit their line has now."""
         self.enqueue_targets(
-            [(line_id, seq, url) for line_id, seq in items for url in self._station.circuit_urls(line_id)]
+            [(line_id, seq, url) for line_id, seq in items for url in self._links.circuit_urls(line_id)]
         )
 
     def enqueue_targets(self, targets: list[Target]) -> None:
@@ -106,9 +113,9 @@ class Sender:
                 target = self._queue.popleft()
                 self._queued.discard(target)
                 line_id, seq, url = target
-                if not self._station.may_send(line_id, seq):
+                if not self._frames.may_send(line_id, seq):
                     continue  # re-enqueued by the station when the line opens
-                send_id = self._station.send_id(line_id, url)
+                send_id = self._links.send_id(line_id, url)
                 if send_id is None or target in self._inflight:
                     continue  # the circuit was removed, or this very send is under way
                 await self._window.acquire()
@@ -118,8 +125,8 @@ class Sender:
     async def _send_one(self, target: Target, send_id: bytes) -> None:
         line_id, seq, url = target
         try:
-            frame = self._station.outbound_frame(line_id, seq)
-            await self._station.link(url).send(send_id, frame)
+            frame = self._frames.outbound_frame(line_id, seq)
+            await self._links.link(url).send(send_id, frame)
         except BackchannelError as exc:
             if not isinstance(exc, TransportError):
                 log.warning("relay %s refused frame %d: %s", url, seq, exc)
@@ -139,7 +146,7 @@ class Sender:
         if self._stored:
             batch, self._stored = self._stored, []
             try:
-                self._station.mark_sent(batch)
+                self._frames.mark_sent(batch)
             except BackchannelError as exc:  # only bookkeeping: a resend is harmless
                 log.warning("could not record relayed frames: %s", exc)
 
@@ -149,7 +156,7 @@ class Sender:
             if any(self._parked.values()):
                 self._backoff = next_backoff(self._backoff, self._config.retry_max_seconds)
                 for url in list(self._parked):
-                    if self._station.link_connected(url):
+                    if self._links.connected(url):
                         self._unpark(url)
 
 

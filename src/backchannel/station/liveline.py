@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from backchannel.proto.engine.core import Lifecycle, LineCore
 from backchannel.proto.line import LineState
 from backchannel.proto.session import OlmSession
 from backchannel.station.store import LineRow
@@ -27,3 +28,8 @@ class LiveLine:
     @property
     def established(self) -> bool:
         return self.row.state == "established"
+
+    @property
+    def core(self) -> LineCore:
+        """The engine's view of the line: its protocol state and lifecycle."""
+        return LineCore(self.state, Lifecycle(self.row.state))

@@ -5,7 +5,7 @@ Theory of operation
 One task ticks about once a second (more often when the link-test interval is short). On
 each tick, for every established line, it sends a link test when one is due, answers the
 peer's tests whose collection time is over, re-assesses every circuit and the line
-(:func:`backchannel.station.linkcheck.assess`), and turns changes into alarms. It also
+(:func:`backchannel.proto.engine.linkcheck.assess`), and turns changes into alarms. It also
 escalates sent messages whose precedence deadline passed without an *acknowledged*
 receipt, and raises an alarm when a sequence gap (frames held because an earlier one is
 missing) has stayed open for longer than a link-test interval. Before that alarm, at half the
@@ -21,21 +21,36 @@ condition is over.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
-from typing import TYPE_CHECKING
 
 from backchannel.aio import TaskSet
 from backchannel.clock import ms
 from backchannel.errors import BackchannelError
-from backchannel.proto.payloads import LinkTest, LinkTestReply
-from backchannel.station.linkcheck import Health, LineWatch, assess, line_health, trim
-from backchannel.station.recovery import gap_due
+from backchannel.proto.engine import effects as fx
+from backchannel.proto.engine import ticking
+from backchannel.proto.engine.linkcheck import Health, LineWatch, assess, line_health
+from backchannel.proto.engine.recovery import gap_due
+from backchannel.proto.engine.ticking import Timing
+from backchannel.proto.payloads import LinkTestReply
+from backchannel.station.alarms import Alarms
+from backchannel.station.config import StationConfig
+from backchannel.station.lines import Lines
+from backchannel.station.links import Links
+from backchannel.station.outbox import Outbox
+from backchannel.station.recorder import Recorder
 from backchannel.station.relay_url import shown
-
-if TYPE_CHECKING:
-    from backchannel.station.station import Station
+from backchannel.station.store import Store
 
 log = logging.getLogger("backchannel.monitor")
+
+
+class _TickLedger:
+    """The tick's read-only questions, answered by the store and the recorder."""
+
+    def __init__(self, store: Store, recorder: Recorder) -> None:
+        self.relayed_times = store.relayed_times
+        self.last_checkpoint_sent = recorder.last_checkpoint_sent
 
 
 def tick_seconds(interval: float) -> float:
@@ -43,9 +58,26 @@ def tick_seconds(interval: float) -> float:
 
 
 class Monitor:
-    def __init__(self, station: Station) -> None:
-        self._station = station
-        self._interval = station.config.link_test_interval
+    def __init__(
+        self,
+        lines: Lines,
+        links: Links,
+        outbox: Outbox,
+        alarms: Alarms,
+        recorder: Recorder,
+        store: Store,
+        config: StationConfig,
+    ) -> None:
+        self._lines = lines
+        self._links = links
+        self._outbox = outbox
+        self._alarms = alarms
+        self._store = store
+        self._config = config
+        self._clock = lines.clock
+        self._recorder = recorder
+        self._interval = config.link_test_interval
+        self._ledger = _TickLedger(store, recorder)
         self.watches: dict[bytes, LineWatch] = {}
         self._tasks = TaskSet("monitor")
         self._reported: dict[tuple[str, bytes, str], bool] = {}
@@ -53,9 +85,9 @@ class Monitor:
         self._resubscribed: dict[bytes, float] = {}
 
     async def start(self) -> None:
-        for alarm in self._station.alarms.list():
+        for alarm in self._alarms.list():
             if alarm.line is not None:
-                line = self._station.find_line_id(alarm.line)
+                line = self._lines.find_id(alarm.line)
                 if line is not None:
                     self._reported[(alarm.kind, line, alarm.subject)] = True
         self._tasks.spawn(self._run(), "monitor")
@@ -66,19 +98,20 @@ class Monitor:
     def watch(self, line_id: bytes) -> LineWatch:
         watch = self.watches.get(line_id)
         if watch is None:
-            now = self._station.now()
+            now = self._clock.now()
             watch = LineWatch(next_test_at=now + min(self._interval, 1.0), next_test_id=ms(now))
-            watch.peer.has = self._station.peer_seen(line_id)  # (from the record, after a restart)
-            for url in self._station.circuit_urls(line_id):
+            live = self._lines.get(line_id)  # (what the peer had, from the record after a restart)
+            watch.peer.has = 0 if live is None else self._recorder.peer_seen(live)
+            for url in self._links.circuit_urls(line_id):
                 circuit = watch.circuit(url, now)
-                circuit.connected = self._station.link_connected(url)
+                circuit.connected = self._links.connected(url)
             self.watches[line_id] = watch
         return watch
 
     # ---- events from the station ------------------------------------------------------------
 
     def on_link_state(self, url: str, up: bool) -> None:
-        now = self._station.now()
+        now = self._clock.now()
         for watch in self.watches.values():
             circuit = watch.circuits.get(url)
             if circuit is not None and circuit.connected != up:
@@ -87,7 +120,7 @@ class Monitor:
 
     def relay_flooded(self, url: str, useless: int, until: float) -> None:
         """The station suspended a relay that flooded it: its circuits are down, now."""
-        for line_id in self._station.established_lines():
+        for line_id in self._lines.established():
             circuit = self.watch(line_id).circuits.get(url)
             if circuit is None:
                 continue
@@ -96,36 +129,36 @@ class Monitor:
             self._set(
                 ("circuit_down", line_id, url),
                 True,
-                f"circuit {url} of line {self._station.line_name(line_id)} is down: relay {url} "
+                f"circuit {url} of line {self._lines.name(line_id)} is down: relay {url} "
                 f"flooded this station with {useless} frames it had to drop; the station does not "
-                f"connect to it for {until - self._station.now():.0f} s",
+                f"connect to it for {until - self._clock.now():.0f} s",
             )
 
     def copy_arrived(self, line_id: bytes, url: str | None, seq: int) -> None:
-        if url is not None and url in self._station.circuit_urls(line_id):  # not a removed circuit
-            self.watch(line_id).copy_arrived(url, seq, self._station.now())
+        if url is not None and url in self._links.circuit_urls(line_id):  # not a removed circuit
+            self.watch(line_id).copy_arrived(url, seq, self._clock.now())
 
     def test_received(self, line_id: bytes, test_id: int, seq: int, url: str | None) -> None:
         watch = self.watch(line_id)
-        watch.test_received(test_id, seq, url or "", self._station.now(), self._interval)
+        watch.test_received(test_id, seq, url or "", self._clock.now(), self._interval)
         if url is None:
             watch.to_answer[test_id][1].discard("")
 
     def reply_received(self, line_id: bytes, reply: LinkTestReply, seq: int, url: str | None = None) -> None:
         watch = self.watch(line_id)
-        now = self._station.now()
+        now = self._clock.now()
         watch.reply_received(reply.test_id, seq, reply.circuits, reply.held / 1000, now, url)
 
     def peer_reported(self, line_id: bytes, count: int, first_hand: bool) -> None:
         """A peer entry said it had ``count`` of our frames (its ``seen``); ``first_hand``
         unless it was released from the hold after a gap (see ``PeerReport.report``)."""
-        self.watch(line_id).peer.report(count, self._station.now(), first_hand)
+        self.watch(line_id).peer.report(count, self._clock.now(), first_hand)
 
     def frames_lost(self, line_id: bytes, first: int) -> None:
         """The peer still lacks a frame we had already sent again: a relay loses or withholds
         what it stored (see ``PeerReport.loss_proved``)."""
-        name, peer = self._station.line_name(line_id), self._station.peer_name(line_id)
-        direction = self._station.out_direction(line_id)
+        name, peer = self._lines.name(line_id), self._lines.peer_name(line_id)
+        direction = self._lines[line_id].state.out_direction
         self._set(
             ("frames_lost", line_id, ""),
             True,
@@ -137,20 +170,20 @@ class Monitor:
     def gap(self, line_id: bytes, open_: bool) -> None:
         watch = self.watch(line_id)
         if open_ and watch.gap_since is None:
-            watch.gap_since = self._station.now()
+            watch.gap_since = self._clock.now()
         elif not open_:
             watch.gap_since = None
 
     def circuits_changed(self, line_id: bytes) -> None:
         watch = self.watch(line_id)
-        now = self._station.now()
-        urls = set(self._station.circuit_urls(line_id))
+        now = self._clock.now()
+        urls = set(self._links.circuit_urls(line_id))
         for url in list(watch.circuits):
             if url not in urls:
                 del watch.circuits[url]
                 self._set(("circuit_down", line_id, url), False, "")
         for url in urls:
-            watch.circuit(url, now).connected = self._station.link_connected(url)
+            watch.circuit(url, now).connected = self._links.connected(url)
 
     # ---- the tick ----------------------------------------------------------------------------
 
@@ -163,46 +196,51 @@ class Monitor:
                 log.error("monitor tick failed: %s", exc)
 
     def tick(self) -> None:
-        now = self._station.now()
-        for line_id in self._station.established_lines():
+        now = self._clock.now()
+        timing = Timing(self._interval, self._config.resend_after, self._config.checkpoint_interval)
+        for line_id in self._lines.established():
             watch = self.watch(line_id)
-            resend_after = self._station.config.resend_after
-            gap_report = gap_due(watch.gap_since, watch.last_test_at, now, resend_after)
-            if now >= watch.next_test_at or gap_report:  # early with a gap: it tells what we lack
-                test_id = watch.next_test_id
-                watch.next_test_id += 1
-                watch.tests_sent[test_id] = now
-                trim(watch.tests_sent)  # (replies to tests held behind a gap may never come)
-                watch.next_test_at = now + self._interval
-                watch.last_test_at = now
-                self._station.send_payload(line_id, LinkTest(test_id, ms(now)), "test")
-            self._station.resend_lacking(line_id, watch.peer, now, watch.gap_since)
-            if watch.peer.loss_proved():
-                self.frames_lost(line_id, watch.peer.has + 1)
-            elif watch.peer.loss_over():  # (after a restart: at the first report, as for health)
-                self._set(("frames_lost", line_id, ""), False, "")
-            if watch.next_checkpoint_at == 0.0:  # after a start: one interval after the last one sent
-                last = self._station.last_checkpoint_sent(line_id) or now
-                watch.next_checkpoint_at = last + self._station.config.checkpoint_interval
-            elif now >= watch.next_checkpoint_at:
-                watch.next_checkpoint_at = now + self._station.config.checkpoint_interval
-                self._station.send_checkpoint(line_id)
-            for test_id, circuits, held in watch.due_answers(now, self._interval):
-                reply = LinkTestReply(test_id, circuits, ms(now), ms(held))
-                self._station.send_payload(line_id, reply, "test-reply")
+            for effect in ticking.tick(self._lines[line_id].core, watch, now, timing, self._ledger):
+                self._apply(effect)
             self._assess(line_id, watch, now)
-        for line_id, seq, precedence, created in self._station.overdue_messages(now):
-            name = self._station.line_name(line_id)
+        for line_id, seq, precedence, created in self.overdue_messages(now):
+            name = self._lines.name(line_id)
             self._set(
                 ("deadline_passed", line_id, str(seq)),
                 True,
                 f"{precedence} message {name}:{seq} has not been acknowledged "
                 f"{now - created:.0f} s after it was sent (deadline passed)",
             )
-            self._station.mark_escalated(line_id, seq)
+            self._mark_escalated(line_id, seq)
+
+    def _apply(self, effect: fx.Effect) -> None:
+        """Carry out one effect of the engine's tick."""
+        match effect:
+            case fx.SendPayload(line_id, payload, kind):
+                self._outbox.send_payload(line_id, payload, kind)
+            case fx.SendCheckpoint(line_id):
+                self._recorder.send_checkpoint(line_id)
+            case fx.Count(name, n):
+                with contextlib.suppress(BackchannelError), self._store.transaction(durable=False):
+                    self._store.count(name, n)  # (only a statistic)
+            case fx.Resend(line_id, seqs):
+                log.warning(
+                    "line %s: the peer still lacks %d frame(s) from %d on that a relay stored; "
+                    "sending them again",
+                    self._lines.name(line_id),
+                    len(seqs),
+                    seqs[0],
+                )
+                self._outbox.enqueue([(line_id, seq) for seq in seqs])
+            case fx.FramesLost(line_id, first, True):
+                self.frames_lost(line_id, first)
+            case fx.FramesLost(line_id, _, False):
+                self._set(("frames_lost", line_id, ""), False, "")
+            case _:
+                raise AssertionError(f"the monitor has no rule for {effect!r}")
 
     def _assess(self, line_id: bytes, watch: LineWatch, now: float) -> None:
-        name = self._station.line_name(line_id)
+        name = self._lines.name(line_id)
         states = []
         for url, circuit in watch.circuits.items():
             judged = assess(circuit, now, self._interval)
@@ -228,8 +266,8 @@ class Monitor:
             )
         if gap_due(watch.gap_since, self._resubscribed.get(line_id), now, self._interval / 2):
             self._resubscribed[line_id] = now
-            for url in self._station.circuit_urls(line_id):
-                if self._station.link(url).resubscribe():
+            for url in self._links.circuit_urls(line_id):
+                if self._links.link(url).resubscribe():
                     log.info("line %s: gap open; subscribed again at relay %s", name, shown(url))
         gap_open = watch.gap_since is not None and now - watch.gap_since > self._interval
         self._set(
@@ -245,10 +283,24 @@ class Monitor:
             return
         kind, line_id, subject = key
         if active:
-            self._station.alarms.raise_alarm(kind, line_id, subject, message)
+            self._alarms.raise_alarm(kind, line_id, subject, message)
         else:
-            self._station.alarms.clear_alarm(kind, line_id, subject)
+            self._alarms.clear_alarm(kind, line_id, subject)
         self._reported[key] = active
 
     def clear_deadline(self, line_id: bytes, seq: int) -> None:
         self._set(("deadline_passed", line_id, str(seq)), False, "")
+
+    # ---- end-to-end recovery and deadlines (``proto.engine.recovery``) -----------------------
+
+    def overdue_messages(self, now: float) -> list[tuple[bytes, int, str, float]]:
+        """Sent messages whose acknowledgement deadline passed, not yet escalated."""
+        out = []
+        for live in self._lines.all():
+            deadlines = self._config.deadlines_for(live.row.name)
+            out += [o for o in self._store.overdue(now, deadlines) if o[0] == live.line_id]
+        return out
+
+    def _mark_escalated(self, line_id: bytes, seq: int) -> None:
+        with self._store.transaction():
+            self._store.mark_escalated(line_id, seq, self._clock.now())

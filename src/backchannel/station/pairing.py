@@ -14,11 +14,18 @@ handshake, opening the hello, happens on the receive path (:mod:`receiver`).
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from backchannel.clock import ms
-from backchannel.errors import InvalidArgument, InvalidInvitation, InvitationAlreadyAccepted
+from backchannel.errors import (
+    InvalidArgument,
+    InvalidInvitation,
+    InvitationAlreadyAccepted,
+    InvitationAlreadyUsed,
+    MisaddressedFrame,
+    RemoteError,
+)
 from backchannel.proto import line as proto_line
+from backchannel.proto.engine.core import Lifecycle
+from backchannel.proto.envelope import Sealed
 from backchannel.proto.invitation import (
     Invitation,
     MailboxCapability,
@@ -27,15 +34,19 @@ from backchannel.proto.invitation import (
     parse_invitation_text,
     valid_name,
 )
-from backchannel.proto.line import LineState
+from backchannel.proto.line import LineState, PendingInvitation
+from backchannel.proto.payloads import Welcome
 from backchannel.proto.primitives import mlkem_public, x25519_public
 from backchannel.proto.session import OlmSession
+from backchannel.station.config import StationConfig
+from backchannel.station.lines import Lines
+from backchannel.station.links import Links
 from backchannel.station.liveline import LiveLine
-from backchannel.station.store import LineRow
+from backchannel.station.outbox import Outbox
+from backchannel.station.reading import Views
+from backchannel.station.recorder import Recorder
+from backchannel.station.store import LineRow, Store
 from backchannel.station.views import InvitationView, LineView
-
-if TYPE_CHECKING:
-    from backchannel.station.station import Station
 
 
 def relay_list(relay: str | list[str] | None) -> list[str]:
@@ -50,8 +61,27 @@ def relay_list(relay: str | list[str] | None) -> list[str]:
 
 
 class Pairing:
-    def __init__(self, station: Station) -> None:
-        self._s = station
+    def __init__(
+        self,
+        name: str,
+        lines: Lines,
+        links: Links,
+        outbox: Outbox,
+        recorder: Recorder,
+        views: Views,
+        store: Store,
+        config: StationConfig,
+    ) -> None:
+        self._name = name
+        self._lines = lines
+        self._links = links
+        self._outbox = outbox
+        self._recorder = recorder
+        self._views = views
+        self._store = store
+        self._config = config
+        self._clock = lines.clock
+        self._rng = lines.rng
 
     async def invite(
         self, relay: str | list[str] | None = None, name: str | None = None, on_record: bool = True
@@ -61,78 +91,78 @@ class Pairing:
         Each relay given becomes one circuit of the line (the accepter makes its own mailbox
         on each of them too).
         """
-        urls = relay_list(relay) or list(self._s.config.relays)
+        urls = relay_list(relay) or list(self._config.relays)
         if not urls:
             raise InvalidArgument("no relay given: pass --relay URL or set 'relays' in station.toml")
         if name is not None:
             self._check_new_name(name)
-        boxes = [(url, *await self._s._new_mailbox(url)) for url in urls]
-        line_id = self._s._rng.bytes(16)
-        pairing_secret, kem_seed = self._s._rng.bytes(32), self._s._rng.bytes(64)
-        now = self._s._clock.now()
+        boxes = [(url, *await self._links.new_mailbox(url)) for url in urls]
+        line_id = self._rng.bytes(16)
+        pairing_secret, kem_seed = self._rng.bytes(32), self._rng.bytes(64)
+        now = self._clock.now()
         invitation = Invitation(
             line_id=line_id,
-            name=self._s.name,
-            identity_key=self._s._identity.identity_key,
-            signing_key=self._s._identity.signing_key,
-            one_time_key=self._s._identity.new_one_time_key(),
+            name=self._name,
+            identity_key=self._lines.identity.identity_key,
+            signing_key=self._lines.identity.signing_key,
+            one_time_key=self._lines.identity.new_one_time_key(),
             pairing_key=x25519_public(pairing_secret),
             kem_key=mlkem_public(kem_seed),
             mailboxes=tuple(
                 MailboxCapability(url, send_id, send_seed) for url, _, _, send_id, send_seed in boxes
             ),
             created_at=ms(now),
-            expires_at=ms(now + self._s.config.invitation_ttl_hours * 3600),
+            expires_at=ms(now + self._config.invitation_ttl_hours * 3600),
             on_record=on_record,
-            pq_key=self._s.recorder.pq_public if on_record else b"",
+            pq_key=self._recorder.pq_public if on_record else b"",
         )
-        signed = encode_invitation(invitation, self._s._identity.sign(invitation.signed_message()))
-        with self._s._store.transaction():
-            self._s._store.add_invitation(
+        signed = encode_invitation(invitation, self._lines.identity.sign(invitation.signed_message()))
+        with self._store.transaction():
+            self._store.add_invitation(
                 line_id,
                 name or "",
-                self._s._atrest.seal(signed.blob, b"invitation-blob" + line_id),
-                self._s._atrest.seal(pairing_secret + kem_seed, b"invitation" + line_id),
+                self._lines.atrest.seal(signed.blob, b"invitation-blob" + line_id),
+                self._lines.atrest.seal(pairing_secret + kem_seed, b"invitation" + line_id),
                 now,
             )
             for url, recv_id, recv_seed, _, _ in boxes:
-                sealed_key = self._s._atrest.seal(recv_seed, b"recv-key" + recv_id)
-                self._s._store.add_mailbox(line_id, url, recv_id, sealed_key)
-            self._s._save_account()
+                sealed_key = self._lines.atrest.seal(recv_seed, b"recv-key" + recv_id)
+                self._store.add_mailbox(line_id, url, recv_id, sealed_key)
+            self._lines.save_account()
         for url, recv_id, recv_seed, _, _ in boxes:
-            self._s._subscribe(url, recv_id, recv_seed)
+            self._links.subscribe(url, recv_id, recv_seed)
         return InvitationView(line_id.hex(), name or "", signed.text(), invitation.expires_at / 1000, urls)
 
     async def accept(self, text: str, name: str | None = None) -> LineView:
         """Accept an invitation: open the line and send the hello to the inviter."""
         signed = parse_invitation_text(text) if not isinstance(text, bytes) else parse_invitation(text)
         inv = signed.invitation
-        if self._s._store.get_invitation(inv.line_id) is not None:
+        if self._store.get_invitation(inv.line_id) is not None:
             raise InvalidArgument("this invitation was made by this station; give it to the other one")
-        if inv.line_id in self._s._lines or self._s._store.get_line(inv.line_id) is not None:
+        if inv.line_id in self._lines or self._store.get_line(inv.line_id) is not None:
             raise InvitationAlreadyAccepted()
-        if inv.expires_at < ms(self._s._clock.now()):
+        if inv.expires_at < ms(self._clock.now()):
             raise InvalidInvitation("the invitation has expired; ask the other station for a new one")
-        if inv.identity_key == self._s._identity.identity_key:
+        if inv.identity_key == self._lines.identity.identity_key:
             raise InvalidArgument("this invitation was made by this station; give it to the other one")
         line_name = name or self.unique_name(inv.name)
         self._check_new_name(line_name)
         ours: list[tuple[str, bytes, bytes, bytes, bytes]] = []
         for cap in inv.mailboxes:
-            recv_id, recv_seed, send_id, send_seed = await self._s._new_mailbox(cap.url)
+            recv_id, recv_seed, send_id, send_seed = await self._links.new_mailbox(cap.url)
             ours.append((cap.url, recv_id, recv_seed, send_id, send_seed))
-        if inv.line_id in self._s._lines:  # accepted concurrently while we awaited the relay
+        if inv.line_id in self._lines:  # accepted concurrently while we awaited the relay
             raise InvitationAlreadyAccepted()
         caps = tuple(MailboxCapability(url, send_id, send_seed) for url, _, _, send_id, send_seed in ours)
         accepted = proto_line.accept(
-            self._s._identity,
+            self._lines.identity,
             signed,
-            self._s.name,
+            self._name,
             caps,
-            self._s._rng,
-            self._s.recorder.pq_public if inv.on_record else b"",
+            self._rng,
+            self._recorder.pq_public if inv.on_record else b"",
         )
-        now = self._s._clock.now()
+        now = self._clock.now()
         row = self.new_row(
             accepted.state,
             accepted.session,
@@ -144,30 +174,87 @@ class Pairing:
             now,
             inv.pq_key or None,
         )
-        with self._s._mutation():
-            self._s._store.add_line(row)
-            self._s.recorder.record(
+        with self._lines.mutation():
+            self._store.add_line(row)
+            self._recorder.record(
                 inv.line_id, 1, 1, accepted.state.transcript.heads[1], accepted.hello.payload
             )
             for url, recv_id, recv_seed, _, _ in ours:
-                self._s._store.add_mailbox(
-                    inv.line_id, url, recv_id, self._s._atrest.seal(recv_seed, b"recv-key" + recv_id)
+                self._store.add_mailbox(
+                    inv.line_id, url, recv_id, self._lines.atrest.seal(recv_seed, b"recv-key" + recv_id)
                 )
             for cap in inv.mailboxes:
-                self._s._store.add_peer_mailbox(
+                self._store.add_peer_mailbox(
                     inv.line_id,
                     cap.url,
                     cap.send_id,
-                    self._s._atrest.seal(cap.send_key, b"send-key" + cap.send_id),
+                    self._lines.atrest.seal(cap.send_key, b"send-key" + cap.send_id),
                 )
-            self._s._store.add_outbound(inv.line_id, 1, "hello", accepted.hello.frame, now)
-            self._s._lines[inv.line_id] = LiveLine(row, accepted.state, accepted.session)
+            self._store.add_outbound(inv.line_id, 1, "hello", accepted.hello.frame, now)
+            self._lines.add(LiveLine(row, accepted.state, accepted.session))
         for url, recv_id, recv_seed, _, _ in ours:
-            self._s._subscribe(url, recv_id, recv_seed)
+            self._links.subscribe(url, recv_id, recv_seed)
         for cap in inv.mailboxes:
-            self._s._add_sender(inv.line_id, cap.url, cap.send_id, cap.send_key)
-        self._s.sender.enqueue([(inv.line_id, 1)])
-        return self._s._line_view(self._s._lines[inv.line_id])
+            self._links.add_sender(inv.line_id, cap.url, cap.send_id, cap.send_key)
+        self._outbox.enqueue([(inv.line_id, 1)])
+        return self._views.line_view(self._lines[inv.line_id])
+
+    def open_hello(self, sealed: Sealed, now: float) -> list[tuple[bytes, int]]:
+        """The accepter's hello for one of our invitations (inside the receive transaction):
+        the line opens, the invitation is spent, the welcome is sealed. Returns what to send."""
+        line_id = sealed.header.line_id
+        found = self._store.get_invitation(line_id)
+        if found is None:
+            raise MisaddressedFrame("a frame arrived for a line this station does not have")
+        local_name, blob, secrets_sealed, used = found
+        if used:
+            raise InvitationAlreadyUsed()
+        atrest = self._lines.atrest
+        signed = parse_invitation(atrest.open(blob, b"invitation-blob" + line_id))
+        if signed.invitation.expires_at < ms(now):
+            raise InvalidInvitation("a hello arrived for an invitation that has expired")
+        secrets = atrest.open(secrets_sealed, b"invitation" + line_id)
+        pending = PendingInvitation(signed, secrets[:32], secrets[32:])
+        try:
+            opened = proto_line.open_hello(self._lines.identity, pending, sealed)
+        except RemoteError:
+            self._lines.reload_account()  # Olm may have spent the one-time key in memory
+            raise
+        name = local_name or self.unique_name(opened.hello.name)
+        row = self.new_row(
+            opened.state,
+            opened.session,
+            name,
+            Lifecycle.ESTABLISHED.value,  # (core.transition(None, HELLO_OPENED))
+            opened.hello.name,
+            opened.peer_identity_key,
+            opened.peer_signing_key,
+            now,
+            opened.hello.pq_key or None,
+        )
+        live = LiveLine(row, opened.state, opened.session)
+        self._store.add_line(row)
+        self._recorder.record(line_id, 1, 1, opened.state.transcript.heads[1], opened.raw)
+        self._store.mark_invitation_used(line_id)
+        self._lines.save_account()  # the one-time key is now spent
+        # The accepter's mailboxes must be on the relays of our invitation: a hello may not
+        # make this station connect anywhere else.
+        invited = {url for lid, url, _, _ in self._store.mailboxes() if lid == line_id}
+        refused = [cap for cap in opened.hello.mailboxes if cap.url not in invited]
+        if refused:
+            self._store.count("circuit_refused_policy", len(refused))
+        caps = [cap for cap in opened.hello.mailboxes if cap.url in invited]
+        for cap in caps:
+            self._store.add_peer_mailbox(
+                line_id, cap.url, cap.send_id, atrest.seal(cap.send_key, b"send-key" + cap.send_id)
+            )
+        self._lines.add(live)
+        welcome = self._lines.seal(live, Welcome())
+        self._store.add_outbound(line_id, welcome.seq, "welcome", welcome.frame, now)
+        self._lines.persist(live, last_contact=now)
+        for cap in caps:
+            self._links.add_sender(line_id, cap.url, cap.send_id, cap.send_key)
+        return [(line_id, welcome.seq)]
 
     def new_row(
         self,
@@ -181,7 +268,7 @@ class Pairing:
         now: float,
         peer_pq: bytes | None = None,
     ) -> LineRow:
-        keys = self._s._atrest.seal(
+        keys = self._lines.atrest.seal(
             state.keys.to_accepter + state.keys.to_inviter, b"line-keys" + state.line_id
         )
         t = state.transcript
@@ -194,7 +281,7 @@ class Pairing:
             peer_identity=peer_identity,
             peer_signing=peer_signing,
             keys_sealed=keys,
-            session_pickle=session.pickle(self._s._atrest.store_key),
+            session_pickle=session.pickle(self._lines.atrest.store_key),
             next_seq=state.next_seq,
             delivered_upto=state.delivered_upto,
             tx_count0=t.counts[0],
@@ -211,12 +298,12 @@ class Pairing:
     def _check_new_name(self, name: str) -> None:
         if not valid_name(name) or ":" in name:
             raise InvalidArgument("a line name must be 1 to 64 bytes of printable text without ':'")
-        if self._s._store.name_taken(name):
+        if self._store.name_taken(name):
             raise InvalidArgument(f"a line named {name!r} already exists; choose another --name")
 
     def unique_name(self, base: str) -> str:
         base = (base or "line").replace(":", "-").encode("utf-8")[:56].decode("utf-8", "ignore")
         name, n = base, 2
-        while self._s._store.name_taken(name):
+        while self._store.name_taken(name):
             name, n = f"{base}-{n}", n + 1
         return name

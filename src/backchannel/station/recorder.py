@@ -22,11 +22,20 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from backchannel.clock import Clock
-from backchannel.errors import BadSignature, ProtocolError
-from backchannel.proto.export import EXPORT_FORMAT, readable, seal_export, station_block
+from backchannel.errors import BadSignature, InvalidArgument, LineNotReady, ProtocolError, RecordInvalid
+from backchannel.proto.engine import effects as fx
+from backchannel.proto.export import (
+    EXPORT_FORMAT,
+    VerifiedExport,
+    readable,
+    seal_export,
+    station_block,
+    verify_export,
+)
+from backchannel.proto.identity import identity_document
 from backchannel.proto.payloads import Checkpoint
 from backchannel.proto.primitives import mldsa_public, mldsa_sign, sha256
 from backchannel.proto.record import (
@@ -37,20 +46,36 @@ from backchannel.proto.record import (
     short_hashes,
 )
 from backchannel.proto.transcript import genesis
+from backchannel.station.alarms import Alarms
+from backchannel.station.config import StationConfig
 from backchannel.station.keystore import AtRest
+from backchannel.station.lines import Lines, entry_context
+from backchannel.station.liveline import LiveLine
+from backchannel.station.outbox import Outbox
 from backchannel.station.store import Store
-
-if TYPE_CHECKING:
-    from backchannel.station.liveline import LiveLine
-    from backchannel.station.station import Station
 
 DIVERGENCE = "record_divergence"
 
 
 class Recorder:
-    def __init__(self, station: Station, store: Store, atrest: AtRest, clock: Clock) -> None:
-        self._station = station
+    def __init__(
+        self,
+        name: str,
+        lines: Lines,
+        outbox: Outbox,
+        alarms: Alarms,
+        store: Store,
+        atrest: AtRest,
+        clock: Clock,
+        config: StationConfig,
+    ) -> None:
+        self._name = name
+        self._lines = lines
+        self._outbox = outbox
+        self._alarms = alarms
+        self._config = config
         self._store = store
+        self._verified: dict[bytes, tuple[str, VerifiedExport]] = {}
         self._atrest = atrest
         self._clock = clock
         sealed = store.get_meta("mldsa")
@@ -69,8 +94,7 @@ class Recorder:
 
     def record(self, line_id: bytes, direction: int, seq: int, chain_hash: bytes, raw: bytes) -> None:
         """Store one entry (inside the caller's transaction)."""
-        sealed = self._atrest.seal(raw, _entry_context(line_id, direction, seq))
-        self._store.add_entry(line_id, direction, seq, chain_hash, sealed, self._clock.now())
+        self._lines.record_entry(fx.StoreEntry(line_id, direction, seq, chain_hash, raw))
 
     def check_seen(self, live: LiveLine, seq: int, seen: Seen, after: list[Callable[[], object]]) -> None:
         """The peer's entry ``seq`` says what it had received from us; does our record agree?"""
@@ -85,7 +109,7 @@ class Recorder:
                 f"entries with a different chain: the records differ at or before our entry "
                 f"{seen.count}"
             )
-            after.append(functools.partial(self._alarm, live.line_id, f"{ours}:{seen.count}", detail))
+            after.append(functools.partial(self.alarm, live.line_id, f"{ours}:{seen.count}", detail))
 
     def peer_seen(self, live: LiveLine) -> int:
         """The ``seen`` count of the peer's latest readable entry: where end-to-end recovery
@@ -93,7 +117,7 @@ class Recorder:
         signer = live.row.peer_signing if live.state.on_record else None
         direction = live.state.in_direction
         for seq, sealed in self._store.latest_entries(live.line_id, direction, 16):
-            raw = self._atrest.open(sealed, _entry_context(live.line_id, direction, seq))
+            raw = self._atrest.open(sealed, entry_context(live.line_id, direction, seq))
             try:
                 return decode_entry(raw, live.line_id, direction, seq, signer).seen.count
             except (ProtocolError, BadSignature):
@@ -141,7 +165,7 @@ class Recorder:
                 status, detail = "diverged", "the checkpoint's ML-DSA-65 signature does not verify"
                 after.append(
                     functools.partial(
-                        self._alarm,
+                        self.alarm,
                         live.line_id,
                         f"checkpoint:{seq}",
                         f"checkpoint {seq} from the peer: {detail}",
@@ -155,15 +179,15 @@ class Recorder:
             status, detail = result.status, result.detail
             if result.status == "diverged":
                 subject = f"{result.direction}:{result.seq}"
-                after.append(functools.partial(self._alarm, live.line_id, subject, detail))
+                after.append(functools.partial(self.alarm, live.line_id, subject, detail))
             elif result.seq is not None:  # agreed so far, but the peer lacks our latest entries
                 sealed_at = self._store.entry_time(live.line_id, live.state.out_direction, result.seq)
-                interval = self._station.config.checkpoint_interval
+                interval = self._config.checkpoint_interval
                 if sealed_at is not None and self._clock.now() - sealed_at > interval:
                     subject = f"{result.direction}:{result.seq}"
                     after.append(
                         functools.partial(
-                            self._alarm,
+                            self.alarm,
                             live.line_id,
                             subject,
                             f"{detail}, although entry {result.seq} was sealed "
@@ -182,9 +206,30 @@ class Recorder:
             self._clock.now(),
         )
 
-    def _alarm(self, line_id: bytes, subject: str, detail: str) -> None:
-        name = self._station.line_name(line_id)
-        self._station.alarms.raise_alarm(DIVERGENCE, line_id, subject, f"line {name}: {detail}")
+    def alarm(self, line_id: bytes, subject: str, detail: str) -> None:
+        """Raise the record-divergence alarm for ``subject`` ("direction:seq") of the line."""
+        name = self._lines.name(line_id)
+        self._alarms.raise_alarm(DIVERGENCE, line_id, subject, f"line {name}: {detail}")
+
+    def send_checkpoint(self, line_id: bytes) -> int:
+        """Seal, store and send a checkpoint of the line's record now; returns its sequence number."""
+        live = self._lines[line_id]
+        with self._lines.mutation():
+            checkpoint = self.make_checkpoint(live)
+            seq = self._outbox.store_payload(live, checkpoint, "checkpoint")
+            self.checkpoint_sent(live, seq, checkpoint)
+        self._outbox.enqueue([(line_id, seq)])
+        return seq
+
+    def last_checkpoint_sent(self, line_id: bytes) -> float | None:
+        sent = [c["at"] for c in self._store.checkpoints(line_id) if c["status"] == "sent"]
+        return max(sent) if sent else None
+
+    def identity_file(self) -> dict[str, str]:
+        """This station's self-certifying identity file (``proto.identity``)."""
+        ident = self._lines.identity
+        doc = identity_document(self._name, ident.identity_key, ident.signing_key, self.pq_public, ident.sign)
+        return {**doc, "signing_key": doc["ed25519"]}
 
     # ---- export ----------------------------------------------------------------------------
 
@@ -197,11 +242,11 @@ class Recorder:
         """
         row = live.row
         on = live.state.on_record
-        ident = self._station.identity()
+        identity = self._lines.identity
         mine = station_block(
-            self._station.name,
-            bytes.fromhex(ident["identity_key"]),
-            bytes.fromhex(ident["ed25519"]),
+            self._name,
+            identity.identity_key,
+            identity.signing_key,
             self.pq_public if on else b"",
         )
         theirs = station_block(
@@ -214,10 +259,10 @@ class Recorder:
             else {"inviter": theirs, "accepter": mine}
         )
         signers = {0: row.peer_signing, 1: row.peer_signing}
-        signers[live.state.out_direction] = bytes.fromhex(ident["ed25519"])
+        signers[live.state.out_direction] = identity.signing_key
         entries: list[dict[str, Any]] = []
         for direction, seq, chain_hash, sealed, at in self._store.entries(live.line_id):
-            raw = self._atrest.open(sealed, _entry_context(live.line_id, direction, seq))
+            raw = self._atrest.open(sealed, entry_context(live.line_id, direction, seq))
             item: dict[str, Any] = {"direction": direction, "seq": seq}
             try:
                 entry = decode_entry(raw, live.line_id, direction, seq, signers[direction] if on else None)
@@ -243,9 +288,59 @@ class Recorder:
             "entries": entries,
         }
         if on:  # off the record nothing is signed, not even the export
-            seal_export(doc, self._station.sign)
+            seal_export(doc, identity.sign)
         return doc
 
+    # ---- the operator's record commands ------------------------------------------------------
 
-def _entry_context(line_id: bytes, direction: int, seq: int) -> bytes:
-    return b"entry" + line_id + bytes([direction]) + seq.to_bytes(8, "big")
+    def checkpoint(self, live: LiveLine) -> dict[str, Any]:
+        """Send a checkpoint now; the peer compares it with its own record and records the outcome."""
+        if not live.established:
+            raise LineNotReady(f"line {live.row.name!r} is not established yet")
+        seq = self.send_checkpoint(live.line_id)
+        return {"line": live.row.name, "seq": seq, "head": live.state.transcript.head().hex()}
+
+    def export_withholding(self, live: LiveLine, withhold: list[str] | None) -> dict[str, Any]:
+        """The export, leaving out the bodies of ``withhold``: entries "D:N" (direction, seq)."""
+        wanted: set[tuple[int, int]] = set()
+        for spec in withhold or []:
+            d, _, n = str(spec).partition(":")
+            if d not in ("0", "1") or not n.isdigit() or int(n) < 2:
+                raise InvalidArgument(
+                    f"{spec!r} names no entry that can be withheld: give DIRECTION:SEQ, e.g. 1:3 "
+                    "(the hello and the welcome, 1:1 and 0:1, are always shown)"
+                )
+            wanted.add((int(d), int(n)))
+        return self.export(live, frozenset(wanted))
+
+    def verify(self, live: LiveLine) -> dict[str, Any]:
+        """Check the local record: the chain, every signature (on the record), checkpoints.
+
+        The full check runs on the event loop, so its result is kept until the line's head
+        moves: a console page viewed again and again does not stall the station.
+        """
+        head = live.state.transcript.head().hex()
+        cached = self._verified.get(live.line_id)
+        if cached is not None and cached[0] == head:
+            result = cached[1]
+        else:
+            doc = self.export(live)
+            result = verify_export(doc, None, require_signatures=live.state.on_record)
+            if result.head != head:
+                raise RecordInvalid("the stored entries do not lead to the line's current head")
+            self._verified[live.line_id] = (head, result)
+        checkpoints = self._store.checkpoints(live.line_id)
+        received = [c for c in checkpoints if c["status"] != "sent"]
+        return {
+            "line": live.row.name,
+            "on_record": live.state.on_record,
+            "entries": list(result.counts),
+            "head": result.head,
+            "checkpoints_sent": len(checkpoints) - len(received),
+            "checkpoints_received": len(received),
+            "last_checkpoint": received[-1] if received else None,
+            "diverged": [c for c in received if c["status"] == "diverged"],
+            "withheld": list(result.withheld),
+            "unreadable": list(result.unreadable),
+            "contradicted": list(result.contradicted),
+        }

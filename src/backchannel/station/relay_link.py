@@ -3,7 +3,7 @@
 Theory of operation
 -------------------
 A background task keeps one WebSocket open to the relay, forever, until :meth:`close`.
-Each connection is a :class:`_Session`: it waits for ``Welcome`` (the session nonce),
+Each connection is a :class:`rs.Session`: it waits for ``Welcome`` (the session nonce),
 proves every registered sender (AUTH_SEND) and receiver (SUBSCRIBE) by signing that nonce,
 then reads frames until the socket dies. Replies are matched to requests by request id, so
 any number of requests may be in flight (pipelining); pushed DELIVER frames go onto the
@@ -39,94 +39,24 @@ import asyncio
 import contextlib
 import logging
 import random
-from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass, field
 
-from websockets.asyncio.client import ClientConnection, connect
+from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, WebSocketException
 
 from backchannel.aio import TaskSet
 from backchannel.clock import Clock, SystemClock
-from backchannel.errors import (
-    BackchannelError,
-    InvalidArgument,
-    ProtocolError,
-    RelayRefused,
-    TransportError,
-)
+from backchannel.errors import BackchannelError, InvalidArgument, ProtocolError, RelayRefused, TransportError
 from backchannel.proto import frames
 from backchannel.proto.frames import FrameType
+from backchannel.station import relay_session as rs
 from backchannel.station.backoff import next_backoff
+from backchannel.station.relay_session import PING_INTERVAL, PING_TIMEOUT, Delivery, ReceiveLimit, Signer
 from backchannel.station.relay_url import shown
 
+__all__ = ["Delivery", "ReceiveLimit", "RelayLink", "Signer"]
+
 _LOG = logging.getLogger("backchannel.station.relay_link")
-
-BACKOFF_START = 0.05
-BACKOFF_MAX = 2.0
-#: WebSocket keepalive defaults: a dead connection is noticed within their sum (~10 s).
-PING_INTERVAL = 5.0
-PING_TIMEOUT = 5.0
-#: Incoming WebSocket messages up to this size are read (a DELIVER of a maximal payload
-#: fits with a wide margin, in case a relay is configured with a larger limit).
-MAX_INCOMING = 4 * frames.MAX_PAYLOAD + 64 * 1024
-_MAX_RID = 2**32 - 1
-#: Acknowledgements waiting to be written, per connection; beyond this the oldest are
-#: dropped (the relay pushes an unacknowledged frame again later; the copy is then dropped).
-MAX_PENDING_ACKS = 4096
-
-
-@dataclass(frozen=True)
-class ReceiveLimit:
-    """How much one link may have handed to the station and not yet seen processed.
-
-    When either bound is reached the link stops reading its socket (TCP pushes back on the
-    relay) until the station has processed some: a relay that runs ahead costs only its own
-    circuit's latency, and the station's memory for received frames is bounded by the sum
-    of these over its links.
-    """
-
-    frames: int = 512
-    bytes: int = 4 * 1024 * 1024
-
-
-@dataclass(frozen=True)
-class Delivery:
-    recv_id: bytes
-    msg_id: bytes
-    payload: bytes
-    #: The link it came through (the station returns its share of the receive limit there).
-    link: RelayLink | None = field(default=None, compare=False, repr=False)
-
-
-#: Returns a 64-byte Ed25519 signature over the message.
-Signer = Callable[[bytes], bytes]
-
-
-@dataclass(eq=False)
-class _Session:
-    """One live WebSocket connection and the requests in flight on it."""
-
-    ws: ClientConnection
-    nonce: bytes
-    pending: dict[int, asyncio.Future[frames.Frame]] = field(default_factory=dict)
-    #: send_id -> the AUTH_SEND of this connection (shared by concurrent first SENDs).
-    auth: dict[bytes, asyncio.Task[None]] = field(default_factory=dict)
-    #: recv_ids whose SUBSCRIBE was issued on this connection.
-    subscribed: set[bytes] = field(default_factory=set)
-    #: (recv_id, msg_id) to acknowledge; written by one task, replies not awaited.
-    acks: deque[tuple[bytes, bytes]] = field(default_factory=lambda: deque(maxlen=MAX_PENDING_ACKS))
-    ack_wake: asyncio.Event = field(default_factory=asyncio.Event)
-    alive: bool = True
-
-    def fail_all(self, reason: str) -> None:
-        self.alive = False
-        for future in self.pending.values():
-            if not future.done():
-                future.set_exception(TransportError(reason))
-        self.pending.clear()
-        self.acks.clear()
-        self.ack_wake.set()
 
 
 class RelayLink:
@@ -166,18 +96,14 @@ class RelayLink:
         self._on_connected = on_connected
         self._subs: dict[bytes, Signer] = {}
         self._senders: dict[bytes, Signer] = {}
-        self._session: _Session | None = None
+        self._session: rs.Session | None = None
         self._connected = asyncio.Event()
         self._closing = False
         self._runner: asyncio.Task[None] | None = None
         #: Every task of this link (the connect loop, AUTH_SENDs, SUBSCRIBEs): ended by close().
         self._tasks = TaskSet(f"relay-link {self.shown_url}")
         self._next_rid = 0
-        self._limit = receive_limit
-        self._unprocessed_frames = 0
-        self._unprocessed_bytes = 0
-        self._room = asyncio.Event()
-        self._room.set()
+        self._window = rs.ReceiveWindow(receive_limit)
         #: Monotonic time before which the link does not connect (see :meth:`suspend`).
         self._suspended_until = 0.0
 
@@ -222,7 +148,7 @@ class RelayLink:
         session = self._session
         if session is not None:
             session.fail_all(f"the station suspended relay {self.url}")
-            self._room.set()  # a reader waiting for room sees the session is over
+            self._window.wake()  # a reader waiting for room sees the session is over
             transport = session.ws.transport
             if transport is not None:
                 transport.abort()  # no closing handshake with a relay that floods us
@@ -234,9 +160,7 @@ class RelayLink:
 
     def processed(self, delivery: Delivery) -> None:
         """The station is done with a frame this link delivered: its room is free again."""
-        self._unprocessed_frames = max(0, self._unprocessed_frames - 1)
-        self._unprocessed_bytes = max(0, self._unprocessed_bytes - len(delivery.payload))
-        self._room.set()
+        self._window.processed(len(delivery.payload))
 
     def ack_soon(self, recv_id: bytes, msg_id: bytes) -> None:
         """Acknowledge a frame without waiting for the relay's answer (nor keeping the payload).
@@ -254,7 +178,7 @@ class RelayLink:
 
     def subscribe(self, recv_id: bytes, signer: Signer) -> None:
         """Receive from a mailbox, now and after every reconnect."""
-        _check_id(recv_id, "recv_id")
+        rs.check_id(recv_id, "recv_id")
         self._subs[recv_id] = signer
         session = self._session
         if session is not None and session.alive:
@@ -292,7 +216,7 @@ class RelayLink:
 
     def add_sender(self, send_id: bytes, signer: Signer) -> None:
         """Allow ``send`` to this mailbox; AUTH_SEND is proven once per connection."""
-        _check_id(send_id, "send_id")
+        rs.check_id(send_id, "send_id")
         self._senders[send_id] = signer
         session = self._session
         if session is not None and session.alive:
@@ -314,7 +238,7 @@ class RelayLink:
 
     async def send(self, send_id: bytes, payload: bytes) -> bytes:
         """Store ``payload`` in a mailbox; returns the relay's msg_id once it is durable."""
-        _check_id(send_id, "send_id")
+        rs.check_id(send_id, "send_id")
         if send_id not in self._senders:
             raise InvalidArgument("unknown send_id: call add_sender() first")
         session = self._live_session()
@@ -326,8 +250,8 @@ class RelayLink:
 
     async def ack(self, recv_id: bytes, msg_id: bytes) -> None:
         """Tell the relay a delivered frame is safely stored here, so it may delete it."""
-        _check_id(recv_id, "recv_id")
-        _check_id(msg_id, "msg_id")
+        rs.check_id(recv_id, "recv_id")
+        rs.check_id(msg_id, "msg_id")
         session = self._live_session()
         reply = await self._request(session, lambda rid: frames.Ack(rid, recv_id, msg_id))
         if not isinstance(reply, frames.Ok):
@@ -342,17 +266,17 @@ class RelayLink:
 
     # ---- internals: requests -----------------------------------------------------------
 
-    def _live_session(self) -> _Session:
+    def _live_session(self) -> rs.Session:
         session = self._session
         if session is None or not session.alive or self._closing:
             raise TransportError(f"not connected to relay {self.shown_url}")
         return session
 
     def _rid(self) -> int:
-        self._next_rid = self._next_rid % _MAX_RID + 1  # 1 .. 2**32-1; 0 is for pushes
+        self._next_rid = self._next_rid % rs.MAX_RID + 1  # 1 .. 2**32-1; 0 is for pushes
         return self._next_rid
 
-    async def _request(self, session: _Session, build: Callable[[int], frames.Frame]) -> frames.Frame:
+    async def _request(self, session: rs.Session, build: Callable[[int], frames.Frame]) -> frames.Frame:
         """Send one request and wait for its reply; ERROR becomes ``RelayRefused``.
 
         Nothing is awaited before the frame is written, so concurrent callers put their
@@ -379,7 +303,7 @@ class RelayLink:
             raise RelayRefused(f"relay refused: {reply.message}", reply.code)
         return reply
 
-    def _auth_task(self, session: _Session, send_id: bytes) -> asyncio.Task[None]:
+    def _auth_task(self, session: rs.Session, send_id: bytes) -> asyncio.Task[None]:
         """The AUTH_SEND for ``send_id`` on this connection, started on first need."""
         task = session.auth.get(send_id)
         if task is None or (task.done() and (task.cancelled() or task.exception())):
@@ -389,11 +313,11 @@ class RelayLink:
                 ),
                 report=False,  # (its senders await it; _swallow marks an unawaited failure seen)
             )
-            task.add_done_callback(_swallow)
+            task.add_done_callback(rs.swallow)
             session.auth[send_id] = task
         return task
 
-    def _subscribe_on(self, session: _Session, recv_id: bytes) -> asyncio.Task[None] | None:
+    def _subscribe_on(self, session: rs.Session, recv_id: bytes) -> asyncio.Task[None] | None:
         """SUBSCRIBE on this connection unless already done (None then)."""
         if recv_id in session.subscribed:
             return None
@@ -412,7 +336,7 @@ class RelayLink:
 
     async def _register(
         self,
-        session: _Session,
+        session: rs.Session,
         mailbox_id: bytes,
         signer: Signer,
         kind: FrameType,
@@ -427,14 +351,14 @@ class RelayLink:
         """
         try:
             signature = signer(frames.auth_message(session.nonce, kind, mailbox_id))
-            build = _registration(kind, mailbox_id, signature)
+            build = rs.registration(kind, mailbox_id, signature)
         except ValueError as exc:  # a signer that returned the wrong length
             error = InvalidArgument(f"signer for {kind.name} returned a bad signature: {exc}")
             self.registration_errors[mailbox_id] = error
             if raise_errors:
                 raise error from exc
             return
-        delay = BACKOFF_START
+        delay = rs.BACKOFF_START
         while True:
             try:
                 await self._request(session, build)
@@ -443,22 +367,22 @@ class RelayLink:
             except BackchannelError as exc:
                 self.registration_errors[mailbox_id] = exc
                 _LOG.warning("relay %s: %s of a mailbox failed: %s", self.shown_url, kind.name, exc)
-                if kind is FrameType.SUBSCRIBE and _retryable(exc) and self._usable(session):
+                if kind is FrameType.SUBSCRIBE and rs.retryable(exc) and self._usable(session):
                     await asyncio.sleep(delay * random.uniform(0.5, 1.0))
-                    delay = next_backoff(delay, BACKOFF_MAX)
+                    delay = next_backoff(delay, rs.BACKOFF_MAX)
                     if self._usable(session):
                         continue
                 if raise_errors:
                     raise
                 return
 
-    def _usable(self, session: _Session) -> bool:
+    def _usable(self, session: rs.Session) -> bool:
         return session.alive and self._session is session and not self._closing
 
     # ---- internals: the connection loop ------------------------------------------------
 
     async def _run(self) -> None:
-        delay = BACKOFF_START
+        delay = rs.BACKOFF_START
         while not self._closing:
             pause = self._suspended_until - self._clock.monotonic()
             if pause > 0:
@@ -466,7 +390,7 @@ class RelayLink:
                 continue
             try:
                 if await self._connect_once():
-                    delay = BACKOFF_START  # the session worked; reconnect quickly
+                    delay = rs.BACKOFF_START  # the session worked; reconnect quickly
             except asyncio.CancelledError:
                 raise
             except Exception:  # never let anything kill the loop
@@ -474,7 +398,7 @@ class RelayLink:
             if self._closing:
                 break
             await asyncio.sleep(delay * random.uniform(0.5, 1.0))
-            delay = next_backoff(delay, BACKOFF_MAX)
+            delay = next_backoff(delay, rs.BACKOFF_MAX)
 
     async def _connect_once(self) -> bool:
         """One connection from open to close; True if it got as far as ``Welcome``."""
@@ -482,7 +406,7 @@ class RelayLink:
             ws = await connect(
                 self.url,
                 compression=None,
-                max_size=MAX_INCOMING,
+                max_size=rs.MAX_INCOMING,
                 open_timeout=self.request_timeout,
                 ping_interval=self.ping_interval,
                 ping_timeout=self.ping_timeout,
@@ -493,18 +417,18 @@ class RelayLink:
                 "relay %s: connect failed: %s", self.shown_url, str(exc).replace(self.url, self.shown_url)
             )
             return False
-        session: _Session | None = None
+        session: rs.Session | None = None
         try:
             async with asyncio.timeout(self.request_timeout):
                 first = await ws.recv()
-            welcome = _decode(first)
+            welcome = rs.decode(first)
             if isinstance(welcome, frames.Error):  # e.g. TOO_MANY_CONNECTIONS: retried with backoff
                 raise ProtocolError(f"relay refused the connection: {welcome.message}")
             if not isinstance(welcome, frames.Welcome):
                 raise ProtocolError("relay did not start with WELCOME")
-            session = _Session(ws, welcome.nonce)
+            session = rs.Session(ws, welcome.nonce)
             self._session = session
-            self._note_contact()
+            self.last_contact = self._clock.now()
             registering = self._tasks.spawn(self._register_all(session), report=False)
             acking = self._tasks.spawn(self._write_acks(session), report=False)
             try:
@@ -527,7 +451,7 @@ class RelayLink:
                 await ws.close()
         return session is not None
 
-    async def _register_all(self, session: _Session) -> None:
+    async def _register_all(self, session: rs.Session) -> None:
         """After Welcome: prove all senders and subscribe all mailboxes, then 'connected'."""
         # Shielded: cancelling this gather must not cancel AUTH_SENDs that sends share.
         jobs = [asyncio.shield(self._auth_task(session, s)) for s in list(self._senders)]
@@ -539,17 +463,17 @@ class RelayLink:
         if session.alive and self._session is session:
             self._set_connected(True)
 
-    async def _read(self, session: _Session) -> None:
+    async def _read(self, session: rs.Session) -> None:
         """Dispatch frames until the socket closes; a bad frame is logged, not fatal."""
         async for message in session.ws:
-            self._note_contact()
+            self.last_contact = self._clock.now()
             try:
-                frame = _decode(message)
+                frame = rs.decode(message)
             except ProtocolError as exc:
                 _LOG.warning("relay %s sent a bad frame: %s", self.shown_url, exc)
                 continue
             if isinstance(frame, frames.Deliver):
-                if not await self._wait_room(session, len(frame.payload)):
+                if not await self._window.wait_room(len(frame.payload), lambda: self._usable(session)):
                     return
                 await self._deliveries.put(Delivery(frame.recv_id, frame.msg_id, frame.payload, self))
                 continue
@@ -561,25 +485,7 @@ class RelayLink:
             if not future.done():
                 future.set_result(frame)
 
-    async def _wait_room(self, session: _Session, size: int) -> bool:
-        """Wait until this link may hand over one more frame of ``size`` bytes (backpressure:
-        meanwhile nothing is read from the socket). False if the session ended meanwhile."""
-        limit = self._limit
-        if limit is not None:
-            while self._unprocessed_frames > 0 and (
-                self._unprocessed_frames >= limit.frames or self._unprocessed_bytes + size > limit.bytes
-            ):
-                self._room.clear()
-                await self._room.wait()
-                if not self._usable(session):
-                    return False
-            if not self._usable(session):
-                return False
-            self._unprocessed_frames += 1
-            self._unprocessed_bytes += size
-        return self._usable(session)
-
-    async def _write_acks(self, session: _Session) -> None:
+    async def _write_acks(self, session: rs.Session) -> None:
         """Write queued ACKs in order; their replies are ignored by ``_read`` (nobody waits)."""
         while session.alive:
             await session.ack_wake.wait()
@@ -605,42 +511,3 @@ class RelayLink:
                 self._on_connected(up)
             except Exception:
                 _LOG.exception("relay %s: on_connected callback failed", self.shown_url)
-
-    def _note_contact(self) -> None:
-        self.last_contact = self._clock.now()
-
-
-def _decode(message: str | bytes) -> frames.Frame:
-    if isinstance(message, str):
-        raise ProtocolError("relay sent a text message; relay frames are binary")
-    return frames.decode(message, MAX_INCOMING)
-
-
-def _check_id(value: bytes, name: str) -> None:
-    if len(value) != frames.ID_LEN:
-        raise InvalidArgument(f"{name} must be {frames.ID_LEN} bytes, got {len(value)}")
-
-
-def _registration(kind: FrameType, mailbox_id: bytes, signature: bytes) -> Callable[[int], frames.Frame]:
-    """The request that proves a capability, for any request id; ValueError if it cannot be encoded."""
-
-    def build(rid: int) -> frames.Frame:
-        if kind is FrameType.SUBSCRIBE:
-            return frames.Subscribe(rid, mailbox_id, signature)
-        return frames.AuthSend(rid, mailbox_id, signature)
-
-    frames.encode(build(1))  # a signature of the wrong length fails here, not on the wire
-    return build
-
-
-def _retryable(exc: BackchannelError) -> bool:
-    """May the same request succeed if simply sent again on this connection?"""
-    if isinstance(exc, TransportError):
-        return True
-    return isinstance(exc, RelayRefused) and exc.relay_code == frames.RelayErrorCode.INTERNAL
-
-
-def _swallow(task: asyncio.Task[None]) -> None:
-    """Mark a shared task's exception as retrieved (its awaiters see it; nobody else must)."""
-    if not task.cancelled():
-        task.exception()

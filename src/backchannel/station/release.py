@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from backchannel.errors import (
     BackchannelError,
@@ -35,20 +35,26 @@ from backchannel.errors import (
 )
 from backchannel.proto.invitation import valid_name
 from backchannel.proto.payloads import Precedence
+from backchannel.station.lines import Lines
 from backchannel.station.liveline import LiveLine
 from backchannel.station.operators import Operators
+from backchannel.station.outbox import Outbox
+from backchannel.station.reading import Views
+from backchannel.station.store import Store
 from backchannel.station.views import DraftView, MessageView
-
-if TYPE_CHECKING:
-    from backchannel.station.station import Station
 
 #: Roles with release authority (the console's ``release`` permission names the same two).
 RELEASE_ROLES = ("releaser", "admin")
 
 
 class Releases:
-    def __init__(self, station: Station) -> None:
-        self._s = station
+    def __init__(self, lines: Lines, outbox: Outbox, views: Views, store: Store) -> None:
+        self._lines = lines
+        self._outbox = outbox
+        self._views = views
+        self._store = store
+        self._clock = lines.clock
+        self._rng = lines.rng
         self._releasing: set[str] = set()
         self._operators: Operators | None = None
 
@@ -58,21 +64,19 @@ class Releases:
                 f"line {live.row.name!r} needs a second operator to release {precedence.value} messages: "
                 "say who drafts this one (--operator NAME)"
             )
-        draft_id = self._s._rng.bytes(6).hex()
-        with self._s._store.transaction():
-            body = self._s._atrest.seal(text.encode("utf-8"), b"draft" + draft_id.encode())
-            self._s._store.add_draft(
-                draft_id, live.line_id, precedence.value, body, operator, self._s._clock.now()
-            )
+        draft_id = self._rng.bytes(6).hex()
+        with self._store.transaction():
+            body = self._lines.atrest.seal(text.encode("utf-8"), b"draft" + draft_id.encode())
+            self._store.add_draft(draft_id, live.line_id, precedence.value, body, operator, self._clock.now())
         return self.draft(draft_id)
 
     def drafts(self, line: str | None = None) -> list[DraftView]:
         """Messages awaiting release by a second operator (visible to everyone)."""
-        line_id = self._s._line(line).line_id if line else None
-        return [self._draft_view(d) for d in self._s._store.drafts(line_id)]
+        line_id = self._lines.find(line).line_id if line else None
+        return [self._draft_view(d) for d in self._store.drafts(line_id)]
 
     def draft(self, draft_id: str) -> DraftView:
-        found = self._s._store.draft(draft_id)
+        found = self._store.draft(draft_id)
         if found is None:
             raise UnknownMessage(f"there is no draft {draft_id!r}; `backchannel drafts` lists them")
         return self._draft_view(found)
@@ -108,20 +112,20 @@ class Releases:
             live, text, precedence, note = await self._authorise(draft_id, operator, password, via)
             self._releasing.add(draft_id)
             try:
-                seq, waiter = await self._s._queue_send(
+                seq, waiter = await self._outbox.queue_message(
                     live, precedence, text, wait, (draft_id, operator, note)
                 )
             finally:
                 self._releasing.discard(draft_id)
         except BackchannelError as exc:
             detail = f"draft {str(draft_id)[:32]}: {exc} (via {via})"
-            with contextlib.suppress(BackchannelError), self._s._store.transaction():
-                self._s._store.add_audit(self._s._clock.now(), who[:128], "release_refused", detail[:1000])
+            with contextlib.suppress(BackchannelError), self._store.transaction():
+                self._store.add_audit(self._clock.now(), who[:128], "release_refused", detail[:1000])
             raise
         if waiter is not None:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(waiter, timeout)
-        return self._s.message(live.row.name, seq, "out")
+        return self._views.message(live.row.name, seq, "out")
 
     async def _authorise(
         self, draft_id: Any, operator: Any, password: Any, via: str
@@ -153,11 +157,11 @@ class Releases:
         self._pending(draft_id)  # again: another release may have gone through while we checked
         if draft_id in self._releasing:
             raise LineNotReady(f"draft {draft_id} is being released already")
-        text = self._s._atrest.open(body, b"draft" + draft_id.encode()).decode("utf-8")
-        return self._s._lines[line_id], text, Precedence(precedence), f"drafted by {drafted_by} (via {via})"
+        text = self._lines.atrest.open(body, b"draft" + draft_id.encode()).decode("utf-8")
+        return self._lines[line_id], text, Precedence(precedence), f"drafted by {drafted_by} (via {via})"
 
     def _pending(self, draft_id: str) -> tuple[Any, ...]:
-        found = self._s._store.draft(draft_id)
+        found = self._store.draft(draft_id)
         if found is None:
             raise UnknownMessage(f"there is no draft {draft_id!r}; `backchannel drafts` lists them")
         released_by, seq = found.released_by, found.seq
@@ -168,16 +172,16 @@ class Releases:
     async def _accounts(self) -> Operators:
         """The operator accounts, made on first use (its decoy hash costs one Argon2id run)."""
         if self._operators is None:
-            store, clock = self._s._store, self._s._clock
+            store, clock = self._store, self._clock
             self._operators = await asyncio.to_thread(lambda: Operators(store, clock=clock))
         return self._operators
 
     def _draft_view(self, d: tuple[Any, ...]) -> DraftView:
         draft_id, line_id, precedence, body, drafted_by, created, released_by, released_at, seq = d
-        text = self._s._atrest.open(body, b"draft" + draft_id.encode()).decode("utf-8")
+        text = self._lines.atrest.open(body, b"draft" + draft_id.encode()).decode("utf-8")
         return DraftView(
             draft_id,
-            self._s.line_name(line_id),
+            self._lines.name(line_id),
             precedence,
             text,
             drafted_by,

@@ -18,7 +18,7 @@ From these times and the state of our own connection to each relay, :func:`asses
 decides per circuit: *up* (contact both ways within two intervals), *degraded* (one way
 only), *down* (none, or the relay connection has been lost for longer than a grace period).
 The line is down when all its circuits are. Changes of state become alarms
-(:mod:`backchannel.station.alarms`), raised once and cleared once.
+(raised by the station's monitor), raised once and cleared once.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from enum import StrEnum
 
-from backchannel.station.recovery import PeerReport
+from backchannel.proto.engine.recovery import PeerReport
 
 
 class Health(StrEnum):

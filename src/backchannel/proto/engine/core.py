@@ -1,0 +1,59 @@
+"""The line's core: its protocol state and lifecycle, immutable, with the lifecycle's table.
+
+A line is *pairing* from the accepter's hello until the inviter's welcome arrives (until
+then only the hello may leave: the inviter cannot read anything else yet), and *established*
+from then on; the inviter's line is established the moment it opens the hello. The
+transitions are data (:data:`TRANSITIONS`), as in h11: one place says what may follow what.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from enum import Enum
+
+from backchannel.proto.line import LineState
+
+
+class Lifecycle(Enum):
+    PAIRING = "pairing"
+    ESTABLISHED = "established"
+
+
+class Event(Enum):
+    HELLO_OPENED = "hello_opened"  # the inviter opened the accepter's hello
+    WELCOMED = "welcomed"  # the accepter received the inviter's welcome
+
+
+#: (state, event) -> next state. A pair absent from the table leaves the state unchanged
+#: (a second welcome, a welcome to the inviter): the event is harmless and ignored.
+TRANSITIONS: dict[tuple[Lifecycle | None, Event], Lifecycle] = {
+    (None, Event.HELLO_OPENED): Lifecycle.ESTABLISHED,
+    (Lifecycle.PAIRING, Event.WELCOMED): Lifecycle.ESTABLISHED,
+}
+
+
+def transition(state: Lifecycle | None, event: Event) -> Lifecycle | None:
+    return TRANSITIONS.get((state, event), state)
+
+
+@dataclass(frozen=True)
+class LineCore:
+    """Everything the engine decides on for one line (the Olm session travels beside it)."""
+
+    state: LineState
+    lifecycle: Lifecycle
+
+    @property
+    def line_id(self) -> bytes:
+        return self.state.line_id
+
+    @property
+    def established(self) -> bool:
+        return self.lifecycle is Lifecycle.ESTABLISHED
+
+    def with_state(self, state: LineState) -> LineCore:
+        return replace(self, state=state)
+
+    def may_send(self, seq: int) -> bool:
+        """Whether our frame ``seq`` may leave now: an accepter sends only its hello until welcomed."""
+        return self.established or seq == 1

@@ -1,0 +1,299 @@
+"""What the line engine asks the shell to do: plain, immutable data.
+
+Two kinds. *Stored* effects change durable state and are applied inside the event's
+transaction (a failure rolls all of them back together). *After-commit* effects
+(:data:`AFTER_COMMIT`) touch the world outside the database (send frames, alarms) and are
+carried out only once the transaction committed, so nothing leaves the station that the disk
+does not hold. The rest are applied in order as they come: to the store, to the in-memory
+health watch (which later copies in the same batch must see), and to the waiters (which
+keep what they learn until the commit, see ``station.delivery.Waiters``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from backchannel.proto.payloads import Checkpoint, Circuits, LinkTest, LinkTestReply, Payload
+from backchannel.proto.record import Seen
+
+# ---- stored (inside the transaction) ----------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class StoreEntry:
+    """Record one transcript entry with the chain hash after it."""
+
+    line_id: bytes
+    direction: int
+    seq: int
+    chain_hash: bytes
+    raw: bytes
+
+
+@dataclass(frozen=True)
+class StoreOutbound:
+    """Keep a sealed frame of ours to send (and resend) with the very same bytes."""
+
+    line_id: bytes
+    seq: int
+    kind: str
+    frame: bytes
+
+
+@dataclass(frozen=True)
+class StoreInbound:
+    """Keep a received message (the operator reads it from the inbox)."""
+
+    line_id: bytes
+    seq: int
+    precedence: str
+    text: str
+    sent_at: float
+
+
+@dataclass(frozen=True)
+class HoldFrame:
+    """Keep a frame that arrived ahead of a gap until the gap fills."""
+
+    line_id: bytes
+    seq: int
+    data: bytes
+
+
+@dataclass(frozen=True)
+class ReleaseHeld:
+    """A held frame was delivered: forget it."""
+
+    line_id: bytes
+    seq: int
+
+
+@dataclass(frozen=True)
+class MarkDelivered:
+    """The peer's *delivered* receipt: our frames up to ``upto`` are stored there."""
+
+    line_id: bytes
+    upto: int
+
+
+@dataclass(frozen=True)
+class MarkAcknowledged:
+    """The peer's *acknowledged* receipt: an operator there read our message ``seq``."""
+
+    line_id: bytes
+    seq: int
+    operator: str
+
+
+@dataclass(frozen=True)
+class Count:
+    """A statistic (a dropped frame by reason, ...)."""
+
+    name: str
+    n: int = 1
+
+
+@dataclass(frozen=True)
+class SaveLine:
+    """Write the line's core and session to its row; ``established`` on a welcome."""
+
+    line_id: bytes
+    established: bool = False
+
+
+@dataclass(frozen=True)
+class ReceiptDue:
+    """A message was stored: seal a cumulative *delivered* receipt at the end of the batch."""
+
+    line_id: bytes
+
+
+@dataclass(frozen=True)
+class ApplyCircuits:
+    """The peer changed the line's circuits (judged by the relay policy in the shell)."""
+
+    line_id: bytes
+    change: Circuits
+
+
+@dataclass(frozen=True)
+class CheckpointArrived:
+    """The peer's checkpoint: compare it with our record (in the shell's recorder)."""
+
+    line_id: bytes
+    seq: int
+    checkpoint: Checkpoint
+
+
+@dataclass(frozen=True)
+class CheckSeen:
+    """The peer's entry ``seq`` says what it had of our direction; compare with our record."""
+
+    line_id: bytes
+    seq: int
+    seen: Seen
+
+
+# ---- in memory, at once (health is not durable; later copies in a batch must see it) ---------
+
+
+@dataclass(frozen=True)
+class CopyArrived:
+    """An authenticated copy of frame ``seq`` came through ``circuit`` (first or not): the
+    circuit carries traffic from the peer to us."""
+
+    line_id: bytes
+    seq: int
+    circuit: str | None
+
+
+@dataclass(frozen=True)
+class LinkTestArrived:
+    line_id: bytes
+    seq: int
+    test: LinkTest
+    circuit: str | None
+
+
+@dataclass(frozen=True)
+class LinkReplyArrived:
+    line_id: bytes
+    seq: int
+    reply: LinkTestReply
+    circuit: str | None
+
+
+@dataclass(frozen=True)
+class PeerReported:
+    """An entry's ``seen``: the peer had ``count`` of our frames (for end-to-end recovery)."""
+
+    line_id: bytes
+    count: int
+    first_hand: bool
+
+
+# ---- after the commit ----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class QueueFrames:
+    """Send these stored frames on every circuit of the line."""
+
+    line_id: bytes
+    seqs: tuple[int, ...]
+
+
+@dataclass(frozen=True)
+class WakeIncoming:
+    line_id: bytes
+    seq: int
+
+
+@dataclass(frozen=True)
+class WakeDelivered:
+    line_id: bytes
+    upto: int
+
+
+@dataclass(frozen=True)
+class WakeAcknowledged:
+    line_id: bytes
+    seq: int
+
+
+@dataclass(frozen=True)
+class GapChanged:
+    """Frames are held ahead of a gap (``open``), or the gap has closed."""
+
+    line_id: bytes
+    open: bool
+
+
+@dataclass(frozen=True)
+class Unreadable:
+    """Entry ``seq`` passed the line key but could not be read: its place is spent."""
+
+    line_id: bytes
+    direction: int
+    seq: int
+    code: str
+
+
+@dataclass(frozen=True)
+class ClearDeadline:
+    """Our message ``seq`` was acknowledged: its deadline alarm is over."""
+
+    line_id: bytes
+    seq: int
+
+
+# ---- from the tick -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SendPayload:
+    """Seal, store and send one control payload of ours (a send event of its own)."""
+
+    line_id: bytes
+    payload: Payload
+    kind: str
+
+
+@dataclass(frozen=True)
+class SendCheckpoint:
+    """Seal, store and send a checkpoint of the line's record (the recorder builds it)."""
+
+    line_id: bytes
+
+
+@dataclass(frozen=True)
+class Resend:
+    """Send these stored frames again on every circuit: the peer still lacks them."""
+
+    line_id: bytes
+    seqs: tuple[int, ...]
+
+
+@dataclass(frozen=True)
+class FramesLost:
+    """The peer proved a relay loses frames (``active``), from our entry ``first`` on; or it
+    no longer lacks any (not ``active``)."""
+
+    line_id: bytes
+    first: int
+    active: bool
+
+
+Effect = (
+    StoreEntry
+    | StoreOutbound
+    | StoreInbound
+    | HoldFrame
+    | ReleaseHeld
+    | MarkDelivered
+    | MarkAcknowledged
+    | Count
+    | SaveLine
+    | ReceiptDue
+    | ApplyCircuits
+    | CheckpointArrived
+    | CheckSeen
+    | CopyArrived
+    | LinkTestArrived
+    | LinkReplyArrived
+    | PeerReported
+    | QueueFrames
+    | WakeIncoming
+    | WakeDelivered
+    | WakeAcknowledged
+    | GapChanged
+    | Unreadable
+    | ClearDeadline
+    | SendPayload
+    | SendCheckpoint
+    | Resend
+    | FramesLost
+)
+
+#: Effects carried out only after the event's transaction committed.
+AFTER_COMMIT = (QueueFrames, GapChanged, Unreadable, ClearDeadline)

@@ -1,0 +1,202 @@
+"""The outbox port: seal our payloads, store them, and hand them to the sender after the commit.
+
+Theory of operation
+-------------------
+Every frame of ours is one *send event* of the line engine
+(:func:`backchannel.proto.engine.sending.send`): sealed once (sequence number, Olm, the
+transcript), stored with the new session state in the event's transaction, and queued on the
+line's circuits only after the commit. Operator messages join a *group commit*: sends that
+arrive in the same turn of the event loop are sealed and stored in one transaction (one disk
+flush for all), each still encrypted once and stored before it is sent.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Sequence
+
+from backchannel.clock import Clock, ms
+from backchannel.errors import InvalidArgument, MessageTooLarge, TransportError
+from backchannel.proto.engine import effects as fx
+from backchannel.proto.engine import sending
+from backchannel.proto.payloads import MAX_TEXT_BYTES, Acknowledged, Message, Payload, Precedence
+from backchannel.station.config import StationConfig
+from backchannel.station.delivery import Item, Sender, Waiters
+from backchannel.station.lines import Lines
+from backchannel.station.links import Links
+from backchannel.station.liveline import LiveLine
+from backchannel.station.store import Store
+
+log = logging.getLogger("backchannel.station")
+
+#: (line, precedence, text, wait level, future, (draft id, operator, note) of a release)
+_Queued = tuple[
+    LiveLine,
+    Precedence,
+    str,
+    "str | None",
+    "asyncio.Future[tuple[int, asyncio.Future[None] | None]]",
+    "tuple[str, str, str] | None",
+]
+
+
+STATUS_LEVELS = ("queued", "relayed", "delivered", "acknowledged")
+
+
+def check_message(text: str, precedence: str | Precedence, wait: str | None) -> Precedence:
+    """An operator's message, checked before anything is stored; returns its precedence."""
+    try:
+        prec = Precedence(precedence.upper() if isinstance(precedence, str) else precedence)
+    except ValueError:
+        raise InvalidArgument(
+            f"unknown precedence {precedence!r}: use FLASH, IMMEDIATE, PRIORITY or ROUTINE"
+        ) from None
+    if not text:
+        raise InvalidArgument("the message is empty")
+    if len(text.encode("utf-8")) > MAX_TEXT_BYTES:
+        raise MessageTooLarge(f"the message is longer than {MAX_TEXT_BYTES} bytes; split it")
+    if wait is not None and wait not in STATUS_LEVELS[1:]:
+        raise InvalidArgument("wait must be one of relayed, delivered, acknowledged")
+    return prec
+
+
+class Outbox:
+    """Our frames: sealed and stored in one transaction, sent after it commits."""
+
+    def __init__(self, lines: Lines, links: Links, store: Store, clock: Clock, config: StationConfig) -> None:
+        self._lines = lines
+        self._store = store
+        self._clock = clock
+        self.waiters = Waiters()
+        self.sender = Sender(links, self, config)
+        self._batch: list[_Queued] = []
+        links.on_released.append(self.sender.forget)
+
+    def enqueue(self, items: Sequence[Item]) -> None:
+        """Send these stored frames on every circuit (after the commit that stored them)."""
+        self.sender.enqueue(list(items))
+
+    # ---- the send event ---------------------------------------------------------------------
+
+    def store_payload(self, live: LiveLine, payload: Payload, kind: str) -> int:
+        """Seal and store one payload inside the caller's transaction; returns its sequence
+        number. The caller enqueues it once that transaction has committed."""
+        live.state, effects, sealed = sending.send(
+            live.state, live.session, payload, kind, self._lines.rng, self._lines.identity.sign
+        )
+        for effect in effects:
+            if isinstance(effect, fx.StoreEntry):
+                self._lines.record_entry(effect)
+            elif isinstance(effect, fx.StoreOutbound):
+                self._store.add_outbound(
+                    effect.line_id, effect.seq, effect.kind, effect.frame, self._clock.now()
+                )
+            elif isinstance(effect, fx.SaveLine):
+                self._lines.persist(live)
+            # (QueueFrames: the caller enqueues once its transaction has committed)
+        return sealed.seq
+
+    def send_payload(self, line_id: bytes, payload: Payload, kind: str, enqueue: bool = True) -> int:
+        """Seal a control payload (receipt, link test, ...), store it, then queue it to send.
+
+        Inside a larger transaction, pass ``enqueue=False`` and enqueue after that commits.
+        """
+        with self._lines.mutation():
+            seq = self.store_payload(self._lines[line_id], payload, kind)
+        if enqueue:
+            self.enqueue([(line_id, seq)])
+        return seq
+
+    def acknowledge(self, live: LiveLine, seq: int, operator: str) -> None:
+        """Record that ``operator`` read received message ``seq`` and tell the sender."""
+        now = self._clock.now()
+        with self._lines.mutation():
+            self._store.ack_inbound(live.line_id, seq, operator, now)
+            ack_seq = self.store_payload(live, Acknowledged(seq, operator, ms(now)), "ack")
+        self.enqueue([(live.line_id, ack_seq)])
+
+    # ---- the group commit of operator messages ----------------------------------------------
+
+    async def send_message(
+        self, live: LiveLine, precedence: Precedence, text: str, wait: str | None, timeout: float
+    ) -> int:
+        """Store an operator's message durably, then send it; with ``wait``, until it reached
+        that status (or ``TransportError`` after ``timeout``: it keeps trying)."""
+        seq, waiter = await self.queue_message(live, precedence, text, wait)
+        if waiter is not None:
+            try:
+                await asyncio.wait_for(waiter, timeout)
+            except TimeoutError:
+                raise TransportError(
+                    f"the message is queued as {live.row.name}:{seq} but was not {wait} "
+                    f"within {timeout:g} s; it will keep trying"
+                ) from None
+        return seq
+
+    def queue_message(
+        self,
+        live: LiveLine,
+        precedence: Precedence,
+        text: str,
+        wait: str | None,
+        release: tuple[str, str, str] | None = None,
+    ) -> asyncio.Future[tuple[int, asyncio.Future[None] | None]]:
+        """Join the next group commit; resolves to (sequence number, waiter) once durable."""
+        future: asyncio.Future[tuple[int, asyncio.Future[None] | None]]
+        future = asyncio.get_running_loop().create_future()
+        self._batch.append((live, precedence, text, wait, future, release))
+        if len(self._batch) == 1:
+            asyncio.get_running_loop().call_soon(self._commit)
+        return future
+
+    def _commit(self) -> None:
+        batch, self._batch = self._batch, []
+        now = self._clock.now()
+        sealed: list[Item] = []
+        try:
+            with self._lines.mutation():
+                for queued, precedence, text, _, _, release in batch:
+                    # By id: a failed transaction since the send was queued replaced the objects.
+                    live = self._lines[queued.line_id]
+                    frame = self._lines.seal(live, Message(precedence, text, ms(now)))
+                    body = self._lines.body(live.line_id, "out", frame.seq, text)
+                    self._store.add_outbound(
+                        live.line_id, frame.seq, "msg", frame.frame, now, precedence.value, body
+                    )
+                    if release is not None:  # in the same transaction: sent once, and audited
+                        draft_id, operator, note = release
+                        self._store.mark_released(draft_id, operator, now, frame.seq)
+                        detail = f"{live.row.name}:{frame.seq} {precedence.value} draft {draft_id}, {note}"
+                        self._store.add_audit(now, operator, "release", detail)
+                    sealed.append((live.line_id, frame.seq))
+                for line_id in {item[0].line_id for item in batch}:
+                    self._lines.persist(self._lines[line_id])
+        except Exception as exc:
+            for item in batch:
+                if not item[4].done():
+                    item[4].set_exception(exc)
+            return
+        for (line_id, seq), (_, _, _, wait, future, _) in zip(sealed, batch, strict=True):
+            waiter = self.waiters.register(line_id, seq, wait) if wait else None
+            if not future.done():
+                future.set_result((seq, waiter))
+        self.enqueue(sealed)
+
+    # ---- what the sender asks ----------------------------------------------------------------
+
+    def may_send(self, line_id: bytes, seq: int) -> bool:
+        """Whether the frame may leave now: an accepter sends only its hello until welcomed."""
+        live = self._lines.get(line_id)
+        return live is not None and live.core.may_send(seq)
+
+    def outbound_frame(self, line_id: bytes, seq: int) -> bytes:
+        return self._store.frame(line_id, seq)
+
+    def mark_sent(self, items: list[tuple[bytes, int, str]]) -> None:
+        """Circuits stored these frames. Bookkeeping only: if a power cut loses it, the
+        frames are sent again, harmlessly."""
+        with self._store.transaction(durable=False):
+            self._store.record_sent(items, self._clock.now())
+        for line_id, seq, _ in items:
+            self.waiters.reached(line_id, seq, "relayed")

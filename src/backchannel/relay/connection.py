@@ -47,7 +47,12 @@ class SlowReader(Exception):
 
 class AddressBudget:
     """Bytes that all connections from one source address hold together: queued for them
-    (replies and DELIVERs, plus room promised to pumps) and read from them but not committed."""
+    (replies and DELIVERs, plus room promised to pumps) and read from them but not committed.
+
+    Freed room wakes only the connections that wait for it (``waiting``, in the order they
+    began to wait) and stops at the first one the address's budget cannot serve: a relay
+    behind a reverse proxy sees every station on one address, and waking all of them for
+    every frame written was O(connections) per frame (PERFORMANCE.md §5.2)."""
 
     def __init__(self, send_buffer: int = sys.maxsize, in_flight_bytes: int = sys.maxsize) -> None:
         self.send_buffer = send_buffer
@@ -55,11 +60,19 @@ class AddressBudget:
         self.buffered = 0
         self.held = 0
         self.members: set[RelayConnection] = set()
+        #: Connections with a waiter (a pump for room, or the reader for in-flight bytes).
+        self.waiting: dict[RelayConnection, None] = {}
+        #: Waiters woken so far (their wait satisfied), for the tests that bound wake-ups.
+        self.wakeups = 0
 
     def freed(self) -> None:
-        """Room came back: every connection of the address may be waiting for it."""
-        for conn in self.members:
-            conn.wake_room()
+        """Room came back: serve the waiting connections in order, until one is refused for
+        the address's budget (those behind it would be refused too)."""
+        if not self.waiting:
+            return
+        for conn in list(self.waiting):
+            if not conn.grant():
+                break
 
 
 class RelayConnection:
@@ -98,8 +111,12 @@ class RelayConnection:
         self._out_bytes = 0  # queued in _out, plus the frame being written
         self._reserved = 0  # room promised to pumps that are reading the store
         self._ready = asyncio.Event()
-        #: Set whenever room was freed (a frame written, a reservation or payload given back).
-        self._freed = asyncio.Event()
+        #: Pumps waiting for send-buffer room, in order: (future of the rows granted, rows,
+        #: frame size). Room is handed over when granted, so one release wakes only the
+        #: pumps it can serve (not every pump of the connection to race for it).
+        self._room_waiters: deque[tuple[asyncio.Future[int], int, int]] = deque()
+        #: The reader, while uncommitted payloads fill the in-flight budget.
+        self._read_waiter: asyncio.Future[None] | None = None
         #: What this connection's address holds in all (a private, unlimited one if none).
         self.budget = budget if budget is not None else AddressBudget()
         self.budget.members.add(self)
@@ -107,6 +124,7 @@ class RelayConnection:
     def leave(self) -> None:
         """The connection is gone: what its outbox still counted goes back to the address."""
         self.budget.members.discard(self)
+        self.budget.waiting.pop(self, None)
         self.budget.buffered -= self._out_bytes
         self._out_bytes = 0
         self._out.clear()
@@ -144,14 +162,11 @@ class RelayConnection:
             and self.budget.buffered + size <= self.budget.send_buffer
         )
 
-    async def reserve(self, rows: int, frame_size: int) -> int:
-        """Wait for room in the send buffer for at least one frame of ``frame_size``; promise
-        room for up to ``rows`` such frames and return how many. Give it back with
-        :meth:`release` once the frames are queued (``push`` then counts them)."""
+    def _may_take(self, frame_size: int) -> bool:
         # (An empty buffer always takes one frame, however small it was configured.)
-        while not (self.has_room(frame_size) or self._out_bytes + self._reserved == 0):
-            self._freed.clear()
-            await self._freed.wait()
+        return self.has_room(frame_size) or self._out_bytes + self._reserved == 0
+
+    def _take(self, rows: int, frame_size: int) -> int:
         free = min(
             self.send_buffer - self._out_bytes - self._reserved,
             self.budget.send_buffer - self.budget.buffered,
@@ -161,10 +176,75 @@ class RelayConnection:
         self.budget.buffered += n * frame_size
         return n
 
+    async def reserve(self, rows: int, frame_size: int) -> int:
+        """Wait for room in the send buffer for at least one frame of ``frame_size``; promise
+        room for up to ``rows`` such frames and return how many. Give it back with
+        :meth:`release` once the frames are queued (``push`` then counts them)."""
+        if not self._room_waiters and self._may_take(frame_size):
+            return self._take(rows, frame_size)
+        future: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+        self._room_waiters.append((future, rows, frame_size))
+        self.budget.waiting[self] = None
+        try:
+            return await future
+        except asyncio.CancelledError:
+            if future.done() and not future.cancelled():
+                self.release(future.result(), frame_size)  # granted, but nobody will use it
+            else:
+                self._forget(future)
+            raise
+
+    def _forget(self, future: asyncio.Future[int]) -> None:
+        for i, (waiter, _, _) in enumerate(self._room_waiters):
+            if waiter is future:
+                del self._room_waiters[i]
+                break
+        self._sync_waiting()
+
     def release(self, rows: int, frame_size: int) -> None:
         self._reserved -= rows * frame_size
         self.budget.buffered -= rows * frame_size
+        self._room_freed()
+
+    def _room_freed(self) -> None:
+        """This connection's room came back: its own waiters first, then the address's."""
+        if self._room_waiters or self._read_waiter is not None:
+            self.grant()
         self.budget.freed()
+
+    def grant(self) -> bool:
+        """Wake the waiters that can proceed now, pumps in order (handing each its room).
+        False if one was refused for the address's budget, not for this connection's."""
+        blocked_by_address = False
+        while self._room_waiters:
+            future, rows, frame_size = self._room_waiters[0]
+            if future.done():
+                self._room_waiters.popleft()
+                continue
+            if not self._may_take(frame_size):
+                blocked_by_address = self._out_bytes + self._reserved + frame_size <= self.send_buffer
+                break
+            self._room_waiters.popleft()
+            future.set_result(self._take(rows, frame_size))
+            self.budget.wakeups += 1
+        reader = self._read_waiter
+        if reader is not None:
+            if reader.done():
+                self._read_waiter = None
+            elif self._may_read():
+                self._read_waiter = None
+                reader.set_result(None)
+                self.budget.wakeups += 1
+            elif self._held < self._max_held:
+                blocked_by_address = True
+        self._sync_waiting()
+        return not blocked_by_address
+
+    def _sync_waiting(self) -> None:
+        if self._room_waiters or self._read_waiter is not None:
+            self.budget.waiting[self] = None
+        else:
+            self.budget.waiting.pop(self, None)
 
     async def flush_forever(self) -> None:
         """Write the outbox in order until the connection closes; ``SlowReader`` if one
@@ -182,14 +262,11 @@ class RelayConnection:
                         raise SlowReader() from None
                     self._out_bytes -= len(data)
                     self.budget.buffered -= len(data)
-                    self.budget.freed()
+                    self._room_freed()
                     if answers_request:
                         self.slots.release()
         except ConnectionClosed:
             return
-
-    def wake_room(self) -> None:
-        self._freed.set()
 
     # ---- SEND payloads waiting for their commit -----------------------------------------
 
@@ -200,13 +277,24 @@ class RelayConnection:
     def unhold(self, size: int) -> None:
         self._held -= size
         self.budget.held -= size
-        self.budget.freed()
+        self._room_freed()
+
+    def _may_read(self) -> bool:
+        return not (
+            self._held >= self._max_held
+            or (self._held > 0 and self.budget.held >= self.budget.in_flight_bytes)
+        )
 
     async def wait_to_read(self) -> None:
         """Before reading the next request: wait while uncommitted payloads fill the budget
         of this connection, or of its address (unless this connection holds nothing)."""
-        while self._held >= self._max_held or (
-            self._held > 0 and self.budget.held >= self.budget.in_flight_bytes
-        ):
-            self._freed.clear()
-            await self._freed.wait()
+        while not self._may_read():
+            future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+            self._read_waiter = future
+            self.budget.waiting[self] = None
+            try:
+                await future
+            finally:
+                if self._read_waiter is future:
+                    self._read_waiter = None
+                self._sync_waiting()

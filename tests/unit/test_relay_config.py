@@ -107,3 +107,21 @@ def test_scale_out_settings_and_a_network_metrics_listener_with_its_token(
     assert config.listen_notifications is False and config.catch_up_interval_seconds == 0.5
     assert config.metrics_token == "from-the-environment-0123"
     assert "from-the-environment" not in repr(config)
+
+
+def test_relay_serve_passes_metrics_listen_to_the_config(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`backchannel relay serve --metrics-listen` reaches `RelayConfig.load` like the module's
+    own flag: a listener other machines can reach without a token is refused in one line."""
+    import sys
+
+    from backchannel.cli.main import main
+
+    monkeypatch.delenv("BACKCHANNEL_RELAY_METRICS_TOKEN", raising=False)
+    monkeypatch.setattr(sys, "argv", ["backchannel", "relay", "serve", "--metrics-listen", "10.0.0.5:9400"])
+    with pytest.raises(SystemExit) as exited:
+        main()
+    assert exited.value.code == 1
+    err = capsys.readouterr().err
+    assert "metrics_listen" in err and "10.0.0.5:9400" in err and "Traceback" not in err

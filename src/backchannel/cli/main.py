@@ -269,12 +269,25 @@ def relay() -> None:
 @click.option("--host", help="Address to listen on (default 127.0.0.1).")
 @click.option("--port", type=int, help="Port (default 7400; 0 picks a free one).")
 @click.option("--db", "db", help="SQLite database path (default relay.db), or a postgresql:// URL.")
-def relay_serve(config_file: Path | None, host: str | None, port: int | None, db: str | None) -> None:
+@click.option(
+    "--metrics-listen",
+    help="HOST:PORT to serve /metrics on, apart from the relay's port "
+    "(bearer token: metrics_token, or $BACKCHANNEL_RELAY_METRICS_TOKEN).",
+)
+def relay_serve(
+    config_file: Path | None, host: str | None, port: int | None, db: str | None, metrics_listen: str | None
+) -> None:
     """Serve mailboxes: store-and-forward of sealed frames it cannot read."""
     from backchannel.relay.config import RelayConfig
     from backchannel.relay.server import main_serve
 
-    config = RelayConfig.load(str(config_file) if config_file else None, host=host, port=port, db_path=db)
+    config = RelayConfig.load(
+        str(config_file) if config_file else None,
+        host=host,
+        port=port,
+        db_path=db,
+        metrics_listen=metrics_listen,
+    )
     main_serve(config)
 
 

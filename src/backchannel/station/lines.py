@@ -114,14 +114,15 @@ class Lines:
     # ---- changes ---------------------------------------------------------------------------
 
     @contextlib.contextmanager
-    def mutation(self) -> Iterator[None]:
+    def mutation(self, durable: bool = True) -> Iterator[None]:
         """A store transaction whose failure also resets the in-memory state to the disk's.
 
         That is the lines (protocol state, Olm sessions) and the Olm account, whose one-time
-        key a hello being opened may already have spent in memory.
+        key a hello being opened may already have spent in memory. ``durable``: as
+        ``Store.transaction``'s.
         """
         try:
-            with self.store.transaction():
+            with self.store.transaction(durable):
                 yield
         except BaseException:
             self.load()

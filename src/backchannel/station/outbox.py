@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections import OrderedDict
 from collections.abc import Sequence
 
 from backchannel.clock import Clock, ms
@@ -61,6 +62,10 @@ def check_message(text: str, precedence: str | Precedence, wait: str | None) -> 
     return prec
 
 
+#: Committed frames kept at hand for the sender (one per message or receipt; a few MiB at most).
+FRESH_FRAMES = 2048
+
+
 class Outbox:
     """Our frames: sealed and stored in one transaction, sent after it commits."""
 
@@ -71,7 +76,16 @@ class Outbox:
         self.waiters = Waiters()
         self.sender = Sender(links, self, config)
         self._batch: list[_Queued] = []
+        #: Frames just committed, so the sender need not read back what it has in hand (a
+        #: stored frame never changes; only committed ones are put here).
+        self._fresh: OrderedDict[Item, bytes] = OrderedDict()
         links.on_released.append(self.sender.forget)
+
+    def committed(self, line_id: bytes, seq: int, frame: bytes) -> None:
+        """``frame`` is stored (its transaction committed): keep it at hand for the sender."""
+        self._fresh[(line_id, seq)] = frame
+        while len(self._fresh) > FRESH_FRAMES:
+            self._fresh.popitem(last=False)
 
     def enqueue(self, items: Sequence[Item]) -> None:
         """Send these stored frames on every circuit (after the commit that stored them)."""
@@ -154,6 +168,7 @@ class Outbox:
         batch, self._batch = self._batch, []
         now = self._clock.now()
         sealed: list[Item] = []
+        frames: list[bytes] = []
         try:
             with self._lines.mutation():
                 for queued, precedence, text, _, _, release in batch:
@@ -170,6 +185,7 @@ class Outbox:
                         detail = f"{live.row.name}:{frame.seq} {precedence.value} draft {draft_id}, {note}"
                         self._store.add_audit(now, operator, "release", detail)
                     sealed.append((live.line_id, frame.seq))
+                    frames.append(frame.frame)
                 for line_id in {item[0].line_id for item in batch}:
                     self._lines.persist(self._lines[line_id])
         except Exception as exc:
@@ -177,6 +193,8 @@ class Outbox:
                 if not item[4].done():
                     item[4].set_exception(exc)
             return
+        for (line_id, seq), data in zip(sealed, frames, strict=True):
+            self.committed(line_id, seq, data)
         for (line_id, seq), (_, _, _, wait, future, _) in zip(sealed, batch, strict=True):
             waiter = self.waiters.register(line_id, seq, wait) if wait else None
             if not future.done():
@@ -191,7 +209,8 @@ class Outbox:
         return live is not None and live.core.may_send(seq)
 
     def outbound_frame(self, line_id: bytes, seq: int) -> bytes:
-        return self._store.frame(line_id, seq)
+        fresh = self._fresh.get((line_id, seq))
+        return fresh if fresh is not None else self._store.frame(line_id, seq)
 
     def mark_sent(self, items: list[tuple[bytes, int, str]]) -> None:
         """Circuits stored these frames. Bookkeeping only: if a power cut loses it, the

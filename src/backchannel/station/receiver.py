@@ -10,6 +10,17 @@ receipt. Only after the commit are the receipts queued and the frames acknowledg
 relays, which then delete them. A storage failure leaves nothing behind and the batch comes
 round again; a bug on one frame costs only that frame (it is counted and dropped).
 
+A batch that only applies the peer's receipts (*delivered*, *acknowledged*) and sends nothing
+is committed without a flush: it is off the critical path of ``send --wait delivered``, whose
+waiter it wakes. (SQLite decides the flush before the transaction starts, and what a batch
+holds is known only once it is decrypted: so the batch commits without a flush, and one that
+needs it is followed at once by ``Store.flush``, before anything of it leaves or is woken.)
+Its frames are acknowledged to their relays only once a
+later flushed commit covers it (the next send's, another batch's, or one made after
+``SYNC_DELAY``), so a power cut before that loses nothing: the relays still hold the frames
+and push them again, and the receipts are applied again from them. The rule that matters
+holds unchanged: nothing leaves this station (a frame, a receipt) before a flush covers it.
+
 This module is the shell around the line engine's receive event
 (:func:`backchannel.proto.engine.receiving.receive`): per frame it calls the engine, then
 applies the effects in order (to the store, the in-memory lines, the health watch and the
@@ -49,6 +60,26 @@ log = logging.getLogger("backchannel.station")
 
 RECEIVE_BATCH = 512
 
+#: How long frames applied by a relaxed commit may wait for a flushed commit to cover them
+#: before the receiver makes one itself (their relays hold them meanwhile).
+SYNC_DELAY = 0.05
+
+#: Effects a batch may carry and still be committed without a flush: receipts and in-memory
+#: bookkeeping that a power cut would only redo from the relays' copies. Anything that stores
+#: a message, holds a frame or makes the station send forces the flush.
+RELAXABLE: tuple[type[fx.Effect], ...] = (
+    fx.Count,
+    fx.StoreEntry,
+    fx.CheckSeen,
+    fx.PeerReported,
+    fx.MarkDelivered,
+    fx.WakeDelivered,
+    fx.MarkAcknowledged,
+    fx.WakeAcknowledged,
+    fx.GapChanged,
+    fx.ClearDeadline,
+)
+
 Item = tuple[bytes, int]
 
 
@@ -79,6 +110,10 @@ class _Batch:
         self.receipts_due: set[bytes] = set()
         self.touched: set[bytes] = set()
         self.after: list[Callable[[], object]] = []
+        #: Receipts sealed in the batch, for the outbox once it committed.
+        self.frames: list[tuple[bytes, int, bytes]] = []
+        #: Something in the batch needs the commit flushed before anything follows it.
+        self.must_flush = False
 
 
 class Receiver:
@@ -104,15 +139,24 @@ class Receiver:
         self._store = store
         self._clock = clock
         self._ledger = StoreLedger(store)
+        #: Frames applied by relaxed commits, not yet acknowledged: (the store's
+        #: ``durable_commits`` when committed, the frame).
+        self._unsynced: list[tuple[int, Delivery]] = []
+        self._relaxed = False
 
     async def run(self) -> None:
         deliveries = self._links.deliveries
         while True:
-            batch = [await deliveries.get()]
+            try:
+                async with asyncio.timeout(SYNC_DELAY if self._unsynced else None):
+                    batch = [await deliveries.get()]
+            except TimeoutError:
+                self._sync()
+                continue
             while len(batch) < RECEIVE_BATCH and not deliveries.empty():
                 batch.append(deliveries.get_nowait())
             try:
-                newly_sendable = self.receive_batch(batch)
+                newly_sendable = self.receive_batch(batch, may_relax=True)
             except BackchannelError as exc:
                 # Nothing of the batch was kept or acknowledged; try the same frames again.
                 log.error("a batch of %d frames was not stored (%s); retrying", len(batch), exc)
@@ -130,9 +174,38 @@ class Receiver:
             else:
                 self._release(batch)
             self._outbox.enqueue(newly_sendable)  # receipts leave before the relay acks
-            for delivery in batch:
-                self._links.ack(delivery)
+            if self._relaxed:
+                epoch = self._store.durable_commits
+                self._unsynced += [(epoch, delivery) for delivery in batch]
+            else:
+                for delivery in batch:
+                    self._links.ack(delivery)
+            self._ack_synced()
             self._links.check_floods()
+
+    def _ack_synced(self) -> None:
+        """Acknowledge the frames of relaxed commits that a flushed commit has covered since."""
+        if not self._unsynced:
+            return
+        now = self._store.durable_commits
+        covered = [delivery for epoch, delivery in self._unsynced if epoch < now]
+        if covered:
+            self._unsynced = [(epoch, delivery) for epoch, delivery in self._unsynced if epoch >= now]
+            for delivery in covered:
+                self._links.ack(delivery)
+
+    def _sync(self) -> None:
+        """No flushed commit came within ``SYNC_DELAY``: make one, then acknowledge."""
+        self._ack_synced()
+        if not self._unsynced:
+            return
+        try:
+            with self._store.transaction():
+                self._store.set_meta("synced_at", str(self._clock.now()).encode("ascii"))
+        except BackchannelError as exc:
+            log.error("could not flush applied receipts (%s); their relays keep them", exc)
+            return
+        self._ack_synced()
 
     @staticmethod
     def _release(batch: list[Delivery]) -> None:
@@ -164,17 +237,20 @@ class Receiver:
             done.append(delivery)
         return sendable, done, requeued
 
-    def receive_batch(self, batch: list[Delivery]) -> list[Item]:
+    def receive_batch(self, batch: list[Delivery], may_relax: bool = False) -> list[Item]:
         """Process frames from relays in one transaction; returns new frames to send.
 
         Rejected frames are counted by reason and dropped (the caller still acknowledges them
         to the relay, so garbage does not clog a mailbox); they never affect accepted messages.
+        ``may_relax``: the caller acknowledges the frames only after a flush covers them, so a
+        batch of receipts alone may commit without one (then ``_relaxed`` is set).
         """
+        self._relaxed = False
         now = self._clock.now()
         work = _Batch()
         waiters = self._outbox.waiters
         try:
-            with self._lines.mutation():
+            with self._lines.mutation(durable=not may_relax):
                 for delivery in batch:
                     self._receive_delivery(delivery, now, work)
                 for line_id in work.receipts_due:
@@ -182,12 +258,21 @@ class Receiver:
                     sealed = self._lines.seal(live, Delivered(live.state.delivered_upto, ms(now)))
                     self._store.add_outbound(line_id, sealed.seq, "delivered", sealed.frame, now)
                     work.outgoing.append((line_id, sealed.seq))
+                    work.frames.append((line_id, sealed.seq, sealed.frame))
                     work.touched.add(line_id)
                 for line_id in work.touched:
                     self._lines.persist(self._lines[line_id], last_contact=now)
+            if may_relax:
+                if work.must_flush or work.receipts_due or work.outgoing:
+                    self._store.flush()  # committed: a failure here leaves the batch to come round
+                else:
+                    self._relaxed = True
         except BaseException:
+            self._relaxed = False
             waiters.rollback()
             raise
+        for line_id, seq, frame in work.frames:
+            self._outbox.committed(line_id, seq, frame)
         waiters.flush()
         for action in work.after:  # the batch is committed: nothing here may undo or lose it
             try:
@@ -218,6 +303,7 @@ class Receiver:
         live = self._lines.get(sealed.header.line_id)
         if live is None:
             if sealed.header.kind is Kind.HELLO:
+                work.must_flush = True
                 work.outgoing += self._pairing.open_hello(sealed, now)
                 return
             raise MisaddressedFrame("a frame arrived for a line this station does not have")
@@ -241,6 +327,8 @@ class Receiver:
         """Carry out one effect of the engine inside the batch's transaction (or after it)."""
         store, line_id = self._store, live.line_id
         waiters = self._outbox.waiters
+        if not isinstance(effect, RELAXABLE) and effect != fx.SaveLine(line_id):
+            work.must_flush = True
         match effect:
             case fx.Count(name, n):
                 store.count(name, n)

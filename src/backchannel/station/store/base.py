@@ -15,6 +15,7 @@ Every ``sqlite3`` exception leaves through :meth:`StoreBase._x` as a ``StorageEr
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 import sqlite3
 from collections.abc import Iterator
@@ -40,6 +41,8 @@ class StoreBase:
         self._conn = conn
         self._conn.row_factory = sqlite3.Row
         self._depth = 0
+        #: Flushed commits that wrote something (see :meth:`transaction`).
+        self.durable_commits = 0
 
     @classmethod
     def open(cls: type[S], path: Path) -> S:
@@ -83,7 +86,11 @@ class StoreBase:
 
         ``durable=False`` skips the disk flush at commit (``synchronous=NORMAL``): the
         transaction still survives a process crash and is flushed by the next durable one,
-        but a power cut may lose it. Only for bookkeeping that is safe to redo.
+        but a power cut may lose it. Only for bookkeeping that is safe to redo, or for work
+        that :meth:`flush` makes durable before anything depends on it.
+        ``durable_commits`` counts the flushed commits that wrote something: a value later
+        than the one read after a commit without flush proves that commit on disk (WAL: one
+        sequential file, and a flush covers every frame written before it).
         """
         if self._depth:
             self._depth += 1
@@ -99,6 +106,7 @@ class StoreBase:
         except sqlite3.Error as exc:
             raise StorageError(f"cannot start a transaction: {exc}") from None
         self._depth = 1
+        changes = self._conn.total_changes
         try:
             yield
         except BaseException:
@@ -111,10 +119,20 @@ class StoreBase:
         try:
             self._conn.execute("COMMIT")
         except sqlite3.Error as exc:
+            with contextlib.suppress(sqlite3.Error):
+                self._conn.execute("ROLLBACK")  # (never leave the connection inside it)
             raise StorageError(f"cannot commit: {exc}") from None
         finally:
             if not durable:
                 self._conn.execute("PRAGMA synchronous=FULL")
+        if durable and self._conn.total_changes != changes:
+            self.durable_commits += 1
+
+    def flush(self) -> None:
+        """Make every commit so far durable: one small flushed commit, which in WAL mode
+        covers the commits before it (a sequential file, flushed to its end)."""
+        with self.transaction():
+            self.set_meta("flushed", b"")
 
     def _many(self, sql: str, rows: list[tuple[Any, ...]]) -> None:
         try:

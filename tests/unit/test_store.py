@@ -419,3 +419,22 @@ def test_a_circuit_the_peer_removed_forgets_our_mailbox_there(store: Store) -> N
         store.add_mailbox(L1, URL, b"r" * 16, b"sealed")
         store.remove_circuit(L1, URL, at=5.0, retire=False)
     assert store.mailboxes() == [] and store.mailboxes(retired=True) == []
+
+
+def test_durable_commits_count_only_flushed_commits_that_wrote(store: Store) -> None:
+    """The receiver acknowledges frames applied without a flush only once this count moved
+    past its value at their commit (receiver.py): a commit without flush, or one that wrote
+    nothing (nothing reached the WAL, so nothing was flushed), must not move it."""
+    start = store.durable_commits
+    with store.transaction(durable=False):
+        store.count("relaxed")
+    assert store.durable_commits == start
+    with store.transaction():
+        store.counters()  # a read only
+    assert store.durable_commits == start
+    store.flush()
+    assert store.durable_commits == start + 1
+    with store.transaction():
+        store.count("durable")
+    assert store.durable_commits == start + 2
+    assert store.counters() == {"relaxed": 1, "durable": 1}

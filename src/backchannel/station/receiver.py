@@ -14,10 +14,11 @@ A batch that only applies the peer's receipts (*delivered*, *acknowledged*) and 
 is committed without a flush: it is off the critical path of ``send --wait delivered``, whose
 waiter it wakes. (SQLite decides the flush before the transaction starts, and what a batch
 holds is known only once it is decrypted: so the batch commits without a flush, and one that
-needs it is followed at once by ``Store.flush``, before anything of it leaves or is woken.)
+needs it is followed at once by ``Store.flush``, before anything of it leaves or is woken; a
+batch with a frame larger than a receipt's is flushed at its own commit, as before.)
 Its frames are acknowledged to their relays only once a
 later flushed commit covers it (the next send's, another batch's, or one made after
-``SYNC_DELAY``), so a power cut before that loses nothing: the relays still hold the frames
+``SYNC_DELAY`` or ``SYNC_FRAMES``), so a power cut before that loses nothing: the relays still hold the frames
 and push them again, and the receipts are applied again from them. The rule that matters
 holds unchanged: nothing leaves this station (a frame, a receipt) before a flush covers it.
 
@@ -43,6 +44,7 @@ from backchannel.proto.engine.receiving import MAX_HELD
 from backchannel.proto.envelope import Kind
 from backchannel.proto.ordering import Verdict
 from backchannel.proto.payloads import Delivered
+from backchannel.proto.primitives import AEAD_TAG_LEN
 from backchannel.station.circuits import CircuitChanges
 from backchannel.station.lines import Lines
 from backchannel.station.links import Links
@@ -60,9 +62,16 @@ log = logging.getLogger("backchannel.station")
 
 RECEIVE_BATCH = 512
 
+#: The size of a frame in the smallest padding bucket (every receipt's).
+SMALL_FRAME = envelope.HEADER_LEN + envelope.BUCKETS[0] + AEAD_TAG_LEN
+
 #: How long frames applied by a relaxed commit may wait for a flushed commit to cover them
 #: before the receiver makes one itself (their relays hold them meanwhile).
-SYNC_DELAY = 0.05
+SYNC_DELAY = 0.02
+
+#: ... or once this many wait (a relay pushes at most ``push_window`` unacknowledged frames
+#: per mailbox, so a long wait for a flush would stall its pushes).
+SYNC_FRAMES = 64
 
 #: Effects a batch may carry and still be committed without a flush: receipts and in-memory
 #: bookkeeping that a power cut would only redo from the relays' copies. Anything that stores
@@ -177,6 +186,8 @@ class Receiver:
             if self._relaxed:
                 epoch = self._store.durable_commits
                 self._unsynced += [(epoch, delivery) for delivery in batch]
+                if len(self._unsynced) >= SYNC_FRAMES:
+                    self._sync()
             else:
                 for delivery in batch:
                     self._links.ack(delivery)
@@ -195,7 +206,8 @@ class Receiver:
                 self._links.ack(delivery)
 
     def _sync(self) -> None:
-        """No flushed commit came within ``SYNC_DELAY``: make one, then acknowledge."""
+        """No flushed commit came within ``SYNC_DELAY`` (or ``SYNC_FRAMES`` wait): make one,
+        then acknowledge."""
         self._ack_synced()
         if not self._unsynced:
             return
@@ -250,7 +262,11 @@ class Receiver:
         work = _Batch()
         waiters = self._outbox.waiters
         try:
-            with self._lines.mutation(durable=not may_relax):
+            # Receipts fill the smallest padding bucket: a batch of such frames is likely to be
+            # receipts only, and starts without the flush; any other starts with it (SQLite
+            # fixes the flush before the transaction), so a message costs no extra commit.
+            relax = may_relax and all(len(d.payload) <= SMALL_FRAME for d in batch)
+            with self._lines.mutation(durable=not relax):
                 for delivery in batch:
                     self._receive_delivery(delivery, now, work)
                 for line_id in work.receipts_due:
@@ -262,7 +278,7 @@ class Receiver:
                     work.touched.add(line_id)
                 for line_id in work.touched:
                     self._lines.persist(self._lines[line_id], last_contact=now)
-            if may_relax:
+            if relax:
                 if work.must_flush or work.receipts_due or work.outgoing:
                     self._store.flush()  # committed: a failure here leaves the batch to come round
                 else:

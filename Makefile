@@ -5,7 +5,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: venv test lint demo bench chaos vectors clean chromium postgresql screenshots
+.PHONY: venv test lint demo bench chaos vectors clean chromium postgresql haproxy screenshots
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "backchannel needs Python 3.11 or newer")'
@@ -20,7 +20,7 @@ lint: $(STAMP)
 	$(VENV)/bin/mypy src/backchannel tests
 	$(VENV)/bin/lint-imports
 
-test: lint chromium postgresql
+test: lint chromium postgresql haproxy
 	$(VENV)/bin/pytest -q -p no:cacheprovider
 
 # The console's browser tests drive Debian's chromium (never a browser Playwright downloads).
@@ -31,6 +31,11 @@ chromium:
 # (the tests run initdb and pg_ctl themselves on a free port; they use no cluster the package made).
 postgresql:
 	@ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || (apt-get update -qq && apt-get install -y -qq postgresql)
+
+# Several relay processes behind one address are tested behind Debian's haproxy, started by the
+# test itself on 127.0.0.1 with a generated configuration (never the package's service).
+haproxy:
+	@command -v haproxy >/dev/null || test -x /usr/sbin/haproxy || (apt-get update -qq && apt-get install -y -qq haproxy)
 
 screenshots: $(STAMP) chromium
 	BACKCHANNEL_SCREENSHOTS=docs/images $(VENV)/bin/pytest -q -p no:cacheprovider tests/console

@@ -93,6 +93,15 @@ class RelayConfig:
     #: comes back); a subscribed mailbox is in use however idle its line.
     mailbox_expiry_seconds: float = 14 * 24 * 3600.0
 
+    # ---- several relay processes on one PostgreSQL database --------------------------------
+    #: Listen for the frames other relay processes store (PostgreSQL LISTEN/NOTIFY), so their
+    #: subscribers here get them at once. Off, only the catch-up read below finds them.
+    listen_notifications: bool = True
+    #: How often every subscription checks the database for frames it was not told about (a
+    #: notification lost while the listening connection was down, or a commit that landed
+    #: behind what it already pushed). A lost notification delays a frame by at most this.
+    catch_up_interval_seconds: float = 5.0
+
     # ---- /metrics ---------------------------------------------------------------------------
     #: ``HOST:PORT`` to serve ``/metrics`` (and ``/health``) on instead of the relay's own
     #: port ("": the relay's port). Port 0 picks a free one.
@@ -191,6 +200,7 @@ _FINITE_POSITIVE = (
     "requests_per_second",
     "send_timeout_seconds",
     "storage_stall_seconds",
+    "catch_up_interval_seconds",
 )
 
 
@@ -225,12 +235,18 @@ _FIELD_TYPES: dict[str, type] = {
     "send_timeout_seconds": float,
     "storage_stall_seconds": float,
     "mailbox_expiry_seconds": float,
+    "listen_notifications": bool,
+    "catch_up_interval_seconds": float,
     "metrics_listen": str,
     "metrics_token": str,
 }
 
 
 def _check_type(key: str, value: Any, expected: type) -> Any:
+    if expected is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"relay setting {key!r} must be true or false, not {type(value).__name__}")
+        return value
     # bool is an int subclass in Python; `port = true` is a mistake, not port 1.
     if isinstance(value, bool):
         raise ConfigError(f"relay setting {key!r} must be {expected.__name__}, not a boolean")

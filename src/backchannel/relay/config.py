@@ -14,13 +14,18 @@ never reach a log line that prints the configuration.
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 import math
+import os
 from dataclasses import dataclass, field
 from typing import Any
 
 from backchannel.errors import ConfigError
 from backchannel.proto import frames
 from backchannel.tomlfile import read_table
+
+#: The environment variable that gives the relay its ``metrics_token``.
+METRICS_TOKEN_ENV = "BACKCHANNEL_RELAY_METRICS_TOKEN"
 
 
 @dataclass(frozen=True)
@@ -111,7 +116,9 @@ class RelayConfig:
 
     @classmethod
     def load(cls, path: str | None = None, **overrides: Any) -> RelayConfig:
-        """Defaults, then the ``[relay]`` table of ``path`` (if given), then ``overrides``.
+        """Defaults, then the ``[relay]`` table of ``path`` (if given), then the metrics token
+        from the environment (``$BACKCHANNEL_RELAY_METRICS_TOKEN``, kept out of files and
+        command lines), then ``overrides``.
 
         Overrides whose value is None are ignored, so a CLI can pass its options through
         unchanged whether or not the operator gave them.
@@ -119,6 +126,8 @@ class RelayConfig:
         values: dict[str, Any] = {}
         if path is not None:
             values.update(_read_table(path))
+        if os.environ.get(METRICS_TOKEN_ENV):
+            values["metrics_token"] = os.environ[METRICS_TOKEN_ENV]
         values.update({k: v for k, v in overrides.items() if v is not None})
         return cls.from_mapping(values)
 
@@ -162,7 +171,13 @@ class RelayConfig:
         if self.access_token and any(c in self.access_token for c in ":@/?#%[] "):
             raise ConfigError("relay setting 'access_token' must not contain ':@/?#%[] ' (it goes in a URL)")
         if self.metrics_listen:
-            metrics_address(self.metrics_listen)
+            host, _ = metrics_address(self.metrics_listen)
+            if not self.metrics_token and not _loopback(host):
+                raise ConfigError(
+                    f"relay setting 'metrics_listen' = {self.metrics_listen!r} is reachable from other "
+                    "machines: set 'metrics_token' (or $BACKCHANNEL_RELAY_METRICS_TOKEN) so that only "
+                    "your scraper reads the relay's traffic figures, or listen on a loopback address"
+                )
 
 
 def metrics_address(value: str) -> tuple[str, int]:
@@ -172,6 +187,16 @@ def metrics_address(value: str) -> tuple[str, int]:
     if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
         raise ConfigError(f"relay setting 'metrics_listen' must be HOST:PORT, not {value!r}")
     return host, int(port)
+
+
+def _loopback(host: str) -> bool:
+    """Is ``host`` reachable only from this machine (127.0.0.0/8, ::1, localhost)?"""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False  # a name: it may resolve to anything
 
 
 _AT_LEAST_ONE = (

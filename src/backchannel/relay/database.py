@@ -29,9 +29,15 @@ class Database:
     """The store behind one worker thread; :meth:`open` it before use, :meth:`close` after."""
 
     def __init__(
-        self, config: RelayConfig, clock: Clock, counters: dict[str, int], health: StorageHealth
+        self,
+        config: RelayConfig,
+        clock: Clock,
+        counters: dict[str, int],
+        health: StorageHealth,
+        observe_commit: Callable[[float], None] | None = None,
     ) -> None:
         self.config = config
+        self._observe_commit = observe_commit
         self._clock = clock
         self._counters = counters
         self.health = health
@@ -67,7 +73,7 @@ class Database:
             store = await self.run(SqliteMailboxStore, self.config.db_path)
         self._store = store
         self._committer = GroupCommitter(
-            store, self._executor, self.limits, self._clock, self._counters, self.health
+            store, self._executor, self.limits, self._clock, self._counters, self.health, self._observe_commit
         )
 
     async def run(self, fn: Callable[..., _T], *args: Any) -> _T:
@@ -80,6 +86,10 @@ class Database:
 
     async def commit_and_wait(self, op: WriteOp) -> WriteResult | None:
         return await self.committer.submit_and_wait(op)
+
+    async def depth_summary(self) -> tuple[int, int, int]:
+        """Frames waiting, mailboxes held, frames in the deepest mailbox (for the metrics)."""
+        return await self.run(self.store.depth_summary)
 
     async def watch_stalls(self) -> None:
         """Look at the database thread every second (StallWatch: a hang fails nothing)."""

@@ -12,6 +12,7 @@ Nothing a client sends can crash the relay or another connection: every frame is
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Callable
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
@@ -51,8 +52,11 @@ class Requests:
         clock: Clock,
         rng: Rng,
         counters: dict[str, int],
+        observe: Callable[[str, float], None] | None = None,
     ) -> None:
         self.config = config
+        #: Told each answered request's type and latency in seconds (the request histogram).
+        self._observe = observe or _unobserved
         self._db = db
         self._clients = clients
         self._deliveries = deliveries
@@ -97,19 +101,23 @@ class Requests:
         except ProtocolError as exc:
             self.refuse(conn, rid, RelayErrorCode.MALFORMED, "malformed", str(exc))
             return
+        started = self._clock.monotonic()
         match frame:
             case frames.Create():
-                self._create(conn, frame)
+                self._create(conn, frame, started)
             case frames.Subscribe():
                 await self._subscribe(conn, frame)
+                self._observed("subscribe", started)
             case frames.AuthSend():
                 await self._auth_send(conn, frame)
+                self._observed("auth_send", started)
             case frames.Send():
-                self._send(conn, frame)
+                self._send(conn, frame, started)
             case frames.Ack():
-                self._ack(conn, frame)
+                self._ack(conn, frame, started)
             case frames.Ping():
                 conn.reply(frames.Ok(frame.request_id))
+                self._observed("ping", started)
             case _:
                 self.refuse(
                     conn,
@@ -125,6 +133,9 @@ class Requests:
         self._counters[counter] += 1
         conn.reply(frames.Error(rid, code, message))
 
+    def _observed(self, kind: str, started: float) -> None:
+        self._observe(kind, self._clock.monotonic() - started)
+
     def internal(self, conn: RelayConnection, rid: int) -> None:
         self.refuse(
             conn,
@@ -136,7 +147,7 @@ class Requests:
 
     # ---- requests ----------------------------------------------------------------------
 
-    def _create(self, conn: RelayConnection, frame: frames.Create) -> None:
+    def _create(self, conn: RelayConnection, frame: frames.Create, started: float) -> None:
         rid = frame.request_id
         if not conn.may_create:
             self.refuse(
@@ -178,6 +189,7 @@ class Requests:
         )
 
         def done(result: WriteResult | None) -> None:
+            self._observed("create", started)
             if result is None or result.outcome is not Outcome.CREATED:
                 conn.creates -= 1  # not created: it does not count against the client
                 with contextlib.suppress(ValueError):
@@ -256,7 +268,7 @@ class Requests:
         conn.senders[frame.send_id] = record.recv_id
         conn.reply(frames.Ok(frame.request_id))
 
-    def _send(self, conn: RelayConnection, frame: frames.Send) -> None:
+    def _send(self, conn: RelayConnection, frame: frames.Send, started: float) -> None:
         rid = frame.request_id
         recv_id = conn.senders.get(frame.send_id)
         if recv_id is None:
@@ -273,6 +285,7 @@ class Requests:
         conn.hold(size)
 
         def done(result: WriteResult | None) -> None:
+            self._observed("send", started)
             conn.unhold(size)
             if result is None:
                 self.internal(conn, rid)
@@ -304,7 +317,7 @@ class Requests:
 
         self._db.commit(PutMessage(recv_id, frame.payload), done)
 
-    def _ack(self, conn: RelayConnection, frame: frames.Ack) -> None:
+    def _ack(self, conn: RelayConnection, frame: frames.Ack, started: float) -> None:
         rid, recv_id, msg_id = frame.request_id, frame.recv_id, frame.msg_id
         if recv_id not in conn.receivers:
             self.refuse(
@@ -317,6 +330,7 @@ class Requests:
             return
 
         def done(result: WriteResult | None) -> None:
+            self._observed("ack", started)
             if result is None:
                 self.internal(conn, rid)
                 return
@@ -326,6 +340,10 @@ class Requests:
             conn.reply(frames.Ok(rid))
 
         self._db.commit(DeleteMessage(recv_id, msg_id), done)
+
+
+def _unobserved(kind: str, seconds: float) -> None:
+    """No latency histogram (a relay built without metrics)."""
 
 
 def peek_request_id(message: str | bytes) -> int:

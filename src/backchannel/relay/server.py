@@ -52,6 +52,7 @@ from backchannel.relay.connection import RelayConnection, SlowReader
 from backchannel.relay.database import Database
 from backchannel.relay.delivery import Deliveries
 from backchannel.relay.mailbox import expiry_cutoff
+from backchannel.relay.metrics import COUNTER_NAMES, RelayMetrics
 from backchannel.relay.peers import PeerWatch
 from backchannel.relay.records import MailboxRecords
 from backchannel.relay.requests import Requests, peek_request_id
@@ -59,7 +60,6 @@ from backchannel.relay.side_door import SideDoor, never_upgraded
 from backchannel.relay.sockets import counted_connection
 from backchannel.relay.storage.base import ExpireMailboxes, ExpireMessages, MailboxStore
 from backchannel.relay.storage.postgres import PostgresMailboxStore
-from backchannel.relay.storage_health import KINDS as STORAGE_KINDS
 from backchannel.relay.storage_health import StorageHealth
 
 __all__ = ["REFUSAL_SLACK_PER_ADDRESS", "REFUSAL_SLACK_TOTAL", "RelayServer", "main_serve", "run_relay"]
@@ -73,47 +73,6 @@ OVERSIZE_SLACK = 64 * 1024
 WS_WRITE_LIMIT = 2**15
 #: How long a refused connection may take to receive its ERROR before it is dropped anyway.
 REFUSAL_TIMEOUT = 5.0
-
-COUNTER_NAMES = (
-    "connections",  # connections accepted
-    "frames_in",  # WebSocket messages received
-    "malformed",  # undecodable frames, text messages, frames of a relay-only type
-    "unsupported_version",
-    "too_large",  # oversized frames (answered TOO_LARGE, or closed with 1009 if enormous)
-    "auth_failed",  # SUBSCRIBE/AUTH_SEND with an unknown mailbox or a bad signature
-    "not_authorised",  # SEND/ACK without the capability proven on this connection
-    "mailbox_full",
-    "quota",  # CREATE refused: the relay holds max_mailboxes
-    "created",
-    "stored",  # new frames stored
-    "duplicates",  # SENDs of a frame already waiting (idempotent retry)
-    "delivered",  # DELIVER frames pushed (first push on a subscription)
-    "redelivered",  # DELIVER frames pushed again after redeliver_seconds without an ACK
-    "acked",  # frames deleted on acknowledgement
-    "expired",  # frames deleted by the expiry sweep
-    "takeovers",  # SUBSCRIBEs that replaced another subscription to the same mailbox
-    "commits",  # group-commit transactions
-    "storage_errors",  # failed transactions or reads (and one counter per kind below)
-    *(f"storage_errors_{kind}" for kind in STORAGE_KINDS),
-    "storage_stalls",  # database calls that ran past storage_stall_seconds (a hung database)
-    "storage_episodes",  # periods of failing storage (each logged once: storage_health.py)
-    "storage_found_stored",  # SENDs of a failed batch found stored when read back (answered STORED)
-    "catch_ups",  # subscriptions made to read their mailbox again from the oldest unacknowledged frame
-    "internal",  # requests answered INTERNAL
-    "token_refused",  # CREATEs without the relay's access token (TOKEN_REQUIRED)
-    "create_limit",  # CREATEs over a connection's or an address's limit (CLIENT_LIMIT)
-    "subscription_limit",  # SUBSCRIBEs over a connection's or an address's limit (CLIENT_LIMIT)
-    "connection_limit",  # connections refused: relay-wide or per-address limit (TOO_MANY_CONNECTIONS)
-    "rate_limited",  # requests held back because their address was over its rate (paced)
-    "slow_reader",  # connections dropped for taking nothing for send_timeout_seconds
-    "mailboxes_expired",  # mailboxes deleted unused after mailbox_expiry_seconds
-    # several processes on one PostgreSQL database (peers.py)
-    "listens",  # LISTEN connections established (each followed by a catch-up of every subscription)
-    "listen_failures",  # failed attempts to open or keep the LISTEN connection
-    "notifications_received",  # frames other processes announced as stored
-    "catch_up_reads",  # periodic catch-up reads over every subscription
-    "notifications_missed",  # subscriptions a catch-up read found behind (no notification told them)
-)
 
 
 class RelayServer:
@@ -136,7 +95,9 @@ class RelayServer:
         #: The relay's own tasks (committer, expiry sweep, one pump per subscription).
         self._tasks = TaskSet("relay")
         self._health = StorageHealth(self._clock, self.counters, self._catch_up_all)
-        self._db = Database(config, self._clock, self.counters, self._health)
+        self.metrics = RelayMetrics(self.counters, self._gauges, self._depth_summary)
+        observe_commit = self.metrics.commit_seconds.observe
+        self._db = Database(config, self._clock, self.counters, self._health, observe_commit)
         self._clients = Clients(config, self._clock, self.counters)
         self._deliveries = Deliveries(config, self._db, self._clock, self.counters, self._tasks)
         self._records = MailboxRecords(self._db)
@@ -149,8 +110,9 @@ class RelayServer:
             clock=self._clock,
             rng=self._rng,
             counters=self.counters,
+            observe=self._observe_request,
         )
-        self._side_door = SideDoor(config, self.metrics_text)
+        self._side_door = SideDoor(config, self.metrics.exposition)
         #: WebSocket connections whose handler runs (the ``open_connections`` gauge).
         self._open_connections = 0
         self._ws_server: Server | None = None
@@ -162,6 +124,9 @@ class RelayServer:
 
     def _catch_up_all(self) -> None:
         self._deliveries.catch_up_all()
+
+    def _observe_request(self, kind: str, seconds: float) -> None:
+        self.metrics.request_seconds.labels(kind).observe(seconds)
 
     # ---- lifecycle ---------------------------------------------------------------------
 
@@ -233,17 +198,20 @@ class RelayServer:
         await self._tasks.close()
         await self._db.close()
 
-    def metrics_text(self) -> str:
-        """The counters in the Prometheus text format."""
-        lines = [f"backchannel_relay_{name}_total {value}" for name, value in self.counters.items()]
-        lines.append(f"backchannel_relay_open_connections {self._open_connections}")
-        lines.append(f"backchannel_relay_sockets {self._clients.sockets + self._clients.refusing}")
-        lines.append(f"backchannel_relay_subscriptions {len(self._deliveries)}")
-        lines.append(f"backchannel_relay_client_addresses {len(self._clients)}")
+    def _gauges(self) -> dict[str, float]:
+        """What the metrics report as gauges, read at scrape time."""
         buffered, held = self._clients.buffered_bytes()
-        lines.append(f"backchannel_relay_send_buffered_bytes {buffered}")
-        lines.append(f"backchannel_relay_in_flight_bytes {held}")
-        return "\n".join(lines) + "\n"
+        return {
+            "open_connections": self._open_connections,
+            "sockets": self._clients.sockets + self._clients.refusing,
+            "subscriptions": len(self._deliveries),
+            "client_addresses": len(self._clients),
+            "send_buffered_bytes": buffered,
+            "in_flight_bytes": held,
+        }
+
+    async def _depth_summary(self) -> tuple[int, int, int]:
+        return await self._db.depth_summary()
 
     # ---- one connection ----------------------------------------------------------------
 

@@ -133,6 +133,14 @@ class PostgresMailboxStore:
         )
         return [(bytes(recv_id), int(behind), int(newest)) for recv_id, behind, newest in rows]
 
+    def depth_summary(self) -> tuple[int, int, int]:
+        rows = self._rows(
+            "SELECT (SELECT COUNT(*) FROM messages), (SELECT COUNT(*) FROM mailboxes),"
+            " (SELECT COALESCE(MAX(n), 0) FROM (SELECT COUNT(*) AS n FROM messages GROUP BY recv_id) AS d)",
+            (),
+        )
+        return int(rows[0][0]), int(rows[0][1]), int(rows[0][2])
+
     def depth(self, recv_id: bytes) -> int:
         db = self._live()
         with _mapped("count messages", self.url):

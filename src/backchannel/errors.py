@@ -118,6 +118,15 @@ class ReleaseRefused(LocalError):
     code = "release_refused"
 
 
+class InsecureRelayURL(LocalError):
+    """A plain ``ws://`` relay URL names an address that is not loopback, so frames and the
+    relay's access token would cross the network in clear. Use ``wss://`` (with the relay's
+    ``#pin=…``, printed by ``backchannel relay pin``), or allow plain WebSocket explicitly
+    (``allow_plain = true`` in [station], or ``station run --insecure-plain``)."""
+
+    code = "insecure_relay_url"
+
+
 # ---- remote: a peer or relay misbehaved ------------------------------------------------
 
 
@@ -202,6 +211,15 @@ class RecordInvalid(RemoteError):
         #: Which step of the arbiter's procedure refused it (docs/PROTOCOL.md §11.5), e.g.
         #: "same-station" or "seal": stable, so another verifier can be compared with this one.
         self.reason = reason
+
+
+class RelayPinMismatch(RemoteError):
+    """The relay presented a TLS certificate whose public key is not the one pinned in its URL
+    (``#pin=…``), so the station refused it before sending anything. Someone may be posing as
+    the relay; or its operator changed its key, and then the line needs the new pin (a circuit
+    added with the new URL). The message names the expected and the presented pin."""
+
+    code = "relay_pin_mismatch"
 
 
 class RelayRefused(RemoteError):

@@ -190,6 +190,12 @@ def station() -> None:
     metavar="HOST:PORT|off",
     help="Serve the operator console here (default 127.0.0.1:7480; port 0 picks a free one).",
 )
+@click.option(
+    "--insecure-plain",
+    is_flag=True,
+    default=None,
+    help="Allow plain ws:// relays beyond loopback (frames and relay tokens in clear; allow_plain).",
+)
 @pass_state
 def station_run(
     state: State,
@@ -201,6 +207,7 @@ def station_run(
     alarm_webhook: str | None,
     log_level: str,
     console_address: str | None,
+    insecure_plain: bool | None,
 ) -> None:
     """Run the station: keep its lines connected, send and receive, serve the CLI."""
     import shlex
@@ -215,6 +222,7 @@ def station_run(
         link_test_interval=link_test_interval,
         alarm_command=shlex.split(alarm_command) if alarm_command else None,
         alarm_webhook=alarm_webhook,
+        allow_plain=insecure_plain,
     )
     from backchannel.console.server import ConsoleService
 
@@ -240,13 +248,64 @@ def relay() -> None:
 @click.option("--host", help="Address to listen on (default 127.0.0.1).")
 @click.option("--port", type=int, help="Port (default 7400; 0 picks a free one).")
 @click.option("--db", "db", help="SQLite database path (default relay.db), or a postgresql:// URL.")
-def relay_serve(config_file: Path | None, host: str | None, port: int | None, db: str | None) -> None:
+@click.option(
+    "--tls",
+    type=click.Choice(["auto", "on", "off"]),
+    help="Serve TLS (default auto: on unless listening on loopback).",
+)
+@click.option("--tls-cert", help="PEM certificate to serve (default: a self-signed one made at first start).")
+@click.option("--tls-key", help="PEM private key of --tls-cert.")
+def relay_serve(
+    config_file: Path | None,
+    host: str | None,
+    port: int | None,
+    db: str | None,
+    tls: str | None,
+    tls_cert: str | None,
+    tls_key: str | None,
+) -> None:
     """Serve mailboxes: store-and-forward of sealed frames it cannot read."""
     from backchannel.relay.config import RelayConfig
     from backchannel.relay.server import main_serve
 
-    config = RelayConfig.load(str(config_file) if config_file else None, host=host, port=port, db_path=db)
+    config = RelayConfig.load(
+        str(config_file) if config_file else None,
+        host=host,
+        port=port,
+        db_path=db,
+        tls=tls,
+        tls_cert=tls_cert,
+        tls_key=tls_key,
+    )
     main_serve(config)
+
+
+@relay.command("pin")
+@click.option(
+    "--config",
+    "config_file",
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="Relay config file (TOML with a [relay] table).",
+)
+@click.option("--db", "db", help="The relay's SQLite database (its self-signed certificate lives beside it).")
+@click.option("--tls-cert", help="A PEM certificate: the relay's, or a TLS-terminating proxy's.")
+def relay_pin(config_file: Path | None, db: str | None, tls_cert: str | None) -> None:
+    """Print the pin stations name a relay by: SHA-256 of its certificate's public key.
+
+    Without --tls-cert, the relay's own certificate (the self-signed one is made now if the
+    relay has none yet, exactly as `relay serve` would at its first start).
+    """
+    from backchannel.proto.relay_pin import pin_text
+    from backchannel.relay.certificate import certificate_files
+    from backchannel.relay.config import RelayConfig
+    from backchannel.tls import certificate_pin
+
+    if tls_cert:
+        cert = Path(tls_cert)
+    else:
+        config = RelayConfig.load(str(config_file) if config_file else None, db_path=db)
+        cert, _ = certificate_files(config)
+    click.echo(pin_text(certificate_pin(cert)))
 
 
 # ---- pairing -----------------------------------------------------------------------------

@@ -25,7 +25,15 @@ from backchannel.station.views import shallow
 
 log = logging.getLogger("backchannel.station")
 
-KINDS = ("circuit_down", "line_down", "deadline_passed", "sequence_gap", "frames_lost", "record_divergence")
+KINDS = (
+    "circuit_down",
+    "line_down",
+    "deadline_passed",
+    "sequence_gap",
+    "frames_lost",
+    "record_divergence",
+    "relay_refused",
+)
 
 
 @dataclass(frozen=True)

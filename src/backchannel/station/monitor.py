@@ -44,6 +44,9 @@ from backchannel.station.store import Store
 
 log = logging.getLogger("backchannel.monitor")
 
+#: The alarm of a relay the station refuses (subject: its URL as shown; no line).
+REFUSED = "relay_refused"
+
 
 class _TickLedger:
     """The tick's read-only questions, answered by the store and the recorder."""
@@ -111,12 +114,18 @@ class Monitor:
     # ---- events from the station ------------------------------------------------------------
 
     def on_link_state(self, url: str, up: bool) -> None:
+        if up:  # (a relay this station talks to again is no longer refused)
+            self._alarms.clear_alarm(REFUSED, None, shown(url))
         now = self._clock.now()
         for watch in self.watches.values():
             circuit = watch.circuits.get(url)
             if circuit is not None and circuit.connected != up:
                 circuit.connected = up
                 circuit.connection_changed = now
+
+    def relay_refused(self, url: str, refusal: BackchannelError) -> None:
+        """The station refused a relay (its key is not its pin; a plain URL it may not use)."""
+        self._alarms.raise_alarm(REFUSED, None, shown(url), str(refusal))
 
     def relay_flooded(self, url: str, useless: int, until: float) -> None:
         """The station suspended a relay that flooded it: its circuits are down, now."""

@@ -31,6 +31,8 @@ WebSocket messages, or cuts connections) are survived this way:
   pushed again by the relay after its ``redeliver_seconds``;
 - a connection that dies silently is noticed by WebSocket keepalive: a ping every
   ``ping_interval`` s, closed when the pong is ``ping_timeout`` s late.
+
+TLS, the relay's pin and the URLs the station refuses are :mod:`relay_trust`'s.
 """
 
 from __future__ import annotations
@@ -52,7 +54,9 @@ from backchannel.proto.frames import FrameType
 from backchannel.station import relay_session as rs
 from backchannel.station.backoff import next_backoff
 from backchannel.station.relay_session import PING_INTERVAL, PING_TIMEOUT, Delivery, ReceiveLimit, Signer
+from backchannel.station.relay_trust import RelayTrust
 from backchannel.station.relay_url import shown
+from backchannel.tls import PinRefused
 
 __all__ = ["Delivery", "ReceiveLimit", "RelayLink", "Signer"]
 
@@ -73,6 +77,8 @@ class RelayLink:
         ping_interval: float = PING_INTERVAL,
         ping_timeout: float = PING_TIMEOUT,
         receive_limit: ReceiveLimit | None = None,
+        allow_plain: bool = False,
+        on_refused: Callable[[BackchannelError], None] | None = None,
     ) -> None:
         for name, value in (
             ("request_timeout", request_timeout),
@@ -106,6 +112,8 @@ class RelayLink:
         self._window = rs.ReceiveWindow(receive_limit)
         #: Monotonic time before which the link does not connect (see :meth:`suspend`).
         self._suspended_until = 0.0
+        #: The relay's TLS target, and why the station refuses it (a pin mismatch), if it does.
+        self.trust = RelayTrust(url, self.shown_url, allow_plain, on_refused)
 
     # ---- lifecycle ---------------------------------------------------------------------
 
@@ -134,7 +142,7 @@ class RelayLink:
         """Wait until connected and registered; ``TransportError`` after ``timeout`` s."""
         try:
             async with asyncio.timeout(timeout):
-                await self._connected.wait()
+                await self.trust.until_connected(self._connected.is_set)
         except TimeoutError:
             raise TransportError(f"no connection to relay {self.shown_url} within {timeout:g} s") from None
 
@@ -382,6 +390,9 @@ class RelayLink:
     # ---- internals: the connection loop ------------------------------------------------
 
     async def _run(self) -> None:
+        if self.trust.target is None and self.trust.refusal is not None:
+            self.trust.refuse(self.trust.refusal, again=True)  # a URL never to connect to
+            return
         delay = rs.BACKOFF_START
         while not self._closing:
             pause = self._suspended_until - self._clock.monotonic()
@@ -391,6 +402,8 @@ class RelayLink:
             try:
                 if await self._connect_once():
                     delay = rs.BACKOFF_START  # the session worked; reconnect quickly
+                elif self.trust.refusal is not None:
+                    delay = rs.BACKOFF_MAX  # an impostor does not go away in 50 ms
             except asyncio.CancelledError:
                 raise
             except Exception:  # never let anything kill the loop
@@ -402,16 +415,22 @@ class RelayLink:
 
     async def _connect_once(self) -> bool:
         """One connection from open to close; True if it got as far as ``Welcome``."""
+        target = self.trust.target
+        assert target is not None  # (_run never connects without one)
         try:
             ws = await connect(
-                self.url,
+                target.url,
                 compression=None,
                 max_size=rs.MAX_INCOMING,
                 open_timeout=self.request_timeout,
                 ping_interval=self.ping_interval,
                 ping_timeout=self.ping_timeout,
                 close_timeout=2,
+                **self.trust.connect_options(),
             )
+        except PinRefused as exc:
+            self.trust.mismatch(exc)
+            return False
         except (OSError, WebSocketException, TimeoutError) as exc:
             _LOG.info(
                 "relay %s: connect failed: %s", self.shown_url, str(exc).replace(self.url, self.shown_url)
@@ -504,6 +523,7 @@ class RelayLink:
             return
         if up:
             self._connected.set()
+            self.trust.connected()
         else:
             self._connected.clear()
         if self._on_connected is not None:

@@ -96,6 +96,7 @@ class Station:
         self.releases = Releases(lines, outbox, views, store)
         links.on_link_state += [self.sender.on_link_state, monitor.on_link_state]
         links.on_flooded.append(monitor.relay_flooded)
+        links.on_refused.append(monitor.relay_refused)
 
     # ---- lifecycle -----------------------------------------------------------------------
 

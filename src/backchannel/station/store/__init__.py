@@ -16,6 +16,7 @@ covers all of them, since they share the connection.
 from __future__ import annotations
 
 from backchannel.station.store.alarms import AlarmsRoom
+from backchannel.station.store.base import Committed
 from backchannel.station.store.lines import LinesRoom
 from backchannel.station.store.messages import MessagesRoom
 from backchannel.station.store.operators import OperatorsRoom
@@ -40,6 +41,7 @@ from backchannel.station.store.rows import (
 __all__ = [
     "AlarmRow",
     "AuditRow",
+    "Committed",
     "ConsoleSessionRow",
     "DraftRow",
     "EntryRow",

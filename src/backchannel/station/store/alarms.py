@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from backchannel.station.store.base import StoreBase
+from backchannel.station.store.base import Committed, StoreBase
 from backchannel.station.store.rows import AlarmRow, build, columns
 
 _ALARM = columns(AlarmRow)
@@ -23,6 +23,7 @@ class AlarmsRoom(StoreBase):
             "INSERT INTO alarms (id, kind, line_id, subject, message, raised_at) VALUES (?, ?, ?, ?, ?, ?)",
             (alarm_id, kind, line_id, subject, message, at),
         )
+        self._note(Committed("alarm", line_id, kind=kind))
         return True
 
     def close_alarm(self, kind: str, line_id: bytes | None, subject: str, at: float) -> AlarmRow | None:

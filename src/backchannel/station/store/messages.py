@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from backchannel.errors import StorageError
-from backchannel.station.store.base import StoreBase
+from backchannel.station.store.base import Committed, StoreBase
 from backchannel.station.store.rows import InboxRow, OutboxRow, build, columns
 
 _OUTBOX = columns(OutboxRow)
@@ -31,6 +31,8 @@ class MessagesRoom(StoreBase):
             " VALUES (?, ?, ?, ?, ?, ?, ?)",
             (line_id, seq, kind, precedence, body_sealed, frame, created_at),
         )
+        if kind == "msg":
+            self._note(Committed("sent", line_id))
 
     def unsent(self) -> list[tuple[bytes, int, str]]:
         """(line, seq, circuit url) of every frame some circuit of its line has not stored."""
@@ -99,11 +101,14 @@ class MessagesRoom(StoreBase):
         return bytes(row["frame"])
 
     def mark_delivered(self, line_id: bytes, upto: int, at: float) -> None:
-        self._x(
+        rows = self._x(
             "UPDATE outbox SET delivered_at = ?, relayed_at = COALESCE(relayed_at, ?)"
-            " WHERE line_id = ? AND seq <= ? AND delivered_at IS NULL",
+            " WHERE line_id = ? AND seq <= ? AND delivered_at IS NULL RETURNING kind, created_at",
             (at, at, line_id, upto),
-        )
+        ).fetchall()
+        for row in rows:
+            if row["kind"] == "msg":
+                self._note(Committed("delivered", line_id, seconds=at - row["created_at"]))
 
     def mark_acknowledged(self, line_id: bytes, seq: int, operator: str, at: float) -> None:
         self._x(
@@ -144,6 +149,7 @@ class MessagesRoom(StoreBase):
             " VALUES (?, ?, ?, ?, ?, ?)",
             (line_id, seq, precedence, body_sealed, sent_at, received_at),
         )
+        self._note(Committed("received", line_id))
 
     def inbound(
         self, line_id: bytes | None = None, unacked_only: bool = False, limit: int = 1000

@@ -15,6 +15,7 @@ from backchannel.relay.certificate import relay_tls, tls_enabled
 from backchannel.relay.config import RelayConfig
 from backchannel.station.config import StationConfig
 from backchannel.station.relay_link import RelayLink
+from backchannel.station.relay_policy import Decision, decide
 from backchannel.tls import certificate_pin, check_plain, ensure_certificate, relay_target
 
 PIN = bytes(range(32))
@@ -127,3 +128,11 @@ def test_station_settings_for_plain_relays_and_metrics(tmp_path: Path) -> None:
     for bad in ({"metrics": {"listen": "nowhere"}}, {"metrics": {"port": 1}}, {"relay": "wss://r#pin=x"}):
         with pytest.raises(ConfigError):
             StationConfig().merge(bad, "t")
+
+
+def test_a_trusted_relay_with_another_pin_is_not_trusted() -> None:
+    """The peer may not swap in another key for a relay this station already uses."""
+    ours = with_pin("wss://relay.example.org:7400", PIN)
+    other = with_pin("wss://relay.example.org:7400", bytes(32))
+    assert decide(ours, ("ask",), trusted=(ours,), allow_private=False)[0] is Decision.ACCEPT
+    assert decide(other, ("ask",), trusted=(ours,), allow_private=False)[0] is Decision.ASK

@@ -2,18 +2,21 @@
 
 A frame stored through one process reaches a subscriber connected to the other by two paths,
 each shown alone here: PostgreSQL notifications (catch-up reads made rare), and catch-up reads
-(notifications switched off). An ACK made through one process is respected by the other.
+(notifications switched off); what was stored while a process's LISTEN connection was down
+arrives when it listens again. An ACK made through one process is respected by the other.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import statistics
 import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import psycopg
 import pytest
 
 from backchannel.proto import frames
@@ -158,3 +161,63 @@ def test_an_ack_through_one_process_is_respected_by_the_other(
     figure("frames acknowledged through B then pushed again by A", redelivered, "frames")
     assert taken == 3
     assert redelivered == 0
+
+
+def test_frames_stored_while_the_listener_was_down_arrive_when_it_listens_again(
+    tmp_path: Path, relays: list[RelayProcess], postgres_cluster: PostgresCluster
+) -> None:
+    # A does not listen (so the only LISTEN session is B's); B's periodic catch-up is hourly: only
+    # the catch-up made when its LISTEN connection comes back can deliver what it missed.
+    url = postgres_cluster.new_database()
+    database = url.rsplit("/", 1)[1]
+    a = start_relay(tmp_path, {"listen_notifications": False}, name="a", db=url)
+    relays.append(a)
+    b = start_relay(tmp_path, {"catch_up_interval_seconds": 3600.0}, name="b", db=url)
+    relays.append(b)
+
+    def admin(sql: str) -> None:
+        with psycopg.connect(postgres_cluster.url(), autocommit=True) as conn:
+            conn.execute(sql.encode())
+
+    async def scenario() -> tuple[int, int]:
+        sender, receiver = await RawClient.open(a.url), await RawClient.open(b.url)
+        box = await sender.create()
+        assert isinstance(box, Mailbox)
+        assert isinstance(await receiver.subscribe(box), frames.Ok)
+        assert isinstance(await sender.auth_send(box), frames.Ok)
+        admin(f"ALTER DATABASE {database} ALLOW_CONNECTIONS false")
+        try:
+            admin(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+                f" WHERE datname = '{database}' AND query LIKE 'LISTEN%'"
+            )
+            async with asyncio.timeout(20):
+                while metrics(b)["listen_failures"] < 1:
+                    await asyncio.sleep(0.05)
+            for i in range(5):
+                reply = await sender.request(frames.Send(sender.rid(), box.send_id, b"missed %d" % i))
+                assert isinstance(reply, frames.Stored)
+            early = 0
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(1.0):
+                    while True:
+                        frame = frames.decode(binary(await receiver.ws.recv()), 2**22)
+                        early += isinstance(frame, frames.Deliver)
+        finally:
+            admin(f"ALTER DATABASE {database} ALLOW_CONNECTIONS true")
+        late = 0
+        async with asyncio.timeout(20):
+            while early + late < 5:
+                frame = frames.decode(binary(await receiver.ws.recv()), 2**22)
+                late += isinstance(frame, frames.Deliver)
+        await sender.close()
+        await receiver.close()
+        return early, late
+
+    started = time.monotonic()
+    early, late = run(scenario(), timeout=60)
+    figure("frames stored while B's LISTEN was down, delivered after it came back", late, "frames")
+    print(f"scenario took {time.monotonic() - started:.1f} s")
+    assert (early, late) == (0, 5)
+    counts = metrics(b)
+    assert counts["listens"] == 2 and counts["catch_up_reads"] == 0

@@ -13,7 +13,10 @@ Theory of operation
   within a window and push again what waits too long for its ACK;
 - the clients (``clients.py``): sockets and source addresses counted against the limits,
   and each address's request rate;
-- the HTTP side door (``side_door.py``): ``/health`` and ``/metrics``.
+- the HTTP side door (``side_door.py``): ``/health``, and ``/metrics`` in prometheus_client's
+  format (``metrics.py``);
+- on PostgreSQL, the other relay processes serving the same database (``peers.py``): their
+  notifications, and catch-up reads for what no notification announced.
 
 Dead connections are found by WebSocket keepalive (``ping_interval_seconds`` and
 ``ping_timeout_seconds``); their subscriptions end with them.

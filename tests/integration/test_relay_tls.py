@@ -12,10 +12,12 @@ from pathlib import Path
 import pytest
 
 from backchannel.proto.invitation import parse_invitation_text
-from backchannel.proto.relay_pin import split_pin
+from backchannel.proto.relay_pin import split_pin, with_pin
+from backchannel.tls import certificate_pin, ensure_certificate
 
+from support.haproxy import HaproxyProcess, haproxy_path
 from support.relays import RelayProcess
-from support.stations import ENV, StationProcess, wait_until
+from support.stations import ENV, StationProcess, pair, wait_until
 
 
 @pytest.fixture
@@ -66,3 +68,26 @@ def test_a_line_carries_messages_over_pinned_tls(
         assert json.loads(sent.stdout)["status"] == "delivered"
     assert [m["text"] for m in json.loads(washington.cli("inbox", "--json").stdout)] == ["Over TLS."]
     assert washington.call("alarms") == [] and moscow.call("alarms") == []
+
+
+def test_a_line_works_behind_a_tls_terminating_proxy_whose_certificate_is_pinned(
+    tmp_path: Path, relay_process: RelayProcess, stations: Callable[[str], StationProcess]
+) -> None:
+    """HAProxy (Debian's) terminates TLS in front of a plain relay on loopback; the stations pin
+    the proxy's certificate key, as OPERATIONS §1.2 says."""
+    if haproxy_path() is None:
+        pytest.skip("HAProxy is not installed (make test installs it)")
+    cert, key = ensure_certificate(tmp_path / "proxy-tls")
+    pem = tmp_path / "proxy-tls" / "haproxy.pem"
+    pem.write_bytes(cert.read_bytes() + key.read_bytes())
+    proxy = HaproxyProcess(tmp_path / "haproxy", [relay_process.port], tls_pem=pem)
+    try:
+        url = with_pin(proxy.url, certificate_pin(cert))
+        washington, moscow = stations("washington"), stations("moscow")
+        w_line, m_line = pair(washington, moscow, url)
+        for station, line in ((washington, w_line), (moscow, m_line)):
+            sent = station.cli("send", line, f"via the proxy from {station.name}", "--wait", "delivered")
+            assert sent.returncode == 0, sent.stderr
+        assert washington.call("alarms") == [] and moscow.call("alarms") == []
+    finally:
+        proxy.stop()

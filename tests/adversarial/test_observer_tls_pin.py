@@ -24,7 +24,7 @@ from backchannel.proto.relay_pin import pin_text, split_pin
 
 from support.figures import figure
 from support.relays import RelayProcess, metrics, start_relay
-from support.stations import StationProcess, pair, wait_until
+from support.stations import StationProcess, pair, started, wait_until
 
 KEY_FILES = ("relay-tls.crt", "relay-tls.key")
 
@@ -38,14 +38,8 @@ def relay(tmp_path: Path) -> Iterator[RelayProcess]:
 
 @pytest.fixture
 def two_stations(tmp_path: Path) -> Iterator[tuple[StationProcess, StationProcess]]:
-    washington, moscow = StationProcess(tmp_path, "washington"), StationProcess(tmp_path, "moscow")
-    try:
-        washington.start()
-        moscow.start()
+    with started(tmp_path, "washington", "moscow") as (washington, moscow):
         yield washington, moscow
-    finally:
-        washington.stop()
-        moscow.stop()
 
 
 def refusals(station: StationProcess) -> list[dict[str, Any]]:

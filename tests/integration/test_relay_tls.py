@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -18,21 +18,6 @@ from backchannel.tls import certificate_pin, ensure_certificate
 from support.haproxy import HaproxyProcess, haproxy_path
 from support.relays import RelayProcess
 from support.stations import ENV, StationProcess, pair, wait_until
-
-
-@pytest.fixture
-def stations(tmp_path: Path) -> Iterator[Callable[[str], StationProcess]]:
-    started: list[StationProcess] = []
-
-    def make(name: str) -> StationProcess:
-        station = StationProcess(tmp_path, name)
-        station.start()
-        started.append(station)
-        return station
-
-    yield make
-    for station in started:
-        station.stop()
 
 
 def test_a_line_carries_messages_over_pinned_tls(

@@ -11,7 +11,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from support.relays import RelayProcess
-from support.stations import StationProcess, pair, wait_until
+from support.stations import StationProcess, pair, started, wait_until
 
 TOKEN = "station-metrics-token-0123456789"
 SECRET_TEXT = "Bravo-Kilo 7 at the ridge"
@@ -19,17 +19,9 @@ SECRET_TEXT = "Bravo-Kilo 7 at the ridge"
 
 @pytest.fixture
 def two_stations(tmp_path: Path) -> Iterator[tuple[StationProcess, StationProcess]]:
-    washington, moscow = StationProcess(tmp_path, "washington"), StationProcess(tmp_path, "moscow")
-    (washington.home / "station.toml").write_text(
-        f'[station.metrics]\nlisten = "127.0.0.1:0"\ntoken = "{TOKEN}"\n'
-    )
-    try:
-        washington.start()
-        moscow.start()
+    toml = {"washington": f'[station.metrics]\nlisten = "127.0.0.1:0"\ntoken = "{TOKEN}"\n'}
+    with started(tmp_path, "washington", "moscow", toml=toml) as (washington, moscow):
         yield washington, moscow
-    finally:
-        washington.stop()
-        moscow.stop()
 
 
 def metrics_url(station: StationProcess) -> str:

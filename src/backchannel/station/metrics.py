@@ -24,18 +24,18 @@ when ``[station.metrics] listen`` is set.
 
 from __future__ import annotations
 
-import hmac
 import logging
 from collections.abc import Iterator
 from http import HTTPStatus
 from typing import TYPE_CHECKING
 
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.http11 import Request, Response
 
+from backchannel import metrics_http
 from backchannel.errors import TransportError
 from backchannel.proto.engine.linkcheck import Health
 from backchannel.station.config import StationConfig, listen_address
@@ -187,7 +187,7 @@ class MetricsService:
         )
         host, port = listen_address(self._listen, "metrics listen")
         try:
-            self._server = await serve(_never_upgraded, host, port, process_request=self._request)
+            self._server = await serve(metrics_http.never_upgraded, host, port, process_request=self._request)
         except OSError as exc:
             raise TransportError(f"cannot serve metrics on {self._listen}: {exc.strerror or exc}") from exc
         bound = self._server.sockets[0].getsockname()[1] if self._server.sockets else port
@@ -206,22 +206,8 @@ class MetricsService:
     async def _request(self, connection: ServerConnection, request: Request) -> Response:
         if request.path.split("?", 1)[0] != "/metrics":
             return connection.respond(HTTPStatus.NOT_FOUND, "only /metrics here\n")
-        if self._token:
-            given = request.headers.get("Authorization", "")
-            if not hmac.compare_digest(given.encode(), f"Bearer {self._token}".encode()):
-                response = connection.respond(HTTPStatus.UNAUTHORIZED, "/metrics needs its bearer token\n")
-                response.headers["WWW-Authenticate"] = "Bearer"
-                return response
+        refusal = metrics_http.refused(connection, request, self._token)
+        if refusal is not None:
+            return refusal
         assert self.metrics is not None  # (the server starts after the metrics)
-        body = self.metrics.exposition()
-        response = connection.respond(HTTPStatus.OK, "")
-        headers = response.headers
-        del headers["Content-Type"], headers["Content-Length"]
-        headers["Content-Type"] = CONTENT_TYPE_LATEST
-        headers["Content-Length"] = str(len(body))
-        return Response(response.status_code, response.reason_phrase, headers, body)
-
-
-async def _never_upgraded(ws: ServerConnection) -> None:
-    """Every request is answered in ``process_request``; nothing upgrades to a WebSocket."""
-    await ws.close()
+        return metrics_http.exposition(connection, self.metrics.exposition())

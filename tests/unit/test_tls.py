@@ -8,9 +8,11 @@ import stat
 from pathlib import Path
 
 import pytest
+from click.testing import CliRunner
 
+from backchannel.cli.main import cli
 from backchannel.errors import BackchannelError, ConfigError, InsecureRelayURL, InvalidArgument, ProtocolError
-from backchannel.proto.relay_pin import parse_pin, split_pin, with_pin
+from backchannel.proto.relay_pin import parse_pin, pin_text, split_pin, with_pin
 from backchannel.relay.certificate import relay_tls, tls_enabled
 from backchannel.relay.config import RelayConfig
 from backchannel.station.config import StationConfig
@@ -136,3 +138,14 @@ def test_a_trusted_relay_with_another_pin_is_not_trusted() -> None:
     other = with_pin("wss://relay.example.org:7400", bytes(32))
     assert decide(ours, ("ask",), trusted=(ours,), allow_private=False)[0] is Decision.ACCEPT
     assert decide(other, ("ask",), trusted=(ours,), allow_private=False)[0] is Decision.ASK
+
+
+def test_relay_pin_prints_the_pin_the_relay_serves_and_any_certificates(tmp_path: Path) -> None:
+    db = tmp_path / "relay.db"
+    first = CliRunner().invoke(cli, ["relay", "pin", "--db", str(db)])
+    assert first.exit_code == 0, first.output
+    served = relay_tls(RelayConfig(tls="on", db_path=str(db)))  # (what `relay serve` would use)
+    assert served is not None and first.output.strip() == pin_text(served.pin)
+    other, _ = ensure_certificate(tmp_path / "proxy")
+    proxy = CliRunner().invoke(cli, ["relay", "pin", "--tls-cert", str(other)])
+    assert proxy.output.strip() == pin_text(certificate_pin(other)) != first.output.strip()

@@ -54,11 +54,12 @@ class RelayTrust:
 
     def mismatch(self, exc: PinRefused) -> None:
         """The relay presented another key than its pin: refuse it, loudly."""
+        relay = self.shown_url.partition("#")[0]
         self.refuse(
             RelayPinMismatch(
-                f"relay {self.shown_url} presented a TLS certificate whose key does not match the "
-                f"pin in its URL: expected pin {exc.expected}, got {exc.got}; refused before "
-                "sending anything (an impostor, or the relay's key changed)"
+                f"relay {relay} presented a TLS certificate whose key does not match the pin in its "
+                f"URL: expected pin {exc.expected}, got {exc.got}; refused before sending anything "
+                "(an impostor, or the relay's key changed)"
             )
         )
 
@@ -69,7 +70,7 @@ class RelayTrust:
         self._changed.set()
         if not (changed or again):
             return
-        _LOG.error("relay %s: %s", self.shown_url, refusal)
+        _LOG.error("%s", refusal)  # (the refusal names the relay)
         if self._on_refused is not None:
             try:
                 self._on_refused(refusal)

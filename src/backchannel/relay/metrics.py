@@ -24,6 +24,7 @@ from collections.abc import Awaitable, Callable, Iterator
 from prometheus_client import CollectorRegistry, Histogram, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
+from backchannel.aio import TaskSet
 from backchannel.errors import BackchannelError
 from backchannel.relay.storage_health import KINDS as STORAGE_KINDS
 
@@ -116,12 +117,14 @@ class RelayMetrics:
         counters: dict[str, int],
         gauges: Callable[[], dict[str, float]],
         depth: Callable[[], Awaitable[tuple[int, int, int]]],
+        tasks: TaskSet,
     ) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
+        self._tasks = tasks
         self._counters = counters
         self._gauges = gauges
         self._depth = depth
-        self._depth_task: asyncio.Task[tuple[int, int, int]] | None = None
+        self._depth_task: asyncio.Task[tuple[int, int, int] | None] | None = None
         self._last_depth: tuple[int, int, int] | None = None
         self.commit_seconds = Histogram(
             PREFIX + "commit_seconds",
@@ -145,10 +148,17 @@ class RelayMetrics:
 
     async def _read_depth(self) -> None:
         if self._depth_task is None or self._depth_task.done():
-            self._depth_task = asyncio.ensure_future(self._depth())
+            self._depth_task = self._tasks.spawn(self._depth_or_none(), "relay-metrics-depth")
         self._last_depth = None
-        with contextlib.suppress(TimeoutError, BackchannelError):
+        with contextlib.suppress(TimeoutError):
             self._last_depth = await asyncio.wait_for(asyncio.shield(self._depth_task), DEPTH_TIMEOUT)
+
+    async def _depth_or_none(self) -> tuple[int, int, int] | None:
+        """The depth read, or None when the database failed it (the scrape leaves it out)."""
+        try:
+            return await self._depth()
+        except BackchannelError:
+            return None
 
     def collect(self) -> Iterator[Metric]:
         for name, help_text in COUNTERS.items():

@@ -100,7 +100,7 @@ class RelayServer:
         #: The relay's own tasks (committer, expiry sweep, one pump per subscription).
         self._tasks = TaskSet("relay")
         self._health = StorageHealth(self._clock, self.counters, self._catch_up_all)
-        self.metrics = RelayMetrics(self.counters, self._gauges, self._depth_summary)
+        self.metrics = RelayMetrics(self.counters, self._gauges, self._depth_summary, self._tasks)
         observe_commit = self.metrics.commit_seconds.observe
         self._db = Database(config, self._clock, self.counters, self._health, observe_commit)
         self._clients = Clients(config, self._clock, self.counters)

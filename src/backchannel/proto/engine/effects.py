@@ -232,15 +232,6 @@ class LinkReplyArrived:
     circuit: str | None
 
 
-@dataclass(frozen=True)
-class PeerReported:
-    """An entry's ``seen``: the peer had ``count`` of our frames (for end-to-end recovery)."""
-
-    line_id: bytes
-    count: int
-    first_hand: bool
-
-
 # ---- after the commit ----------------------------------------------------------------------
 
 
@@ -358,7 +349,6 @@ Effect = (
     | CopyArrived
     | LinkTestArrived
     | LinkReplyArrived
-    | PeerReported
     | QueueFrames
     | WakeIncoming
     | WakeDelivered

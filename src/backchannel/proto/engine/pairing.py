@@ -22,6 +22,7 @@ as pure functions of what the shell read:
 from __future__ import annotations
 
 from collections.abc import Collection, Sequence
+from dataclasses import replace
 
 from backchannel.clock import ms
 from backchannel.errors import (
@@ -120,4 +121,4 @@ def welcomed(core: LineCore) -> tuple[LineCore, list[fx.Effect]]:
         fx.SaveLine(core.line_id, established=True),
         fx.QueueFrames(core.line_id, tuple(range(2, state.next_seq))),
     ]
-    return LineCore(state, lifecycle), effects
+    return replace(core, lifecycle=lifecycle), effects

@@ -129,7 +129,7 @@ class Outbox:
                 await asyncio.wait_for(waiter, timeout)
             except TimeoutError:
                 raise TransportError(
-                    f"the message is queued as {live.row.name}:{seq} but was not {wait} "
+                    f"the message is queued as {live.row.name}:out/{seq} but was not {wait} "
                     f"within {timeout:g} s; it will keep trying"
                 ) from None
         return seq

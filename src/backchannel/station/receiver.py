@@ -222,10 +222,11 @@ class Receiver:
                 return
             raise MisaddressedFrame("a frame arrived for a line this station does not have")
         peer_signing = live.row.peer_signing
+        self._monitor.init_peer(live)
         result = receiving.receive(
             live.core, live.session, sealed, data, url, now, self._ledger, peer_signing
         )
-        live.state = result.core.state
+        live.state, live.peer = result.core.state, result.core.peer
         repeat = False
         for effect in result.effects:
             if isinstance(effect, fx.CopyArrived):
@@ -252,8 +253,6 @@ class Receiver:
                 self._lines.record_entry(effect)
             case fx.CheckSeen(_, seq, seen):
                 self._recorder.check_seen(live, seq, seen, work.after)
-            case fx.PeerReported(_, count, first_hand):
-                self._monitor.peer_reported(line_id, count, first_hand)
             case fx.StoreInbound(_, seq, precedence, text, sent_at):
                 body = self._lines.body(line_id, "in", seq, text)
                 store.add_inbound(line_id, seq, precedence, body, sent_at, now)

@@ -18,6 +18,7 @@ from backchannel.relay.config import RelayConfig
 from backchannel.station.config import StationConfig
 from backchannel.station.relay_link import RelayLink
 from backchannel.station.relay_policy import Decision, decide
+from backchannel.station.relay_trust import RelayTrust
 from backchannel.tls import certificate_pin, check_plain, ensure_certificate, relay_target
 
 PIN = bytes(range(32))
@@ -78,7 +79,8 @@ def test_a_link_to_a_refused_url_never_connects_and_says_why_at_once() -> None:
     told: list[BackchannelError] = []
 
     async def scenario() -> None:
-        link = RelayLink("ws://203.0.113.5:7400", asyncio.Queue(), on_refused=told.append)
+        url = "ws://203.0.113.5:7400"
+        link = RelayLink(url, asyncio.Queue(), trust=RelayTrust(url, url, False, told.append))
         await link.start()
         try:
             with pytest.raises(InsecureRelayURL):

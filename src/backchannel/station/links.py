@@ -29,6 +29,8 @@ from backchannel.station.config import StationConfig
 from backchannel.station.flood import FloodGuard
 from backchannel.station.keystore import AtRest
 from backchannel.station.relay_link import Delivery, ReceiveLimit, RelayLink
+from backchannel.station.relay_trust import RelayTrust
+from backchannel.station.relay_url import shown
 from backchannel.station.store import Store
 from backchannel.tls import relay_target
 
@@ -78,8 +80,9 @@ class Links:
                 on_connected=functools.partial(self._link_state, url),
                 request_timeout=self._config.relay_request_timeout,
                 receive_limit=ReceiveLimit(self._config.receive_frames, self._config.receive_bytes),
-                allow_plain=self._config.allow_plain,
-                on_refused=functools.partial(self._link_refused, url),
+                trust=RelayTrust(
+                    url, shown(url), self._config.allow_plain, functools.partial(self._link_refused, url)
+                ),
             )
             self._links[url] = link
             self._tasks.spawn(link.start(), "relay-link start")

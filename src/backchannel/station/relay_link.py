@@ -31,8 +31,6 @@ WebSocket messages, or cuts connections) are survived this way:
   pushed again by the relay after its ``redeliver_seconds``;
 - a connection that dies silently is noticed by WebSocket keepalive: a ping every
   ``ping_interval`` s, closed when the pong is ``ping_timeout`` s late.
-
-TLS, the relay's pin and the URLs the station refuses are :mod:`relay_trust`'s.
 """
 
 from __future__ import annotations
@@ -43,7 +41,6 @@ import logging
 import random
 from collections.abc import Callable
 
-from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, WebSocketException
 
 from backchannel.aio import TaskSet
@@ -56,7 +53,6 @@ from backchannel.station.backoff import next_backoff
 from backchannel.station.relay_session import PING_INTERVAL, PING_TIMEOUT, Delivery, ReceiveLimit, Signer
 from backchannel.station.relay_trust import RelayTrust
 from backchannel.station.relay_url import shown
-from backchannel.tls import PinRefused
 
 __all__ = ["Delivery", "ReceiveLimit", "RelayLink", "Signer"]
 
@@ -77,8 +73,7 @@ class RelayLink:
         ping_interval: float = PING_INTERVAL,
         ping_timeout: float = PING_TIMEOUT,
         receive_limit: ReceiveLimit | None = None,
-        allow_plain: bool = False,
-        on_refused: Callable[[BackchannelError], None] | None = None,
+        trust: RelayTrust | None = None,
     ) -> None:
         rs.require_positive(
             request_timeout=request_timeout, ping_interval=ping_interval, ping_timeout=ping_timeout
@@ -108,8 +103,7 @@ class RelayLink:
         self._window = rs.ReceiveWindow(receive_limit)
         #: Monotonic time before which the link does not connect (see :meth:`suspend`).
         self._suspended_until = 0.0
-        #: The relay's TLS target, and why the station refuses it (a pin mismatch), if it does.
-        self.trust = RelayTrust(url, self.shown_url, allow_plain, on_refused)
+        self.trust = trust or RelayTrust(url, self.shown_url, allow_plain=False)  # (TLS, pin, refusal)
 
     # ---- lifecycle ---------------------------------------------------------------------
 
@@ -382,8 +376,7 @@ class RelayLink:
     # ---- internals: the connection loop ------------------------------------------------
 
     async def _run(self) -> None:
-        if self.trust.target is None and self.trust.refusal is not None:
-            self.trust.refuse(self.trust.refusal, again=True)  # a URL never to connect to
+        if self.trust.unusable():  # (plain ws:// beyond loopback, not allowed: said once)
             return
         delay = rs.BACKOFF_START
         while not self._closing:
@@ -407,22 +400,15 @@ class RelayLink:
 
     async def _connect_once(self) -> bool:
         """One connection from open to close; True if it got as far as ``Welcome``."""
-        target = self.trust.target
-        assert target is not None  # (_run never connects without one)
         try:
-            ws = await connect(
-                target.url,
+            ws = await self.trust.connect(
                 compression=None,
                 max_size=rs.MAX_INCOMING,
                 open_timeout=self.request_timeout,
                 ping_interval=self.ping_interval,
                 ping_timeout=self.ping_timeout,
                 close_timeout=2,
-                **self.trust.connect_options(),
             )
-        except PinRefused as exc:
-            self.trust.mismatch(exc)
-            return False
         except (OSError, WebSocketException, TimeoutError) as exc:
             _LOG.info(
                 "relay %s: connect failed: %s", self.shown_url, str(exc).replace(self.url, self.shown_url)

@@ -20,7 +20,9 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
-from backchannel.errors import BackchannelError, RelayPinMismatch
+from websockets.asyncio.client import ClientConnection, connect
+
+from backchannel.errors import BackchannelError, InvalidArgument, RelayPinMismatch
 from backchannel.tls import PinRefused, RelayTarget, relay_target
 
 _LOG = logging.getLogger("backchannel.station.relay_link")
@@ -47,10 +49,26 @@ class RelayTrust:
         except BackchannelError as exc:
             self.refusal = exc
 
-    def connect_options(self) -> dict[str, Any]:
-        """The TLS arguments of ``websockets.connect`` for this relay."""
+    async def connect(self, **options: Any) -> ClientConnection:
+        """``websockets.connect`` to the relay (``options``) with its TLS. A pin mismatch is
+        recorded and reported (:meth:`mismatch`), then raised: it is an ``OSError``, so the link
+        treats it as any failed connect and tries again later."""
         target = self.target
-        return {} if target is None or target.ssl is None else {"ssl": target.ssl}
+        if target is None:
+            raise InvalidArgument(f"relay {self.shown_url} is not to be connected to")
+        tls: dict[str, Any] = {} if target.ssl is None else {"ssl": target.ssl}
+        try:
+            return await connect(target.url, **options, **tls)
+        except PinRefused as exc:
+            self.mismatch(exc)
+            raise
+
+    def unusable(self) -> bool:
+        """Whether this URL is never to be connected to; if so, the refusal is reported now."""
+        if self.target is not None or self.refusal is None:
+            return False
+        self.refuse(self.refusal, again=True)
+        return True
 
     def mismatch(self, exc: PinRefused) -> None:
         """The relay presented another key than its pin: refuse it, loudly."""

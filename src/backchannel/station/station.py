@@ -89,7 +89,7 @@ class Station:
         self.alarms = alarms = Alarms(store, name, clock, rng, lines.name, self.outlet.dispatch)
         self.recorder = recorder = Recorder(name, lines, outbox, alarms, store, atrest, clock, config)
         self.monitor = monitor = Monitor(lines, links, outbox, alarms, recorder, store, config)
-        self.views = views = Views(lines, links, monitor, store)
+        self.views = views = Views(lines, links, store)
         self.pairing = pairing = Pairing(name, lines, links, outbox, recorder, views, store, config)
         self.circuits = circuits = CircuitChanges(lines, links, outbox, monitor, alarms, views, store, config)
         self.receiver = Receiver(lines, links, outbox, monitor, recorder, circuits, pairing, store, clock)

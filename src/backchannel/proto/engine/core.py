@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from enum import Enum
 
+from backchannel.proto.engine.linkcheck import LineWatch
 from backchannel.proto.engine.recovery import PeerReport
 from backchannel.proto.line import LineState
 
@@ -43,12 +44,14 @@ class LineCore:
 
     ``state`` and ``lifecycle`` are durable (the line's row); ``peer``, what the peer reported
     of our direction (end-to-end recovery, :mod:`.recovery`), is kept in memory and starts
-    from the record after a restart.
+    from the record after a restart; ``watch``, the link tests and circuit health
+    (:mod:`.linkcheck`), is kept in memory and starts afresh after a restart.
     """
 
     state: LineState
     lifecycle: Lifecycle
     peer: PeerReport = field(default_factory=PeerReport)
+    watch: LineWatch = field(default_factory=LineWatch)
 
     @property
     def line_id(self) -> bytes:
@@ -63,6 +66,9 @@ class LineCore:
 
     def with_peer(self, peer: PeerReport) -> LineCore:
         return replace(self, peer=peer)
+
+    def with_watch(self, watch: LineWatch) -> LineCore:
+        return replace(self, watch=watch)
 
     def may_send(self, seq: int) -> bool:
         """Whether our frame ``seq`` may leave now: an accepter sends only its hello until welcomed."""

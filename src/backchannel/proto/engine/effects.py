@@ -324,6 +324,44 @@ class FramesLost:
     active: bool
 
 
+@dataclass(frozen=True)
+class CircuitDown:
+    """Circuit ``url`` of the line is judged down (``down``) or not at this tick; or it is no
+    longer a circuit of the line (not ``down``). The shell raises or clears its alarm when that
+    changed since it last said; ``connected`` and ``last_in`` are for the operator's text."""
+
+    line_id: bytes
+    url: str
+    down: bool
+    connected: bool = False
+    last_in: float | None = None
+
+
+@dataclass(frozen=True)
+class LineDown:
+    """Every one of the line's ``circuits`` circuits is down (``down``), or not."""
+
+    line_id: bytes
+    down: bool
+    circuits: int
+
+
+@dataclass(frozen=True)
+class GapOpen:
+    """A gap has been open longer than a link-test interval (``open``), or not; ``age`` in s."""
+
+    line_id: bytes
+    open: bool
+    age: float
+
+
+@dataclass(frozen=True)
+class Resubscribe:
+    """A gap is open: SUBSCRIBE again on every circuit so relays push what they still hold."""
+
+    line_id: bytes
+
+
 Effect = (
     StoreEntry
     | StoreOutbound
@@ -360,6 +398,10 @@ Effect = (
     | SendCheckpoint
     | Resend
     | FramesLost
+    | CircuitDown
+    | LineDown
+    | GapOpen
+    | Resubscribe
 )
 
 #: Effects carried out only after the event's transaction committed.

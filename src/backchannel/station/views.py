@@ -6,7 +6,7 @@ into the store. Times are seconds since the epoch (float) or ``None``.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
 
@@ -65,13 +65,27 @@ class MessageView:
     delivered_at: float | None
     acknowledged_at: float | None
     acknowledged_by: str | None
+    #: ``send --id``: this send repeated an earlier one with the same key; nothing new was sent.
+    repeated: bool = False
+    #: ``ack``: the message had been acknowledged before (``acknowledged_by``/``_at`` say by
+    #: whom and when); nothing new was recorded and the sender was not told again.
+    already_acknowledged: bool = False
 
     @property
     def ref(self) -> str:
         return f"{self.line}:{self.seq}"
 
+    def marked_repeated(self) -> MessageView:
+        return replace(self, repeated=True)
+
+    def marked_already_acknowledged(self) -> MessageView:
+        return replace(self, already_acknowledged=True)
+
     def to_json(self) -> dict[str, Any]:
         out = shallow(self)
+        for flag in ("repeated", "already_acknowledged"):  # only when true: most views are neither
+            if not out[flag]:
+                del out[flag]
         out["ref"] = self.ref
         return out
 

@@ -33,7 +33,8 @@ def test_a_key_names_one_message_and_a_draft_keeps_its_key(station_pair: Any) ->
             asyncio.run(station.send(line, "three", idempotency_key=bad))
 
     station.config = replace(station.config, line_release={line: "flash"})
-    draft = asyncio.run(station.send(line, "held", precedence="FLASH", operator="smith", idempotency_key="d-1"))
-    same = asyncio.run(station.send(line, "held", precedence="FLASH", operator="smith", idempotency_key="d-1"))
+    held = {"precedence": "FLASH", "operator": "smith", "idempotency_key": "d-1"}
+    draft = asyncio.run(station.send(line, "held", **held))
+    same = asyncio.run(station.send(line, "held", **held))
     assert isinstance(draft, DraftView) and isinstance(same, DraftView) and same.id == draft.id
     assert len(station.drafts()) == 1

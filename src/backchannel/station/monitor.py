@@ -167,6 +167,17 @@ class Monitor:
             "they are being sent again end to end",
         )
 
+    def flash_received(self, line_id: bytes, seq: int) -> None:
+        """An incoming FLASH is stored: with ``alarm_on_flash``, an alarm through the sinks (a
+        command, a webhook) so that it reaches a person away from the console. The alarm names
+        the message, never its text (a sink may be outside this machine); acknowledging the
+        message clears it."""
+        if self._config.alarm_on_flash:
+            name, peer = self._lines.name(line_id), self._lines.peer_name(line_id)
+            ref = f"{name}:in/{seq}"
+            message = f"FLASH {ref} from {peer}: read it and acknowledge it (backchannel ack {ref})"
+            self._alarms.raise_alarm("flash_received", line_id, f"in/{seq}", message)
+
     def gap(self, line_id: bytes, open_: bool) -> None:
         watch = self.watch(line_id)
         if open_ and watch.gap_since is None:

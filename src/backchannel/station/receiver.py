@@ -257,6 +257,8 @@ class Receiver:
             case fx.StoreInbound(_, seq, precedence, text, sent_at):
                 body = self._lines.body(line_id, "in", seq, text)
                 store.add_inbound(line_id, seq, precedence, body, sent_at, now)
+                if precedence == "FLASH":
+                    work.after.append(lambda: self._monitor.flash_received(line_id, seq))
             case fx.ReceiptDue():
                 work.receipts_due.add(line_id)
             case fx.WakeIncoming(_, seq):

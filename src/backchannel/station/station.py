@@ -229,6 +229,7 @@ class Station:
         if row.acked_at is not None:  # recorded once; the sender was told then, not again now
             return self.views.message(live.row.name, seq, "in").marked_already_acknowledged()
         self.sending.acknowledge(live, seq, operator)
+        self.alarms.clear_alarm("flash_received", live.line_id, f"in/{seq}")  # (alarm_on_flash)
         return self.views.message(live.row.name, seq, "in")
 
     def send_payload(self, line_id: bytes, payload: Payload, kind: str, enqueue: bool = True) -> int:

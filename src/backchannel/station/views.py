@@ -111,12 +111,20 @@ class DraftView:
 
 @dataclass(frozen=True)
 class VerificationView:
+    """The safety number and what this station knows of its comparison.
+
+    ``verified`` is *this* side's operator confirming the digits matched (``verify
+    --confirm``). The peer's confirmation is never sent over the line, so this station cannot
+    know it: ``peer_confirmed`` is ``None`` ("not known"), and nothing here may say "both".
+    """
+
     line: str
     peer_name: str
     safety_number: str
     grouped: str
     verified: bool
     verified_at: float | None
+    peer_confirmed: bool | None = None
 
     def to_json(self) -> dict[str, Any]:
         return shallow(self)

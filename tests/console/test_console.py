@@ -19,7 +19,9 @@ from support.console import (
     fetch,
     http_login,
     log_in,
+    mark_page,
     shot,
+    still_same_page,
 )
 from support.stations import wait_until
 
@@ -27,15 +29,6 @@ from support.stations import wait_until
 def open_line(page: Page, line: str) -> None:
     page.get_by_role("link", name=line, exact=True).click()
     expect(page.get_by_role("heading", name=re.compile(f"^Line {line}"))).to_be_visible()
-
-
-def mark_page(page: Page) -> None:
-    """A marker that survives live updates but not a reload."""
-    page.evaluate("window.__notReloaded = true")
-
-
-def still_same_page(page: Page) -> bool:
-    return bool(page.evaluate("window.__notReloaded === true"))
 
 
 # ---- reachability --------------------------------------------------------------------------------
@@ -103,6 +96,8 @@ def test_a_flash_sent_from_the_console_arrives_live_and_its_acknowledgement_come
     expect(sender.locator(".preview .prec-FLASH")).to_have_text("FLASH")
     assert world.washington.call("outbox", line=world.w_line) == []  # nothing left before confirming
     shot(sender, screenshots, "preview")
+    # The line is not verified yet (that test comes later): a FLASH asks for an explicit yes.
+    sender.get_by_role("checkbox", name=re.compile("I send this FLASH anyway")).check()
     sender.get_by_role("button", name="Send FLASH now").click()
     expect(sender.get_by_role("status")).to_contain_text("is stored and going out")
     mark_page(sender)

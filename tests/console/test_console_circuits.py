@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 from playwright.sync_api import expect
 
-from support.console import World, log_in, running_world, shot
+from support.console import VIEWPORT, World, log_in, running_world, shot
 from support.relays import RelayProcess, start_relay
 from support.stations import wait_until
 
@@ -69,6 +69,11 @@ def test_an_admin_approves_one_proposed_circuit_and_rejects_another_in_the_conso
     expect(page.get_by_role("heading", name="Circuits proposed by the peer")).to_be_visible()
     expect(page.locator(f"#proposal-{proposals[0]['id']}")).to_contain_text(second.url)
     shot(page, screenshots, "circuit-proposals")
+    page.set_viewport_size(
+        {"width": 390, "height": 844}
+    )  # a phone: the proposals fit, nothing scrolls sideways
+    assert page.evaluate("document.documentElement.scrollWidth - window.innerWidth") <= 0
+    page.set_viewport_size(VIEWPORT)  # type: ignore[arg-type]
 
     page.locator(f"#proposal-approve-{proposals[0]['id']}").click()
     expect(page.locator(f"#proposal-{proposals[0]['id']}")).to_have_count(0)

@@ -14,7 +14,7 @@ from typing import Any
 
 from playwright.sync_api import Page, expect
 
-from support.console import World, csrf_of, fetch, http_login, log_in, shot
+from support.console import World, csrf_of, fetch, http_login, log_in, mark_page, shot, still_same_page
 from support.stations import wait_until
 
 FLASH_TEXT = "Missile launch detected from sector 7 at 09:12Z. Stand by for confirmation."
@@ -26,14 +26,6 @@ def open_line(page: Page, line: str) -> None:
     page.get_by_role("link", name="Lines", exact=True).click()
     page.get_by_role("link", name=line, exact=True).click()
     expect(page.get_by_role("heading", name=re.compile(f"^Line {line}"))).to_be_visible()
-
-
-def mark_page(page: Page) -> None:
-    page.evaluate("window.__notReloaded = true")
-
-
-def still_same_page(page: Page) -> bool:
-    return bool(page.evaluate("window.__notReloaded === true"))
 
 
 def compose(page: Page, line: str, precedence: str, text: str) -> None:
@@ -73,6 +65,7 @@ def test_a_drafters_flash_waits_for_a_releaser_and_routine_traffic_does_not(
     drafter = log_in(contexts(), world.washington, "smith")
     compose(drafter, world.w_line, "FLASH", FLASH_TEXT)
     expect(drafter.locator("#held-note")).to_contain_text("needs a second operator (releaser)")
+    drafter.get_by_role("checkbox", name=re.compile("I send this FLASH anyway")).check()  # unverified line
     drafter.get_by_role("button", name="Submit FLASH for release").click()
     expect(drafter.get_by_role("status")).to_contain_text(
         f"Held for release: line {world.w_line} needs a second operator (releaser) to release FLASH messages"
@@ -93,6 +86,7 @@ def test_a_drafters_flash_waits_for_a_releaser_and_routine_traffic_does_not(
     card = releaser.locator(f"#held-{draft_id}")
     expect(card).to_contain_text(FLASH_TEXT)
     expect(card).to_contain_text("Drafted by smith")
+    expect(card.locator(".unverified-warning")).to_contain_text(f"Line {world.w_line} is not verified")
     expect(releaser.locator("#release-count")).to_have_text("1")
     assert still_same_page(releaser)
 
@@ -118,6 +112,7 @@ def test_a_drafters_flash_waits_for_a_releaser_and_routine_traffic_does_not(
     # A releaser cannot release their own draft either: the station refuses, the console says so.
     jones = http_login(world.washington, "jones")
     compose(releaser, world.w_line, "FLASH", OWN_TEXT)
+    releaser.get_by_role("checkbox", name=re.compile("I send this FLASH anyway")).check()  # unverified line
     releaser.get_by_role("button", name="Submit FLASH for release").click()
     expect(releaser.get_by_role("status")).to_contain_text("Held for release")
     own = next(d["id"] for d in world.washington.call("drafts") if d["text"] == OWN_TEXT)

@@ -66,6 +66,15 @@ def log_in(context: BrowserContext, station: StationProcess, name: str, password
     return page
 
 
+def mark_page(page: Page) -> None:
+    """A marker that survives live updates but not a reload."""
+    page.evaluate("window.__notReloaded = true")
+
+
+def still_same_page(page: Page) -> bool:
+    return bool(page.evaluate("window.__notReloaded === true"))
+
+
 def shot(page: Page, directory: Path, name: str) -> None:
     page.screenshot(path=str(directory / f"{name}.png"), full_page=True)
 
@@ -144,14 +153,23 @@ def csrf_of(body: str) -> str:
 
 @contextlib.contextmanager
 def running_world(
-    directory: Path, washington_operators: dict[str, str], washington_toml: str = ""
+    directory: Path,
+    washington_operators: dict[str, str],
+    washington_toml: str = "",
+    washington_console: str = "",
 ) -> Iterator[World]:
-    """A relay and two paired stations with consoles: washington (its line: "moscow") and moscow."""
+    """A relay and two paired stations with consoles: washington (its line: "moscow") and moscow.
+
+    ``washington_toml`` adds to washington's ``[station]`` table, ``washington_console`` to its
+    ``[console]`` table.
+    """
     started: list[Any] = []
     try:
         relay = start_relay(directory)
         started.append(relay)
-        washington = console_station(directory, "washington", station_toml=washington_toml)
+        washington = console_station(
+            directory, "washington", console_toml=washington_console, station_toml=washington_toml
+        )
         moscow = console_station(directory, "moscow")
         for name, role in washington_operators.items():
             add_operator(washington, name, role)

@@ -176,7 +176,8 @@ def test_the_safety_number_is_shown_grouped_and_the_line_confirmed_verified(
     expect(page.locator("#verified-state")).to_contain_text("Not verified")
     page.get_by_role("checkbox").check()
     page.get_by_role("button", name="Confirm: the line is verified").click()
-    expect(page.locator("#verified-state")).to_contain_text("Verified: both operators confirmed")
+    expect(page.locator("#verified-state")).to_contain_text("Verified on this side")
+    expect(page.locator("#peer-verified-state")).to_contain_text("not known to this station")
     assert world.washington.call("line", name=world.w_line)["verified"]
     shot(page, screenshots, "verify")
 

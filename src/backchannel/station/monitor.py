@@ -23,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Callable
 
 from backchannel.aio import TaskSet
 from backchannel.clock import ms
@@ -83,6 +84,8 @@ class Monitor:
         self._reported: dict[tuple[str, bytes, str], bool] = {}
         #: line -> when its circuits were last subscribed again because of an open gap
         self._resubscribed: dict[bytes, float] = {}
+        #: Other parts' periodic checks, run on every tick (the pairing timeout).
+        self.on_tick: list[Callable[[], None]] = []
 
     async def start(self) -> None:
         for alarm in self._alarms.list():
@@ -223,6 +226,8 @@ class Monitor:
                 f"{now - created:.0f} s after it was sent (deadline passed)",
             )
             self._mark_escalated(line_id, seq)
+        for check in self.on_tick:
+            check()
 
     def _apply(self, effect: fx.Effect) -> None:
         """Carry out one effect of the engine's tick."""

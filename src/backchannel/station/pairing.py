@@ -10,6 +10,17 @@ accepted before), makes its own mailboxes on the same relays, derives the line k
 opens the Olm session and stores the line with its hello as the first entry of its
 direction, all in one transaction, before the hello is sent. The inviter's side of the
 handshake, opening the hello, happens on the receive path (:mod:`receiver`).
+
+A pairing that cannot complete says so, on both sides (docs/PROTOCOL.md §5):
+
+- the accepter whose line is still *pairing* ``pairing_timeout`` seconds (default 60) after it
+  accepted marks it *failed* and raises ``pairing_failed`` (:meth:`Pairing.expire`, run on the
+  monitor's tick): nothing on the wire tells it why, so the alarm names both causes (the
+  invitation was used by another station, or the inviter is not running). A welcome that
+  still arrives establishes the line and clears the alarm (:meth:`Pairing.welcomed`);
+- the inviter that receives a second hello for an invitation already used raises
+  ``invitation_reused`` for that line (:meth:`Pairing.invitation_reused`): the invitation text
+  leaked or was given twice, which its operator must hear about, not find as a counter.
 """
 
 from __future__ import annotations
@@ -24,7 +35,7 @@ from backchannel.errors import (
     RemoteError,
 )
 from backchannel.proto import line as proto_line
-from backchannel.proto.engine.core import Lifecycle
+from backchannel.proto.engine.core import Event, Lifecycle, transition
 from backchannel.proto.envelope import Sealed
 from backchannel.proto.invitation import (
     Invitation,
@@ -38,6 +49,7 @@ from backchannel.proto.line import LineState, PendingInvitation
 from backchannel.proto.payloads import Welcome
 from backchannel.proto.primitives import mlkem_public, x25519_public
 from backchannel.proto.session import OlmSession
+from backchannel.station.alarms import Alarms
 from backchannel.station.config import StationConfig
 from backchannel.station.lines import Lines
 from backchannel.station.links import Links
@@ -45,6 +57,7 @@ from backchannel.station.liveline import LiveLine
 from backchannel.station.outbox import Outbox
 from backchannel.station.reading import Views
 from backchannel.station.recorder import Recorder
+from backchannel.station.relay_url import shown
 from backchannel.station.store import LineRow, Store
 from backchannel.station.views import InvitationView, LineView
 
@@ -71,8 +84,10 @@ class Pairing:
         views: Views,
         store: Store,
         config: StationConfig,
+        alarms: Alarms,
     ) -> None:
         self._name = name
+        self._alarms = alarms
         self._lines = lines
         self._links = links
         self._outbox = outbox
@@ -255,6 +270,51 @@ class Pairing:
         for cap in caps:
             self._links.add_sender(line_id, cap.url, cap.send_id, cap.send_key)
         return [(line_id, welcome.seq)]
+
+    # ---- a pairing that cannot complete --------------------------------------------------------
+
+    def expire(self) -> None:
+        """Fail the accepter's lines whose welcome has not come within ``pairing_timeout``."""
+        now = self._clock.now()
+        timeout = self._config.pairing_timeout
+        for live in self._lines.all():
+            lifecycle = live.core.lifecycle
+            if lifecycle is not Lifecycle.PAIRING or now - live.row.created_at < timeout:
+                continue
+            failed = transition(lifecycle, Event.TIMED_OUT)
+            assert failed is not None
+            with self._lines.mutation():
+                self._lines.persist(live, state=failed.value)
+            name, peer = live.row.name, live.row.peer_name
+            self._alarms.raise_alarm(
+                "pairing_failed",
+                live.line_id,
+                "",
+                f"line {name}: no welcome from {peer} within {timeout:g} s of accepting its invitation, so "
+                f"the line is failed. Either the invitation had already been used by another station (it "
+                f"leaked, or was accepted twice: {peer} then has an invitation_reused alarm), or {peer} is "
+                "not running. Ask its operator over a channel you trust, and for a new invitation; the "
+                "line opens after all if the welcome still arrives.",
+            )
+
+    def welcomed(self, line_id: bytes) -> None:
+        """The welcome came (after the line failed, perhaps): the pairing alarm is over."""
+        self._alarms.clear_alarm("pairing_failed", line_id, "")
+
+    def invitation_reused(self, line_id: bytes, circuit: str | None) -> None:
+        """A second hello for an invitation already used: someone else holds its text."""
+        live = self._lines.get(line_id)
+        name, peer = (live.row.name, live.row.peer_name) if live else (line_id.hex()[:8], "the peer")
+        via = f" (through {shown(circuit)})" if circuit else ""
+        self._alarms.raise_alarm(
+            "invitation_reused",
+            line_id if live else None,
+            "" if live else line_id.hex(),
+            f"line {name}: a second station tried to accept the invitation of this line{via}, after "
+            f"{peer} had accepted it. The invitation text leaked or was given twice. The line with {peer} "
+            "is not affected and the other station's line will fail; find out who had the invitation, "
+            f"and compare the safety number with {peer} (backchannel verify {name}).",
+        )
 
     def new_row(
         self,

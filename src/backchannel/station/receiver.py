@@ -24,7 +24,7 @@ import logging
 from collections.abc import Callable
 
 from backchannel.clock import Clock, ms
-from backchannel.errors import BackchannelError, MisaddressedFrame, RemoteError
+from backchannel.errors import BackchannelError, InvitationAlreadyUsed, MisaddressedFrame, RemoteError
 from backchannel.proto import envelope
 from backchannel.proto.engine import effects as fx
 from backchannel.proto.engine import receiving
@@ -215,16 +215,21 @@ class Receiver:
 
     def _receive_one(self, data: bytes, url: str | None, now: float, work: _Batch) -> None:
         sealed = envelope.parse(data)
-        live = self._lines.get(sealed.header.line_id)
-        if live is None:
-            if sealed.header.kind is Kind.HELLO:
-                work.outgoing += self._pairing.open_hello(sealed, now)
-                return
-            raise MisaddressedFrame("a frame arrived for a line this station does not have")
-        peer_signing = live.row.peer_signing
-        result = receiving.receive(
-            live.core, live.session, sealed, data, url, now, self._ledger, peer_signing
-        )
+        line_id = sealed.header.line_id
+        live = self._lines.get(line_id)
+        try:
+            if live is None:
+                if sealed.header.kind is Kind.HELLO:
+                    work.outgoing += self._pairing.open_hello(sealed, now)
+                    return
+                raise MisaddressedFrame("a frame arrived for a line this station does not have")
+            peer_signing = live.row.peer_signing
+            result = receiving.receive(
+                live.core, live.session, sealed, data, url, now, self._ledger, peer_signing
+            )
+        except InvitationAlreadyUsed:  # still counted and dropped, and now an alarm too
+            work.after.append(lambda: self._pairing.invitation_reused(line_id, url))
+            raise
         live.state = result.core.state
         repeat = False
         for effect in result.effects:
@@ -284,6 +289,7 @@ class Receiver:
             case fx.SaveLine(_, established):
                 if established:
                     self._lines.persist(live, state="established")
+                    work.after.append(lambda: self._pairing.welcomed(line_id))
                 work.touched.add(line_id)
             case fx.QueueFrames(_, seqs):
                 work.outgoing.extend((line_id, seq) for seq in seqs)

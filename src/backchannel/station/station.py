@@ -91,13 +91,14 @@ class Station:
         self.recorder = recorder = Recorder(name, lines, outbox, alarms, store, atrest, clock, config)
         self.monitor = monitor = Monitor(lines, links, outbox, alarms, recorder, store, config)
         self.views = views = Views(lines, links, monitor, store)
-        self.pairing = pairing = Pairing(name, lines, links, outbox, recorder, views, store, config)
+        self.pairing = pairing = Pairing(name, lines, links, outbox, recorder, views, store, config, alarms)
         self.circuits = circuits = CircuitChanges(lines, links, outbox, monitor, alarms, views, store, config)
         self.receiver = Receiver(lines, links, outbox, monitor, recorder, circuits, pairing, store, clock)
         self.releases = releases = Releases(lines, outbox, views, store)
         self.sends = Sends(lines, outbox, releases, views, store, lambda: self.config)
         links.on_link_state += [self.sender.on_link_state, monitor.on_link_state]
         links.on_flooded.append(monitor.relay_flooded)
+        monitor.on_tick.append(pairing.expire)
 
     # ---- lifecycle -----------------------------------------------------------------------
 

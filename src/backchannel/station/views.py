@@ -33,7 +33,7 @@ class LineView:
     name: str
     peer_name: str
     role: str  # "inviter" or "accepter"
-    state: str  # "pairing", "established"
+    state: str  # "pairing", "established", or "failed" (no welcome within the pairing timeout)
     verified: bool
     verified_at: float | None
     on_record: bool

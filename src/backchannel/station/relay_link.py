@@ -74,13 +74,9 @@ class RelayLink:
         ping_timeout: float = PING_TIMEOUT,
         receive_limit: ReceiveLimit | None = None,
     ) -> None:
-        for name, value in (
-            ("request_timeout", request_timeout),
-            ("ping_interval", ping_interval),
-            ("ping_timeout", ping_timeout),
-        ):
-            if not value > 0:
-                raise InvalidArgument(f"{name} must be greater than 0, not {value!r}")
+        rs.require_positive(
+            request_timeout=request_timeout, ping_interval=ping_interval, ping_timeout=ping_timeout
+        )
         self.url = url
         #: The URL as logs and errors show it: without the relay's access token.
         self.shown_url = shown(url)
@@ -232,9 +228,8 @@ class RelayLink:
             await self.wait_connected(self.request_timeout)
         session = self._live_session()
         reply = await self._request(session, lambda rid: frames.Create(rid, recv_key, send_key))
-        if not isinstance(reply, frames.Created):
-            raise ProtocolError(f"relay answered CREATE with {type(reply).__name__}")
-        return reply.recv_id, reply.send_id
+        created = rs.expect(reply, frames.Created, "CREATE")
+        return created.recv_id, created.send_id
 
     async def send(self, send_id: bytes, payload: bytes) -> bytes:
         """Store ``payload`` in a mailbox; returns the relay's msg_id once it is durable."""
@@ -244,9 +239,7 @@ class RelayLink:
         session = self._live_session()
         await self._authorised(self._auth_task(session, send_id))
         reply = await self._request(session, lambda rid: frames.Send(rid, send_id, payload))
-        if not isinstance(reply, frames.Stored):
-            raise ProtocolError(f"relay answered SEND with {type(reply).__name__}")
-        return reply.msg_id
+        return rs.expect(reply, frames.Stored, "SEND").msg_id
 
     async def ack(self, recv_id: bytes, msg_id: bytes) -> None:
         """Tell the relay a delivered frame is safely stored here, so it may delete it."""
@@ -254,8 +247,7 @@ class RelayLink:
         rs.check_id(msg_id, "msg_id")
         session = self._live_session()
         reply = await self._request(session, lambda rid: frames.Ack(rid, recv_id, msg_id))
-        if not isinstance(reply, frames.Ok):
-            raise ProtocolError(f"relay answered ACK with {type(reply).__name__}")
+        rs.expect(reply, frames.Ok, "ACK")
 
     async def ping(self) -> float:
         """Round-trip a PING through the relay; returns the round-trip time in seconds."""
@@ -430,7 +422,7 @@ class RelayLink:
             self._session = session
             self.last_contact = self._clock.now()
             registering = self._tasks.spawn(self._register_all(session), report=False)
-            acking = self._tasks.spawn(self._write_acks(session), report=False)
+            acking = self._tasks.spawn(rs.write_acks(session, self._rid), report=False)
             try:
                 await self._read(session)
             finally:
@@ -484,18 +476,6 @@ class RelayLink:
                 continue
             if not future.done():
                 future.set_result(frame)
-
-    async def _write_acks(self, session: rs.Session) -> None:
-        """Write queued ACKs in order; their replies are ignored by ``_read`` (nobody waits)."""
-        while session.alive:
-            await session.ack_wake.wait()
-            session.ack_wake.clear()
-            while session.acks and session.alive:
-                recv_id, msg_id = session.acks.popleft()
-                try:
-                    await session.ws.send(frames.encode(frames.Ack(self._rid(), recv_id, msg_id)))
-                except (ConnectionClosed, OSError):
-                    return
 
     # ---- small helpers -----------------------------------------------------------------
 

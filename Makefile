@@ -4,6 +4,10 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
+# `make demo` needs only what the package needs at run time; `make test` adds the dev toolchain
+# (pytest, hypothesis, ruff, mypy, import-linter, playwright) to the same virtualenv, so either
+# order works and `. .venv/bin/activate` puts `backchannel` on PATH after either.
+RUNTIME_STAMP := $(VENV)/.runtime-stamp
 
 .PHONY: venv test lint demo bench chaos vectors clean chromium postgresql screenshots
 
@@ -12,6 +16,12 @@ $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --disable-pip-version-check -e '.[dev]'
 	touch $(STAMP)
+
+$(RUNTIME_STAMP): pyproject.toml
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "backchannel needs Python 3.11 or newer")'
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --disable-pip-version-check -e .
+	touch $(RUNTIME_STAMP)
 
 venv: $(STAMP)
 
@@ -35,7 +45,7 @@ postgresql:
 screenshots: $(STAMP) chromium
 	BACKCHANNEL_SCREENSHOTS=docs/images $(VENV)/bin/pytest -q -p no:cacheprovider tests/console
 
-demo: $(STAMP)
+demo: $(RUNTIME_STAMP)
 	$(VENV)/bin/backchannel demo
 
 bench: $(STAMP)

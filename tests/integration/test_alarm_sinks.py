@@ -35,6 +35,8 @@ from backchannel.station.alarm_sinks import (
 )
 from backchannel.station.backoff import next_backoff
 
+from support.figures import figure
+
 ALARM: dict[str, Any] = {
     "id": "a1b2c3",
     "kind": "circuit_down",
@@ -98,6 +100,7 @@ class Hook:
         self.fail_next = 0
         self.fail_always = False
         self.hang = False
+        self.redirect = ""  # answer 307 to this Location instead
         self.release = threading.Event()
         self.url = ""
 
@@ -132,7 +135,11 @@ def hook() -> Iterator[Hook]:
                 hang = state.hang
             if hang:
                 state.release.wait(30)
-            self.send_response(status)
+            if state.redirect:
+                self.send_response(307)
+                self.send_header("Location", state.redirect)
+            else:
+                self.send_response(status)
             self.send_header("Content-Length", "0")
             self.end_headers()
 
@@ -354,6 +361,21 @@ def test_a_webhook_that_fails_or_cannot_be_reached_is_an_alarm_sink_error(hook: 
     with pytest.raises(AlarmSinkError, match=r"gave no answer within 0.3 s"):
         run(WebhookSink(hook.url, timeout=0.3).deliver(ALARM))
     assert time.monotonic() - started < 2
+
+
+def test_a_webhook_redirect_is_not_followed_and_secrets_stay_out_of_errors(hook: Hook) -> None:
+    """A 3xx is a failure (the alarm and its credentials go nowhere else); no error quotes secrets."""
+    hook.redirect = hook.url.replace("/alarms", "/elsewhere")
+    secret_url = hook.url.replace("http://", "http://duty:s3cret-pw@") + "?token=t0p-secret"
+    with pytest.raises(AlarmSinkError, match=r"answered 307") as redirected:
+        run(WebhookSink(secret_url).deliver(ALARM))
+    assert [r.path for r in hook.requests] == ["/alarms?token=t0p-secret"]  # one request, not two
+    refused = refused_url().replace("http://", "http://duty:s3cret-pw@") + "?token=t0p-secret"
+    with pytest.raises(AlarmSinkError, match="could not be reached") as unreachable:
+        run(WebhookSink(refused).deliver(ALARM))
+    for error in (redirected.value, unreachable.value):
+        assert "s3cret" not in str(error) and "t0p-secret" not in str(error) and "duty" not in str(error)
+    figure("webhook requests on a redirect", len(hook.requests), "requests")
 
 
 # ---- the dispatcher --------------------------------------------------------------------

@@ -47,7 +47,7 @@ def test_markup_in_peer_text_is_printed_as_typed() -> None:
     )
 
 
-def test_a_message_table_shows_markup_and_escapes_literally_on_one_line() -> None:
+def test_a_message_shows_markup_and_escapes_literally_and_keeps_its_line_breaks() -> None:
     message = {
         "ref": "line:1",
         "precedence": "FLASH",
@@ -56,11 +56,12 @@ def test_a_message_table_shows_markup_and_escapes_literally_on_one_line() -> Non
         "direction": "in",
         "created_at": None,
         "delivered_at": None,
-        "acknowledged_at": None,
+        "acknowledged_at": 1795638600.0,
         "acknowledged_by": "[red]op[/red]",
     }
     out = printed(render.messages_table([message], "Inbox"))
-    assert "[/] second line \\x1b]0;title\\x07" in out
+    # The whole body, its own line break kept (indented under the message), nothing obeyed.
+    assert "  [/]\n  second line \\x1b]0;title\\x07\n" in out
     assert "[red]op[/red]" in out
     assert all(c == "\n" or c.isprintable() for c in out)
 

@@ -319,9 +319,14 @@ class Demo:
         )
 
         def heads() -> tuple[str, str] | None:
-            w = self.json("washington", "transcript", "head", "moscow")
-            m = self.json("moscow", "transcript", "head", "washington")
-            return (w["head"], m["head"]) if w["head"] == m["head"] else None
+            # Asked back to back over the control sockets, not through two CLI processes: with link
+            # tests every 2 s, two slow starts on a loaded machine would straddle one every time.
+            from backchannel.station.control import ControlClient
+
+            with ControlClient(self.root / "washington") as w, ControlClient(self.root / "moscow") as m:
+                w_head = w.call("transcript", line="moscow")["head"]
+                m_head = m.call("transcript", line="washington")["head"]
+            return (w_head, m_head) if w_head == m_head else None
 
         w_head, m_head = self.wait_for("equal transcript heads", heads)
         console.print(f"    washington: {w_head}")
@@ -372,8 +377,9 @@ class Demo:
 
 
 def when(ts: float | None) -> str:
+    """UTC to the millisecond, marked Z, as the CLI and the console show times (the demo shows latency)."""
     return (
-        "-" if ts is None else time.strftime("%H:%M:%S", time.localtime(ts)) + f".{int(ts * 1000) % 1000:03d}"
+        "-" if ts is None else time.strftime("%H:%M:%S", time.gmtime(ts)) + f".{int(ts * 1000) % 1000:03d}Z"
     )
 
 

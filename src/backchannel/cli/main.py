@@ -9,6 +9,7 @@ shows the traceback as well.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import sys
@@ -21,7 +22,8 @@ import click
 
 from backchannel.cli import record as record_commands
 from backchannel.cli import render
-from backchannel.errors import BackchannelError, InvalidArgument, StationNotInitialised
+from backchannel.cli.home import require_station
+from backchannel.errors import BackchannelError, InvalidArgument
 from backchannel.station.private import private_umask, write_private
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -37,6 +39,7 @@ class State:
     def call(self, method: str, **params: Any) -> Any:
         from backchannel.station.control import ControlClient
 
+        require_station(self.home)  # "no station here" rather than "not running" for a wrong --home
         with ControlClient(self.home, timeout=float(params.get("timeout", 30)) + 30) as client:
             return client.call(method, **params)
 
@@ -145,9 +148,8 @@ def passphrase(
     from backchannel.station.keystore import MIN_PASSPHRASE, change_passphrase, check_new_passphrase
     from backchannel.station.station import KEYSTORE
 
+    require_station(state.home)
     keystore = state.home / KEYSTORE
-    if not keystore.exists():
-        raise StationNotInitialised(f"no station lives in {state.home}. Run `backchannel init` first.")
     old = read_passphrase(passphrase_file, prompt="Current passphrase")
     new = read_passphrase(
         new_passphrase_file,
@@ -208,6 +210,7 @@ def station_run(
     from backchannel.station.config import StationConfig
     from backchannel.station.runner import main_run
 
+    require_station(state.home)  # before the passphrase is asked, and not as a traceback
     config = StationConfig.load(
         config_file or state.home / "station.toml",
         required=config_file is not None,
@@ -223,6 +226,32 @@ def station_run(
     )
     passphrase = read_passphrase(passphrase_file)
     main_run(state.home, passphrase, config, log_level.upper(), services=[console] if console else [])
+
+
+@station.command("wait")
+@click.option("--timeout", type=float, default=60.0, show_default=True, help="Seconds to wait.")
+@pass_state
+def station_wait(state: State, timeout: float) -> None:
+    """Wait until the station answers on its control socket (after `station run &`)."""
+    import time
+
+    from backchannel.errors import StationNotRunning, TransportError
+    from backchannel.station.control import ControlClient
+
+    require_station(state.home)
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            with ControlClient(state.home, timeout=5) as client:
+                client.call("ping")
+            return
+        except (StationNotRunning, TransportError):
+            if time.monotonic() > deadline:
+                raise StationNotRunning(
+                    f"the station in {state.home} did not answer within {timeout:g} s; "
+                    "see what `backchannel station run` printed"
+                ) from None
+            time.sleep(0.1)
 
 
 @cli.group()
@@ -390,6 +419,7 @@ def send(
     as_json: bool,
 ) -> None:
     """Send TEXT on LINE (reads the text from stdin when TEXT is omitted)."""
+    require_station(state.home)  # before the operator types a message for a station that is not there
     if text is None:
         text = sys.stdin.read().rstrip("\n")
     result = state.call(
@@ -411,7 +441,7 @@ def send(
                 )
             )
         else:
-            render.console.print(f"Sent {render.message_line(v)}")
+            render.console.print(render.message_line(v, "Sent "))
 
     emit(as_json, result, human)
 
@@ -448,56 +478,122 @@ def release(state: State, draft_id: str, operator: str, password_file: Path | No
     """
     from backchannel.cli.operators import read_release_password
 
+    require_station(state.home)  # before asking a password for a station that is not there
     password = read_release_password(operator, password_file)
     result = state.call("release", draft_id=draft_id, operator=operator, password=password)
-    emit(as_json, result, lambda v: render.console.print(f"Released and sent {render.message_line(v)}"))
+    emit(as_json, result, lambda v: render.console.print(render.message_line(v, "Released and sent ")))
 
 
 @cli.command()
 @click.argument("line", required=False)
 @click.option("--unacked", is_flag=True, help="Only messages no operator has acknowledged.")
 @click.option("--limit", type=int, default=50, show_default=True)
+@click.option("--refs", is_flag=True, help="Print only the references, one a line (for scripts and `ack`).")
 @json_option
 @pass_state
-def inbox(state: State, line: str | None, unacked: bool, limit: int, as_json: bool) -> None:
-    """Messages received (newest first)."""
+def inbox(state: State, line: str | None, unacked: bool, limit: int, refs: bool, as_json: bool) -> None:
+    """Messages received (newest first), each with its reference (moscow:in/4) for `ack`."""
     result = state.call("inbox", line=line, unacknowledged=unacked, limit=limit)
-    emit(as_json, result, lambda v: render.console.print(render.messages_table(v, "Inbox")))
+    if refs and not as_json:
+        for m in result:
+            click.echo(render.visible(m["ref"]))
+        return
+    emit(as_json, result, lambda v: render.console.print(render.messages_table(v, "Inbox (newest first)")))
 
 
 @cli.command()
-@click.argument("line")
-@click.argument("seq", type=int)
+@click.argument("line", required=False)
+@click.option("--limit", type=int, default=50, show_default=True)
+@json_option
+@pass_state
+def outbox(state: State, line: str | None, limit: int, as_json: bool) -> None:
+    """Messages sent (newest first), with their receipts."""
+    result = state.call("outbox", line=line, limit=limit)
+    emit(as_json, result, lambda v: render.console.print(render.messages_table(v, "Sent (newest first)")))
+
+
+@cli.command()
+@click.argument("messages", nargs=-1, required=True, metavar="LINE:in/SEQ...")
 @click.option(
     "--operator", default=lambda: os.environ.get("USER", "operator"), help="Who read it (default: $USER)."
 )
 @json_option
 @pass_state
-def ack(state: State, line: str, seq: int, operator: str, as_json: bool) -> None:
-    """Acknowledge received message SEQ on LINE as read by --operator."""
-    result = state.call("ack", line=line, seq=seq, operator=operator)
-    emit(
-        as_json,
-        result,
-        lambda v: render.console.print(
-            render.lit(f"Acknowledged {v['ref']} as {v['acknowledged_by']}; the sender is being told.")
-        ),
-    )
+def ack(state: State, messages: tuple[str, ...], operator: str, as_json: bool) -> None:
+    """Acknowledge received messages as read by --operator.
+
+    Each is given as `inbox` prints it (moscow:in/4); `LINE SEQ` (moscow 4) works too.
+    `backchannel ack $(backchannel inbox moscow --unacked --refs)` acknowledges what is listed.
+    """
+    from backchannel.cli.refs import received_ref
+
+    require_station(state.home)
+    if len(messages) == 2 and messages[1].isdigit() and ":" not in messages[0]:
+        refs = [received_ref(messages[0], messages[1])]  # the older LINE SEQ form
+    else:
+        refs = [received_ref(m) for m in messages]
+    results = [state.call("ack", line=r.line, seq=r.seq, operator=operator) for r in refs]
+
+    def human(done: list[dict[str, Any]]) -> None:
+        for v in done:
+            render.console.print(
+                render.lit(f"Acknowledged {v['ref']} as {v['acknowledged_by']}; the sender is being told.")
+            )
+
+    emit(as_json, results[0] if len(results) == 1 else results, lambda v: human(results))
+
+
+@cli.command()
+@click.argument("message", metavar="LINE:in/SEQ|LINE:out/SEQ")
+@click.argument("seq", required=False, metavar="[SEQ]")
+@json_option
+@pass_state
+def show(state: State, message: str, seq: str | None, as_json: bool) -> None:
+    """One message in full, with its receipts: moscow:in/4 (received) or moscow:out/16 (sent).
+
+    A bare number (moscow 4, moscow:4) is taken when only one direction has that message.
+    """
+    from backchannel.cli.refs import FORMS, parse_ref
+    from backchannel.errors import UnknownMessage
+
+    require_station(state.home)  # a wrong --home is named before a mistyped reference
+    ref = parse_ref(message, seq)
+    if ref.direction is not None:
+        result = state.call("message", line=ref.line, seq=ref.seq, direction=ref.direction)
+    else:
+        found = []
+        for direction in ("in", "out"):
+            with contextlib.suppress(UnknownMessage):
+                found.append(state.call("message", line=ref.line, seq=ref.seq, direction=direction))
+        if len(found) != 1:
+            which = " and ".join(m["ref"] for m in found) if found else "no message"
+            raise InvalidArgument(
+                f"{message}{' ' + seq if seq else ''} is ambiguous ({which}); give {FORMS}"
+                if found
+                else f"there is no message {ref.seq} on line {ref.line!r} in either direction"
+            )
+        result = found[0]
+    emit(as_json, result, lambda v: render.console.print(render.message_block(v)))
 
 
 @cli.command()
 @click.argument("line", required=False)
 @click.option("--limit", type=int, default=20, show_default=True)
-@click.option("--watch", is_flag=True, help="Refresh in place every second (Ctrl-C to stop).")
+@click.option(
+    "--watch",
+    is_flag=True,
+    help="Refresh in place every second (Ctrl-C to stop); in a pipe, print a new status every 2 s.",
+)
 @json_option
 @pass_state
 def status(state: State, line: str | None, limit: int, watch: bool, as_json: bool) -> None:
-    """Lines, circuits, open alarms, and sent messages: queued, relayed, delivered, acknowledged."""
+    """Lines, circuits, open alarms, received messages, and sent ones with their receipts."""
 
     def gather() -> dict[str, Any]:
         lines_data = [state.call("line", name=line)] if line else state.call("lines")
         return {
             "lines": lines_data,
+            "received": state.call("inbox", line=line, limit=limit),
             "messages": state.call("outbox", line=line, limit=limit),
             "alarms": state.call("alarms"),
             "rejected": state.call("counters"),
@@ -508,6 +604,11 @@ def status(state: State, line: str | None, limit: int, watch: bool, as_json: boo
 
         from rich.live import Live
 
+        if not render.console.is_terminal:  # a pipe or a log: one whole status after another
+            while True:
+                render.console.print(render.status_view(gather()))
+                click.echo()  # (click flushes: a reader of the pipe sees each status whole)
+                time.sleep(2.0)
         with Live(render.status_view(gather()), console=render.console, refresh_per_second=2) as live:
             while True:
                 time.sleep(1.0)
@@ -668,11 +769,32 @@ def demo(keep: bool, fast: bool) -> None:
     run_demo(keep=keep, fast=fast)
 
 
+@cli.command()
+@click.argument("shell", type=click.Choice(["bash", "zsh", "fish"]))
+def completion(shell: str) -> None:
+    """Print the shell completion script for SHELL.
+
+    \b
+    bash:  eval "$(backchannel completion bash)"   (in ~/.bashrc)
+    zsh:   eval "$(backchannel completion zsh)"    (in ~/.zshrc)
+    """
+    from click.shell_completion import get_completion_class
+
+    completer = get_completion_class(shell)
+    assert completer is not None  # the choice above lists only shells click supports
+    click.echo(completer(cli, {}, "backchannel", COMPLETE_VAR).source())
+
+
+#: The variable click's completion scripts set when they ask ``backchannel`` for candidates.
+COMPLETE_VAR = "_BACKCHANNEL_COMPLETE"
+
+
 def main() -> None:
     """Entry point: run the CLI, turning every backchannel error into one clear line."""
     debug = "--debug" in sys.argv
     try:
-        cli.main(standalone_mode=False)
+        # The name is fixed so that completion works the same for `python -m backchannel`.
+        cli.main(prog_name="backchannel", complete_var=COMPLETE_VAR, standalone_mode=False)
     except click.exceptions.Abort:
         render.err_console.print("aborted")
         sys.exit(130)
@@ -689,6 +811,20 @@ def main() -> None:
         sys.exit(1)
     except KeyboardInterrupt:
         sys.exit(130)
+    except OSError as exc:  # the file system refused something: one line naming what and where
+        if debug:
+            traceback.print_exc()
+        where = f": {exc.filename}" if exc.filename else ""
+        render.err_console.print(f"[red]error:[/] {render.lit(exc.strerror or exc)}{render.lit(where)}")
+        sys.exit(1)
+    except Exception as exc:  # a bug: still one line, the traceback on request
+        if debug:
+            traceback.print_exc()
+        render.err_console.print(
+            f"[red]error:[/] unexpected {type(exc).__name__}: {render.lit(exc)} "
+            "(run again with --debug for the traceback, and report it)"
+        )
+        sys.exit(1)
 
 
 from backchannel.cli import operators as _operators  # noqa: E402

@@ -26,17 +26,17 @@ from typing import Any
 import click
 
 from backchannel.cli import render
-from backchannel.errors import InvalidArgument, StationNotInitialised
+from backchannel.cli.home import require_station
+from backchannel.errors import InvalidArgument
 from backchannel.station.operators import ROLES, Operators
-from backchannel.station.station import DATABASE, KEYSTORE
+from backchannel.station.station import DATABASE
 from backchannel.station.store import Store
 
 PASSWORD_ENV = "BACKCHANNEL_OPERATOR_PASSWORD"
 
 
 def _open(home: Path) -> tuple[Store, Operators]:
-    if not (home / KEYSTORE).exists():
-        raise StationNotInitialised(f"no station lives in {home}. Run `backchannel init` first.")
+    require_station(home)
     store = Store.open(home / DATABASE)
     return store, Operators(store)
 
@@ -194,6 +194,7 @@ def register(cli: click.Group) -> None:
         if not entries:
             render.console.print("The audit log is empty.")
         for e in entries:  # names and details may hold what someone typed at the login form
-            who, detail = render.visible(e.operator), render.visible(e.detail)
-            line = f"{render.when(e.at)}  {who:24} {e.action:18} {detail}"
-            render.console.print(line, markup=False, highlight=False)
+            head = render.head(render.when(e.at), render.cell(e.operator, "bold"), render.cell(e.action))
+            if e.detail:  # wrapped under its entry, whole, at any width
+                head.append("\n").append_text(render.wrapped(e.detail))
+            render.console.print(head)

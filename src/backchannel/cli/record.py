@@ -235,9 +235,7 @@ def _print_verified(v: dict[str, Any]) -> None:
 
 
 def _utc(ms: int) -> str:
-    import time
-
-    return time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(ms / 1000))
+    return render.when(ms / 1000)  # the CLI's one convention: UTC, marked Z
 
 
 def _read(path: Path, what: str) -> bytes:

@@ -14,13 +14,23 @@ and an escape sequence must not repaint the screen or fake what the operator see
   controls, DEL, bidi overrides, zero-width and line-separator characters are shown in Python's
   escape notation, ``\\x1b`` for ESC, ``\\x9b`` for CSI, ``\\u202e`` for RIGHT-TO-LEFT OVERRIDE.
   Only a message body shown whole keeps its newlines; tables flatten them to spaces.
+
+Layout is for an 80-column terminal and for pipes: messages, lines, circuits, alarms and
+drafts are *blocks* (a head line starting with the reference or name, then indented fields
+and the text, wrapped to the console's width by :func:`wrapped` and :func:`packed`), so a
+reference is never cut and a long text is read in full. When stdout is not a terminal,
+nothing is coloured and tables have no box drawing (:func:`table`). Every time is UTC,
+marked ``Z`` (:func:`when`), as on the console.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import textwrap
+from collections.abc import Iterable
 from typing import Any
 
+from rich import box
 from rich.console import Console, Group
 from rich.markup import escape
 from rich.table import Table
@@ -68,9 +78,80 @@ STATUS_STYLE = {
 
 
 def when(ts: float | None) -> str:
+    """A time as the CLI shows every time: UTC, to the second, marked ``Z`` (as on the console)."""
     if ts is None:
         return "-"
-    return dt.datetime.fromtimestamp(ts).strftime("%H:%M:%S.%f")[:-3]
+    return dt.datetime.fromtimestamp(ts, dt.UTC).strftime("%Y-%m-%d %H:%M:%SZ")
+
+
+INDENT = "  "
+
+
+def width() -> int:
+    """The console's width (``$COLUMNS`` or the terminal's; 80 when piped without one)."""
+    return max(40, console.width)
+
+
+def table(title: str | Text | None = None) -> Table:
+    """A table with box drawing and a coloured header on a terminal, plain columns in a pipe."""
+    if console.is_terminal:
+        return Table(title=title, title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False)
+    return Table(
+        title=title, title_justify="left", box=None, show_edge=False, pad_edge=False, header_style=""
+    )
+
+
+def wrapped(text: str, indent: str = INDENT) -> Text:
+    """A message body shown whole: visible escapes, its own line breaks kept, wrapped to the width."""
+    lines: list[str] = []
+    for paragraph in visible(text, keep="\n").split("\n"):
+        lines += textwrap.wrap(
+            paragraph, width=width() - len(indent), break_on_hyphens=False, replace_whitespace=False
+        ) or [""]
+    return Text("\n".join(indent + line for line in lines))
+
+
+def packed(
+    fields: Iterable[Text | str], indent: str = INDENT, gap: str = "   ", first: str | None = None
+) -> Text:
+    """Short fields (``relayed 2026-…Z``) side by side, a new indented line when one would overflow.
+
+    ``first`` is the indent of the first line (default ``indent``). A field is never split, so
+    a reference or a name longer than the width stays whole (the terminal folds it).
+    """
+    out = Text()
+    column = -1  # nothing on the current line yet
+    for field in fields:
+        item = field if isinstance(field, Text) else Text(field)
+        if column >= 0 and column + len(gap) + len(item) > width():
+            out.append("\n")
+            column = -1
+        if column < 0:
+            lead = indent if out or first is None else first
+            out.append(lead)
+            column = len(lead)
+        else:
+            out.append(gap)
+            column += len(gap)
+        out.append_text(item)
+        column += len(item)
+    return out
+
+
+def head(*parts: Text | str) -> Text:
+    """A block's first line: the reference or name first, never cut; what follows wraps, indented."""
+    return packed((p if isinstance(p, Text) else Text(p) for p in parts if p), gap="  ", first="")
+
+
+def blocks(title: str, items: list[Text], empty: str) -> Group:
+    """A titled list of blocks, a blank line between them."""
+    parts: list[Text] = [Text(title, style="bold")]
+    if not items:
+        parts.append(Text(INDENT + empty, style="dim"))
+    for i, item in enumerate(items):
+        parts += [Text("")] if i else []
+        parts.append(item)
+    return Group(*parts)
 
 
 HEALTH_STYLE = {
@@ -82,81 +163,93 @@ HEALTH_STYLE = {
 }
 
 
-def lines_table(lines: list[dict[str, Any]]) -> Table:
-    table = Table(title="Lines", title_justify="left")
-    columns = (
-        "line",
-        "peer",
-        "health",
-        "verified",
-        "relays up",
-        "sent",
-        "recv",
-        "unacked",
-        "alarms",
-        "last contact",
+def line_block(line: dict[str, Any]) -> Text:
+    health = line.get("health", line["state"])
+    verified = Text("verified") if line["verified"] else Text("NOT VERIFIED", style="bold red")
+    record = "on the record" if line.get("on_record", True) else "off the record"
+    out = head(
+        cell(line["name"], "bold"),
+        Text("with ").append_text(cell(line["peer_name"])),
+        cell(health, HEALTH_STYLE.get(health, "")),
+        verified,
+        record,
     )
-    for col in columns:
-        table.add_column(col)
-    for line in lines:
-        health = line.get("health", line["state"])
-        table.add_row(
-            cell(line["name"]),
-            cell(line["peer_name"]),
-            cell(health, HEALTH_STYLE.get(health, "")),
-            "yes" if line["verified"] else cell("NO", "red"),
-            f"{len(line['relays_connected'])}/{len(line['relays'])}",
-            str(line["sent"]),
-            str(line["received"]),
-            str(line["unacknowledged"]),
-            str(line.get("open_alarms", 0)),
-            when(line["last_contact"]),
+    out.append("\n")
+    out.append_text(
+        packed(
+            [
+                f"relays {len(line['relays_connected'])}/{len(line['relays'])} connected",
+                f"sent {line['sent']}",
+                f"received {line['received']}",
+                Text(f"unacknowledged {line['unacknowledged']}", "bold" if line["unacknowledged"] else ""),
+                Text(f"open alarms {line.get('open_alarms', 0)}", "red" if line.get("open_alarms") else ""),
+                f"last contact {when(line['last_contact'])}",
+            ]
         )
-    return table
+    )
+    return out
 
 
-def circuits_table(lines: list[dict[str, Any]]) -> Table:
-    table = Table(title="Circuits", title_justify="left")
-    for col in ("line", "relay", "health", "relay link", "rtt", "last in", "last out", "waiting"):
-        table.add_column(col)
+def lines_table(lines: list[dict[str, Any]]) -> Group:
+    """``lines``: one block per line (name first, never cut)."""
+    return blocks("Lines", [line_block(line) for line in lines], "no lines yet: invite or accept one")
+
+
+def circuits_table(lines: list[dict[str, Any]]) -> Group:
+    items: list[Text] = []
     for line in lines:
         for c in line.get("circuits", []):
-            table.add_row(
-                cell(line["name"]),
+            out = head(
+                cell(line["name"], "bold"),
                 cell(c["url"]),
                 cell(c["state"], HEALTH_STYLE.get(c["state"], "")),
-                "connected" if c["connected"] else cell("lost", "red"),
-                "-" if c["rtt_ms"] is None else f"{c['rtt_ms']:.1f} ms",
-                when(c["last_in"]),
-                when(c["last_out"]),
-                str(c.get("pending", 0)),
+                "connected" if c["connected"] else Text("relay link lost", style="red"),
             )
-    return table
+            out.append("\n")
+            out.append_text(
+                packed(
+                    [
+                        "rtt -" if c["rtt_ms"] is None else f"rtt {c['rtt_ms']:.1f} ms",
+                        f"last in {when(c['last_in'])}",
+                        f"last out {when(c['last_out'])}",
+                        f"waiting {c.get('pending', 0)}",
+                    ]
+                )
+            )
+            items.append(out)
+    return blocks("Circuits", items, "no circuits")
 
 
-def alarms_table(alarms: list[dict[str, Any]]) -> Table:
-    table = Table(title="Alarms", title_justify="left")
-    for col in ("id", "state", "kind", "line", "raised", "cleared", "message"):
-        table.add_column(col)
+def alarms_table(alarms: list[dict[str, Any]]) -> Group:
+    items: list[Text] = []
     for a in alarms:
         style = "bold red" if a["state"] == "raised" else "green"
-        table.add_row(
-            cell(a["id"]),
+        out = head(
+            cell(a["id"], "bold"),
             cell(a["state"], style),
             cell(a["kind"]),
-            cell(a["line"] or "-"),
-            when(a["raised_at"]),
-            when(a["cleared_at"]),
-            cell(a["message"]),
+            Text("line ").append_text(cell(a["line"])) if a["line"] else "",
         )
-    return table
+        out.append("\n")
+        times: list[Text | str] = [f"raised {when(a['raised_at'])}"]
+        if a.get("cleared_at"):
+            times.append(f"cleared {when(a['cleared_at'])}")
+        if a.get("acknowledged_by"):
+            times.append(Text("acknowledged by ").append_text(cell(a["acknowledged_by"])))
+        out.append_text(packed(times))
+        out.append("\n")
+        out.append_text(wrapped(a["message"]))
+        items.append(out)
+    return blocks("Alarms", items, "no alarms")
 
 
 def status_view(v: dict[str, Any]) -> Group:
     parts: list[Any] = [lines_table(v["lines"]), circuits_table(v["lines"])]
     if v.get("alarms"):
         parts.append(alarms_table(v["alarms"]))
-    parts.append(messages_table(v["messages"], "Sent messages"))
+    if "received" in v:
+        parts.append(messages_table(v["received"], "Received messages (newest first)"))
+    parts.append(messages_table(v["messages"], "Sent messages (newest first)"))
     counters = dict(v.get("rejected") or {})
     copies = counters.pop("duplicate", 0)
     if copies:
@@ -168,15 +261,26 @@ def status_view(v: dict[str, Any]) -> Group:
         parts.append(
             Text("Rejected input: " + ", ".join(f"{visible(k)} {n}" for k, n in sorted(counters.items())))
         )
-    return Group(*parts)
+    spaced: list[Any] = []
+    for part in parts:  # a blank line between sections
+        spaced += [Text(""), part] if spaced else [part]
+    return Group(*spaced)
 
 
-def transcript_table(v: dict[str, Any]) -> Table:
+def transcript_table(v: dict[str, Any]) -> Group:
     mode = "on the record" if v["on_record"] else "off the record"
-    title = Text(f"Record of line {visible(v['line'])} ({mode}); head {visible(v['head'][:16])}…")
-    table = Table(title=title, title_justify="left")
+    title = packed(
+        [
+            Text("Record of line ", "bold").append_text(cell(v["line"], "bold")),
+            f"({mode});",
+            f"head {v['head']}",
+        ],
+        gap=" ",
+        first="",
+    )
+    entries = table()
     for col in ("dir", "seq", "kind", "content", "chain hash"):
-        table.add_column(col)
+        entries.add_column(col, no_wrap=col != "content", overflow="fold")
     for e in v["entries"]:
         if e.get("withheld"):  # a body this station could not read, or chose not to show
             kind, summary = "withheld", f"(body withheld; digest {str(e.get('digest', ''))[:16]}…)"
@@ -184,30 +288,32 @@ def transcript_table(v: dict[str, Any]) -> Table:
             p = e["payload"]
             kind = str(p.get("t", "?"))
             summary = _entry_summary(kind, p)
-        table.add_row(
+        entries.add_row(
             "→" if e["direction"] == 0 else "←",
             str(e["seq"]),
             cell(kind),
             cell(summary),
             cell(e["hash"][:16] + "…"),
         )
-    return table
+    return Group(title, entries)
 
 
-def drafts_table(drafts: list[dict[str, Any]]) -> Table:
-    table = Table(title="Awaiting release (two-person rule)", title_justify="left")
-    for col in ("draft", "line", "precedence", "drafted by", "at", "text"):
-        table.add_column(col)
+def drafts_table(drafts: list[dict[str, Any]]) -> Group:
+    items: list[Text] = []
     for d in drafts:
-        table.add_row(
-            cell(d["id"]),
-            cell(d["line"]),
-            cell(d["precedence"]),
-            cell(d["drafted_by"]),
-            when(d["created_at"]),
-            cell(_short(d["text"])),
+        out = head(
+            cell(d["id"], "bold"),
+            Text("line ").append_text(cell(d["line"])),
+            cell(d["precedence"], PRECEDENCE_STYLE.get(d["precedence"], "")),
         )
-    return table
+        out.append("\n")
+        out.append_text(
+            packed([Text("drafted by ").append_text(cell(d["drafted_by"])), f"at {when(d['created_at'])}"])
+        )
+        out.append("\n")
+        out.append_text(wrapped(d["text"]))
+        items.append(out)
+    return blocks("Awaiting release (two-person rule)", items, "nothing awaits release")
 
 
 def _entry_summary(kind: str, p: dict[str, Any]) -> str:
@@ -227,33 +333,44 @@ def _entry_summary(kind: str, p: dict[str, Any]) -> str:
     return ""
 
 
-def messages_table(messages: list[dict[str, Any]], title: str) -> Table:
-    """Sent messages show their receipts; received ones when they were sent, received, read."""
-    inbound = bool(messages) and all(m["direction"] == "in" for m in messages)
-    table = Table(title=title, title_justify="left")
-    times = ("sent", "received", "acknowledged") if inbound else ("relayed", "delivered", "acknowledged")
-    for col in ("ref", "precedence", "status", "text", *times):
-        table.add_column(col)
-    for m in messages:
-        ack = when(m["acknowledged_at"])
+def message_block(m: dict[str, Any]) -> Text:
+    """One message: its reference first, precedence and status, its times, its whole text."""
+    out = head(
+        cell(m["ref"], "bold"),
+        cell(m["precedence"], PRECEDENCE_STYLE.get(m["precedence"], "")),
+        cell(m["status"], STATUS_STYLE.get(m["status"], "")),
+    )
+    if m["direction"] == "in":
+        times: list[Text | str] = [f"sent {when(m['created_at'])}", f"received {when(m['delivered_at'])}"]
+    else:
+        times = [f"queued {when(m['created_at'])}"]
+        times += [f"{k} {when(m[f'{k}_at'])}" for k in ("relayed", "delivered") if m.get(f"{k}_at")]
+    if m["acknowledged_at"]:
+        ack = Text(f"acknowledged {when(m['acknowledged_at'])}")
         if m["acknowledged_by"]:
-            ack += f" by {m['acknowledged_by']}"
-        first = m["created_at"] if inbound else m["relayed_at"]
-        table.add_row(
-            cell(m["ref"]),
-            cell(m["precedence"], PRECEDENCE_STYLE.get(m["precedence"], "")),
-            cell(m["status"], STATUS_STYLE.get(m["status"], "")),
-            cell(_short(m["text"])),
-            when(first),
-            when(m["delivered_at"]),
-            cell(ack),
-        )
-    return table
+            ack.append(" by ").append_text(cell(m["acknowledged_by"]))
+        times.append(ack)
+    out.append("\n")
+    out.append_text(packed(times))
+    out.append("\n")
+    out.append_text(wrapped(m["text"]))
+    return out
 
 
-def message_line(m: dict[str, Any]) -> str:
-    """A one-line summary of a message, to put in a markup string (already escaped)."""
-    return lit(f"{m['ref']} [{m['precedence']}] {m['status']}: {_short(m['text'], 60)}")
+def messages_table(messages: list[dict[str, Any]], title: str) -> Group:
+    """Messages as blocks: sent ones with their receipts, received ones when sent, received, read."""
+    return blocks(title, [message_block(m) for m in messages], "none")
+
+
+def message_line(m: dict[str, Any], lead: str = "") -> str:
+    """``lead`` and a one-line summary of a message for a markup string (escaped), within the width.
+
+    The reference, precedence and status are whole; only the text is shortened to what is left
+    of the line (it is a confirmation: `show REF` prints the message whole).
+    """
+    summary = f"{lead}{visible(m['ref'])} [{m['precedence']}] {m['status']}"
+    room = width() - len(summary) - 2
+    return lit(summary + (f": {_short(m['text'], room)}" if room >= 12 else ""))
 
 
 def _short(text: str, width: int = 48) -> str:

@@ -30,14 +30,12 @@ so alarm delivery can never keep a station from stopping.
 from __future__ import annotations
 
 import asyncio
-import base64
 import contextlib
 import json
 import logging
 import os
 import re
 import signal
-import ssl
 import sys
 import tempfile
 from collections import deque
@@ -217,11 +215,15 @@ _RESERVED_HEADERS = frozenset({"host", "content-length", "connection", "transfer
 class WebhookSink:
     """POST every alarm event as JSON to an operator's URL (chat bridges, incident tools, SIEM).
 
-    Plain HTTP/1.1 over asyncio streams with ``Connection: close``, so no dependency and no
-    connection state survives between alarms, which are rare. A 2xx answer means delivered;
-    anything else, a network error or no answer within ``timeout`` is a failure. ``https``
-    uses the system's default certificate checks. Credentials in the URL
-    (``http://user:pass@host/``) are sent as HTTP basic authentication.
+    Spoken with ``httpx`` (a maintained HTTP client, rather than HTTP/1.1 by hand), one short
+    client per alarm with ``Connection: close``, so no connection state survives between
+    alarms, which are rare. A 2xx answer means delivered; anything else, a redirect included
+    (never followed: a webhook that moved is a configuration to fix, and following it could
+    carry the alarm and its credentials elsewhere), a network error or no answer within
+    ``timeout`` (the whole exchange) is a failure. ``https`` uses the system's default
+    certificate checks. Credentials in the URL (``http://user:pass@host/``) are sent as HTTP
+    basic authentication. The environment is not consulted (``trust_env=False``): no proxy
+    variable or ``.netrc`` of the station's user decides where alarms go.
     """
 
     def __init__(self, url: str, timeout: float = 5.0, headers: dict[str, str] | None = None) -> None:
@@ -229,88 +231,98 @@ class WebhookSink:
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise ConfigError(f"the alarm webhook must be an http:// or https:// URL, not {url!r}")
         try:
-            port = parts.port or (443 if parts.scheme == "https" else 80)
+            parts.port  # noqa: B018 - only its validation matters here
         except ValueError:
             raise ConfigError(f"the alarm webhook URL has an invalid port: {url!r}") from None
         if timeout <= 0:
             raise ConfigError("the alarm webhook timeout must be positive")
         self.url = url
         self.timeout = timeout
-        self._host = parts.hostname
-        self._port = port
-        self._tls = parts.scheme == "https"
         hostport = parts.netloc.rpartition("@")[2]
-        self._target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
-        if not (hostport + self._target).isascii() or any(c.isspace() for c in hostport + self._target):
+        target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+        if not (hostport + target).isascii() or any(c.isspace() for c in hostport + target):
             raise ConfigError(
                 f"the alarm webhook URL must be ASCII without spaces (percent-encoded): {url!r}"
             )
+        # The request goes to the URL without its userinfo (sent as basic authentication below).
+        self._target = f"{parts.scheme}://{hostport}{target}"
         # The name shows up in logs and in the station's record; keep secrets (credentials,
         # tokens in the path or query, as some chat webhooks have) out of it.
         self.name = f"webhook {parts.scheme}://{hostport}"
+        # Whatever could leak through an exception's text into a log or the alarm record.
+        self._secrets = sorted(
+            {
+                s
+                for s in (
+                    url,
+                    self._target,
+                    parts.username,
+                    parts.password,
+                    unquote(parts.username or ""),
+                    unquote(parts.password or ""),
+                    parts.query,
+                    parts.path if len(parts.path) > 1 else "",
+                )
+                if s
+            },
+            key=len,
+            reverse=True,
+        )
+        self._auth = (
+            (unquote(parts.username), unquote(parts.password or "")) if parts.username is not None else None
+        )
         merged: dict[str, tuple[str, str]] = {
             "content-type": ("Content-Type", "application/json"),
             "user-agent": ("User-Agent", "backchannel-alarms/1"),
+            "connection": ("Connection", "close"),
         }
-        if parts.username is not None:
-            pair = f"{unquote(parts.username)}:{unquote(parts.password or '')}".encode()
-            merged["authorization"] = ("Authorization", "Basic " + base64.b64encode(pair).decode("ascii"))
         for key, value in (headers or {}).items():
             if not _TOKEN.match(key) or key.lower() in _RESERVED_HEADERS:
                 raise ConfigError(f"the alarm webhook header {key!r} cannot be set")
             if any(c in value for c in "\r\n\0") or not value.isascii():
                 raise ConfigError(f"the alarm webhook header {key!r} has a value that cannot be sent")
             merged[key.lower()] = (key, value)
-        self._head = f"Host: {hostport}\r\n" + "".join(f"{k}: {v}\r\n" for k, v in merged.values())
+        if "authorization" in merged:  # an explicit header wins over the URL's userinfo, as before
+            self._auth = None
+        self._headers = dict(merged.values())
+
+    def _scrub(self, text: str) -> str:
+        """``text`` without the URL's credentials, path or query (an exception may quote them)."""
+        for secret in self._secrets:
+            text = text.replace(secret, "…")
+        return text
 
     async def deliver(self, alarm: Alarm) -> None:
+        import httpx  # here: only stations with a webhook pay for importing it
+
+        # httpx logs every request's full URL at INFO: a token in its query must not reach the log.
+        for name in ("httpx", "httpcore"):
+            logging.getLogger(name).setLevel(logging.WARNING)
+
         body = json.dumps(alarm, ensure_ascii=False).encode("utf-8")
-        request = (
-            f"POST {self._target} HTTP/1.1\r\n{self._head}"
-            f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n"
-        ).encode("latin-1") + body
-        writer: asyncio.StreamWriter | None = None
         try:
-            async with asyncio.timeout(self.timeout):
-                reader, writer = await asyncio.open_connection(
-                    self._host,
-                    self._port,
-                    ssl=ssl.create_default_context() if self._tls else None,
-                    server_hostname=self._host if self._tls else None,
-                )
-                writer.write(request)
-                await writer.drain()
-                status, reason = await _read_final_status(reader)
-        except TimeoutError:
+            async with (
+                asyncio.timeout(self.timeout),
+                httpx.AsyncClient(
+                    timeout=self.timeout,
+                    follow_redirects=False,
+                    verify=True,
+                    trust_env=False,
+                    auth=self._auth,
+                ) as client,
+            ):
+                response = await client.post(self._target, content=body, headers=self._headers)
+        except (TimeoutError, httpx.TimeoutException):
             raise AlarmSinkError(f"{self.name} gave no answer within {self.timeout:g} s") from None
-        except AlarmSinkError as exc:
-            raise AlarmSinkError(f"{self.name}: {exc}") from None
-        except OSError as exc:  # refused, reset, DNS, TLS
-            raise AlarmSinkError(f"{self.name} could not be reached: {_describe(exc)}") from None
-        except (EOFError, ValueError) as exc:  # closed before answering, an overlong status line
-            raise AlarmSinkError(f"{self.name} broke off the exchange: {_describe(exc)}") from None
-        finally:
-            if writer is not None:
-                writer.close()
-        if not 200 <= status < 300:
-            raise AlarmSinkError(f"{self.name} answered {status} {reason}".rstrip())
-
-
-async def _read_final_status(reader: asyncio.StreamReader) -> tuple[int, str]:
-    """The status of the final response, skipping any 1xx interim responses."""
-    while True:
-        line = await reader.readline()
-        if not line:
-            raise EOFError("the connection closed before an answer")
-        parts = line.decode("latin-1").strip().split(None, 2)
-        if len(parts) < 2 or not parts[0].startswith("HTTP/") or not re.fullmatch(r"\d{3}", parts[1]):
-            raise AlarmSinkError(f"the answer is not HTTP: {line[:80]!r}")
-        status = int(parts[1])
-        if status >= 200 or status < 100:
-            return status, parts[2] if len(parts) > 2 else ""
-        while (header := await reader.readline()) not in (b"\r\n", b"\n"):
-            if not header:
-                raise EOFError("the connection closed before an answer")
+        except (httpx.ConnectError, OSError) as exc:  # refused, reset, DNS, TLS
+            raise AlarmSinkError(f"{self.name} could not be reached: {self._scrub(_describe(exc))}") from None
+        except httpx.HTTPError as exc:  # closed before answering, not HTTP, ...
+            raise AlarmSinkError(
+                f"{self.name} broke off the exchange: {self._scrub(_describe(exc))}"
+            ) from None
+        if not 200 <= response.status_code < 300:
+            reason = response.reason_phrase
+            raise AlarmSinkError(f"{self.name} answered {response.status_code} {reason}".rstrip())
 
 
 # ---- configuration ---------------------------------------------------------------------

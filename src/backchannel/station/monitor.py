@@ -222,7 +222,7 @@ class Monitor:
             self._set(
                 ("deadline_passed", line_id, str(seq)),
                 True,
-                f"{precedence} message {name}:{seq} has not been acknowledged "
+                f"{precedence} message {name}:out/{seq} has not been acknowledged "
                 f"{now - created:.0f} s after it was sent (deadline passed)",
             )
             self._mark_escalated(line_id, seq)

@@ -73,7 +73,13 @@ class MessageView:
 
     @property
     def ref(self) -> str:
-        return f"{self.line}:{self.seq}"
+        """``LINE:in/SEQ`` or ``LINE:out/SEQ``: sent and received entries are numbered apart.
+
+        SEQ is the line's sequence number in that direction (the record's, the same at both
+        ends: ``washington:out/16`` here is ``moscow:in/16`` at the other station), so it
+        counts receipts and link tests as well as operators' messages.
+        """
+        return f"{self.line}:{self.direction}/{self.seq}"
 
     def marked_repeated(self) -> MessageView:
         return replace(self, repeated=True)

@@ -44,10 +44,25 @@ def test_flash_refused_unverified_alarmed_at_the_peer_and_feedback_truthful(tmp_
             alpha.call("send", line=a_line, text=TEXT, precedence="FLASH")
         refused = alpha.cli("send", a_line, TEXT, "-p", "FLASH")
         assert refused.returncode != 0 and "Traceback" not in refused.stderr
+        assert "refuses FLASH until its safety number is verified" in refused.stderr
+        assert "warning: line" in refused.stderr and "not verified" in refused.stderr  # warned first
         assert not alpha.call("outbox", line=a_line)  # nothing was sent
+
+        # send --id on the CLI: the retry says it sent nothing new, with the same reference.
+        once = alpha.cli("send", a_line, "routine check", "--id", "cli-1")
+        twice = alpha.cli("send", a_line, "routine check", "--id", "cli-1")
+        assert once.returncode == 0 and twice.returncode == 0, twice.stderr
+        ref = f"{a_line}:out/"
+        assert ref in once.stdout and "Already sent (same --id)" in twice.stdout
+        assert once.stdout.split(ref)[1].split()[0] == twice.stdout.split(ref)[1].split()[0]
 
         confirmed = alpha.call("verify", line=a_line, confirm=True)
         assert confirmed["verified"] and confirmed["peer_confirmed"] is None
+        shown_verify = alpha.cli("verify", a_line)
+        assert "Verified on this side" in shown_verify.stdout and "not known" in shown_verify.stdout
+        assert "both" not in shown_verify.stdout
+        quiet = alpha.cli("send", a_line, "after verification")
+        assert quiet.returncode == 0 and "warning" not in quiet.stderr
         sent = alpha.call("send", line=a_line, text=TEXT, precedence="FLASH", wait="delivered")
 
         def flash_alarm() -> list[dict[str, object]]:
@@ -61,6 +76,8 @@ def test_flash_refused_unverified_alarmed_at_the_peer_and_feedback_truthful(tmp_
 
         first = bravo.call("ack_alarm", alarm_id=raised["id"], operator="smith")
         second = bravo.call("ack_alarm", alarm_id=raised["id"], operator="jones")
+        said = bravo.cli("alarm-ack", str(raised["id"]), "--operator", "jones").stdout
+        assert "already acknowledged by smith" in said
         assert "already_acknowledged" not in first and second["already_acknowledged"] is True
         assert second["acknowledged_by"] == "smith" and second["acknowledged_at"] == first["acknowledged_at"]
         shown = [a for a in bravo.call("alarms") if a["id"] == raised["id"]]
@@ -70,6 +87,10 @@ def test_flash_refused_unverified_alarmed_at_the_peer_and_feedback_truthful(tmp_
         seq = next(m["seq"] for m in inbox if m["text"] == TEXT)
         acked = bravo.call("ack", line=b_line, seq=seq, operator="smith")
         again = bravo.call("ack", line=b_line, seq=seq, operator="jones")
+        said = bravo.cli("ack", f"{b_line}:in/{seq}", "--operator", "jones").stdout
+        assert "already acknowledged by smith" in said and "being told" not in said
+        listed = bravo.cli("alarms", "--all").stdout
+        assert "acknowledged by smith" in listed
         assert "already_acknowledged" not in acked and again["already_acknowledged"] is True
         assert again["acknowledged_by"] == "smith"
         wait_until("the flash alarm to clear", lambda: [e for e in flash_alarm() if e["state"] == "cleared"])

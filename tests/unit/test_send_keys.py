@@ -38,3 +38,25 @@ def test_a_key_names_one_message_and_a_draft_keeps_its_key(station_pair: Any) ->
     same = asyncio.run(station.send(line, "held", **held))
     assert isinstance(draft, DraftView) and isinstance(same, DraftView) and same.id == draft.id
     assert len(station.drafts()) == 1
+
+
+def test_a_flash_refused_unverified_cannot_slip_out_as_an_older_draft(station_pair: Any) -> None:
+    """A FLASH drafted before the line refused FLASH unverified is refused at release too."""
+    from backchannel.errors import FlashRefused
+    from backchannel.station.operators import Operators
+
+    station = station_pair.inviter
+    line = station_pair.inviter_line
+    station.config = replace(station.config, line_release={line: "flash"})
+    Operators(station.store).add("jones", "releaser", "jones's password")
+    draft = asyncio.run(station.send(line, "held", precedence="FLASH", operator="smith"))
+    assert isinstance(draft, DraftView)
+    station.config = replace(station.config, line_refuse_flash={line: True})
+    with pytest.raises(FlashRefused):
+        asyncio.run(station.send(line, "another", precedence="FLASH", operator="smith"))
+    with pytest.raises(FlashRefused):
+        asyncio.run(station.release(draft.id, "jones", "jones's password"))
+    assert [d.id for d in station.drafts()] == [draft.id]  # still held, nothing sent
+    station.verify(line, confirm=True)
+    sent = asyncio.run(station.release(draft.id, "jones", "jones's password"))
+    assert sent.precedence == "FLASH"

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import Callable
 from typing import Any
 
 from backchannel.errors import (
@@ -57,6 +58,9 @@ class Releases:
         self._rng = lines.rng
         self._releasing: set[str] = set()
         self._operators: Operators | None = None
+        #: The checks every send gets, again at release time (set by ``sends.Sends``): a draft
+        #: written before the line's config refused FLASH on it unverified must not slip out.
+        self.before_release: Callable[[LiveLine, Precedence], None] | None = None
 
     def hold(
         self, live: LiveLine, precedence: Precedence, text: str, operator: str | None, key: str | None = None
@@ -114,6 +118,8 @@ class Releases:
         who = operator if isinstance(operator, str) and valid_name(operator) else repr(operator)[:64]
         try:
             live, text, precedence, note = await self._authorise(draft_id, operator, password, via)
+            if self.before_release is not None:
+                self.before_release(live, precedence)
             self._releasing.add(draft_id)
             try:
                 seq, waiter, _ = await self._outbox.queue_message(

@@ -68,6 +68,7 @@ class Sends:
         self._store = store
         self._config = config
         outbox.on_key = self.existing
+        releases.before_release = self.refuse_flash_unverified
 
     async def send(
         self,
@@ -86,18 +87,23 @@ class Sends:
             found = self.existing(key, live, prec, text)
             if found is not None:
                 return await self._repeat(live, found, wait, timeout)
-        unverified = live.row.verified_at is None
-        if prec is Precedence.FLASH and unverified and self._config().refuses_flash_unverified(live.row.name):
-            raise FlashRefused(
-                f"line {live.row.name!r} refuses FLASH until its safety number is verified: compare "
-                f"it with the other operator (backchannel verify {live.row.name}), or send at "
-                "IMMEDIATE. Nothing was sent."
-            )
+        self.refuse_flash_unverified(live, prec)
         if self._config().needs_release(live.row.name, prec.value):
             return self._releases.hold(live, prec, text, operator, key)
         seq, repeated = await self._outbox.send_message(live, prec, text, wait, timeout, key)
         view = self._views.message(live.row.name, seq, "out")
         return view.marked_repeated() if repeated else view
+
+    def refuse_flash_unverified(self, live: LiveLine, precedence: Precedence) -> None:
+        """FLASH on a line never verified, when its config says so: refused, for every caller."""
+        if precedence is not Precedence.FLASH or live.row.verified_at is not None:
+            return
+        if self._config().refuses_flash_unverified(live.row.name):
+            raise FlashRefused(
+                f"line {live.row.name!r} refuses FLASH until its safety number is verified: compare "
+                f"it with the other operator (backchannel verify {live.row.name}), or send at "
+                "IMMEDIATE. Nothing was sent."
+            )
 
     def existing(self, key: str, live: LiveLine, precedence: Precedence, text: str) -> SendKeyRow | None:
         """What ``key`` already names, if it names this very message; refused if another."""

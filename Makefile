@@ -9,7 +9,7 @@ STAMP := $(VENV)/.installed-stamp
 # order works and `. .venv/bin/activate` puts `backchannel` on PATH after either.
 RUNTIME_STAMP := $(VENV)/.runtime-stamp
 
-.PHONY: venv test lint demo bench chaos vectors clean chromium postgresql screenshots
+.PHONY: venv test lint demo bench bench-scale chaos vectors clean chromium postgresql haproxy screenshots
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "backchannel needs Python 3.11 or newer")'
@@ -30,7 +30,7 @@ lint: $(STAMP)
 	$(VENV)/bin/mypy src/backchannel tests
 	$(VENV)/bin/lint-imports
 
-test: lint chromium postgresql
+test: lint chromium postgresql haproxy
 	$(VENV)/bin/pytest -q -p no:cacheprovider
 
 # The console's browser tests drive Debian's chromium (never a browser Playwright downloads).
@@ -42,14 +42,26 @@ chromium:
 postgresql:
 	@ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || (apt-get update -qq && apt-get install -y -qq postgresql)
 
+# Several relay processes behind one address are tested behind Debian's haproxy, started by the
+# test itself on 127.0.0.1 with a generated configuration (never the package's service).
+haproxy:
+	@command -v haproxy >/dev/null || test -x /usr/sbin/haproxy || (apt-get update -qq && apt-get install -y -qq haproxy)
+
 screenshots: $(STAMP) chromium
 	BACKCHANNEL_SCREENSHOTS=docs/images $(VENV)/bin/pytest -q -p no:cacheprovider tests/console
 
 demo: $(RUNTIME_STAMP)
 	$(VENV)/bin/backchannel demo
 
+# One line against the minimal baseline relay (medians of 3 runs) and a small load-generator run;
+# figures and ratios go to bench/results/latest.json. Under 10 minutes (docs/PERFORMANCE.md).
 bench: $(STAMP)
-	$(PY) bench/bench_line.py
+	$(PY) bench/bench_line.py --scale
+
+# The scale benchmark: 1, 100 and 1,000 stations with 10,000 mailboxes on one relay, on SQLite
+# and on a throwaway PostgreSQL cluster (bench/results/scale.json; bounded, about 10 minutes).
+bench-scale: $(STAMP) postgresql
+	$(PY) bench/loadgen.py --stations 1,100,1000 --mailboxes 10000 --db sqlite,postgres
 
 # The fault tests alone, harder than in `make test`: three times the kills and the messages, and the
 # long variants (BACKCHANNEL_CHAOS=1) of the relays' database faults

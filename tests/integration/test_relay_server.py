@@ -542,7 +542,7 @@ def test_metrics_can_be_served_on_a_separate_address(relay_factory: Callable[...
     metrics_url = line.split("relay metrics on ", 1)[1].strip()
     assert metrics_url.startswith("http://127.0.0.2:")
     status, text = http_get(metrics_url)
-    assert status == 200 and "backchannel_relay_open_connections 0" in text
+    assert status == 200 and "backchannel_relay_open_connections 0.0" in text
     assert http_get(metrics_url.removesuffix("/metrics") + "/anything")[0] == 404
 
 

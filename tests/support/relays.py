@@ -21,6 +21,7 @@ from typing import Any, TypeVar
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+from prometheus_client.parser import text_string_to_metric_families
 
 READY_PREFIX = "relay listening on "
 START_TIMEOUT = 15.0
@@ -29,8 +30,16 @@ START_TIMEOUT = 15.0
 class RelayProcess:
     """A relay subprocess; ``restart`` keeps its database and port (so URLs stay valid)."""
 
-    def __init__(self, directory: Path, config: dict[str, Any] | None = None, db: str | None = None) -> None:
+    def __init__(
+        self,
+        directory: Path,
+        config: dict[str, Any] | None = None,
+        db: str | None = None,
+        args: tuple[str, ...] = (),
+    ) -> None:
         self.directory = directory
+        #: Further command-line options of ``python -m backchannel.relay``.
+        self.args = args
         directory.mkdir(parents=True, exist_ok=True)
         self.db_path = directory / "relay.db"
         #: where the relay keeps its frames: the SQLite file, or a postgresql:// URL
@@ -80,6 +89,12 @@ class RelayProcess:
         path = self.directory / "relay.stderr"
         return path.read_text() if path.exists() else ""
 
+    def metrics_url(self) -> str:
+        """Where the relay said it serves /metrics (``metrics_listen``), from its log."""
+        lines = [line for line in self.stderr_text().splitlines() if "relay metrics on " in line]
+        assert lines, "this relay serves no separate metrics address"
+        return lines[-1].split("relay metrics on ", 1)[1].strip()
+
     def _start(self) -> None:
         cmd = [
             sys.executable,
@@ -94,6 +109,7 @@ class RelayProcess:
         ]
         if self.config_path is not None:
             cmd += ["--config", str(self.config_path)]
+        cmd += self.args
         deadline = time.monotonic() + START_TIMEOUT
         while True:  # a restart may race the kernel releasing the old port
             stderr = open(self.directory / "relay.stderr", "a")  # noqa: SIM115
@@ -119,11 +135,15 @@ class RelayProcess:
 
 
 def start_relay(
-    tmp_path: Path, config: dict[str, Any] | None = None, name: str = "relay", db: str | None = None
+    tmp_path: Path,
+    config: dict[str, Any] | None = None,
+    name: str = "relay",
+    db: str | None = None,
+    args: tuple[str, ...] = (),
 ) -> RelayProcess:
     """Start a relay subprocess under ``tmp_path/name`` (on ``db``, a postgresql:// URL, if
-    given; else on an SQLite file there). The caller must ``stop()`` it."""
-    return RelayProcess(tmp_path / name, config, db)
+    given; else on an SQLite file there; ``args``: further options). The caller must ``stop()`` it."""
+    return RelayProcess(tmp_path / name, config, db, args)
 
 
 def _read_line(proc: subprocess.Popen[str], deadline: float) -> str:
@@ -170,12 +190,25 @@ def public(key: Ed25519PrivateKey) -> bytes:
     return key.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
 
 
-def metrics(relay: RelayProcess) -> dict[str, int]:
-    """The relay's counters from its /metrics endpoint, by short name."""
-    with urllib.request.urlopen(relay.http_url + "/metrics", timeout=5) as response:
+def metrics(relay: RelayProcess, url: str = "", token: str = "") -> dict[str, int]:
+    """The relay's counters and gauges from its /metrics endpoint (prometheus_client's text
+    format, read with its own parser), by short name: ``stored`` for
+    ``backchannel_relay_stored_total``; a labelled sample as ``refused{reason=quota}``.
+    ``url``: a separate metrics address; ``token``: its bearer token."""
+    request = urllib.request.Request(
+        url or relay.http_url + "/metrics", headers={"Authorization": f"Bearer {token}"} if token else {}
+    )
+    with urllib.request.urlopen(request, timeout=5) as response:
         text = response.read().decode()
     out = {}
-    for line in text.splitlines():
-        name, value = line.rsplit(" ", 1)
-        out[name.removeprefix("backchannel_relay_").removesuffix("_total")] = int(value)
+    for family in text_string_to_metric_families(text):
+        value_name = {"counter": family.name + "_total", "gauge": family.name}.get(family.type)
+        if value_name is None or (family.type == "gauge" and family.name.endswith("_seconds_created")):
+            continue  # (histograms have their own helpers; *_seconds_created are their start times)
+        short = family.name.removeprefix("backchannel_relay_")
+        for sample in family.samples:
+            if sample.name != value_name:
+                continue
+            labels = ",".join(f"{k}={v}" for k, v in sorted(sample.labels.items()))
+            out[f"{short}{{{labels}}}" if labels else short] = int(sample.value)
     return out

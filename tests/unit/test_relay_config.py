@@ -68,6 +68,9 @@ def test_file_then_overrides(tmp_path: Path) -> None:
         ('[relay]\nmetrics_token = "short"\n', "metrics_token"),
         ('[relay]\nmetrics_listen = "9400"\n', "metrics_listen"),
         ('[relay]\nmetrics_listen = "127.0.0.1:http"\n', "metrics_listen"),
+        ('[relay]\nmetrics_listen = "0.0.0.0:9400"\n', "metrics_listen"),
+        ("[relay]\nlisten_notifications = 1\n", "listen_notifications"),
+        ("[relay]\ncatch_up_interval_seconds = 0\n", "catch_up_interval_seconds"),
     ],
 )
 def test_bad_settings_name_the_key(tmp_path: Path, text: str, key: str) -> None:
@@ -89,3 +92,18 @@ def test_unreadable_or_invalid_file(tmp_path: Path) -> None:
 def test_unknown_override_is_refused() -> None:
     with pytest.raises(ConfigError, match="colour"):
         RelayConfig.load(None, colour="blue")
+
+
+def test_scale_out_settings_and_a_network_metrics_listener_with_its_token(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "relay.toml"
+    path.write_text(
+        "[relay]\nlisten_notifications = false\ncatch_up_interval_seconds = 0.5\n"
+        'metrics_listen = "0.0.0.0:9400"\n'
+    )
+    monkeypatch.setenv("BACKCHANNEL_RELAY_METRICS_TOKEN", "from-the-environment-0123")
+    config = RelayConfig.load(str(path))
+    assert config.listen_notifications is False and config.catch_up_interval_seconds == 0.5
+    assert config.metrics_token == "from-the-environment-0123"
+    assert "from-the-environment" not in repr(config)

@@ -210,7 +210,6 @@ def station_run(
     from backchannel.station.config import StationConfig
     from backchannel.station.runner import main_run
 
-    require_station(state.home)  # before the passphrase is asked, and not as a traceback
     config = StationConfig.load(
         config_file or state.home / "station.toml",
         required=config_file is not None,
@@ -224,6 +223,7 @@ def station_run(
     console = ConsoleService.from_options(
         config_file or state.home / "station.toml", console_address, required=config_file is not None
     )
+    require_station(state.home)  # (after the config's own errors) before the passphrase, not a traceback
     passphrase = read_passphrase(passphrase_file)
     main_run(state.home, passphrase, config, log_level.upper(), services=[console] if console else [])
 

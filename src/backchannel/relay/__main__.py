@@ -9,7 +9,7 @@ import argparse
 import sys
 
 from backchannel.errors import BackchannelError
-from backchannel.relay.config import RelayConfig
+from backchannel.relay.config import METRICS_TOKEN_ENV, RelayConfig
 from backchannel.relay.server import main_serve
 
 
@@ -21,9 +21,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--host", help="address to listen on (default 127.0.0.1)")
     parser.add_argument("--port", type=int, help="port to listen on; 0 picks a free one")
     parser.add_argument("--db", dest="db_path", help="SQLite database file, or a postgresql:// URL")
+    parser.add_argument(
+        "--metrics-listen",
+        help="HOST:PORT to serve /metrics on, apart from the relay's port "
+        f"(bearer token: metrics_token, or ${METRICS_TOKEN_ENV})",
+    )
     args = parser.parse_args(argv)
     try:
-        config = RelayConfig.load(args.config, host=args.host, port=args.port, db_path=args.db_path)
+        config = RelayConfig.load(
+            args.config,
+            host=args.host,
+            port=args.port,
+            db_path=args.db_path,
+            metrics_listen=args.metrics_listen,
+        )
         main_serve(config)
     except BackchannelError as exc:
         print(f"relay: {exc}", file=sys.stderr)

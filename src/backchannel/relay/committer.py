@@ -65,8 +65,11 @@ class GroupCommitter:
         clock: Clock,
         counters: dict[str, int],
         health: StorageHealth,
+        observe_commit: Callable[[float], None] | None = None,
     ) -> None:
         self._health = health
+        #: Told each transaction's duration in seconds (the commit-latency histogram).
+        self._observe_commit = observe_commit
         self._store = store
         self._executor = executor
         self._limits = limits
@@ -109,9 +112,12 @@ class GroupCommitter:
                 ops = [op for op, _ in batch]
                 results: list[WriteResult | None]
                 try:
+                    started = self._clock.monotonic()
                     applied = await loop.run_in_executor(
                         self._executor, self._store.apply, ops, self._clock.now(), self._limits
                     )
+                    if self._observe_commit is not None:
+                        self._observe_commit(self._clock.monotonic() - started)
                     results = list(applied)
                     self._counters["commits"] += 1
                     self._health.succeeded(write=True)

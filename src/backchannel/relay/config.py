@@ -14,13 +14,18 @@ never reach a log line that prints the configuration.
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 import math
+import os
 from dataclasses import dataclass, field
 from typing import Any
 
 from backchannel.errors import ConfigError
 from backchannel.proto import frames
 from backchannel.tomlfile import read_table
+
+#: The environment variable that gives the relay its ``metrics_token``.
+METRICS_TOKEN_ENV = "BACKCHANNEL_RELAY_METRICS_TOKEN"
 
 
 @dataclass(frozen=True)
@@ -93,6 +98,15 @@ class RelayConfig:
     #: comes back); a subscribed mailbox is in use however idle its line.
     mailbox_expiry_seconds: float = 14 * 24 * 3600.0
 
+    # ---- several relay processes on one PostgreSQL database --------------------------------
+    #: Listen for the frames other relay processes store (PostgreSQL LISTEN/NOTIFY), so their
+    #: subscribers here get them at once. Off, only the catch-up read below finds them.
+    listen_notifications: bool = True
+    #: How often every subscription checks the database for frames it was not told about (a
+    #: notification lost while the listening connection was down, or a commit that landed
+    #: behind what it already pushed). A lost notification delays a frame by at most this.
+    catch_up_interval_seconds: float = 5.0
+
     # ---- /metrics ---------------------------------------------------------------------------
     #: ``HOST:PORT`` to serve ``/metrics`` (and ``/health``) on instead of the relay's own
     #: port ("": the relay's port). Port 0 picks a free one.
@@ -102,7 +116,9 @@ class RelayConfig:
 
     @classmethod
     def load(cls, path: str | None = None, **overrides: Any) -> RelayConfig:
-        """Defaults, then the ``[relay]`` table of ``path`` (if given), then ``overrides``.
+        """Defaults, then the ``[relay]`` table of ``path`` (if given), then the metrics token
+        from the environment (``$BACKCHANNEL_RELAY_METRICS_TOKEN``, kept out of files and
+        command lines), then ``overrides``.
 
         Overrides whose value is None are ignored, so a CLI can pass its options through
         unchanged whether or not the operator gave them.
@@ -110,6 +126,8 @@ class RelayConfig:
         values: dict[str, Any] = {}
         if path is not None:
             values.update(_read_table(path))
+        if os.environ.get(METRICS_TOKEN_ENV):
+            values["metrics_token"] = os.environ[METRICS_TOKEN_ENV]
         values.update({k: v for k, v in overrides.items() if v is not None})
         return cls.from_mapping(values)
 
@@ -153,7 +171,13 @@ class RelayConfig:
         if self.access_token and any(c in self.access_token for c in ":@/?#%[] "):
             raise ConfigError("relay setting 'access_token' must not contain ':@/?#%[] ' (it goes in a URL)")
         if self.metrics_listen:
-            metrics_address(self.metrics_listen)
+            host, _ = metrics_address(self.metrics_listen)
+            if not self.metrics_token and not _loopback(host):
+                raise ConfigError(
+                    f"relay setting 'metrics_listen' = {self.metrics_listen!r} is reachable from other "
+                    "machines: set 'metrics_token' (or $BACKCHANNEL_RELAY_METRICS_TOKEN) so that only "
+                    "your scraper reads the relay's traffic figures, or listen on a loopback address"
+                )
 
 
 def metrics_address(value: str) -> tuple[str, int]:
@@ -163,6 +187,16 @@ def metrics_address(value: str) -> tuple[str, int]:
     if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
         raise ConfigError(f"relay setting 'metrics_listen' must be HOST:PORT, not {value!r}")
     return host, int(port)
+
+
+def _loopback(host: str) -> bool:
+    """Is ``host`` reachable only from this machine (127.0.0.0/8, ::1, localhost)?"""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False  # a name: it may resolve to anything
 
 
 _AT_LEAST_ONE = (
@@ -191,6 +225,7 @@ _FINITE_POSITIVE = (
     "requests_per_second",
     "send_timeout_seconds",
     "storage_stall_seconds",
+    "catch_up_interval_seconds",
 )
 
 
@@ -225,12 +260,18 @@ _FIELD_TYPES: dict[str, type] = {
     "send_timeout_seconds": float,
     "storage_stall_seconds": float,
     "mailbox_expiry_seconds": float,
+    "listen_notifications": bool,
+    "catch_up_interval_seconds": float,
     "metrics_listen": str,
     "metrics_token": str,
 }
 
 
 def _check_type(key: str, value: Any, expected: type) -> Any:
+    if expected is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"relay setting {key!r} must be true or false, not {type(value).__name__}")
+        return value
     # bool is an int subclass in Python; `port = true` is a mistake, not port 1.
     if isinstance(value, bool):
         raise ConfigError(f"relay setting {key!r} must be {expected.__name__}, not a boolean")

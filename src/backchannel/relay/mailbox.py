@@ -121,6 +121,11 @@ class PushWindow:
         """Read the mailbox again from its oldest frame (a catch-up after a storage error)."""
         self.cursor = 0
 
+    def seq_of(self, msg_id: bytes) -> int | None:
+        """The sequence number of a frame pushed here and awaiting its ACK (None: not awaited)."""
+        pushed = self._unacked.get(msg_id)
+        return None if pushed is None else pushed.seq
+
     def acked(self, msg_id: bytes) -> bool:
         """Free the slot of an acknowledged frame; False if it was not pushed here."""
         return self._unacked.pop(msg_id, None) is not None

@@ -11,7 +11,7 @@ how many operations failed). Every failure is counted in ``storage_errors`` and 
 
 Whoever sees a failure also tells the server (``on_failure``): after a storage error the
 relay cannot trust its idea of what is stored and pushed, so every subscription reads its
-mailbox again from the oldest unacknowledged frame (``server._catch_up_all``).
+mailbox again from the oldest unacknowledged frame (``Deliveries.catch_up_all``).
 """
 
 from __future__ import annotations

@@ -130,6 +130,10 @@ class MailboxStore(Protocol):
         """How many frames wait in a mailbox."""
         ...
 
+    def depth_summary(self) -> tuple[int, int, int]:
+        """Frames waiting in all mailboxes, mailboxes held, and frames in the deepest mailbox."""
+        ...
+
     def find_messages(self, keys: Sequence[tuple[bytes, bytes]]) -> dict[tuple[bytes, bytes], int]:
         """The sequence numbers of the frames ``(recv_id, msg_id)`` that are stored (absent ones
         are left out): how the relay learns the outcome of a commit whose reply it lost."""

@@ -13,8 +13,11 @@ transaction-level advisory lock, so relays starting together against one databas
 each script once. Every ``psycopg`` exception leaves this module as a ``StorageError``, with
 the password of the connection string never in the message.
 
-One relay process per database: a relay pushes frames to its subscribers from memory as it
-stores them, and does not watch the database for frames another relay process stored.
+Several relay processes may serve one database (docs/OPERATIONS.md, "Several relay processes
+on one PostgreSQL"): every batch that stores frames also sends, inside its transaction, one
+``NOTIFY`` per stored frame on :data:`CHANNEL` (``ORIGIN RECV_ID SEQ MSG_ID``, ids in hex).
+PostgreSQL delivers a notification only once its transaction has committed, so a process that
+hears one can read the frame; ``relay/peers.py`` listens, and :meth:`survey` is its catch-up.
 """
 
 from __future__ import annotations
@@ -31,6 +34,8 @@ from backchannel.errors import StorageError
 from backchannel.relay.mailbox import QueueLimits
 from backchannel.relay.storage.base import (
     MailboxRecord,
+    Outcome,
+    PutMessage,
     StoredMessage,
     WriteOp,
     WriteResult,
@@ -41,6 +46,8 @@ from backchannel.schema import numbered_scripts
 
 #: An arbitrary constant naming the advisory lock that serialises migrations.
 _MIGRATION_LOCK = 0x6263_7265_6C61_79  # "bcrelay"
+#: The channel on which a batch announces the frames it stored to the other relay processes.
+CHANNEL = "backchannel_relay_stored"
 #: URL schemes that select this store instead of an SQLite file.
 URL_SCHEMES = ("postgresql://", "postgres://")
 
@@ -52,8 +59,10 @@ def is_postgres_url(location: str) -> bool:
 class PostgresMailboxStore:
     """``MailboxStore`` on a PostgreSQL database (``postgresql://user@host:port/dbname``)."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, origin: str = "") -> None:
         self.url = url
+        #: Names this process in its notifications, so it can ignore its own.
+        self.origin = origin
         self._db = _connect(url)
         try:
             migrate(self._db, url)
@@ -74,7 +83,15 @@ class PostgresMailboxStore:
         db = self._live()
         with _mapped("write", self.url), db.transaction():
             batch = Batch(_PostgresTables(db), now, limits)
-            return [batch.run(op) for op in ops]
+            results = [batch.run(op) for op in ops]
+            notices = [
+                f"{self.origin} {op.recv_id.hex()} {result.count} {result.msg_id.hex()}"
+                for op, result in zip(ops, results, strict=True)
+                if isinstance(op, PutMessage) and result.outcome is Outcome.STORED
+            ]
+            if notices:  # (sent by PostgreSQL at COMMIT, and only if it commits)
+                db.execute("SELECT pg_notify(%s, n) FROM unnest(%s::text[]) AS n", (CHANNEL, notices))
+            return results
 
     # ---- reads -------------------------------------------------------------------------
 
@@ -99,6 +116,30 @@ class PostgresMailboxStore:
             (recv_id, sorted(set(seqs))),
         )
         return [StoredMessage(seq, recv_id, bytes(mid), bytes(payload), at) for seq, mid, payload, at in rows]
+
+    def survey(self, cursors: Sequence[tuple[bytes, int]]) -> list[tuple[bytes, int, int]]:
+        """For each ``(recv_id, cursor)``: how many frames wait at or before the cursor, and the
+        newest frame's sequence number (0: none). A subscription whose count exceeds what it
+        awaits, or whose newest frame lies beyond what it pushed, missed a frame (the
+        catch-up read of ``relay/peers.py``)."""
+        if not cursors:
+            return []
+        rows = self._rows(
+            "SELECT c.recv_id,"
+            " (SELECT COUNT(*) FROM messages m WHERE m.recv_id = c.recv_id AND m.seq <= c.cursor),"
+            " (SELECT COALESCE(MAX(m.seq), 0) FROM messages m WHERE m.recv_id = c.recv_id)"
+            " FROM unnest(%s::bytea[], %s::bigint[]) AS c(recv_id, cursor)",
+            ([r for r, _ in cursors], [c for _, c in cursors]),
+        )
+        return [(bytes(recv_id), int(behind), int(newest)) for recv_id, behind, newest in rows]
+
+    def depth_summary(self) -> tuple[int, int, int]:
+        rows = self._rows(
+            "SELECT (SELECT COUNT(*) FROM messages), (SELECT COUNT(*) FROM mailboxes),"
+            " (SELECT COALESCE(MAX(n), 0) FROM (SELECT COUNT(*) AS n FROM messages GROUP BY recv_id) AS d)",
+            (),
+        )
+        return int(rows[0][0]), int(rows[0][1]), int(rows[0][2])
 
     def depth(self, recv_id: bytes) -> int:
         db = self._live()
@@ -214,13 +255,13 @@ def _connect(url: str) -> psycopg.Connection[Any]:
     if row is None or row[0] != "on":
         db.close()
         raise StorageError(
-            f"relay database {_redacted(url)}: the server runs with fsync off, so a commit is not "
+            f"relay database {redacted(url)}: the server runs with fsync off, so a commit is not "
             "durable and the relay could answer 'stored' for a frame a crash then loses"
         )
     return db
 
 
-def _redacted(url: str) -> str:
+def redacted(url: str) -> str:
     """The connection string without its password (for error messages and logs)."""
     url = re.sub(r"(://[^:/@]*):[^@]*@", r"\1:***@", url)
     return re.sub(r"(?i)([?&]password=)[^&]*", r"\1***", url)
@@ -233,7 +274,7 @@ def _mapped(what: str, url: str) -> Iterator[None]:
         yield
     except psycopg.Error as exc:
         detail = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise StorageError(f"relay database {_redacted(url)}: cannot {what}: {detail}", _kind(exc)) from None
+        raise StorageError(f"relay database {redacted(url)}: cannot {what}: {detail}", _kind(exc)) from None
 
 
 def _kind(exc: psycopg.Error) -> str:

@@ -99,6 +99,15 @@ class SqliteMailboxStore:
         with _mapped("count messages"):
             return _SqliteTables(self._db).depth(recv_id)
 
+    def depth_summary(self) -> tuple[int, int, int]:
+        with _mapped("count messages"):
+            row = self._db.execute(
+                "SELECT (SELECT COUNT(*) FROM messages), (SELECT COUNT(*) FROM mailboxes),"
+                " (SELECT COALESCE(MAX(n), 0)"
+                " FROM (SELECT COUNT(*) AS n FROM messages GROUP BY recv_id) AS d)"
+            ).fetchone()
+        return int(row[0]), int(row[1]), int(row[2])
+
     def find_messages(self, keys: Sequence[tuple[bytes, bytes]]) -> dict[tuple[bytes, bytes], int]:
         found: dict[tuple[bytes, bytes], int] = {}
         with _mapped("read messages"):

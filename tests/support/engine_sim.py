@@ -125,7 +125,7 @@ class SimStation:
         """One send event; returns the frames handed to the relay after the commit."""
         disk = copy.deepcopy(self.disk)
         state, effects, _ = sending.send(self.core.state, self.session, payload, kind, self.rng, None)
-        self.core = LineCore(state, self.core.lifecycle)
+        self.core = self.core.with_state(state)
         queue = self._event(effects, disk, set())
         if crash == "before_commit":
             self.restart()
@@ -153,7 +153,7 @@ class SimStation:
                 self.rng,
                 None,
             )
-            self.core = LineCore(state, self.core.lifecycle)
+            self.core = self.core.with_state(state)
             queue += self._event(effects, disk, set())
         if crash == "before_commit":
             self.restart()

@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from backchannel.proto.engine.core import Lifecycle, LineCore
+from backchannel.proto.engine.recovery import PeerReport
 from backchannel.proto.line import LineState
 from backchannel.proto.session import OlmSession
 from backchannel.station.store import LineRow
@@ -20,6 +21,9 @@ class LiveLine:
     row: LineRow
     state: LineState
     session: OlmSession
+    #: What the peer reported of our direction (the core's recovery state, in memory only);
+    #: None until first needed, then taken from the record (``Monitor.init_peer``).
+    peer: PeerReport | None = None
 
     @property
     def line_id(self) -> bytes:
@@ -32,4 +36,4 @@ class LiveLine:
     @property
     def core(self) -> LineCore:
         """The engine's view of the line: its protocol state and lifecycle."""
-        return LineCore(self.state, Lifecycle(self.row.state))
+        return LineCore(self.state, Lifecycle(self.row.state), self.peer or PeerReport())

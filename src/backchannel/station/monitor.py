@@ -31,13 +31,14 @@ from backchannel.errors import BackchannelError
 from backchannel.proto.engine import effects as fx
 from backchannel.proto.engine import ticking
 from backchannel.proto.engine.linkcheck import Health, LineWatch, assess, line_health
-from backchannel.proto.engine.recovery import gap_due
+from backchannel.proto.engine.recovery import PeerReport, gap_due
 from backchannel.proto.engine.ticking import Timing
 from backchannel.proto.payloads import LinkTestReply
 from backchannel.station.alarms import Alarms
 from backchannel.station.config import StationConfig
 from backchannel.station.lines import Lines
 from backchannel.station.links import Links
+from backchannel.station.liveline import LiveLine
 from backchannel.station.outbox import Outbox
 from backchannel.station.recorder import Recorder
 from backchannel.station.relay_url import shown
@@ -103,8 +104,9 @@ class Monitor:
         if watch is None:
             now = self._clock.now()
             watch = LineWatch(next_test_at=now + min(self._interval, 1.0), next_test_id=ms(now))
-            live = self._lines.get(line_id)  # (what the peer had, from the record after a restart)
-            watch.peer.has = 0 if live is None else self._recorder.peer_seen(live)
+            live = self._lines.get(line_id)
+            if live is not None:
+                self.init_peer(live)
             for url in self._links.circuit_urls(line_id):
                 circuit = watch.circuit(url, now)
                 circuit.connected = self._links.connected(url)
@@ -152,10 +154,11 @@ class Monitor:
         now = self._clock.now()
         watch.reply_received(reply.test_id, seq, reply.circuits, reply.held / 1000, now, url)
 
-    def peer_reported(self, line_id: bytes, count: int, first_hand: bool) -> None:
-        """A peer entry said it had ``count`` of our frames (its ``seen``); ``first_hand``
-        unless it was released from the hold after a gap (see ``PeerReport.report``)."""
-        self.watch(line_id).peer.report(count, self._clock.now(), first_hand)
+    def init_peer(self, live: LiveLine) -> None:
+        """Before the engine first needs it: what the peer had of our direction, from the
+        record (after a start; the core's ``peer`` then follows every report in memory)."""
+        if live.peer is None:
+            live.peer = PeerReport(has=self._recorder.peer_seen(live))
 
     def frames_lost(self, line_id: bytes, first: int) -> None:
         """The peer still lacks a frame we had already sent again: a relay loses or withholds
@@ -214,7 +217,11 @@ class Monitor:
         timing = Timing(self._interval, self._config.resend_after, self._config.checkpoint_interval)
         for line_id in self._lines.established():
             watch = self.watch(line_id)
-            for effect in ticking.tick(self._lines[line_id].core, watch, now, timing, self._ledger):
+            live = self._lines[line_id]
+            self.init_peer(live)
+            core, effects = ticking.tick(live.core, watch, now, timing, self._ledger)
+            live.peer = core.peer
+            for effect in effects:
                 self._apply(effect)
             self._assess(line_id, watch, now)
         for line_id, seq, precedence, created in self.overdue_messages(now):

@@ -224,13 +224,14 @@ class Receiver:
                     return
                 raise MisaddressedFrame("a frame arrived for a line this station does not have")
             peer_signing = live.row.peer_signing
+            self._monitor.init_peer(live)
             result = receiving.receive(
                 live.core, live.session, sealed, data, url, now, self._ledger, peer_signing
             )
         except InvitationAlreadyUsed:  # still counted and dropped, and now an alarm too
             work.after.append(lambda: self._pairing.invitation_reused(line_id, url))
             raise
-        live.state = result.core.state
+        live.state, live.peer = result.core.state, result.core.peer
         repeat = False
         for effect in result.effects:
             if isinstance(effect, fx.CopyArrived):
@@ -257,8 +258,6 @@ class Receiver:
                 self._lines.record_entry(effect)
             case fx.CheckSeen(_, seq, seen):
                 self._recorder.check_seen(live, seq, seen, work.after)
-            case fx.PeerReported(_, count, first_hand):
-                self._monitor.peer_reported(line_id, count, first_hand)
             case fx.StoreInbound(_, seq, precedence, text, sent_at):
                 body = self._lines.body(line_id, "in", seq, text)
                 store.add_inbound(line_id, seq, precedence, body, sent_at, now)

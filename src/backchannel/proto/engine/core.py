@@ -11,9 +11,10 @@ transitions are data (:data:`TRANSITIONS`), as in h11: one place says what may f
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from enum import Enum
 
+from backchannel.proto.engine.recovery import PeerReport
 from backchannel.proto.line import LineState
 
 
@@ -45,10 +46,16 @@ def transition(state: Lifecycle | None, event: Event) -> Lifecycle | None:
 
 @dataclass(frozen=True)
 class LineCore:
-    """Everything the engine decides on for one line (the Olm session travels beside it)."""
+    """Everything the engine decides on for one line (the Olm session travels beside it).
+
+    ``state`` and ``lifecycle`` are durable (the line's row); ``peer``, what the peer reported
+    of our direction (end-to-end recovery, :mod:`.recovery`), is kept in memory and starts
+    from the record after a restart.
+    """
 
     state: LineState
     lifecycle: Lifecycle
+    peer: PeerReport = field(default_factory=PeerReport)
 
     @property
     def line_id(self) -> bytes:
@@ -60,6 +67,9 @@ class LineCore:
 
     def with_state(self, state: LineState) -> LineCore:
         return replace(self, state=state)
+
+    def with_peer(self, peer: PeerReport) -> LineCore:
+        return replace(self, peer=peer)
 
     def may_send(self, seq: int) -> bool:
         """Whether our frame ``seq`` may leave now: an accepter sends only its hello until welcomed."""

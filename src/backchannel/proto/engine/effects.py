@@ -250,15 +250,6 @@ class LinkReplyArrived:
     circuit: str | None
 
 
-@dataclass(frozen=True)
-class PeerReported:
-    """An entry's ``seen``: the peer had ``count`` of our frames (for end-to-end recovery)."""
-
-    line_id: bytes
-    count: int
-    first_hand: bool
-
-
 # ---- after the commit ----------------------------------------------------------------------
 
 
@@ -378,7 +369,6 @@ Effect = (
     | CopyArrived
     | LinkTestArrived
     | LinkReplyArrived
-    | PeerReported
     | QueueFrames
     | WakeIncoming
     | WakeDelivered

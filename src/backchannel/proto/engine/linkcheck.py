@@ -26,8 +26,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from enum import StrEnum
 
-from backchannel.proto.engine.recovery import PeerReport
-
 
 class Health(StrEnum):
     UP = "up"
@@ -115,8 +113,6 @@ class LineWatch:
     next_checkpoint_at: float = 0.0
     #: when we last sent a link test on this line
     last_test_at: float | None = None
-    #: what the peer's entries say it has of our frames (for end-to-end recovery)
-    peer: PeerReport = field(default_factory=PeerReport)
 
     def circuit(self, url: str, now: float) -> CircuitHealth:
         if url not in self.circuits:

@@ -26,6 +26,7 @@ as pure functions of what the shell read:
 from __future__ import annotations
 
 from collections.abc import Collection, Sequence
+from dataclasses import replace
 
 from backchannel.clock import ms
 from backchannel.errors import (
@@ -126,7 +127,7 @@ def welcomed(core: LineCore) -> tuple[LineCore, list[fx.Effect]]:
         fx.SaveLine(core.line_id, established=True),
         fx.QueueFrames(core.line_id, tuple(range(2, state.next_seq))),
     ]
-    return LineCore(state, lifecycle), effects
+    return replace(core, lifecycle=lifecycle), effects
 
 
 def timed_out(
@@ -142,7 +143,7 @@ def timed_out(
         return core, []
     lifecycle = transition(core.lifecycle, Event.TIMED_OUT)
     assert lifecycle is Lifecycle.FAILED
-    return LineCore(core.state, lifecycle), [fx.PairingFailed(core.line_id, timeout)]
+    return replace(core, lifecycle=lifecycle), [fx.PairingFailed(core.line_id, timeout)]
 
 
 def reused(line_id: bytes, circuit: str | None) -> list[fx.Effect]:

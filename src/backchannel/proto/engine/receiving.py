@@ -131,7 +131,8 @@ def deliver(
     if opened.seen is not None:
         effects.append(fx.CheckSeen(line_id, seq, opened.seen))
         count = min(opened.seen.count, state.next_seq - 1)  # never more than we sent
-        effects.append(fx.PeerReported(line_id, count, first_hand=circuit is not None))
+        # End-to-end recovery's evidence (an entry released from the hold is not first-hand).
+        core = core.with_peer(core.peer.report(count, now, first_hand=circuit is not None))
     if opened.error is not None:
         # Authenticated by the line key, yet unreadable: the frame is spent (the line moves
         # on, and the transcripts now differ, which is how the operators will see it).

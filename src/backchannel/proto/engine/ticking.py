@@ -15,7 +15,7 @@ from backchannel.clock import ms
 from backchannel.proto.engine import effects as fx
 from backchannel.proto.engine.core import LineCore
 from backchannel.proto.engine.linkcheck import LineWatch, trim
-from backchannel.proto.engine.recovery import RESEND_LIMIT, gap_due
+from backchannel.proto.engine.recovery import RESEND_LIMIT, PeerReport, gap_due
 from backchannel.proto.payloads import LinkTest, LinkTestReply
 
 
@@ -34,8 +34,11 @@ class Timing:
     checkpoint_interval: float
 
 
-def tick(core: LineCore, watch: LineWatch, now: float, timing: Timing, ledger: TickLedger) -> list[fx.Effect]:
-    """What this line does at ``now``; the watch's timers move with it."""
+def tick(
+    core: LineCore, watch: LineWatch, now: float, timing: Timing, ledger: TickLedger
+) -> tuple[LineCore, list[fx.Effect]]:
+    """The core after ``now`` (a round of recovery changes its peer report) and what this line
+    does; the watch's timers move with it."""
     line_id = core.line_id
     effects: list[fx.Effect] = []
     gap_report = gap_due(watch.gap_since, watch.last_test_at, now, timing.resend_after)
@@ -47,10 +50,12 @@ def tick(core: LineCore, watch: LineWatch, now: float, timing: Timing, ledger: T
         watch.next_test_at = now + timing.interval
         watch.last_test_at = now
         effects.append(fx.SendPayload(line_id, LinkTest(test_id, ms(now)), "test"))
-    effects += resend_lacking(core, watch, now, timing.resend_after, ledger)
-    if watch.peer.loss_proved():
-        effects.append(fx.FramesLost(line_id, watch.peer.has + 1, True))
-    elif watch.peer.loss_over():  # (after a restart: at the first report, as for health)
+    peer, resent = resend_lacking(core, watch, now, timing.resend_after, ledger)
+    core = core.with_peer(peer)
+    effects += resent
+    if peer.loss_proved():
+        effects.append(fx.FramesLost(line_id, peer.has + 1, True))
+    elif peer.loss_over():  # (after a restart: at the first report, as for health)
         effects.append(fx.FramesLost(line_id, 0, False))
     if watch.next_checkpoint_at == 0.0:  # after a start: one interval after the last one sent
         last = ledger.last_checkpoint_sent(line_id) or now
@@ -61,19 +66,19 @@ def tick(core: LineCore, watch: LineWatch, now: float, timing: Timing, ledger: T
     for test_id, circuits, held in watch.due_answers(now, timing.interval):
         reply = LinkTestReply(test_id, circuits, ms(now), ms(held))
         effects.append(fx.SendPayload(line_id, reply, "test-reply"))
-    return effects
+    return core, effects
 
 
 def resend_lacking(
     core: LineCore, watch: LineWatch, now: float, resend_after: float, ledger: TickLedger
-) -> list[fx.Effect]:
+) -> tuple[PeerReport, list[fx.Effect]]:
     """Our frames the peer still lacks though a relay stored them, to send again on every
-    circuit (``proto.engine.recovery``)."""
-    report = watch.peer
+    circuit (``proto.engine.recovery``); and the peer report after that round."""
+    report = core.peer
     if report.has + 1 >= core.state.next_seq or (report.resent_at or 0.0) + resend_after > now:
-        return []  # (the cheap checks first: this runs on every tick)
+        return report, []  # (the cheap checks first: this runs on every tick)
     relayed = ledger.relayed_times(core.line_id, report.has + 1, report.has + RESEND_LIMIT)
-    due = report.resend(relayed, now, resend_after, watch.gap_since)
+    report, due = report.resend(relayed, now, resend_after, watch.gap_since)
     if not due:
-        return []
-    return [fx.Count("resent", len(due)), fx.Resend(core.line_id, tuple(due))]
+        return report, []
+    return report, [fx.Count("resent", len(due)), fx.Resend(core.line_id, tuple(due))]

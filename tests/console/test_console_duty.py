@@ -81,7 +81,7 @@ def test_an_incoming_flash_shows_a_banner_and_the_title_on_every_page_until_ackn
 
     world.moscow.call("send", line=world.m_line, text=ROUTINE_TEXT, precedence="ROUTINE")
     seq = world.moscow.call("send", line=world.m_line, text=FLASH_TEXT, precedence="FLASH")["seq"]
-    ref = f"{world.w_line}:{seq}"
+    ref = f"{world.w_line}:in/{seq}"
 
     # Live: the banner and the title come without a reload, and (this console's setting) a tone.
     banner = page.locator(".flash-banner")
@@ -122,7 +122,7 @@ def test_the_flash_tone_is_off_unless_the_console_turns_it_on(duty: World, conte
     page = log_in(context, world.moscow, "ivanova")
     assert not page.evaluate("document.body.hasAttribute('data-flash-sound')")
     seq = world.washington.call("send", line=world.w_line, text=FLASH_TEXT, precedence="FLASH")["seq"]
-    ref = f"{world.m_line}:{seq}"
+    ref = f"{world.m_line}:in/{seq}"
     expect(page.locator(".flash-banner")).to_contain_text(ref)  # the banner, live, but no tone
     page.reload()
     expect(page.locator(".flash-banner")).to_contain_text(ref)

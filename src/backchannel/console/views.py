@@ -22,7 +22,7 @@ class FlashAlert:
 
     @property
     def ref(self) -> str:
-        return f"{self.line}:{self.seq}"
+        return f"{self.line}:in/{self.seq}"  # the form the CLI prints and ack/show take
 
 
 def unacknowledged_flash(station: Station) -> list[FlashAlert]:

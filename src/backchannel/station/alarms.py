@@ -18,7 +18,8 @@ from typing import Any
 
 from backchannel.clock import Clock, Rng
 from backchannel.errors import BackchannelError
-from backchannel.station.alarm_sinks import AlarmDispatcher, sinks_from_config
+from backchannel.station.alarm_dispatch import AlarmDispatcher
+from backchannel.station.alarm_sinks import sinks_from_config
 from backchannel.station.config import StationConfig
 from backchannel.station.store import AlarmRow, Store
 from backchannel.station.views import shallow

@@ -28,6 +28,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Callable
 
 from backchannel.aio import TaskSet
 from backchannel.errors import BackchannelError
@@ -89,6 +90,8 @@ class Monitor:
         self._ledger = _TickLedger(store, recorder)
         self._tasks = TaskSet("monitor")
         self._reported: dict[tuple[str, bytes, str], bool] = {}
+        #: Other parts' periodic checks, run on every tick (the pairing timeout).
+        self.on_tick: list[Callable[[], None]] = []
 
     async def start(self) -> None:
         for alarm in self._alarms.list():
@@ -179,6 +182,17 @@ class Monitor:
             "they are being sent again end to end",
         )
 
+    def flash_received(self, line_id: bytes, seq: int) -> None:
+        """An incoming FLASH is stored: with ``alarm_on_flash``, an alarm through the sinks (a
+        command, a webhook) so that it reaches a person away from the console. The alarm names
+        the message, never its text (a sink may be outside this machine); acknowledging the
+        message clears it."""
+        if self._config.alarm_on_flash:
+            name, peer = self._lines.name(line_id), self._lines.peer_name(line_id)
+            ref = f"{name}:in/{seq}"
+            message = f"FLASH {ref} from {peer}: read it and acknowledge it (backchannel ack {ref})"
+            self._alarms.raise_alarm("flash_received", line_id, f"in/{seq}", message)
+
     def gap(self, line_id: bytes, open_: bool) -> None:
         live = self._lines.get(line_id)
         if live is not None:
@@ -225,6 +239,8 @@ class Monitor:
                 f"{now - created:.0f} s after it was sent (deadline passed)",
             )
             self._mark_escalated(line_id, seq)
+        for check in self.on_tick:
+            check()
 
     def _apply(self, effect: fx.Effect, now: float) -> None:
         """Carry out one effect of the engine's tick (or of a change of the line's circuits)."""

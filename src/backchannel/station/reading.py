@@ -74,7 +74,7 @@ class Views:
             transcript_head=live.state.transcript.head().hex(),
             health=(watch.state.value if watch else ("up" if relays else "down"))
             if live.established
-            else "pairing",
+            else row.state,  # pairing, or failed (the welcome never came: see pairing.py)
             circuits=circuits,
             open_alarms=open_alarms,
         )

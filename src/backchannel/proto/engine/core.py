@@ -2,7 +2,10 @@
 
 A line is *pairing* from the accepter's hello until the inviter's welcome arrives (until
 then only the hello may leave: the inviter cannot read anything else yet), and *established*
-from then on; the inviter's line is established the moment it opens the hello. The
+from then on; the inviter's line is established the moment it opens the hello. An accepter
+whose welcome does not come within the pairing timeout marks the line *failed* (the
+invitation was used by another station, or the inviter is gone); a welcome arriving later
+still establishes it, since a slow inviter's genuine welcome must not be lost. The
 transitions are data (:data:`TRANSITIONS`), as in h11: one place says what may follow what.
 """
 
@@ -19,11 +22,13 @@ from backchannel.proto.line import LineState
 class Lifecycle(Enum):
     PAIRING = "pairing"
     ESTABLISHED = "established"
+    FAILED = "failed"
 
 
 class Event(Enum):
     HELLO_OPENED = "hello_opened"  # the inviter opened the accepter's hello
     WELCOMED = "welcomed"  # the accepter received the inviter's welcome
+    TIMED_OUT = "timed_out"  # the accepter waited the pairing timeout for the welcome in vain
 
 
 #: (state, event) -> next state. A pair absent from the table leaves the state unchanged
@@ -31,6 +36,8 @@ class Event(Enum):
 TRANSITIONS: dict[tuple[Lifecycle | None, Event], Lifecycle] = {
     (None, Event.HELLO_OPENED): Lifecycle.ESTABLISHED,
     (Lifecycle.PAIRING, Event.WELCOMED): Lifecycle.ESTABLISHED,
+    (Lifecycle.PAIRING, Event.TIMED_OUT): Lifecycle.FAILED,
+    (Lifecycle.FAILED, Event.WELCOMED): Lifecycle.ESTABLISHED,
 }
 
 

@@ -146,6 +146,24 @@ class SpendInvitation:
 
 
 @dataclass(frozen=True)
+class PairingFailed:
+    """The accepter's welcome did not come within ``timeout`` seconds: the line is *failed*
+    (stored), and its operator must be told why it may be (an alarm, after the commit)."""
+
+    line_id: bytes
+    timeout: float
+
+
+@dataclass(frozen=True)
+class InvitationReused:
+    """A second hello tried to use our invitation, already used: alarm its operator (the
+    invitation text leaked or was given twice). ``circuit``: the relay it came through."""
+
+    line_id: bytes
+    circuit: str | None
+
+
+@dataclass(frozen=True)
 class AcceptCircuit:
     """Send to the peer's mailbox ``cap`` from now on (stored now, used after the commit);
     with ``answer``, offer our own mailbox on that relay after the commit."""
@@ -375,6 +393,8 @@ Effect = (
     | ReceiptDue
     | ApplyCircuits
     | SpendInvitation
+    | PairingFailed
+    | InvitationReused
     | AcceptCircuit
     | HoldProposal
     | DeclineCircuit

@@ -35,6 +35,7 @@ from backchannel.station.store.rows import (
     PeerMailboxRow,
     PendingInvitationRow,
     ProposalRow,
+    SendKeyRow,
 )
 
 __all__ = [
@@ -52,6 +53,7 @@ __all__ = [
     "PeerMailboxRow",
     "PendingInvitationRow",
     "ProposalRow",
+    "SendKeyRow",
     "Store",
 ]
 

@@ -127,6 +127,22 @@ class InsecureRelayURL(LocalError):
     code = "insecure_relay_url"
 
 
+class IdempotencyKeyReused(LocalError):
+    """This idempotency key (send --id) already names another message: a different text,
+    precedence or line. A retry must repeat the original send exactly; a new message needs a
+    new key. Nothing was sent."""
+
+    code = "idempotency_key_reused"
+
+
+class FlashRefused(LocalError):
+    """This line refuses FLASH messages until its safety number is verified
+    (refuse_flash_unverified in the station's config). Compare the safety numbers
+    (`backchannel verify LINE`), or send at a lower precedence. Nothing was sent."""
+
+    code = "flash_refused"
+
+
 # ---- remote: a peer or relay misbehaved ------------------------------------------------
 
 

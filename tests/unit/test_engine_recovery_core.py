@@ -32,10 +32,12 @@ def test_a_round_of_recovery_comes_back_in_the_core_the_tick_returns() -> None:
     accepter.receive(welcome[0])
     accepter.send(message("lost on the way"), "msg")  # our frame 2
     core = accepter.core.with_peer(PeerReport(has=1, reported_at=10.0))  # the peer still lacks 2
-    watch = LineWatch(next_test_at=1e9, next_checkpoint_at=1e9)
-    after, effects = ticking.tick(core, watch, 10.0, ticking.Timing(60.0, 2.0, 3600.0), Ledger())
+    core = core.with_watch(LineWatch(next_test_at=1e9, next_checkpoint_at=1e9))  # (no circuits to judge)
+    after, effects = ticking.tick(core, 10.0, ticking.Timing(60.0, 2.0, 3600.0), Ledger())
+    effects = [e for e in effects if not isinstance(e, fx.GapOpen)]  # (no gap: its alarm stays clear)
     assert effects == [fx.Count("resent", 1), fx.Resend(core.line_id, (2,))]
     assert (after.peer.resent_at, after.peer.round_upto) == (10.0, 2)
     assert core.peer.resent_at is None
-    again, effects = ticking.tick(after, watch, 10.5, ticking.Timing(60.0, 2.0, 3600.0), Ledger())
-    assert effects == [] and again.peer == after.peer  # one round per resend_after
+    again, effects = ticking.tick(after, 10.5, ticking.Timing(60.0, 2.0, 3600.0), Ledger())
+    assert effects == [fx.GapOpen(core.line_id, False, 0.0)]  # one round per resend_after
+    assert again.peer == after.peer

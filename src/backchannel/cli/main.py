@@ -20,8 +20,8 @@ from typing import Any, TypeVar
 
 import click
 
+from backchannel.cli import duty, render
 from backchannel.cli import record as record_commands
-from backchannel.cli import render
 from backchannel.cli.home import require_station
 from backchannel.errors import BackchannelError, InvalidArgument
 from backchannel.station.private import private_umask, write_private
@@ -406,7 +406,9 @@ def accept(state: State, invitation: str, name: str | None, as_json: bool) -> No
 @cli.command()
 @click.argument("line")
 @click.option(
-    "--confirm", is_flag=True, help="Record that both operators compared the number and it matched."
+    "--confirm",
+    is_flag=True,
+    help="Record that you compared the number with the other operator and it matched.",
 )
 @json_option
 @pass_state
@@ -421,13 +423,8 @@ def verify(state: State, line: str, confirm: bool, as_json: bool) -> None:
         groups = v["grouped"].split()
         for i in range(0, len(groups), 4):
             render.console.print("    [bold]" + "  ".join(groups[i : i + 4]) + "[/]")
-        if v["verified"]:
-            render.console.print("[green]Verified[/]: both operators confirmed these digits match.")
-        else:
-            render.console.print(
-                "[red]Not verified.[/] Read the digits aloud to the other operator; "
-                f"if they match, run: backchannel verify {render.lit(v['line'])} --confirm"
-            )
+        for sentence in duty.verification(v):  # each side's state, never "both" unless known
+            render.console.print(sentence)
 
     emit(as_json, result, human)
 
@@ -465,6 +462,12 @@ def lines(state: State, as_json: bool) -> None:
     default=lambda: os.environ.get("USER", "operator"),
     help="Who drafts it (matters on lines under the two-person rule; default $USER).",
 )
+@click.option(
+    "--id",
+    "key",
+    metavar="KEY",
+    help="Idempotency key: a retry with the same KEY returns the first message instead of a second one.",
+)
 @json_option
 @pass_state
 def send(
@@ -475,12 +478,18 @@ def send(
     wait: str | None,
     timeout: float,
     operator: str,
+    key: str | None,
     as_json: bool,
 ) -> None:
-    """Send TEXT on LINE (reads the text from stdin when TEXT is omitted)."""
+    """Send TEXT on LINE (reads the text from stdin when TEXT is omitted).
+
+    With --id KEY a script can retry a send whose answer it never got (the station was
+    stopped mid-request): the same KEY, line and text return the message already stored.
+    """
     require_station(state.home)  # before the operator types a message for a station that is not there
     if text is None:
         text = sys.stdin.read().rstrip("\n")
+    duty.warn_unverified(state.call, line, precedence.upper())
     result = state.call(
         "send",
         line=line,
@@ -489,6 +498,7 @@ def send(
         wait=wait,
         timeout=timeout,
         operator=operator,
+        idempotency_key=key,
     )
 
     def human(v: dict[str, Any]) -> None:
@@ -500,7 +510,7 @@ def send(
                 )
             )
         else:
-            render.console.print(render.message_line(v, "Sent "))
+            render.console.print(duty.sent(v))
 
     emit(as_json, result, human)
 
@@ -595,9 +605,7 @@ def ack(state: State, messages: tuple[str, ...], operator: str, as_json: bool) -
 
     def human(done: list[dict[str, Any]]) -> None:
         for v in done:
-            render.console.print(
-                render.lit(f"Acknowledged {v['ref']} as {v['acknowledged_by']}; the sender is being told.")
-            )
+            render.console.print(render.lit(duty.acknowledged(v)))
 
     emit(as_json, results[0] if len(results) == 1 else results, lambda v: human(results))
 
@@ -696,7 +704,7 @@ def alarm_ack(state: State, alarm_id: str, operator: str, as_json: bool) -> None
     emit(
         as_json,
         result,
-        lambda v: render.console.print(render.lit(f"Alarm {v['id']} acknowledged by {operator}.")),
+        lambda v: render.console.print(render.lit(duty.alarm_acknowledged(v))),
     )
 
 

@@ -15,7 +15,10 @@ relay_policy = ["ask", "relay.example.org"]   # relays the peer may add: these; 
 FLASH = 120
 IMMEDIATE = 600
 
-[station.lines.moscow.deadlines]     # per line, by the line's local name
+[station.lines.moscow]               # per line, by the line's local name
+refuse_flash_unverified = true       # no FLASH until the safety number is verified
+
+[station.lines.moscow.deadlines]
 FLASH = 60
 
 [station.metrics]                    # Prometheus metrics on a listener of their own
@@ -67,6 +70,16 @@ class StationConfig:
     line_deadlines: dict[str, dict[str, float]] = field(default_factory=dict)
     #: Two-person rule, by line name: "flash" (FLASH needs a releaser) or "all"; default none.
     line_release: dict[str, str] = field(default_factory=dict)
+    #: Refuse FLASH on a line whose safety number was never verified (station-wide default;
+    #: ``line_refuse_flash`` overrides it per line). Enforced by the station for every caller.
+    refuse_flash_unverified: bool = False
+    #: Per-line ``refuse_flash_unverified``, by the line's local name.
+    line_refuse_flash: dict[str, bool] = field(default_factory=dict)
+    #: Raise a ``flash_received`` alarm (through the alarm command/webhook) on each incoming FLASH.
+    alarm_on_flash: bool = False
+    #: Seconds an accepted invitation may wait for the inviter's welcome before the line is
+    #: *failed* with an alarm (the invitation was already used, leaked, or the inviter is gone).
+    pairing_timeout: float = 60.0
     #: Run this command (argv) with each alarm event as JSON on stdin.
     alarm_command: tuple[str, ...] = ()
     #: POST each alarm event as JSON to this http(s) URL.
@@ -115,12 +128,13 @@ class StationConfig:
             if key == "lines":
                 changes["line_deadlines"] = _line_deadlines(value, f"{where}: 'lines'")
                 changes["line_release"] = _line_release(value, f"{where}: 'lines'")
+                changes["line_refuse_flash"] = _line_refuse_flash(value, f"{where}: 'lines'")
                 continue
             if key == "metrics":
                 changes.update(_metrics_table(value, f"{where}: 'metrics'"))
                 continue
             name = {"relay": "relays"}.get(key, key)
-            if name not in known or name in ("line_deadlines", "line_release"):
+            if name not in known or name in ("line_deadlines", "line_release", "line_refuse_flash"):
                 raise ConfigError(f"{where}: unknown station setting {key!r}")
             changes[name] = _VALIDATORS[name](value, f"{where}: {key!r}")
         config = replace(self, **changes)
@@ -134,6 +148,10 @@ class StationConfig:
         """Whether a message must wait for a second operator (the two-person rule)."""
         rule = self.line_release.get(line_name, "none")
         return rule == "all" or (rule == "flash" and precedence == "FLASH")
+
+    def refuses_flash_unverified(self, line_name: str) -> bool:
+        """Whether FLASH is refused on this line while its safety number is unverified."""
+        return self.line_refuse_flash.get(line_name, self.refuse_flash_unverified)
 
 
 def _positive(kind: type) -> Callable[[Any, str], Any]:
@@ -205,8 +223,10 @@ def _line_deadlines(value: Any, what: str) -> dict[str, dict[str, float]]:
         raise ConfigError(f"{what} must be a table of line names")
     out = {}
     for line, table in value.items():
-        if not isinstance(table, dict) or set(table) - {"deadlines", "release"}:
-            raise ConfigError(f"{what}.{line} may only hold 'release' and a [deadlines] table")
+        if not isinstance(table, dict) or set(table) - {"deadlines", "release", "refuse_flash_unverified"}:
+            raise ConfigError(
+                f"{what}.{line} may only hold 'release', 'refuse_flash_unverified' and a [deadlines] table"
+            )
         out[line] = _deadlines(table.get("deadlines", {}), f"{what}.{line}.deadlines")
     return out
 
@@ -219,6 +239,14 @@ def _line_release(value: dict[str, Any], what: str) -> dict[str, str]:
             raise ConfigError(f'{what}.{line}.release must be "none", "flash" or "all"')
         out[line] = rule
     return out
+
+
+def _line_refuse_flash(value: dict[str, Any], what: str) -> dict[str, bool]:
+    return {
+        line: _bool(table["refuse_flash_unverified"], f"{what}.{line}.refuse_flash_unverified")
+        for line, table in value.items()
+        if "refuse_flash_unverified" in table
+    }
 
 
 def _command(value: Any, what: str) -> tuple[str, ...]:
@@ -299,6 +327,9 @@ _VALIDATORS: dict[str, Callable[[Any, str], Any]] = {
     "resend_after": _at_least(1.0),
     "deadlines": lambda value, what: {**DEFAULT_DEADLINES, **_deadlines(value, what)},
     "line_deadlines": _line_deadlines,
+    "refuse_flash_unverified": _bool,
+    "alarm_on_flash": _bool,
+    "pairing_timeout": _positive(float),
     "alarm_command": _command,
     "alarm_webhook": _webhook,
     "relay_policy": _relay_policy,

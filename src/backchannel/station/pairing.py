@@ -10,6 +10,17 @@ accepted before), makes its own mailboxes on the same relays, derives the line k
 opens the Olm session and stores the line with its hello as the first entry of its
 direction, all in one transaction, before the hello is sent. The inviter's side of the
 handshake, opening the hello, happens on the receive path (:mod:`receiver`).
+
+A pairing that cannot complete says so, on both sides (docs/PROTOCOL.md §5):
+
+- the accepter whose line is still *pairing* ``pairing_timeout`` seconds (default 60) after it
+  accepted marks it *failed* and raises ``pairing_failed`` (:meth:`Pairing.expire`, run on the
+  monitor's tick): nothing on the wire tells it why, so the alarm names both causes (the
+  invitation was used by another station, or the inviter is not running). A welcome that
+  still arrives establishes the line and clears the alarm (:meth:`Pairing.welcomed`);
+- the inviter that receives a second hello for an invitation already used raises
+  ``invitation_reused`` for that line (:meth:`Pairing.invitation_reused`): the invitation text
+  leaked or was given twice, which its operator must hear about, not find as a counter.
 """
 
 from __future__ import annotations
@@ -31,6 +42,7 @@ from backchannel.proto.invitation import (
 from backchannel.proto.line import LineState, PendingInvitation
 from backchannel.proto.primitives import mlkem_public, x25519_public
 from backchannel.proto.session import OlmSession
+from backchannel.station.alarms import Alarms
 from backchannel.station.config import StationConfig
 from backchannel.station.lines import Lines
 from backchannel.station.links import Links
@@ -38,6 +50,7 @@ from backchannel.station.liveline import LiveLine
 from backchannel.station.outbox import Outbox
 from backchannel.station.reading import Views
 from backchannel.station.recorder import Recorder
+from backchannel.station.relay_url import shown
 from backchannel.station.store import LineRow, Store
 from backchannel.station.views import InvitationView, LineView
 
@@ -64,8 +77,10 @@ class Pairing:
         views: Views,
         store: Store,
         config: StationConfig,
+        alarms: Alarms,
     ) -> None:
         self._name = name
+        self._alarms = alarms
         self._lines = lines
         self._links = links
         self._outbox = outbox
@@ -260,6 +275,58 @@ class Pairing:
         for cap in senders:
             self._links.add_sender(line_id, cap.url, cap.send_id, cap.send_key)
         return outgoing
+
+    # ---- a pairing that cannot complete --------------------------------------------------------
+
+    def expire(self) -> None:
+        """Fail the accepter's lines whose welcome has not come within ``pairing_timeout``
+        (the engine decides, :func:`backchannel.proto.engine.pairing.timed_out`)."""
+        now = self._clock.now()
+        for live in self._lines.all():
+            core, effects = rules.timed_out(live.core, live.row.created_at, now, self._config.pairing_timeout)
+            if not effects:
+                continue
+            with self._lines.mutation():
+                self._lines.persist(live, state=core.lifecycle.value)
+            for effect in effects:
+                self.alarm(effect)
+
+    def welcomed(self, line_id: bytes) -> None:
+        """The welcome came (after the line failed, perhaps): the pairing alarm is over."""
+        self._alarms.clear_alarm("pairing_failed", line_id, "")
+
+    def invitation_reused(self, line_id: bytes, circuit: str | None) -> None:
+        """A second hello for an invitation already used (after the batch's commit)."""
+        for effect in rules.reused(line_id, circuit):
+            self.alarm(effect)
+
+    def alarm(self, effect: fx.Effect) -> None:
+        """The operator's words for a pairing that cannot complete (see the module docstring)."""
+        assert isinstance(effect, fx.PairingFailed | fx.InvitationReused)
+        live = self._lines.get(effect.line_id)
+        name, peer = (live.row.name, live.row.peer_name) if live else (effect.line_id.hex()[:8], "the peer")
+        if isinstance(effect, fx.PairingFailed):
+            self._alarms.raise_alarm(
+                "pairing_failed",
+                effect.line_id,
+                "",
+                f"line {name}: no welcome from {peer} within {effect.timeout:g} s of accepting its "
+                "invitation, so the line is failed. Either the invitation had already been used by "
+                f"another station (it leaked, or was accepted twice: {peer} then has an "
+                f"invitation_reused alarm), or {peer} is not running. Ask its operator over a channel "
+                "you trust, and for a new invitation; the line opens after all if the welcome still arrives.",
+            )
+            return
+        via = f" (through {shown(effect.circuit)})" if effect.circuit else ""
+        self._alarms.raise_alarm(
+            "invitation_reused",
+            effect.line_id if live else None,
+            "" if live else effect.line_id.hex(),
+            f"line {name}: a second station tried to accept the invitation of this line{via}, after "
+            f"{peer} had accepted it. The invitation text leaked or was given twice. The line with {peer} "
+            "is not affected and the other station's line will fail; find out who had the invitation, "
+            f"and compare the safety number with {peer} (backchannel verify {name}).",
+        )
 
     def new_row(
         self,

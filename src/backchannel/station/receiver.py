@@ -24,7 +24,7 @@ import logging
 from collections.abc import Callable
 
 from backchannel.clock import Clock, ms
-from backchannel.errors import BackchannelError, MisaddressedFrame, RemoteError
+from backchannel.errors import BackchannelError, InvitationAlreadyUsed, MisaddressedFrame, RemoteError
 from backchannel.proto import envelope
 from backchannel.proto.engine import effects as fx
 from backchannel.proto.engine import receiving
@@ -215,17 +215,22 @@ class Receiver:
 
     def _receive_one(self, data: bytes, url: str | None, now: float, work: _Batch) -> None:
         sealed = envelope.parse(data)
-        live = self._lines.get(sealed.header.line_id)
-        if live is None:
-            if sealed.header.kind is Kind.HELLO:
-                work.outgoing += self._pairing.open_hello(sealed, now)
-                return
-            raise MisaddressedFrame("a frame arrived for a line this station does not have")
-        peer_signing = live.row.peer_signing
-        self._monitor.init_peer(live)
-        result = receiving.receive(
-            live.core, live.session, sealed, data, url, now, self._ledger, peer_signing
-        )
+        line_id = sealed.header.line_id
+        live = self._lines.get(line_id)
+        try:
+            if live is None:
+                if sealed.header.kind is Kind.HELLO:
+                    work.outgoing += self._pairing.open_hello(sealed, now)
+                    return
+                raise MisaddressedFrame("a frame arrived for a line this station does not have")
+            peer_signing = live.row.peer_signing
+            self._monitor.init_peer(live)
+            result = receiving.receive(
+                live.core, live.session, sealed, data, url, now, self._ledger, peer_signing
+            )
+        except InvitationAlreadyUsed:  # still counted and dropped, and now an alarm too
+            work.after.append(lambda: self._pairing.invitation_reused(line_id, url))
+            raise
         live.state, live.peer = result.core.state, result.core.peer
         repeat = False
         for effect in result.effects:
@@ -256,6 +261,8 @@ class Receiver:
             case fx.StoreInbound(_, seq, precedence, text, sent_at):
                 body = self._lines.body(line_id, "in", seq, text)
                 store.add_inbound(line_id, seq, precedence, body, sent_at, now)
+                if precedence == "FLASH":
+                    work.after.append(lambda: self._monitor.flash_received(line_id, seq))
             case fx.ReceiptDue():
                 work.receipts_due.add(line_id)
             case fx.WakeIncoming(_, seq):
@@ -281,6 +288,7 @@ class Receiver:
             case fx.SaveLine(_, established):
                 if established:
                     self._lines.persist(live, state="established")
+                    work.after.append(lambda: self._pairing.welcomed(line_id))
                 work.touched.add(line_id)
             case fx.QueueFrames(_, seqs):
                 work.outgoing.extend((line_id, seq) for seq in seqs)

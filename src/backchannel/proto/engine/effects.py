@@ -146,6 +146,24 @@ class SpendInvitation:
 
 
 @dataclass(frozen=True)
+class PairingFailed:
+    """The accepter's welcome did not come within ``timeout`` seconds: the line is *failed*
+    (stored), and its operator must be told why it may be (an alarm, after the commit)."""
+
+    line_id: bytes
+    timeout: float
+
+
+@dataclass(frozen=True)
+class InvitationReused:
+    """A second hello tried to use our invitation, already used: alarm its operator (the
+    invitation text leaked or was given twice). ``circuit``: the relay it came through."""
+
+    line_id: bytes
+    circuit: str | None
+
+
+@dataclass(frozen=True)
 class AcceptCircuit:
     """Send to the peer's mailbox ``cap`` from now on (stored now, used after the commit);
     with ``answer``, offer our own mailbox on that relay after the commit."""
@@ -324,6 +342,44 @@ class FramesLost:
     active: bool
 
 
+@dataclass(frozen=True)
+class CircuitDown:
+    """Circuit ``url`` of the line is judged down (``down``) or not at this tick; or it is no
+    longer a circuit of the line (not ``down``). The shell raises or clears its alarm when that
+    changed since it last said; ``connected`` and ``last_in`` are for the operator's text."""
+
+    line_id: bytes
+    url: str
+    down: bool
+    connected: bool = False
+    last_in: float | None = None
+
+
+@dataclass(frozen=True)
+class LineDown:
+    """Every one of the line's ``circuits`` circuits is down (``down``), or not."""
+
+    line_id: bytes
+    down: bool
+    circuits: int
+
+
+@dataclass(frozen=True)
+class GapOpen:
+    """A gap has been open longer than a link-test interval (``open``), or not; ``age`` in s."""
+
+    line_id: bytes
+    open: bool
+    age: float
+
+
+@dataclass(frozen=True)
+class Resubscribe:
+    """A gap is open: SUBSCRIBE again on every circuit so relays push what they still hold."""
+
+    line_id: bytes
+
+
 Effect = (
     StoreEntry
     | StoreOutbound
@@ -337,6 +393,8 @@ Effect = (
     | ReceiptDue
     | ApplyCircuits
     | SpendInvitation
+    | PairingFailed
+    | InvitationReused
     | AcceptCircuit
     | HoldProposal
     | DeclineCircuit
@@ -360,6 +418,10 @@ Effect = (
     | SendCheckpoint
     | Resend
     | FramesLost
+    | CircuitDown
+    | LineDown
+    | GapOpen
+    | Resubscribe
 )
 
 #: Effects carried out only after the event's transaction committed.

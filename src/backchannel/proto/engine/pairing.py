@@ -16,7 +16,11 @@ as pure functions of what the shell read:
   this station connect anywhere else), spends the invitation, and answers with the welcome
   (:func:`hello_opened`);
 - the accepter's line sends only its hello until that welcome arrives, then everything it
-  queued meanwhile (:func:`welcomed`; :meth:`LineCore.may_send` is the gate).
+  queued meanwhile (:func:`welcomed`; :meth:`LineCore.may_send` is the gate);
+- a pairing that cannot complete says so: the accepter's line still waiting for the welcome
+  ``timeout`` seconds after it accepted is *failed*, with an alarm (:func:`timed_out`; a
+  welcome arriving later still establishes it), and a second hello for an invitation already
+  used alarms the inviter's operator (:func:`reused`), instead of being only counted.
 """
 
 from __future__ import annotations
@@ -45,6 +49,8 @@ __all__ = [
     "check_unexpired",
     "hello_circuits",
     "hello_opened",
+    "reused",
+    "timed_out",
     "welcomed",
 ]
 
@@ -122,3 +128,25 @@ def welcomed(core: LineCore) -> tuple[LineCore, list[fx.Effect]]:
         fx.QueueFrames(core.line_id, tuple(range(2, state.next_seq))),
     ]
     return replace(core, lifecycle=lifecycle), effects
+
+
+def timed_out(
+    core: LineCore, accepted_at: float, now: float, timeout: float
+) -> tuple[LineCore, list[fx.Effect]]:
+    """The accepter's line still *pairing* ``timeout`` seconds after it accepted becomes *failed*.
+
+    Nothing on the wire says why the welcome did not come (the inviter had already opened
+    another station's hello for this invitation, or it is not running), so the effect carries
+    only the fact; the shell stores the state and raises ``pairing_failed`` naming both causes.
+    """
+    if core.lifecycle is not Lifecycle.PAIRING or now - accepted_at < timeout:
+        return core, []
+    lifecycle = transition(core.lifecycle, Event.TIMED_OUT)
+    assert lifecycle is Lifecycle.FAILED
+    return replace(core, lifecycle=lifecycle), [fx.PairingFailed(core.line_id, timeout)]
+
+
+def reused(line_id: bytes, circuit: str | None) -> list[fx.Effect]:
+    """A hello for our invitation already used (refused as :class:`InvitationAlreadyUsed`, and
+    counted): the inviter's operator must hear that someone else holds the invitation text."""
+    return [fx.InvitationReused(line_id, circuit)]

@@ -36,6 +36,7 @@ from backchannel.station.store.rows import (
     PeerMailboxRow,
     PendingInvitationRow,
     ProposalRow,
+    SendKeyRow,
 )
 
 __all__ = [
@@ -54,6 +55,7 @@ __all__ = [
     "PeerMailboxRow",
     "PendingInvitationRow",
     "ProposalRow",
+    "SendKeyRow",
     "Store",
 ]
 

@@ -7,7 +7,7 @@ from typing import Any
 
 from backchannel.errors import StorageError
 from backchannel.station.store.base import Committed, StoreBase
-from backchannel.station.store.rows import InboxRow, OutboxRow, build, columns
+from backchannel.station.store.rows import InboxRow, OutboxRow, SendKeyRow, build, columns
 
 _OUTBOX = columns(OutboxRow)
 _INBOX = columns(InboxRow)
@@ -25,14 +25,26 @@ class MessagesRoom(StoreBase):
         created_at: float,
         precedence: str | None = None,
         body_sealed: bytes | None = None,
+        idempotency_key: str | None = None,
     ) -> None:
         self._x(
-            "INSERT INTO outbox (line_id, seq, kind, precedence, body_sealed, frame, created_at)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?)",
-            (line_id, seq, kind, precedence, body_sealed, frame, created_at),
+            "INSERT INTO outbox (line_id, seq, kind, precedence, body_sealed, frame, created_at,"
+            " idempotency_key) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            (line_id, seq, kind, precedence, body_sealed, frame, created_at, idempotency_key),
         )
         if kind == "msg":
             self._note(Committed("sent", line_id))
+
+    def find_send_key(self, key: str) -> SendKeyRow | None:
+        """The message (or the draft held by the two-person rule) a ``send --id`` key names."""
+        row = self._x(
+            "SELECT line_id, seq, NULL AS draft_id, precedence, body_sealed FROM outbox"
+            " WHERE idempotency_key = ?1 UNION ALL"
+            " SELECT line_id, seq, id AS draft_id, precedence, body_sealed FROM drafts"
+            " WHERE idempotency_key = ?1 LIMIT 1",
+            (key,),
+        ).fetchone()
+        return None if row is None else build(SendKeyRow, row)
 
     def unsent(self) -> list[tuple[bytes, int, str]]:
         """(line, seq, circuit url) of every frame some circuit of its line has not stored."""

@@ -9,7 +9,7 @@ counts what a crash or a rollback undid, and the hot paths gain no code of their
 send-to-delivered latency is the time from sealing a message to storing its *delivered*
 receipt, both on this station's clock. Gauges are read at scrape time from the parts that
 know them: frames each circuit has not yet stored (``delivery.Sender``), each circuit's
-health and connection (``monitor``), open alarms by kind.
+health (the line's link watch) and connection (``links``), open alarms by kind.
 
 What the metrics show: counts, latencies and states, labelled by the line's **local name**
 (the operator's own name for it) and the relay's host and port (no access token, no pin).
@@ -42,7 +42,6 @@ from backchannel.station.config import StationConfig, listen_address
 from backchannel.station.delivery import Sender
 from backchannel.station.lines import Lines
 from backchannel.station.links import Links
-from backchannel.station.monitor import Monitor
 from backchannel.station.relay_url import shown
 from backchannel.station.store import Committed, Store
 
@@ -67,7 +66,7 @@ def relay_label(url: str) -> str:
 class StationMetrics:
     """The station's registry: counters fed by the store's commits, gauges read at scrape."""
 
-    def __init__(self, lines: Lines, links: Links, monitor: Monitor, sender: Sender, store: Store) -> None:
+    def __init__(self, lines: Lines, links: Links, sender: Sender, store: Store) -> None:
         self._lines = lines
         self.registry = CollectorRegistry()
         by_line = ("line",)
@@ -100,7 +99,7 @@ class StationMetrics:
             buckets=COMMIT_BUCKETS,
             registry=self.registry,
         )
-        self.registry.register(_StateCollector(lines, links, monitor, sender, store))
+        self.registry.register(_StateCollector(lines, links, sender, store))
         store.on_commit = self.committed
 
     def committed(self, seconds: float, durable: bool, events: list[Committed]) -> None:
@@ -126,14 +125,8 @@ class StationMetrics:
 class _StateCollector(Collector):
     """Gauges read when scraped: what is true now, not what happened."""
 
-    def __init__(self, lines: Lines, links: Links, monitor: Monitor, sender: Sender, store: Store) -> None:
-        self._lines, self._links, self._monitor, self._sender, self._store = (
-            lines,
-            links,
-            monitor,
-            sender,
-            store,
-        )
+    def __init__(self, lines: Lines, links: Links, sender: Sender, store: Store) -> None:
+        self._lines, self._links, self._sender, self._store = lines, links, sender, store
 
     def collect(self) -> Iterator[Metric]:
         queued = GaugeMetricFamily(
@@ -154,14 +147,13 @@ class _StateCollector(Collector):
         connected = GaugeMetricFamily(
             PREFIX + "relay_connected", "1 if the relay connection is up", labels=("line", "relay")
         )
-        for line_id, watch in sorted(self._monitor.watches.items()):
-            line = self._lines.name(line_id)
-            for url, circuit in sorted(watch.circuits.items()):
-                relay = relay_label(url)
-                up.add_metric((line, relay), 0 if circuit.state is Health.DOWN else 1)
+        for live in sorted(self._lines.all(), key=lambda live: live.row.name):
+            for circuit in sorted(live.watch.circuits if live.watch else (), key=lambda c: c.url):
+                key = (live.row.name, relay_label(circuit.url))
+                up.add_metric(key, 0 if circuit.state is Health.DOWN else 1)
                 for health in Health:
-                    state.add_metric((line, relay, health.value), 1 if circuit.state is health else 0)
-                connected.add_metric((line, relay), 1 if self._links.connected(url) else 0)
+                    state.add_metric((*key, health.value), 1 if circuit.state is health else 0)
+                connected.add_metric(key, 1 if self._links.connected(circuit.url) else 0)
         open_alarms = GaugeMetricFamily(PREFIX + "alarms_open", "Alarms open now", labels=("kind",))
         counts: dict[str, int] = {}
         for alarm in self._store.alarms():
@@ -182,9 +174,7 @@ class MetricsService:
         self.url = ""
 
     async def start(self, station: Station) -> None:
-        self.metrics = StationMetrics(
-            station.mirror, station.links, station.monitor, station.sender, station.store
-        )
+        self.metrics = StationMetrics(station.mirror, station.links, station.sender, station.store)
         host, port = listen_address(self._listen, "metrics listen")
         try:
             self._server = await serve(metrics_http.never_upgraded, host, port, process_request=self._request)

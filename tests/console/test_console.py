@@ -115,7 +115,7 @@ def test_a_flash_sent_from_the_console_arrives_live_and_its_acknowledgement_come
     shot(receiver, screenshots, "conversation-received")
 
     # One click acknowledges, as the logged-in operator.
-    receiver.get_by_role("button", name=f"Acknowledge message {world.m_line}:{seq}").click()
+    receiver.get_by_role("button", name=f"Acknowledge message {world.m_line}:in/{seq}").click()
     expect(receiver.locator(f"#in-{seq}")).to_contain_text("Acknowledged by ivanova")
     assert (
         world.moscow.call("message", line=world.m_line, seq=seq, direction="in")["acknowledged_by"]

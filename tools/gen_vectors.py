@@ -26,6 +26,8 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import datetime
+import hashlib
 import json
 import struct
 import sys
@@ -34,6 +36,10 @@ from pathlib import Path
 from typing import Any
 
 import cbor2
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from cryptography.x509.oid import NameOID
 
 from backchannel.clock import FakeRng
 from backchannel.errors import BadSignature
@@ -92,11 +98,13 @@ from backchannel.proto.record import (
     entry_message,
     short_hashes,
 )
+from backchannel.proto.relay_pin import pin_text, with_pin
 from backchannel.proto.safety import grouped, safety_number, station_fingerprint
 from backchannel.proto.transcript import Transcript
 from backchannel.relay.mailbox import message_id
 from backchannel.station.keystore import HEADER as KEYSTORE_HEADER
 from backchannel.station.keystore import AtRest, KdfParams, create_keystore
+from backchannel.tls import spki_pin
 
 ROOT = Path(__file__).resolve().parent.parent
 OUT = ROOT / "docs" / "vectors"
@@ -217,6 +225,38 @@ def invitation_two() -> Invitation:
         ),
         on_record=True,
         pq_key=mldsa_public(fixed("inviter/mldsa-seed", 32)),
+    )
+
+
+def relay_certificate() -> bytes:
+    """A relay's certificate, reproducibly: Ed25519 signs deterministically, and every field
+    is fixed (PROTOCOL §3.1: the pin is the SHA-256 of its SubjectPublicKeyInfo)."""
+    key = Ed25519PrivateKey.from_private_bytes(fixed("relay/tls-key", 32))
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "backchannel relay")])
+    start = datetime.datetime(2026, 1, 1, tzinfo=datetime.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(int.from_bytes(fixed("relay/tls-serial", 8), "big") >> 1)
+        .not_valid_before(start)
+        .not_valid_after(start + datetime.timedelta(days=7300))
+        .sign(key, None)
+    )
+    return cert.public_bytes(serialization.Encoding.DER)
+
+
+def relay_pin_url() -> str:
+    return with_pin("wss://relay-one.example:7400", spki_pin(relay_certificate()))
+
+
+def invitation_three() -> Invitation:
+    """Invitation 0 naming its relay by URL and pin (wss://…#pin=…): the same bytes but the URL."""
+    return dataclasses.replace(
+        invitation_one(),
+        name="Alpha duty desk (pinned relay)",
+        mailboxes=(capability("inviter/mailbox-1", relay_pin_url()),),
     )
 
 
@@ -674,7 +714,7 @@ def invitation_vectors() -> dict[str, Any]:
     from backchannel.proto.invitation import parse_invitation, parse_invitation_text
 
     valid = []
-    for inv in (invitation_one(), invitation_two()):
+    for inv in (invitation_one(), invitation_two(), invitation_three()):
         signed = sign_invitation(inv)
         valid.append(
             {
@@ -720,6 +760,29 @@ def invitation_vectors() -> dict[str, Any]:
             ),
         ),
         ("validly signed, name of 65 characters", raw_invitation_blob({**body_map, "name": "n" * 65})),
+        (
+            "validly signed, relay URL with a pin one character short",
+            raw_invitation_blob(
+                {**body_map, "mailboxes": [{**body_map["mailboxes"][0], "url": relay_pin_url()[:-1]}]}
+            ),
+        ),
+        (
+            "validly signed, pin on a plain ws:// relay URL",
+            raw_invitation_blob(
+                {
+                    **body_map,
+                    "mailboxes": [
+                        {**body_map["mailboxes"][0], "url": relay_pin_url().replace("wss://", "ws://", 1)}
+                    ],
+                }
+            ),
+        ),
+        (
+            "validly signed, relay URL with a fragment other than #pin=",
+            raw_invitation_blob(
+                {**body_map, "mailboxes": [{**body_map["mailboxes"][0], "url": RELAY_ONE + "#x=1"}]}
+            ),
+        ),
         (
             "validly signed, on the record without an ML-DSA-65 key",
             raw_invitation_blob({k: v for k, v in record_map.items() if k != "pq"}),
@@ -774,7 +837,26 @@ def invitation_vectors() -> dict[str, Any]:
             "digest": h(signed.digest),
         },
         corrupt=corrupt,
+        relay_pin=relay_pin_vector(),
     )
+
+
+def relay_pin_vector() -> dict[str, Any]:
+    cert = relay_certificate()
+    spki = (
+        x509.load_der_x509_certificate(cert)
+        .public_key()
+        .public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+    )
+    return {
+        "description": "a relay URL's pin (PROTOCOL §3.1): SHA-256 of the certificate's "
+        "SubjectPublicKeyInfo (DER), unpadded base64url, after '#pin=' in a wss:// URL",
+        "certificate": h(cert),
+        "spki": h(spki),
+        "pin": pin_text(hashlib.sha256(spki).digest()),
+        "url": relay_pin_url(),
+        "connect_url": "wss://relay-one.example:7400",
+    }
 
 
 # ---- payloads.json -------------------------------------------------------------------------------

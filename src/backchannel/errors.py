@@ -118,6 +118,31 @@ class ReleaseRefused(LocalError):
     code = "release_refused"
 
 
+class InsecureRelayURL(LocalError):
+    """A plain ``ws://`` relay URL names an address that is not loopback, so frames and the
+    relay's access token would cross the network in clear. Use ``wss://`` (with the relay's
+    ``#pin=…``, printed by ``backchannel relay pin``), or allow plain WebSocket explicitly
+    (``allow_plain = true`` in [station], or ``station run --insecure-plain``)."""
+
+    code = "insecure_relay_url"
+
+
+class IdempotencyKeyReused(LocalError):
+    """This idempotency key (send --id) already names another message: a different text,
+    precedence or line. A retry must repeat the original send exactly; a new message needs a
+    new key. Nothing was sent."""
+
+    code = "idempotency_key_reused"
+
+
+class FlashRefused(LocalError):
+    """This line refuses FLASH messages until its safety number is verified
+    (refuse_flash_unverified in the station's config). Compare the safety numbers
+    (`backchannel verify LINE`), or send at a lower precedence. Nothing was sent."""
+
+    code = "flash_refused"
+
+
 # ---- remote: a peer or relay misbehaved ------------------------------------------------
 
 
@@ -202,6 +227,15 @@ class RecordInvalid(RemoteError):
         #: Which step of the arbiter's procedure refused it (docs/PROTOCOL.md §11.5), e.g.
         #: "same-station" or "seal": stable, so another verifier can be compared with this one.
         self.reason = reason
+
+
+class RelayPinMismatch(RemoteError):
+    """The relay presented a TLS certificate whose public key is not the one pinned in its URL
+    (``#pin=…``), so the station refused it before sending anything. Someone may be posing as
+    the relay; or its operator changed its key, and then the line needs the new pin (a circuit
+    added with the new URL). The message names the expected and the presented pin."""
+
+    code = "relay_pin_mismatch"
 
 
 class RelayRefused(RemoteError):

@@ -87,8 +87,10 @@ class SqliteMigrations:
         self._stamped = stamped
 
     def current_version(self) -> int:
-        columns = "version INTEGER PRIMARY KEY, applied_at REAL NOT NULL" if self._stamped else (
-            "version INTEGER NOT NULL"
+        columns = (
+            "version INTEGER PRIMARY KEY, applied_at REAL NOT NULL"
+            if self._stamped
+            else ("version INTEGER NOT NULL")
         )
         self._conn.execute(f"CREATE TABLE IF NOT EXISTS schema_version ({columns})")
         row = self._conn.execute("SELECT COALESCE(MAX(version), 0) FROM schema_version").fetchone()

@@ -30,9 +30,9 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
-from backchannel import errors
+from backchannel import errors, tls
 from backchannel.clock import FakeRng
-from backchannel.proto import envelope, frames, keyschedule, transcript
+from backchannel.proto import envelope, frames, keyschedule, relay_pin, transcript
 from backchannel.proto import line as proto_line
 from backchannel.proto.encoding import cbor_encode
 from backchannel.proto.envelope import Header, Kind
@@ -447,6 +447,19 @@ def test_corrupt_invitation_is_rejected(vector: dict[str, Any]) -> None:
         assert_raises_named(vector["error"], parse_invitation, b(vector["input"]))
     else:
         assert_raises_named(vector["error"], parse_invitation_text, vector["input"])
+
+
+def test_relay_pin_is_the_sha256_of_the_certificates_public_key() -> None:
+    """PROTOCOL §3.1: the pin after '#pin=' is base64url(SHA-256(SubjectPublicKeyInfo DER)),
+    unpadded; recomputed here from hashlib and base64 alone, then by the code."""
+    v = load("invitation.json")["relay_pin"]
+    cert, spki = b(v["certificate"]), b(v["spki"])
+    assert spki in cert  # (the SPKI is a DER substring of the certificate it came from)
+    pin = base64.urlsafe_b64encode(hashlib.sha256(spki).digest()).decode().rstrip("=")
+    assert pin == v["pin"] and len(pin) == 43
+    assert v["url"] == v["connect_url"] + "#pin=" + pin
+    assert tls.spki_pin(cert) == hashlib.sha256(spki).digest()
+    assert relay_pin.split_pin(v["url"]) == (v["connect_url"], hashlib.sha256(spki).digest())
 
 
 # ---- payloads ------------------------------------------------------------------------------------

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +24,7 @@ from support.console import (
     shot,
     still_same_page,
 )
+from support.figures import figure
 from support.stations import wait_until
 
 
@@ -113,7 +115,7 @@ def test_a_flash_sent_from_the_console_arrives_live_and_its_acknowledgement_come
     shot(receiver, screenshots, "conversation-received")
 
     # One click acknowledges, as the logged-in operator.
-    receiver.get_by_role("button", name=f"Acknowledge message {world.m_line}:{seq}").click()
+    receiver.get_by_role("button", name=f"Acknowledge message {world.m_line}:in/{seq}").click()
     expect(receiver.locator(f"#in-{seq}")).to_contain_text("Acknowledged by ivanova")
     assert (
         world.moscow.call("message", line=world.m_line, seq=seq, direction="in")["acknowledged_by"]
@@ -159,6 +161,35 @@ def test_a_draft_is_sent_once_however_often_the_confirmation_arrives(world: Worl
     assert outbox[0]["text"] == "Routine check.\nSecond line."  # what the preview showed
 
 
+def test_confirmations_of_one_draft_racing_each_other_send_it_once(world: World) -> None:
+    """A double click sends two confirmations at once: both reach the station before either is
+    answered, and the draft's idempotency key makes the second return the first message."""
+    cookies = http_login(world.washington, "smith")
+    url = world.washington.console_url
+    line_id = world.line_id(world.washington, world.w_line)
+    csrf = csrf_of(fetch(f"{url}/line/{line_id}/compose", cookies=cookies).body)
+    preview = fetch(
+        f"{url}/line/{line_id}/preview",
+        "POST",
+        {"csrf": csrf, "text": "Sent by a double click.", "precedence": "ROUTINE"},
+        cookies=cookies,
+    )
+    draft = re.search(r'name="draft" value="([0-9a-f]+)"', preview.body)
+    assert draft is not None
+    before = len(world.washington.call("outbox", line=world.w_line))
+    form = {"csrf": csrf, "draft": draft.group(1)}
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        answers = list(
+            pool.map(lambda _: fetch(f"{url}/line/{line_id}/send", "POST", form, cookies=cookies), range(4))
+        )
+    statuses = sorted(answer.status for answer in answers)
+    outbox = world.washington.call("outbox", line=world.w_line)
+    copies = sum(1 for message in outbox if message["text"] == "Sent by a double click.")
+    figure("copies sent of one draft confirmed 4 times at once", copies, "messages")
+    assert copies == 1 and len(outbox) == before + 1
+    assert 303 in statuses and set(statuses) <= {303, 409}, statuses
+
+
 # ---- verification --------------------------------------------------------------------------------
 
 
@@ -176,7 +207,8 @@ def test_the_safety_number_is_shown_grouped_and_the_line_confirmed_verified(
     expect(page.locator("#verified-state")).to_contain_text("Not verified")
     page.get_by_role("checkbox").check()
     page.get_by_role("button", name="Confirm: the line is verified").click()
-    expect(page.locator("#verified-state")).to_contain_text("Verified: both operators confirmed")
+    expect(page.locator("#verified-state")).to_contain_text("Verified on this side")
+    expect(page.locator("#peer-verified-state")).to_contain_text("not known to this station")
     assert world.washington.call("line", name=world.w_line)["verified"]
     shot(page, screenshots, "verify")
 

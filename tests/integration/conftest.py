@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -9,6 +10,7 @@ from typing import Any
 import pytest
 
 from support.relays import RelayProcess, start_relay
+from support.stations import StationProcess, started
 
 __all__ = ["RelayProcess", "start_relay"]
 
@@ -32,3 +34,10 @@ def relay_factory(tmp_path: Path) -> Iterator[Callable[..., RelayProcess]]:
 def relay_process(relay_factory: Callable[..., RelayProcess]) -> RelayProcess:
     """One relay with the default configuration."""
     return relay_factory()
+
+
+@pytest.fixture
+def stations(tmp_path: Path) -> Iterator[Callable[[str], StationProcess]]:
+    """Start running stations by name (``stations("washington")``); all stopped after."""
+    with contextlib.ExitStack() as stack:
+        yield lambda name: stack.enter_context(started(tmp_path, name))[0]

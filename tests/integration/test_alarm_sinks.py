@@ -24,8 +24,8 @@ import pytest
 
 from backchannel import aio
 from backchannel.errors import ConfigError, InvalidArgument, TransportError, all_error_classes
+from backchannel.station.alarm_dispatch import AlarmDispatcher
 from backchannel.station.alarm_sinks import (
-    AlarmDispatcher,
     AlarmSinkError,
     CommandSink,
     Sink,

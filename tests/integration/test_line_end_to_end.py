@@ -5,30 +5,13 @@ from __future__ import annotations
 import json
 import sqlite3
 import subprocess
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
-
-import pytest
 
 from backchannel.proto.invitation import parse_invitation_text
 
 from support.relays import RelayProcess
 from support.stations import ENV, StationProcess, cli, heads_equal, pair, wait_until
-
-
-@pytest.fixture
-def stations(tmp_path: Path) -> Iterator[Callable[[str], StationProcess]]:
-    started: list[StationProcess] = []
-
-    def make(name: str) -> StationProcess:
-        station = StationProcess(tmp_path, name)
-        station.start()
-        started.append(station)
-        return station
-
-    yield make
-    for station in started:
-        station.stop()
 
 
 def status_of(station: StationProcess, line: str, seq: int) -> dict[str, object]:

@@ -16,11 +16,11 @@ from backchannel.clock import FakeRng
 from backchannel.proto import envelope
 from backchannel.proto import line as proto_line
 from backchannel.proto.engine import effects as fx
-from backchannel.proto.engine import receiving, sending
+from backchannel.proto.engine import pairing, receiving, sending
 from backchannel.proto.engine.core import Lifecycle, LineCore
 from backchannel.proto.invitation import Invitation, MailboxCapability, encode_invitation
 from backchannel.proto.line import PendingInvitation
-from backchannel.proto.payloads import Delivered, Message, Payload, Precedence, Welcome
+from backchannel.proto.payloads import Delivered, Message, Payload, Precedence
 from backchannel.proto.primitives import mlkem_public, x25519_public
 from backchannel.proto.session import Identity, OlmSession
 
@@ -125,7 +125,7 @@ class SimStation:
         """One send event; returns the frames handed to the relay after the commit."""
         disk = copy.deepcopy(self.disk)
         state, effects, _ = sending.send(self.core.state, self.session, payload, kind, self.rng, None)
-        self.core = LineCore(state, self.core.lifecycle)
+        self.core = self.core.with_state(state)
         queue = self._event(effects, disk, set())
         if crash == "before_commit":
             self.restart()
@@ -153,7 +153,7 @@ class SimStation:
                 self.rng,
                 None,
             )
-            self.core = LineCore(state, self.core.lifecycle)
+            self.core = self.core.with_state(state)
             queue += self._event(effects, disk, set())
         if crash == "before_commit":
             self.restart()
@@ -194,12 +194,18 @@ def pair(seed: bytes) -> tuple[SimStation, SimStation, list[bytes]]:
     accepted = proto_line.accept(accepter_id, signed, "bravo", caps, rng)
     pending = PendingInvitation(signed, pairing_secret, kem_seed)
     opened = proto_line.open_hello(inviter_id, pending, envelope.parse(accepted.hello.frame))
-    inviter = SimStation("inviter", LineCore(opened.state, Lifecycle.ESTABLISHED), opened.session, rng)
+    # The inviter's side of the pairing as the engine decides it: established, the invitation
+    # spent, the accepter's circuit on our relay kept, and the welcome owed.
+    core, opening = pairing.hello_opened(opened.state, opened.hello.mailboxes, {RELAY})
+    if fx.SpendInvitation(core.line_id) not in opening:
+        raise Violation("an opened hello did not spend its invitation")
+    (owed,) = [effect for effect in opening if isinstance(effect, fx.SendPayload)]
+    inviter = SimStation("inviter", core, opened.session, rng)
     accepter = SimStation("accepter", LineCore(accepted.state, Lifecycle.PAIRING), accepted.session, rng)
     accepter.disk.outbox[1], accepter.disk.kinds[1] = accepted.hello.frame, "hello"
     for side, state in ((inviter, opened.state), (accepter, accepted.state)):
         side.disk.entries[(1, 1)] = state.transcript.heads[1]  # the hello, recorded at pairing
-    welcome = inviter.send(Welcome(), "welcome")
+    welcome = inviter.send(owed.payload, owed.kind)
     return inviter, accepter, welcome
 
 

@@ -21,9 +21,13 @@ def haproxy_path() -> str | None:
     )
 
 
-def config_text(port: int, relay_ports: list[int], health_interval: str = "1s") -> str:
+def config_text(
+    port: int, relay_ports: list[int], health_interval: str = "1s", tls_pem: Path | None = None
+) -> str:
     """The deployment's configuration: WebSocket connections spread over the relay processes,
-    each checked on its ``/health``; a connection stays on its process for its whole life."""
+    each checked on its ``/health``; a connection stays on its process for its whole life.
+    ``tls_pem`` (certificate and key in one PEM file): HAProxy terminates TLS (``wss://``)."""
+    tls = f" ssl crt {tls_pem}" if tls_pem is not None else ""
     servers = "\n".join(
         f"    server relay{n} 127.0.0.1:{p} check inter {health_interval} fall 2 rise 1"
         for n, p in enumerate(relay_ports, 1)
@@ -42,7 +46,7 @@ defaults
     timeout tunnel 1h
 
 frontend relay
-    bind 127.0.0.1:{port}
+    bind 127.0.0.1:{port}{tls}
     default_backend relays
 
 backend relays
@@ -60,14 +64,15 @@ def _free_port() -> int:
 
 
 class HaproxyProcess:
-    def __init__(self, directory: Path, relay_ports: list[int]) -> None:
+    def __init__(self, directory: Path, relay_ports: list[int], tls_pem: Path | None = None) -> None:
         binary = haproxy_path()
         if binary is None:
             raise RuntimeError("HAProxy is not installed: run `make test`, which installs it with apt")
         directory.mkdir(parents=True, exist_ok=True)
         self.port = _free_port()
         self.config_path = directory / "haproxy.cfg"
-        self.config_path.write_text(config_text(self.port, relay_ports))
+        self.config_path.write_text(config_text(self.port, relay_ports, tls_pem=tls_pem))
+        self.scheme = "ws" if tls_pem is None else "wss"
         check = subprocess.run([binary, "-c", "-f", str(self.config_path)], capture_output=True, text=True)
         if check.returncode != 0:
             raise RuntimeError(f"haproxy refused its configuration:\n{check.stdout}{check.stderr}")
@@ -89,7 +94,7 @@ class HaproxyProcess:
 
     @property
     def url(self) -> str:
-        return f"ws://127.0.0.1:{self.port}"
+        return f"{self.scheme}://127.0.0.1:{self.port}"
 
     def stop(self) -> None:
         if self.proc.poll() is None:

@@ -55,7 +55,10 @@ class RelayProcess:
 
     @property
     def http_url(self) -> str:
-        return self.url.replace("ws://", "http://", 1)
+        """The relay's own port over HTTP(S): without the URL's pin (a TLS relay's certificate
+        is self-signed: read its metrics on a ``metrics_listen`` address instead)."""
+        base = self.url.partition("#")[0]
+        return base.replace("wss://", "https://", 1).replace("ws://", "http://", 1)
 
     @property
     def running(self) -> bool:
@@ -126,7 +129,7 @@ class RelayProcess:
             line = _read_line(self.proc, deadline)
             if line.startswith(READY_PREFIX):
                 self.url = line[len(READY_PREFIX) :].strip()
-                self.port = int(self.url.rsplit(":", 1)[1])
+                self.port = int(self.url.partition("#")[0].rsplit(":", 1)[1])  # (wss://…#pin=…)
                 return
             self.proc.wait(timeout=10)
             if time.monotonic() > deadline:

@@ -7,6 +7,7 @@ exactly as an operator's CLI does. ``kill()`` is SIGKILL: no shutdown code runs.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -15,7 +16,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -151,6 +152,26 @@ class StationProcess:
 
     def cli(self, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
         return cli(self.home, *args, stdin=stdin, env=self.env)
+
+
+@contextlib.contextmanager
+def started(
+    directory: Path, *names: str, toml: dict[str, str] | None = None
+) -> Iterator[list[StationProcess]]:
+    """Start one station per name under ``directory`` (``toml``: its ``station.toml`` text, by
+    name, written before it starts); every one is stopped afterwards, whatever happened."""
+    running: list[StationProcess] = []
+    try:
+        for name in names:
+            station = StationProcess(directory, name)
+            if toml and name in toml:
+                (station.home / "station.toml").write_text(toml[name])
+            running.append(station)
+            station.start()
+        yield running
+    finally:
+        for station in running:
+            station.stop()
 
 
 def wait_until(what: str, check: Callable[[], Any], timeout: float = 30.0, interval: float = 0.05) -> Any:

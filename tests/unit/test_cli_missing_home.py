@@ -20,7 +20,7 @@ from backchannel.cli.main import cli, main
 
 from support.figures import figure
 
-NEEDS_NO_STATION = {"init", "relay serve", "demo", "completion", "transcript verify-export"}
+NEEDS_NO_STATION = {"init", "relay serve", "relay pin", "demo", "completion", "transcript verify-export"}
 ARGUMENT_VALUES = {"seq": "1", "invitation": "bc1-x", "relay_url": "ws://127.0.0.1:9", "shell": "bash"}
 
 

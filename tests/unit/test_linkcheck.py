@@ -1,9 +1,10 @@
-"""Circuit health and link-test bookkeeping (pure)."""
+"""Circuit health and link-test bookkeeping (pure: each event returns a new watch)."""
 
 from __future__ import annotations
 
 import pytest
 
+from backchannel.proto.engine import linkcheck
 from backchannel.proto.engine.linkcheck import (
     CircuitHealth,
     Health,
@@ -49,13 +50,18 @@ def test_a_new_circuit_is_not_judged_for_two_intervals_unless_it_shows_contact()
     assert assess(fresh, now=95.0 + 2 * INTERVAL + 1, interval=INTERVAL) is Health.DOWN
 
 
+def rtt(watch: LineWatch, url: str) -> float | None:
+    found = watch.circuit(url)
+    assert found is not None
+    return found.rtt
+
+
 def test_the_first_copy_of_an_answer_gives_its_circuit_a_round_trip_time() -> None:
-    watch = LineWatch()
-    watch.circuit("ws://a", 0.0)
-    watch.tests_sent[5] = 10.0
-    watch.copy_arrived("ws://a", 30, now=10.9)  # the station sees the copy before it decodes it
-    watch.reply_received(5, seq=30, circuits=("ws://a",), held=0.5, now=10.9, url="ws://a")
-    assert watch.circuits["ws://a"].rtt == pytest.approx(0.4)
+    watch = linkcheck.start(0.0, INTERVAL, {"ws://a": True})
+    watch = LineWatch(circuits=watch.circuits, tests_sent=((5, 10.0),))
+    watch = linkcheck.copy_arrived(watch, "ws://a", 30, now=10.9)  # seen before it is decoded
+    watch = linkcheck.reply_received(watch, 5, seq=30, circuits=("ws://a",), held=0.5, now=10.9, url="ws://a")
+    assert rtt(watch, "ws://a") == pytest.approx(0.4)
 
 
 def test_grace_and_reply_delay_are_bounded_for_long_intervals() -> None:
@@ -77,24 +83,25 @@ def test_the_line_is_down_only_when_every_circuit_is(states: list[Health], expec
 
 
 def test_a_test_is_answered_with_every_circuit_that_delivered_a_copy_in_time() -> None:
-    watch = LineWatch()
-    watch.test_received(test_id=7, seq=40, url="ws://a", now=100.0, interval=INTERVAL)
-    watch.copy_arrived("ws://b", seq=40, now=100.5)  # the same frame, later, through b
-    assert watch.due_answers(now=100.1, interval=INTERVAL) == []
-    ((test_id, circuits, held),) = watch.due_answers(now=100.0 + reply_delay(INTERVAL), interval=INTERVAL)
+    watch = linkcheck.test_received(LineWatch(), test_id=7, seq=40, url="ws://a", now=100.0)
+    watch = linkcheck.copy_arrived(watch, "ws://b", seq=40, now=100.5)  # the same frame, later, through b
+    assert linkcheck.due_answers(watch, now=100.1, interval=INTERVAL) == (watch, [])
+    watch, due = linkcheck.due_answers(watch, now=100.0 + reply_delay(INTERVAL), interval=INTERVAL)
+    ((test_id, circuits, held),) = due
     assert (test_id, circuits, held) == (7, ("ws://a", "ws://b"), reply_delay(INTERVAL))
-    assert watch.due_answers(now=200.0, interval=INTERVAL) == []  # answered once
+    assert linkcheck.due_answers(watch, now=200.0, interval=INTERVAL)[1] == []  # answered once
 
 
 def test_an_answer_gives_contact_out_and_its_copies_give_round_trip_times_without_the_hold() -> None:
-    watch = LineWatch()
-    watch.circuit("ws://a", 0.0)
-    watch.circuit("ws://b", 0.0)
-    watch.tests_sent[3] = 100.0
-    watch.reply_received(3, seq=12, circuits=("ws://a",), held=2.0, now=102.3)
-    assert watch.circuits["ws://a"].last_out == 102.3 and watch.circuits["ws://b"].last_out is None
-    watch.copy_arrived("ws://a", 12, now=102.3)
-    watch.copy_arrived("ws://b", 12, now=102.8)
-    assert watch.circuits["ws://a"].rtt == pytest.approx(0.3)
-    assert watch.circuits["ws://b"].rtt == pytest.approx(0.8)
-    assert watch.circuits["ws://b"].last_in == 102.8
+    started = linkcheck.start(0.0, INTERVAL, {"ws://a": True, "ws://b": True})
+    watch = LineWatch(circuits=started.circuits, tests_sent=((3, 100.0),))
+    watch = linkcheck.reply_received(watch, 3, seq=12, circuits=("ws://a",), held=2.0, now=102.3)
+    a, b = watch.circuit("ws://a"), watch.circuit("ws://b")
+    assert a is not None and b is not None
+    assert a.last_out == 102.3 and b.last_out is None
+    watch = linkcheck.copy_arrived(watch, "ws://a", 12, now=102.3)
+    watch = linkcheck.copy_arrived(watch, "ws://b", 12, now=102.8)
+    assert rtt(watch, "ws://a") == pytest.approx(0.3)
+    assert rtt(watch, "ws://b") == pytest.approx(0.8)
+    b = watch.circuit("ws://b")
+    assert b is not None and b.last_in == 102.8

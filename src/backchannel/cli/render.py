@@ -160,6 +160,7 @@ HEALTH_STYLE = {
     "down": "bold red",
     "unknown": "dim",
     "pairing": "yellow",
+    "failed": "bold red",
 }
 
 
@@ -235,7 +236,8 @@ def alarms_table(alarms: list[dict[str, Any]]) -> Group:
         if a.get("cleared_at"):
             times.append(f"cleared {when(a['cleared_at'])}")
         if a.get("acknowledged_by"):
-            times.append(Text("acknowledged by ").append_text(cell(a["acknowledged_by"])))
+            by = Text("acknowledged by ").append_text(cell(a["acknowledged_by"]))
+            times.append(by.append(f" {when(a['acknowledged_at'])}") if a.get("acknowledged_at") else by)
         out.append_text(packed(times))
         out.append("\n")
         out.append_text(wrapped(a["message"]))

@@ -1,14 +1,17 @@
 """Composing a message: the form, the preview of exactly what will be sent, and sending it once.
 
 The server keeps the previewed draft under a random token and sends exactly that text when
-the operator confirms; a second confirmation of the same draft finds nothing and sends
-nothing. Drafts expire after an hour and are bounded in number.
+the operator confirms. The send carries the draft's own idempotency key, so a second
+confirmation of the same draft (a double click, a resent form) returns the first message and
+sends nothing more; the draft is forgotten only once the station took it, so a send the
+station refuses (a FLASH refused on an unverified line, a line that closed) keeps its text
+on the preview page. Drafts expire after an hour and are bounded in number.
 """
 
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from starlette.datastructures import FormData
@@ -18,6 +21,7 @@ from starlette.responses import RedirectResponse, Response
 from backchannel.console.login import new_token
 from backchannel.console.pages import Pages
 from backchannel.console.views import release_scope
+from backchannel.errors import BackchannelError, UnknownLine, UnknownMessage
 from backchannel.proto.payloads import MAX_TEXT_BYTES
 from backchannel.station.config import PRECEDENCES
 from backchannel.station.operators import Session
@@ -37,6 +41,8 @@ class Draft:
     precedence: str
     text: str
     created_at: float
+    #: The idempotency key of this draft's send: a second confirmation returns the first message.
+    key: str = field(default_factory=lambda: "console-" + new_token()[:32])
 
 
 class ComposePages(Pages):
@@ -140,8 +146,20 @@ class ComposePages(Pages):
                 )
                 return self._preview(session, line, str(form.get("draft")), draft, error, 400)
             confirmed = " (line not verified: sent anyway, confirmed)"
-        del self._drafts[str(form.get("draft"))]
-        sent = await self.station.send(line.line_id, draft.text, draft.precedence, operator=session.operator)
+        token = str(form.get("draft"))
+        try:
+            sent = await self.station.send(
+                line.line_id,
+                draft.text,
+                draft.precedence,
+                operator=session.operator,
+                idempotency_key=draft.key,
+            )
+        except (UnknownLine, UnknownMessage):
+            raise
+        except BackchannelError as exc:  # refused by the station: the draft is kept, so is its text
+            return self._preview(session, line, token, draft, f"Not sent: {exc}", 400)
+        self._drafts.pop(token, None)
         if isinstance(sent, DraftView):
             self.audit(
                 session,

@@ -18,6 +18,7 @@ HEALTH_LABELS = {
     "degraded": ("◐", "DEGRADED"),
     "down": ("✖", "DOWN"),
     "pairing": ("…", "PAIRING"),
+    "failed": ("✖", "FAILED"),
     "unknown": ("?", "UNKNOWN"),
 }
 

@@ -21,23 +21,43 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
-from typing import Any, NoReturn
+from dataclasses import dataclass
+from typing import Any
 
 from backchannel.errors import BadSignature, ProtocolError, RecordInvalid
 from backchannel.proto.encoding import json_as_cbor
+from backchannel.proto.export_entries import (
+    ROLES,
+    ChainState,
+    check_entry,
+    fail,
+    hex_bytes,
+    is_int,
+    readable,
+    same_json,
+)
 from backchannel.proto.identity import StationKeys, verify_identity
-from backchannel.proto.payloads import Acknowledged, Checkpoint, Delivered, Hello, Welcome
-from backchannel.proto.primitives import MLDSA_PUBLIC_LEN, ed25519_verify, mldsa_verify, sha256
-from backchannel.proto.record import Entry, Seen, checkpoint_message, decode_entry, short_hashes
+from backchannel.proto.primitives import MLDSA_PUBLIC_LEN, ed25519_verify, sha256
 from backchannel.proto.safety import grouped, station_fingerprint
-from backchannel.proto.transcript import Transcript, genesis, next_hash_of_digest
+from backchannel.proto.transcript import Transcript
 
 EXPORT_FORMAT = "backchannel-transcript/2"
 OLD_FORMATS = ("backchannel-transcript/1",)
 SEAL_CONTEXT = b"backchannel/v2 export seal\x00"
+__all__ = [
+    "EXPORT_FORMAT",
+    "SEAL_CONTEXT",
+    "Signer",
+    "VerifiedExport",
+    "parse_document",
+    "readable",
+    "seal_export",
+    "seal_message",
+    "station_block",
+    "verify_export",
+]
+
 MAX_DEPTH = 32  # levels a value may lie inside a signed JSON document (as encoding.json_as_cbor)
-ROLES = ("inviter", "accepter")  # the signer of direction 0, of direction 1
 TOP_FIELDS = frozenset(
     {
         "format",
@@ -53,8 +73,6 @@ TOP_FIELDS = frozenset(
     }
 )
 STATION_FIELDS = frozenset({"name", "identity_key", "ed25519", "mldsa65", "fingerprint"})
-SHOWN_FIELDS = frozenset({"direction", "seq", "entry", "hash", "recorded_at", "payload"})
-WITHHELD_FIELDS = frozenset({"direction", "seq", "withheld", "digest", "hash", "recorded_at"})
 
 
 @dataclass(frozen=True)
@@ -83,27 +101,6 @@ class VerifiedExport:
     contradicted: tuple[str, ...] = ()  # peer checkpoints that contradict this station's chain
 
 
-@dataclass
-class _State:
-    line_id: bytes
-    on_record: bool
-    own: bool
-    keys: dict[int, StationKeys]
-    chains: dict[int, list[bytes]] = field(default_factory=lambda: {0: [], 1: []})
-    kinds: dict[int, list[str | None]] = field(default_factory=lambda: {0: [], 1: []})
-    covered: list[int] = field(default_factory=lambda: [0, 0])
-    checkpoints: list[str] = field(default_factory=list)
-    withheld: list[tuple[int, int, str]] = field(default_factory=list)
-    contradicted: list[str] = field(default_factory=list)
-
-    def head_at(self, direction: int, count: int) -> bytes:
-        return self.chains[direction][count - 1] if count else genesis(self.line_id, direction)
-
-
-def _fail(reason: str, message: str) -> NoReturn:
-    raise RecordInvalid(message, reason)
-
-
 # ---- making an export ---------------------------------------------------------------------------
 
 
@@ -127,17 +124,6 @@ def station_block(name: str, identity_key: bytes, ed25519: bytes, mldsa65: bytes
         "mldsa65": mldsa65.hex(),
         "fingerprint": station_fingerprint(identity_key, ed25519, mldsa65),
     }
-
-
-def readable(value: Any) -> Any:
-    """The human-readable copy of a payload in an export: bytes as hex, capabilities' keys left out."""
-    if isinstance(value, bytes):
-        return value.hex()
-    if isinstance(value, dict):
-        return {k: readable(v) for k, v in value.items() if k != "send_key"}
-    if isinstance(value, list):
-        return [readable(v) for v in value]
-    return value
 
 
 # ---- the arbiter's procedure --------------------------------------------------------------------
@@ -199,23 +185,23 @@ def verify_export(
         try:
             doc = parse_document(doc)
         except ValueError as exc:
-            _fail("malformed", f"the export is not valid JSON: {exc}")
+            fail("malformed", f"the export is not valid JSON: {exc}")
     if not isinstance(doc, dict):
-        _fail("format", "this is not a backchannel transcript export")
+        fail("format", "this is not a backchannel transcript export")
     if doc.get("format") in OLD_FORMATS:
-        _fail(
+        fail(
             "old-format",
             f"this is a {doc['format']} export, made by an older version whose seal was not specified: "
             f"it cannot serve as evidence; export the line again to get a {EXPORT_FORMAT} export",
         )
     if doc.get("format") != EXPORT_FORMAT:
-        _fail("format", f"this is not a {EXPORT_FORMAT} export")
+        fail("format", f"this is not a {EXPORT_FORMAT} export")
     try:
         return _verify(doc, key_files, require_signatures)
     except RecordInvalid:
         raise
     except (KeyError, TypeError, ValueError, AttributeError, IndexError, ProtocolError) as exc:
-        _fail("malformed", f"the export is malformed: {exc}")
+        fail("malformed", f"the export is malformed: {exc}")
 
 
 def _verify(doc: dict[str, Any], key_files: Sequence[Any] | None, require_signatures: bool) -> VerifiedExport:
@@ -229,7 +215,7 @@ def _verify(doc: dict[str, Any], key_files: Sequence[Any] | None, require_signat
         or inviter.identity_key == accepter.identity_key
         or (on_record and inviter.mldsa65 == accepter.mldsa65)
     ):
-        _fail(
+        fail(
             "same-station",
             f"the export names the same station as inviter and accepter ({inviter.name!r}): a record needs "
             "two distinct stations, and one key signing both directions is a forgery by that station",
@@ -237,28 +223,28 @@ def _verify(doc: dict[str, Any], key_files: Sequence[Any] | None, require_signat
     if given is not None:
         stations = {role: _bind(role, stations[role], given, on_record) for role in ROLES}
     if not on_record and require_signatures:
-        _fail(
+        fail(
             "off-record",
             "this line is off the record: nothing in the export is signed, so it proves nothing to a "
             "third party (deniable by design)",
         )
-    state = _State(
-        _hex(doc["line_id"], 16, "line_id"),
+    state = ChainState(
+        hex_bytes(doc["line_id"], 16, "line_id"),
         on_record,
         key_files is None,
         {0: stations["inviter"], 1: stations["accepter"]},
     )
     for index, item in enumerate(doc["entries"]):
-        _entry(state, index, item)
+        check_entry(state, index, item)
     if not state.chains[1]:
-        _fail("opening", "the export has no hello (entry 1 of direction 1): every record starts with it")
+        fail("opening", "the export has no hello (entry 1 of direction 1): every record starts with it")
     if not state.chains[0]:
-        _fail("opening", "the export has no welcome (entry 1 of direction 0): the line was never established")
+        fail("opening", "the export has no welcome (entry 1 of direction 0): the line was never established")
     unreadable = []
     for direction, seq, where in state.withheld:
         if on_record and state.covered[direction] < seq:
             if not state.own:
-                _fail(
+                fail(
                     "withheld-uncovered",
                     f"{where}: its body is withheld and no checkpoint signed by its sender "
                     f"({ROLES[direction]}) covers it, so nothing proves what it was",
@@ -268,17 +254,17 @@ def _verify(doc: dict[str, Any], key_files: Sequence[Any] | None, require_signat
     head = Transcript(
         state.line_id, counts, (state.head_at(0, counts[0]), state.head_at(1, counts[1]))
     ).head()
-    if not _same(doc["counts"], list(counts)) or doc["head"] != head.hex():
-        _fail("head", "the export's counts and final head do not match its entries")
+    if not same_json(doc["counts"], list(counts)) or doc["head"] != head.hex():
+        fail("head", "the export's counts and final head do not match its entries")
     exported_by: str = doc["exported_by"]
     if on_record:
         if "seal" not in doc:
-            _fail("seal-missing", "the export has no seal: nothing binds it to the station that made it")
+            fail("seal-missing", "the export has no seal: nothing binds it to the station that made it")
         try:
-            signature = _hex(doc["seal"]["ed25519"], 64, "seal")
+            signature = hex_bytes(doc["seal"]["ed25519"], 64, "seal")
             ed25519_verify(stations[exported_by].ed25519, signature, seal_message(doc))
         except BadSignature:
-            _fail(
+            fail(
                 "seal",
                 f"the seal does not verify under the key of the {exported_by} "
                 f"({stations[exported_by].name!r}), which exported_by names: the export was changed "
@@ -310,19 +296,19 @@ def _check_shape(doc: dict[str, Any]) -> None:
     fields = set(doc)
     missing, unknown = TOP_FIELDS - fields, fields - TOP_FIELDS - {"seal"}
     if missing or unknown:
-        _fail(
+        fail(
             "malformed",
             f"the export is malformed: fields missing {sorted(missing)}, unknown {sorted(unknown)}",
         )
     try:
         json_as_cbor(doc, "export")
     except ProtocolError as exc:
-        _fail("malformed", f"the export is malformed: {exc}")
+        fail("malformed", f"the export is malformed: {exc}")
     ok = (
         isinstance(doc["line"], str)
         and isinstance(doc["on_record"], bool)
         and doc["exported_by"] in ROLES
-        and _is_int(doc["exported_at"])
+        and is_int(doc["exported_at"])
         and isinstance(doc["stations"], dict)
         and set(doc["stations"]) == set(ROLES)
         and isinstance(doc["counts"], list)
@@ -330,14 +316,14 @@ def _check_shape(doc: dict[str, Any]) -> None:
         and isinstance(doc["entries"], list)
     )
     if not ok:
-        _fail("malformed", "the export is malformed: a field has the wrong type or value")
+        fail("malformed", "the export is malformed: a field has the wrong type or value")
     if "seal" in doc and (
         not doc["on_record"] or not isinstance(doc["seal"], dict) or set(doc["seal"]) != {"ed25519"}
     ):
-        _fail("malformed", 'the export is malformed: the seal must be {"ed25519": …}, on the record only')
-    _hex(doc["line_id"], 16, "line_id")
+        fail("malformed", 'the export is malformed: the seal must be {"ed25519": …}, on the record only')
+    hex_bytes(doc["line_id"], 16, "line_id")
     if "seal" in doc:
-        _hex(doc["seal"]["ed25519"], 64, "the seal")
+        hex_bytes(doc["seal"]["ed25519"], 64, "the seal")
 
 
 def _station(block: Any, role: str, on_record: bool) -> StationKeys:
@@ -346,18 +332,18 @@ def _station(block: Any, role: str, on_record: bool) -> StationKeys:
         or set(block) != STATION_FIELDS
         or not all(isinstance(v, str) for v in block.values())
     ):
-        _fail(
+        fail(
             "malformed",
             f"the export is malformed: the {role}'s keys must be {sorted(STATION_FIELDS)}, all text",
         )
     identity_key, ed25519 = (
-        _hex(block["identity_key"], 32, "identity_key"),
-        _hex(block["ed25519"], 32, "ed25519"),
+        hex_bytes(block["identity_key"], 32, "identity_key"),
+        hex_bytes(block["ed25519"], 32, "ed25519"),
     )
-    mldsa65 = _hex(block["mldsa65"], MLDSA_PUBLIC_LEN if on_record or block["mldsa65"] else 0, "mldsa65")
+    mldsa65 = hex_bytes(block["mldsa65"], MLDSA_PUBLIC_LEN if on_record or block["mldsa65"] else 0, "mldsa65")
     expected = station_fingerprint(identity_key, ed25519, mldsa65)
     if block["fingerprint"] != expected:
-        _fail("station-keys", f"the export's fingerprint of the {role} is not the one its keys give")
+        fail("station-keys", f"the export's fingerprint of the {role} is not the one its keys give")
     return StationKeys(block["name"], identity_key, ed25519, mldsa65, expected)
 
 
@@ -365,10 +351,10 @@ def _key_files(key_files: Sequence[Any]) -> list[StationKeys]:
     """Steps 3–4: each key file self-certifying; exactly two, of two distinct stations."""
     keys = [verify_identity(_parsed_key_file(k, i + 1), f"key file {i + 1}") for i, k in enumerate(key_files)]
     if len(keys) != 2:
-        _fail("key-count", f"give exactly two key files, the inviter's and the accepter's (got {len(keys)})")
+        fail("key-count", f"give exactly two key files, the inviter's and the accepter's (got {len(keys)})")
     a, b = keys
     if a.ed25519 == b.ed25519 or a.identity_key == b.identity_key or a.mldsa65 == b.mldsa65:
-        _fail(
+        fail(
             "same-key-file",
             f"both key files are the same station ({a.name!r}, fingerprint {grouped(a.fingerprint)}): "
             "give the inviter's and the accepter's",
@@ -389,180 +375,12 @@ def _bind(role: str, exported: StationKeys, given: list[StationKeys], on_record:
     """Step 6: the role's key in the export is one of the key files, with all its keys."""
     match = [k for k in given if k.ed25519 == exported.ed25519]
     if not match:
-        _fail(
+        fail(
             "key-mismatch",
             f"none of the key files is the {role}'s key in the export ({exported.name!r}): the export "
             "was signed by a station whose key file you were not given",
         )
     keys = match[0]
     if keys.identity_key != exported.identity_key or (on_record and keys.mldsa65 != exported.mldsa65):
-        _fail("station-keys", f"the {role}'s keys in the export differ from its key file ({keys.name!r})")
+        fail("station-keys", f"the {role}'s keys in the export differ from its key file ({keys.name!r})")
     return keys
-
-
-def _entry(state: _State, index: int, item: Any) -> None:
-    """Step 9, for one item of ``entries``: its shape whole (9.1–9.3), then what it says."""
-    if not isinstance(item, dict):
-        _fail("malformed", f"item {index + 1} of the entries is not an object")
-    direction, seq = item.get("direction"), item.get("seq")
-    if direction not in (0, 1) or not _is_int(direction) or not _is_int(seq):
-        _fail("malformed", f"item {index + 1} has no valid direction and sequence number")
-    assert isinstance(direction, int) and isinstance(seq, int)
-    where = f"entry {seq} of direction {direction} (item {index + 1})"
-    if seq != len(state.chains[direction]) + 1:
-        _fail("order", f"{where} is out of order or a gap precedes it")
-    withheld = item.get("withheld") is True
-    if withheld and ("payload" in item or "entry" in item):
-        _fail(
-            "withheld-text",
-            f"{where} is marked withheld but carries its entry or a readable copy: a withheld body "
-            "never comes with text",
-        )
-    fields = WITHHELD_FIELDS if withheld else SHOWN_FIELDS
-    if set(item) != fields or not _is_int(item["recorded_at"]):
-        _fail(
-            "malformed",
-            f"{where} is malformed: it must have exactly {sorted(fields)}, recorded_at an integer",
-        )
-    try:
-        chain_hash = _hex(item["hash"], 32, "hash")
-        raw = _hex(item["digest"], 32, "digest") if withheld else _hex(item["entry"], None, "entry")
-    except ValueError as exc:
-        _fail("malformed", f"{where} is malformed: {exc}")
-    if withheld:
-        if seq == 1:
-            _fail(
-                "withheld-opening", f"{where}: the {'hello' if direction else 'welcome'} may not be withheld"
-            )
-        digest = raw
-        state.kinds[direction].append(None)
-        state.withheld.append((direction, seq, where))
-    else:
-        signer = state.keys[direction]
-        try:
-            entry = decode_entry(
-                raw, state.line_id, direction, seq, signer.ed25519 if state.on_record else None
-            )
-        except BadSignature:
-            _fail(
-                "signature",
-                f"{where}: the signature does not verify under the {ROLES[direction]}'s key "
-                f"({signer.name!r}): altered, forged, or signed by another station",
-            )
-        except ProtocolError as exc:
-            _fail("malformed-entry", f"{where} is malformed: {exc}")
-        if not _same(item["payload"], readable(entry.payload.to_cbor())):
-            _fail("readable-copy", f"{where}: its readable copy does not match the signed entry (altered)")
-        _check_seen(state, direction, entry, where)
-        _check_payload(state, direction, seq, entry, where)
-        digest = sha256(raw)
-    head = next_hash_of_digest(state.line_id, direction, seq, state.head_at(direction, seq - 1), digest)
-    if chain_hash != head:
-        _fail("chain-hash", f"{where}: the chain hash does not match (altered)")
-    state.chains[direction].append(head)
-
-
-def _check_seen(state: _State, direction: int, entry: Entry, where: str) -> None:
-    other = 1 - direction
-    if entry.seen.count > len(state.chains[other]):
-        _fail("seen", f"{where}: it claims to have seen entries that come later in the record")
-    if entry.seen.head != state.head_at(other, entry.seen.count):
-        _fail("seen", f"{where}: its view of the other direction does not match the record")
-
-
-def _check_payload(state: _State, direction: int, seq: int, entry: Entry, where: str) -> None:
-    """What each kind of payload claims about the chain, checked against the chain."""
-    payload, seen = entry.payload, entry.seen
-    opening = "hello" if direction == 1 else "welcome"
-    kind = payload.to_cbor()["t"]
-    if seq == 1 and kind != opening:
-        _fail("opening", f"{where} is not the {opening}: entry 1 of direction {direction} must be")
-    if seq != 1 and kind in ("hello", "welcome"):
-        _fail("opening", f"{where} is a {kind}, which only opens a direction")
-    if isinstance(payload, Hello) and state.on_record and payload.pq_key != state.keys[1].mldsa65:
-        _fail(
-            "hello-record-key",
-            f"{where}: the accepter's record key in its signed hello is not the accepter's ML-DSA-65 key",
-        )
-    if isinstance(payload, Welcome) and seen.count < 1:
-        _fail("opening", f"{where}: the welcome was sealed before the hello was received")
-    if isinstance(payload, Delivered) and payload.upto > seen.count:
-        _fail(
-            "receipt",
-            f"{where}: it says entries up to {payload.upto} of direction {1 - direction} were delivered, "
-            f"but its sender had received only {seen.count}",
-        )
-    if isinstance(payload, Acknowledged):
-        target = payload.seq
-        if not 1 <= target <= seen.count or state.kinds[1 - direction][target - 1] not in ("msg", None):
-            _fail(
-                "ack",
-                f"{where}: it acknowledges entry {target} of direction {1 - direction}, which is not a "
-                "message its sender had received",
-            )
-    if isinstance(payload, Checkpoint):
-        _check_checkpoint(state, direction, seq, payload, seen, where)
-    state.kinds[direction].append(kind)
-
-
-def _check_checkpoint(
-    state: _State, direction: int, seq: int, cp: Checkpoint, seen: Seen, where: str
-) -> None:
-    """A checkpoint describes both chains just before its entry (PROTOCOL §11.3): its own
-    direction up to N − 1 and the other exactly as its ``seen`` (already checked against the
-    chain), with the recent hashes of both. Tying ``n[1−D]`` to ``seen`` rather than to the
-    items before it keeps the verdict independent of how the exporter interleaved the two
-    directions, and keeps the post-quantum signature from claiming more (or less) received
-    than the Ed25519-signed ``seen`` says."""
-    other = 1 - direction
-    agrees = (
-        cp.counts[direction] == seq - 1
-        and cp.heads[direction] == state.head_at(direction, seq - 1)
-        and cp.counts[other] == seen.count
-        and cp.heads[other] == seen.head
-        and all(cp.recent[d] == short_hashes(state.chains[d][: cp.counts[d]]) for d in (0, 1))
-    )
-    if not agrees:
-        if state.own:
-            state.contradicted.append(where)
-            return
-        _fail("checkpoint-chain", f"{where} is a checkpoint that contradicts the chain before it")
-    if state.on_record:
-        try:
-            mldsa_verify(
-                state.keys[direction].mldsa65,
-                cp.pq_signature,
-                checkpoint_message(state.line_id, cp.counts, cp.heads),
-            )
-        except BadSignature:
-            if state.own:
-                state.contradicted.append(where)
-                return
-            _fail(
-                "checkpoint-signature",
-                f"{where}: the checkpoint's ML-DSA-65 signature does not verify under the "
-                f"{ROLES[direction]}'s record key",
-            )
-        state.covered[direction] = max(state.covered[direction], cp.counts[direction])
-    state.checkpoints.append(where.split(" (item")[0])
-
-
-def _hex(value: Any, size: int | None, what: str) -> bytes:
-    if not isinstance(value, str):
-        raise ValueError(f"{what} is not a hex string")
-    data = bytes.fromhex(value)
-    if data.hex() != value or (size is not None and len(data) != size):
-        raise ValueError(
-            f"{what} must be {size} bytes in lowercase hex" if size else f"{what} is not lowercase hex"
-        )
-    return data
-
-
-def _same(a: Any, b: Any) -> bool:
-    """Equal as JSON values, types included: Python's ``==`` takes ``true`` for ``1``, and a
-    verifier in another language would not."""
-    return json_as_cbor(a, "export") == json_as_cbor(b, "export")
-
-
-def _is_int(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)

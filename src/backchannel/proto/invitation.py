@@ -30,6 +30,7 @@ from backchannel.proto.encoding import (
     fixed_bytes,
 )
 from backchannel.proto.primitives import MLDSA_PUBLIC_LEN, MLKEM_PUBLIC_LEN, ed25519_verify, sha256
+from backchannel.proto.relay_pin import split_pin
 
 MAGIC = b"BCI"
 VERSION = 1
@@ -63,6 +64,7 @@ class MailboxCapability:
         url = field(obj, "url", str, what)
         if not url.startswith(("ws://", "wss://")) or len(url) > 512 or not url.isprintable():
             raise ProtocolError(f"the {what} names no valid relay URL")
+        split_pin(url, f"relay URL of the {what}")  # (a pin, if any, is well formed: §3.1)
         return cls(url, fixed_bytes(obj, "send_id", 16, what), fixed_bytes(obj, "send_key", 32, what))
 
 

@@ -1,6 +1,7 @@
 """``python -m backchannel.relay``: run a relay without the full CLI (handy for tests).
 
-Prints ``relay listening on ws://HOST:PORT`` on stdout once it accepts connections.
+Prints ``relay listening on ws://HOST:PORT`` (``wss://HOST:PORT#pin=…`` with TLS) on stdout
+once it accepts connections.
 """
 
 from __future__ import annotations
@@ -26,6 +27,10 @@ def main(argv: list[str] | None = None) -> int:
         help="HOST:PORT to serve /metrics on, apart from the relay's port "
         f"(bearer token: metrics_token, or ${METRICS_TOKEN_ENV})",
     )
+    parser.add_argument("--tls", choices=("auto", "on", "off"), help="serve TLS (auto: unless on loopback)")
+    parser.add_argument("--tls-cert", help="PEM certificate to serve (else a self-signed one in --tls-dir)")
+    parser.add_argument("--tls-key", help="PEM key of --tls-cert")
+    parser.add_argument("--tls-dir", help="where the self-signed certificate is kept (default: beside --db)")
     args = parser.parse_args(argv)
     try:
         config = RelayConfig.load(
@@ -34,6 +39,10 @@ def main(argv: list[str] | None = None) -> int:
             port=args.port,
             db_path=args.db_path,
             metrics_listen=args.metrics_listen,
+            tls=args.tls,
+            tls_cert=args.tls_cert,
+            tls_key=args.tls_key,
+            tls_dir=args.tls_dir,
         )
         main_serve(config)
     except BackchannelError as exc:

@@ -107,6 +107,17 @@ class RelayConfig:
     #: behind what it already pushed). A lost notification delays a frame by at most this.
     catch_up_interval_seconds: float = 5.0
 
+    # ---- TLS (relay/certificate.py) ----------------------------------------------------------
+    #: "auto": TLS on every address but loopback; "on"; "off" (behind a TLS-terminating proxy).
+    tls: str = "auto"
+    #: PEM certificate (chain) and key to serve; both or neither. Neither: a self-signed
+    #: certificate made at first start in ``tls_dir`` and kept there.
+    tls_cert: str = ""
+    tls_key: str = ""
+    #: Where the self-signed certificate lives ("": beside the SQLite database, or the current
+    #: directory with PostgreSQL).
+    tls_dir: str = ""
+
     # ---- /metrics ---------------------------------------------------------------------------
     #: ``HOST:PORT`` to serve ``/metrics`` (and ``/health``) on instead of the relay's own
     #: port ("": the relay's port). Port 0 picks a free one.
@@ -170,6 +181,12 @@ class RelayConfig:
                 raise ConfigError(f"relay setting {key!r} must be at least 16 printable ASCII characters")
         if self.access_token and any(c in self.access_token for c in ":@/?#%[] "):
             raise ConfigError("relay setting 'access_token' must not contain ':@/?#%[] ' (it goes in a URL)")
+        if self.tls not in ("auto", "on", "off"):
+            raise ConfigError(f'relay setting \'tls\' must be "auto", "on" or "off", not {self.tls!r}')
+        if bool(self.tls_cert) != bool(self.tls_key):
+            raise ConfigError("relay settings 'tls_cert' and 'tls_key' go together: give both or neither")
+        if self.tls_cert and self.tls == "off":
+            raise ConfigError("relay setting 'tls' is \"off\" but 'tls_cert' is given: drop one of them")
         if self.metrics_listen:
             host, _ = metrics_address(self.metrics_listen)
             if not self.metrics_token and not _loopback(host):
@@ -262,6 +279,10 @@ _FIELD_TYPES: dict[str, type] = {
     "mailbox_expiry_seconds": float,
     "listen_notifications": bool,
     "catch_up_interval_seconds": float,
+    "tls": str,
+    "tls_cert": str,
+    "tls_key": str,
+    "tls_dir": str,
     "metrics_listen": str,
     "metrics_token": str,
 }

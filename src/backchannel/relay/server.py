@@ -38,6 +38,7 @@ import logging
 import signal
 import sys
 from collections.abc import Callable
+from typing import Any
 
 from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
@@ -49,6 +50,7 @@ from backchannel.clock import Clock, Rng, SystemClock, SystemRng
 from backchannel.errors import TransportError
 from backchannel.proto import frames
 from backchannel.proto.frames import RelayErrorCode
+from backchannel.relay.certificate import RelayTLS, relay_tls
 from backchannel.relay.clients import REFUSAL_SLACK_PER_ADDRESS, REFUSAL_SLACK_TOTAL, Client, Clients
 from backchannel.relay.config import RelayConfig, metrics_address
 from backchannel.relay.connection import RelayConnection, SlowReader
@@ -124,6 +126,8 @@ class RelayServer:
         self.metrics_url = ""
         #: The other relay processes on the same PostgreSQL database (None on SQLite).
         self.peers: PeerWatch | None = None
+        #: The certificate served and its pin (None: plain WebSocket; relay/certificate.py).
+        self.tls: RelayTLS | None = None
 
     def _catch_up_all(self) -> None:
         self._deliveries.catch_up_all()
@@ -157,6 +161,7 @@ class RelayServer:
             self._tasks.spawn(self.peers.catch_up_forever(), "relay-catch-up")
         self._tasks.spawn(self._expire_forever(), "relay-expiry")
         self._tasks.spawn(self._db.watch_stalls(), "relay-stall-watch")
+        self.tls = relay_tls(self.config)
         host, port = self.config.host, self.config.port
         frame_max = self._deliveries.frame_max
         try:
@@ -176,6 +181,7 @@ class RelayServer:
                 open_timeout=self.config.handshake_timeout_seconds,
                 ping_interval=self.config.ping_interval_seconds,
                 ping_timeout=self.config.ping_timeout_seconds,
+                **self._tls_options(),
             )
             if self.config.metrics_listen:
                 host, port = metrics_address(self.config.metrics_listen)
@@ -185,9 +191,18 @@ class RelayServer:
         except OSError as exc:
             raise TransportError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from exc
         self.url = _url("ws", self.config.host, self._ws_server)
+        if self.tls is not None:
+            self.url = self.tls.named(self.url)
         if self._metrics_server is not None:
             self.metrics_url = _url("http", host, self._metrics_server)
         return self.url
+
+    def _tls_options(self) -> dict[str, Any]:
+        """``serve``'s TLS arguments: the context, and a TLS handshake bounded like the
+        WebSocket one (a socket counts against the limits only once its TLS is up)."""
+        if self.tls is None:
+            return {}
+        return {"ssl": self.tls.context, "ssl_handshake_timeout": self.config.handshake_timeout_seconds}
 
     async def stop(self) -> None:
         """Stop accepting, close connections, commit what was accepted, close the store."""
@@ -337,6 +352,13 @@ async def run_relay(
         url = await server.start()
         if server.metrics_url:
             _LOG.info("relay metrics on %s/metrics", server.metrics_url)
+        if server.tls is not None:
+            _LOG.info(
+                "relay TLS certificate %s, key pin %s: stations name this relay %s",
+                server.tls.cert_path,
+                server.tls.pin_text,
+                url,
+            )
         if on_ready is not None:
             on_ready(url)
         if stop is None:
@@ -350,8 +372,8 @@ async def run_relay(
 def main_serve(config: RelayConfig) -> None:
     """Run a relay in this process until SIGTERM or SIGINT; announce the URL on stdout.
 
-    The one stdout line ``relay listening on ws://HOST:PORT`` is a contract: tests and the
-    CLI parse it. Logs go to stderr.
+    The one stdout line ``relay listening on ws://HOST:PORT`` (``wss://HOST:PORT#pin=…`` with
+    TLS) is a contract: tests and the CLI parse it. Logs go to stderr.
     """
     if not logging.getLogger().handlers:
         logging.basicConfig(

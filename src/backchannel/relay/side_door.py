@@ -7,15 +7,17 @@ that separate address (which serves no WebSocket at all); with ``metrics_token``
 
 from __future__ import annotations
 
-import hmac
 from collections.abc import Awaitable, Callable
 from http import HTTPStatus
 
-from prometheus_client import CONTENT_TYPE_LATEST
 from websockets.asyncio.server import ServerConnection
 from websockets.http11 import Request, Response
 
+from backchannel import metrics_http
+from backchannel.metrics_http import never_upgraded
 from backchannel.relay.config import RelayConfig
+
+__all__ = ["SideDoor", "never_upgraded"]
 
 
 class SideDoor:
@@ -45,22 +47,7 @@ class SideDoor:
         return connection.respond(HTTPStatus.NOT_FOUND, "only /metrics and /health here\n")
 
     async def _metrics(self, connection: ServerConnection, request: Request) -> Response:
-        token = self.config.metrics_token
-        if token:
-            given = request.headers.get("Authorization", "")
-            if not hmac.compare_digest(given.encode(), f"Bearer {token}".encode()):
-                response = connection.respond(HTTPStatus.UNAUTHORIZED, "/metrics needs its bearer token\n")
-                response.headers["WWW-Authenticate"] = "Bearer"
-                return response
-        body = await self._exposition()
-        response = connection.respond(HTTPStatus.OK, "")
-        headers = response.headers  # (a multidict: replace, do not add a second value)
-        del headers["Content-Type"], headers["Content-Length"]
-        headers["Content-Type"] = CONTENT_TYPE_LATEST
-        headers["Content-Length"] = str(len(body))
-        return Response(response.status_code, response.reason_phrase, headers, body)
-
-
-async def never_upgraded(ws: ServerConnection) -> None:
-    """The metrics address answers every request in ``process_request``; nothing upgrades."""
-    await ws.close()
+        refusal = metrics_http.refused(connection, request, self.config.metrics_token)
+        if refusal is not None:
+            return refusal
+        return metrics_http.exposition(connection, await self._exposition())

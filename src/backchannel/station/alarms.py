@@ -13,19 +13,31 @@ from __future__ import annotations
 import contextlib
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from backchannel.clock import Clock, Rng
 from backchannel.errors import BackchannelError
-from backchannel.station.alarm_sinks import AlarmDispatcher, sinks_from_config
+from backchannel.station.alarm_dispatch import AlarmDispatcher
+from backchannel.station.alarm_sinks import sinks_from_config
 from backchannel.station.config import StationConfig
 from backchannel.station.store import AlarmRow, Store
 from backchannel.station.views import shallow
 
 log = logging.getLogger("backchannel.station")
 
-KINDS = ("circuit_down", "line_down", "deadline_passed", "sequence_gap", "frames_lost", "record_divergence")
+KINDS = (
+    "circuit_down",
+    "line_down",
+    "deadline_passed",
+    "sequence_gap",
+    "frames_lost",
+    "record_divergence",
+    "flash_received",
+    "pairing_failed",
+    "invitation_reused",
+    "relay_refused",
+)
 
 
 @dataclass(frozen=True)
@@ -41,9 +53,15 @@ class AlarmView:
     cleared_at: float | None
     acknowledged_at: float | None
     acknowledged_by: str | None
+    #: ``alarm-ack``: someone had acknowledged it before (``acknowledged_by``/``_at``); the
+    #: first acknowledgement stands and this one changed nothing.
+    already_acknowledged: bool = False
 
     def to_json(self) -> dict[str, Any]:
-        return shallow(self)
+        out = shallow(self)
+        if not self.already_acknowledged:  # only when true: most views are plain alarms
+            del out["already_acknowledged"]
+        return out
 
 
 class Alarms:
@@ -90,9 +108,13 @@ class Alarms:
         return [self.view(row) for row in self._store.alarms(include_cleared)]
 
     def acknowledge(self, alarm_id: str, operator: str) -> AlarmView | None:
+        """Record who saw the alarm and when, on its row (shown by ``alarms``); the first
+        acknowledgement stands, and a later one is reported as ``already_acknowledged``."""
         with self._store.transaction():
-            row = self._store.ack_alarm(alarm_id, operator, self._clock.now())
-        return None if row is None else self.view(row)
+            row, first = self._store.ack_alarm(alarm_id, operator, self._clock.now())
+        if row is None:
+            return None
+        return self.view(row) if first else replace(self.view(row), already_acknowledged=True)
 
     def view(self, row: AlarmRow) -> AlarmView:
         return AlarmView(

@@ -24,11 +24,14 @@ from __future__ import annotations
 
 import functools
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Set
 
 from backchannel.aio import TaskSet
 from backchannel.errors import BackchannelError, InvalidArgument
-from backchannel.proto.invitation import MAX_RELAYS, MailboxCapability
+from backchannel.proto.engine import circuits as rules
+from backchannel.proto.engine import effects as fx
+from backchannel.proto.engine.circuits import Admission, CircuitView
+from backchannel.proto.invitation import MailboxCapability
 from backchannel.proto.payloads import Circuits
 from backchannel.station.alarms import Alarms
 from backchannel.station.config import StationConfig
@@ -99,16 +102,10 @@ class CircuitChanges:
     async def remove(self, line: str, relay: str) -> LineView:
         """Stop using a relay for this line, on both sides (told to the peer in-band)."""
         live = self._lines.find(line)
-        matches = named(relay, self._links.circuit_urls(live.line_id))
-        if not matches:
-            raise InvalidArgument(f"line {live.row.name!r} has no circuit through {shown(relay)}")
-        if len(matches) > 1:
-            raise InvalidArgument(
-                f"several circuits of line {live.row.name!r} match {shown(relay)}; give the full URL"
-            )
+        circuits = self._links.circuit_urls(live.line_id)
+        matches = named(relay, circuits)
+        rules.check_removal(live.row.name, shown(relay), len(matches), len(circuits))
         (relay,) = matches
-        if len(self._links.circuit_urls(live.line_id)) == 1:
-            raise InvalidArgument("a line keeps at least one circuit; add another before removing this one")
         with self._lines.mutation():  # tell the peer and stop using it here, in one transaction
             seq = self._outbox.send_payload(live.line_id, Circuits((), (relay,)), "circuits", enqueue=False)
             self._store.remove_circuit(live.line_id, relay, self._clock.now(), retire=True)
@@ -118,85 +115,71 @@ class CircuitChanges:
         return self._views.line_view(live)
 
     def apply(self, live: LiveLine, change: Circuits, after: list[Callable[[], object]]) -> None:
+        """The peer's circuit change (inside the receive transaction): the engine decides
+        (:func:`backchannel.proto.engine.circuits.receive_change`), this applies its effects."""
         line_id = live.line_id
-        ours = {url for lid, url, _, _ in self._store.mailboxes() if lid == line_id}
+        store = self._store
         # From the store, not from memory: earlier changes in the same batch count too.
-        circuits = {url for _, url, _, _ in self._store.peer_mailboxes(line_id)}
-        for cap in change.add:
-            if cap.url not in circuits:
-                if len(circuits) >= MAX_RELAYS:
-                    self._store.count("circuit_limit")  # a peer may not grow a line past 8 circuits
-                    continue
-                if not self._admit(live, cap, after):
-                    continue
-            circuits.add(cap.url)
-            self._accept(live, cap, cap.url not in ours, after)
-        for url in change.remove:
-            if self._store.delete_proposals(line_id, url):  # the peer withdrew it before approval
-                self._store.count("circuit_withdrawn")
-                after.append(functools.partial(self._alarms.clear_alarm, "circuit_proposed", line_id, url))
-                continue
-            if url not in circuits and url in ours:
-                # The peer declined our proposal: it will not use this relay, so ours there is no
-                # circuit. Retired (read a while), as for a removal we made ourselves.
-                self._store.remove_circuit(line_id, url, self._clock.now(), retire=True)
-                self._store.count("circuit_declined")
-                log.warning(
-                    "line %s: %s declined the circuit through %s", live.row.name, live.row.peer_name, url
-                )
-                continue
-            if url not in circuits or len(circuits) == 1:
-                self._store.count("circuit_refused")  # never remove the last circuit of a line
-                continue
-            circuits.discard(url)
-            send_id = self._links.send_id(line_id, url)
-            recv_ids = [r for lid, u, r, _ in self._store.mailboxes() if lid == line_id and u == url]
-            self._store.remove_circuit(line_id, url, self._clock.now(), retire=False)
-            after.append(functools.partial(self._links.forget_circuit, line_id, url, send_id, recv_ids))
-        after.append(functools.partial(self._monitor.circuits_changed, line_id))
-
-    def _admit(self, live: LiveLine, cap: MailboxCapability, after: list[Callable[[], object]]) -> bool:
-        """Judge a relay the peer proposes (``station.relay_policy``); True to add it now."""
-        config = self._config
-        decision, why = decide(
-            cap.url, config.relay_policy, self.trusted_relays(), config.allow_private_relays
+        view = CircuitView(
+            ours=frozenset(url for lid, url, _, _ in store.mailboxes() if lid == line_id),
+            theirs=frozenset(url for _, url, _, _ in store.peer_mailboxes(line_id)),
+            proposed=frozenset(p.url for p in store.proposals(line_id)),
+            proposals=len(store.proposals(line_id)),
+            trusted=frozenset(self.trusted_relays()),
         )
+        for effect in rules.receive_change(line_id, change, view, self._policy):
+            self._apply(live, effect, after)
+
+    def _policy(self, url: str, trusted: Set[str]) -> tuple[Admission, str]:
+        """The relay policy's verdict on a relay the peer proposes (``station.relay_policy``),
+        and the station's bound on its relay connections."""
+        config = self._config
+        decision, why = decide(url, config.relay_policy, trusted, config.allow_private_relays)
         if (
             decision is Decision.ACCEPT
-            and not self._links.has(cap.url)
+            and not self._links.has(url)
             and self._links.links_open() >= config.max_links
         ):
             decision, why = Decision.REFUSE, f"the station keeps at most {config.max_links} relay connections"
+        return Admission(decision.value), why
+
+    def _apply(self, live: LiveLine, effect: fx.Effect, after: list[Callable[[], object]]) -> None:
+        line_id, store, now = live.line_id, self._store, self._clock.now()
         name, peer = live.row.name, live.row.peer_name
-        if decision is Decision.ACCEPT:
-            return True
-        if decision is Decision.ASK and len(self._store.proposals(live.line_id)) < MAX_RELAYS:
-            proposal_id = self._rng.bytes(6).hex()
-            self._store.add_proposal(
-                proposal_id,
-                live.line_id,
-                cap.url,
-                cap.send_id,
-                self._lines.atrest.seal(cap.send_key, b"send-key" + cap.send_id),
-                self._clock.now(),
-            )
-            self._store.count("circuit_held")
-            message = (
-                f"line {name}: {peer} proposes a circuit through relay {cap.url}; it is held for approval "
-                f"(`backchannel circuit approve {proposal_id}` or `reject {proposal_id}`)"
-            )
-            after.append(
-                functools.partial(
-                    self._alarms.raise_alarm, "circuit_proposed", live.line_id, cap.url, message
+        match effect:
+            case fx.Count(counter, n):
+                store.count(counter, n)
+            case fx.AcceptCircuit(_, cap, answer):
+                self._accept(live, cap, answer, after)
+            case fx.HoldProposal(_, cap):
+                proposal_id = self._rng.bytes(6).hex()
+                sealed = self._lines.atrest.seal(cap.send_key, b"send-key" + cap.send_id)
+                store.add_proposal(proposal_id, line_id, cap.url, cap.send_id, sealed, now)
+                message = (
+                    f"line {name}: {peer} proposes a circuit through relay {cap.url}; it is held for "
+                    f"approval (`backchannel circuit approve {proposal_id}` or `reject {proposal_id}`)"
                 )
-            )
-            return False
-        if decision is Decision.ASK:
-            why = f"already {MAX_RELAYS} proposals await approval on this line"
-        self._store.count("circuit_refused_policy")
-        log.warning("line %s: refused the circuit %s proposed through %s: %s", name, peer, cap.url, why)
-        self._decline(live, cap.url, after)
-        return False
+                after.append(
+                    functools.partial(self._alarms.raise_alarm, "circuit_proposed", line_id, cap.url, message)
+                )
+            case fx.DeclineCircuit(_, url, why):
+                log.warning("line %s: refused the circuit %s proposed through %s: %s", name, peer, url, why)
+                self._decline(live, url, after)
+            case fx.WithdrawProposal(_, url):
+                store.delete_proposals(line_id, url)
+                after.append(functools.partial(self._alarms.clear_alarm, "circuit_proposed", line_id, url))
+            case fx.RetireCircuit(_, url):
+                store.remove_circuit(line_id, url, now, retire=True)
+                log.warning("line %s: %s declined the circuit through %s", name, peer, url)
+            case fx.DropCircuit(_, url):
+                send_id = self._links.send_id(line_id, url)
+                recv_ids = [r for lid, u, r, _ in store.mailboxes() if lid == line_id and u == url]
+                store.remove_circuit(line_id, url, now, retire=False)
+                after.append(functools.partial(self._links.forget_circuit, line_id, url, send_id, recv_ids))
+            case fx.CircuitsChanged():
+                after.append(functools.partial(self._monitor.circuits_changed, line_id))
+            case _:
+                raise AssertionError(f"the circuit shell has no rule for {effect!r}")
 
     def _accept(
         self, live: LiveLine, cap: MailboxCapability, answer: bool, after: list[Callable[[], object]]
@@ -248,11 +231,7 @@ class CircuitChanges:
         """Add the circuit the peer proposed, and answer with our own mailbox on that relay."""
         _, line_id, url, send_id, sealed, _ = self._proposal(proposal_id)
         live = self._lines[line_id]
-        circuits = self._links.circuit_urls(line_id)
-        if url not in circuits and len(circuits) >= MAX_RELAYS:
-            raise InvalidArgument(
-                f"line {live.row.name!r} already has {MAX_RELAYS} circuits; remove one first"
-            )
+        rules.check_approval(live.row.name, url, set(self._links.circuit_urls(line_id)))
         cap = MailboxCapability(url, send_id, self._lines.atrest.open(sealed, b"send-key" + send_id))
         ours = {u for lid, u, _, _ in self._store.mailboxes() if lid == line_id}
         after: list[Callable[[], object]] = []

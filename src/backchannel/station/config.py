@@ -15,8 +15,15 @@ relay_policy = ["ask", "relay.example.org"]   # relays the peer may add: these; 
 FLASH = 120
 IMMEDIATE = 600
 
-[station.lines.moscow.deadlines]     # per line, by the line's local name
+[station.lines.moscow]               # per line, by the line's local name
+refuse_flash_unverified = true       # no FLASH until the safety number is verified
+
+[station.lines.moscow.deadlines]
 FLASH = 60
+
+[station.metrics]                    # Prometheus metrics on a listener of their own
+listen = "127.0.0.1:9480"
+token = "a-long-random-bearer-token"  # optional on loopback, required beyond
 ```
 """
 
@@ -28,8 +35,10 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
-from backchannel.errors import ConfigError
+from backchannel.errors import ConfigError, ProtocolError
+from backchannel.proto.relay_pin import split_pin
 from backchannel.station.relay_policy import parse_policy
+from backchannel.tls import is_loopback
 from backchannel.tomlfile import read_table
 
 PRECEDENCES = ("FLASH", "IMMEDIATE", "PRIORITY", "ROUTINE")
@@ -61,6 +70,16 @@ class StationConfig:
     line_deadlines: dict[str, dict[str, float]] = field(default_factory=dict)
     #: Two-person rule, by line name: "flash" (FLASH needs a releaser) or "all"; default none.
     line_release: dict[str, str] = field(default_factory=dict)
+    #: Refuse FLASH on a line whose safety number was never verified (station-wide default;
+    #: ``line_refuse_flash`` overrides it per line). Enforced by the station for every caller.
+    refuse_flash_unverified: bool = False
+    #: Per-line ``refuse_flash_unverified``, by the line's local name.
+    line_refuse_flash: dict[str, bool] = field(default_factory=dict)
+    #: Raise a ``flash_received`` alarm (through the alarm command/webhook) on each incoming FLASH.
+    alarm_on_flash: bool = False
+    #: Seconds an accepted invitation may wait for the inviter's welcome before the line is
+    #: *failed* with an alarm (the invitation was already used, leaked, or the inviter is gone).
+    pairing_timeout: float = 60.0
     #: Run this command (argv) with each alarm event as JSON on stdin.
     alarm_command: tuple[str, ...] = ()
     #: POST each alarm event as JSON to this http(s) URL.
@@ -82,6 +101,13 @@ class StationConfig:
     flood_limit: int = 2000
     #: Seconds a flooding relay is suspended the first time (doubling, at most an hour).
     flood_suspend_seconds: float = 60.0
+    #: Whether plain ``ws://`` relay URLs beyond loopback may be used (frames and the relay's
+    #: access token cross the network in clear): ``station run --insecure-plain``.
+    allow_plain: bool = False
+    #: ``HOST:PORT`` of the station's Prometheus listener (``[station.metrics] listen``; "": none).
+    metrics_listen: str = ""
+    #: Its bearer token (``[station.metrics] token``); required when it listens beyond loopback.
+    metrics_token: str = field(default="", repr=False)
 
     @classmethod
     def load(cls, path: Path | None, *, required: bool = False, **overrides: Any) -> StationConfig:
@@ -102,12 +128,18 @@ class StationConfig:
             if key == "lines":
                 changes["line_deadlines"] = _line_deadlines(value, f"{where}: 'lines'")
                 changes["line_release"] = _line_release(value, f"{where}: 'lines'")
+                changes["line_refuse_flash"] = _line_refuse_flash(value, f"{where}: 'lines'")
+                continue
+            if key == "metrics":
+                changes.update(_metrics_table(value, f"{where}: 'metrics'"))
                 continue
             name = {"relay": "relays"}.get(key, key)
-            if name not in known or name in ("line_deadlines", "line_release"):
+            if name not in known or name in ("line_deadlines", "line_release", "line_refuse_flash"):
                 raise ConfigError(f"{where}: unknown station setting {key!r}")
             changes[name] = _VALIDATORS[name](value, f"{where}: {key!r}")
-        return replace(self, **changes)
+        config = replace(self, **changes)
+        _check_metrics(config.metrics_listen, config.metrics_token, where)
+        return config
 
     def deadlines_for(self, line_name: str) -> dict[str, float]:
         return {**self.deadlines, **self.line_deadlines.get(line_name, {})}
@@ -116,6 +148,10 @@ class StationConfig:
         """Whether a message must wait for a second operator (the two-person rule)."""
         rule = self.line_release.get(line_name, "none")
         return rule == "all" or (rule == "flash" and precedence == "FLASH")
+
+    def refuses_flash_unverified(self, line_name: str) -> bool:
+        """Whether FLASH is refused on this line while its safety number is unverified."""
+        return self.line_refuse_flash.get(line_name, self.refuse_flash_unverified)
 
 
 def _positive(kind: type) -> Callable[[Any, str], Any]:
@@ -156,6 +192,11 @@ def _at_least_bytes(minimum: int) -> Callable[[Any, str], int]:
 def _url(value: Any, what: str, schemes: tuple[str, ...] = ("ws://", "wss://")) -> str:
     if not isinstance(value, str) or not value.startswith(schemes):
         raise ConfigError(f"{what} must be a URL starting with {' or '.join(schemes)}")
+    if value.startswith(("ws://", "wss://")):
+        try:
+            split_pin(value)
+        except ProtocolError as exc:
+            raise ConfigError(f"{what}: {exc}") from None
     return value
 
 
@@ -182,8 +223,10 @@ def _line_deadlines(value: Any, what: str) -> dict[str, dict[str, float]]:
         raise ConfigError(f"{what} must be a table of line names")
     out = {}
     for line, table in value.items():
-        if not isinstance(table, dict) or set(table) - {"deadlines", "release"}:
-            raise ConfigError(f"{what}.{line} may only hold 'release' and a [deadlines] table")
+        if not isinstance(table, dict) or set(table) - {"deadlines", "release", "refuse_flash_unverified"}:
+            raise ConfigError(
+                f"{what}.{line} may only hold 'release', 'refuse_flash_unverified' and a [deadlines] table"
+            )
         out[line] = _deadlines(table.get("deadlines", {}), f"{what}.{line}.deadlines")
     return out
 
@@ -196,6 +239,14 @@ def _line_release(value: dict[str, Any], what: str) -> dict[str, str]:
             raise ConfigError(f'{what}.{line}.release must be "none", "flash" or "all"')
         out[line] = rule
     return out
+
+
+def _line_refuse_flash(value: dict[str, Any], what: str) -> dict[str, bool]:
+    return {
+        line: _bool(table["refuse_flash_unverified"], f"{what}.{line}.refuse_flash_unverified")
+        for line, table in value.items()
+        if "refuse_flash_unverified" in table
+    }
 
 
 def _command(value: Any, what: str) -> tuple[str, ...]:
@@ -216,6 +267,49 @@ def _relay_policy(value: Any, what: str) -> tuple[str, ...]:
         raise ConfigError(f"{what}: {exc}") from None
 
 
+def _metrics_table(value: Any, what: str) -> dict[str, str]:
+    """``[station.metrics]``: ``listen`` and ``token``."""
+    if not isinstance(value, dict) or set(value) - {"listen", "token"}:
+        raise ConfigError(f"{what} may only hold 'listen' and 'token'")
+    out = {}
+    for key in ("listen", "token"):
+        if key in value:
+            if not isinstance(value[key], str):
+                raise ConfigError(f"{what}.{key} must be a string")
+            out[f"metrics_{key}"] = value[key]
+    return out
+
+
+def _check_metrics(listen: str, token: str, where: str) -> None:
+    """The metrics listener's address parses; its token is long enough; beyond loopback a
+    token is required (the figures are traffic analysis for whoever reads them)."""
+    if token and (len(token) < 16 or not token.isascii() or not token.isprintable()):
+        raise ConfigError(f"{where}: the metrics token must be at least 16 printable ASCII characters")
+    if not listen:
+        return
+    host, _ = listen_address(listen, f"{where}: metrics listen")
+    if not token and not is_loopback(host):
+        raise ConfigError(
+            f"{where}: metrics listen = {listen!r} is reachable from other machines; set a metrics "
+            "token so only your scraper reads the station's traffic figures, or listen on loopback"
+        )
+
+
+def listen_address(value: str, what: str) -> tuple[str, int]:
+    """``HOST:PORT`` (``[v6]:PORT``) of a listener, checked; port 0 picks a free one."""
+    host, sep, port = value.rpartition(":")
+    host = host.removeprefix("[").removesuffix("]")
+    if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise ConfigError(f"{what} must be HOST:PORT, not {value!r}")
+    return host, int(port)
+
+
+def _string(value: Any, what: str) -> str:
+    if not isinstance(value, str):
+        raise ConfigError(f"{what} must be a string")
+    return value
+
+
 def _bool(value: Any, what: str) -> bool:
     if not isinstance(value, bool):
         raise ConfigError(f"{what} must be true or false")
@@ -233,6 +327,9 @@ _VALIDATORS: dict[str, Callable[[Any, str], Any]] = {
     "resend_after": _at_least(1.0),
     "deadlines": lambda value, what: {**DEFAULT_DEADLINES, **_deadlines(value, what)},
     "line_deadlines": _line_deadlines,
+    "refuse_flash_unverified": _bool,
+    "alarm_on_flash": _bool,
+    "pairing_timeout": _positive(float),
     "alarm_command": _command,
     "alarm_webhook": _webhook,
     "relay_policy": _relay_policy,
@@ -242,4 +339,7 @@ _VALIDATORS: dict[str, Callable[[Any, str], Any]] = {
     "receive_bytes": _at_least_bytes(64 * 1024),
     "flood_limit": _positive(int),
     "flood_suspend_seconds": _positive(float),
+    "allow_plain": _bool,
+    "metrics_listen": _string,
+    "metrics_token": _string,
 }

@@ -92,6 +92,14 @@ class Sender:
     def pending(self) -> int:
         return len(self._queue) + len(self._inflight) + sum(len(p) for p in self._parked.values())
 
+    def pending_by_circuit(self) -> dict[tuple[bytes, str], int]:
+        """Frames not yet stored by each circuit (queued, in flight or parked), by (line, url)."""
+        counts: dict[tuple[bytes, str], int] = {}
+        for group in (self._queue, self._inflight, *self._parked.values()):
+            for line_id, _, url in group:
+                counts[line_id, url] = counts.get((line_id, url), 0) + 1
+        return counts
+
     def on_link_state(self, url: str, up: bool) -> None:
         if up:
             self._unpark(url)

@@ -52,7 +52,9 @@ class Lines:
     # ---- the mirror ------------------------------------------------------------------------
 
     def load(self) -> None:
-        """(Re)build the mirror from the database."""
+        """(Re)build the mirror from the database (what the peer reported and the link watch,
+        in memory only, are kept across a failed transaction)."""
+        memory = {line_id: (live.peer, live.watch) for line_id, live in self._lines.items()}
         self._lines.clear()
         for row in self.store.list_lines():
             keys_raw = self.atrest.open(row.keys_sealed, b"line-keys" + row.line_id)
@@ -68,7 +70,8 @@ class Lines:
                 on_record=bool(row.on_record),
             )
             session = OlmSession.from_pickle(row.session_pickle, self.atrest.store_key)
-            self._lines[row.line_id] = LiveLine(row, state, session)
+            peer, watch = memory.get(row.line_id, (None, None))
+            self._lines[row.line_id] = LiveLine(row, state, session, peer, watch)
 
     def get(self, line_id: bytes) -> LiveLine | None:
         return self._lines.get(line_id)

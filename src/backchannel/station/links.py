@@ -29,7 +29,10 @@ from backchannel.station.config import StationConfig
 from backchannel.station.flood import FloodGuard
 from backchannel.station.keystore import AtRest
 from backchannel.station.relay_link import Delivery, ReceiveLimit, RelayLink
+from backchannel.station.relay_trust import RelayTrust
+from backchannel.station.relay_url import shown
 from backchannel.station.store import Store
+from backchannel.tls import relay_target
 
 log = logging.getLogger("backchannel.station")
 
@@ -59,6 +62,8 @@ class Links:
         self.on_link_state: list[Callable[[str, bool], None]] = []
         #: Told when a relay is suspended for flooding: (url, useless frames, until).
         self.on_flooded: list[Callable[[str, int, float], None]] = []
+        #: Told when the station refuses a relay (a pin mismatch, a plain URL): (url, why).
+        self.on_refused: list[Callable[[str, BackchannelError], None]] = []
         #: Told when the link to a relay is closed for good (nothing uses it).
         self.on_released: list[Callable[[str], None]] = []
 
@@ -75,10 +80,17 @@ class Links:
                 on_connected=functools.partial(self._link_state, url),
                 request_timeout=self._config.relay_request_timeout,
                 receive_limit=ReceiveLimit(self._config.receive_frames, self._config.receive_bytes),
+                trust=RelayTrust(
+                    url, shown(url), self._config.allow_plain, functools.partial(self._link_refused, url)
+                ),
             )
             self._links[url] = link
             self._tasks.spawn(link.start(), "relay-link start")
         return link
+
+    def _link_refused(self, url: str, refusal: BackchannelError) -> None:
+        for listener in self.on_refused:
+            listener(url, refusal)
 
     def _link_state(self, url: str, up: bool) -> None:
         for listener in self.on_link_state:
@@ -117,6 +129,7 @@ class Links:
 
     async def new_mailbox(self, url: str) -> tuple[bytes, bytes, bytes, bytes]:
         """Create one of our inbound mailboxes; returns (recv_id, recv_seed, send_id, send_seed)."""
+        relay_target(url, self._config.allow_plain)  # (a URL the station refuses: say so now)
         recv_seed, send_seed = self._rng.bytes(32), self._rng.bytes(32)
         link = self.link(url)
         recv_id, send_id = await link.create_mailbox(

@@ -10,6 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from backchannel.proto.engine.core import Lifecycle, LineCore
+from backchannel.proto.engine.linkcheck import LineWatch
+from backchannel.proto.engine.recovery import PeerReport
 from backchannel.proto.line import LineState
 from backchannel.proto.session import OlmSession
 from backchannel.station.store import LineRow
@@ -20,6 +22,12 @@ class LiveLine:
     row: LineRow
     state: LineState
     session: OlmSession
+    #: What the peer reported of our direction (the core's recovery state, in memory only);
+    #: None until first needed, then taken from the record (``Monitor.init_peer``).
+    peer: PeerReport | None = None
+    #: The core's link watch (link tests, circuit health; in memory only): None until the
+    #: monitor first needs it (``Monitor.watch``), then whatever the engine last returned.
+    watch: LineWatch | None = None
 
     @property
     def line_id(self) -> bytes:
@@ -31,5 +39,7 @@ class LiveLine:
 
     @property
     def core(self) -> LineCore:
-        """The engine's view of the line: its protocol state and lifecycle."""
-        return LineCore(self.state, Lifecycle(self.row.state))
+        """The engine's view of the line: its protocol state, lifecycle, peer report and watch."""
+        return LineCore(
+            self.state, Lifecycle(self.row.state), self.peer or PeerReport(), self.watch or LineWatch()
+        )

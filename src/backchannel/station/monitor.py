@@ -3,14 +3,19 @@
 Theory of operation
 -------------------
 One task ticks about once a second (more often when the link-test interval is short). On
-each tick, for every established line, it sends a link test when one is due, answers the
-peer's tests whose collection time is over, re-assesses every circuit and the line
-(:func:`backchannel.proto.engine.linkcheck.assess`), and turns changes into alarms. It also
+each tick, for every established line, it hands the line's core to the engine
+(:func:`backchannel.proto.engine.ticking.tick`), which decides whether a link test is due,
+which of the peer's tests to answer, how every circuit and the line stand
+(:func:`backchannel.proto.engine.linkcheck.assess`) and whether a gap calls for a new
+SUBSCRIBE; the monitor keeps the core it returns and turns its effects into sends and
+alarms. The link watch is an immutable value in the core (``LiveLine.watch``); every event
+the station reports here (a copy, a test, an answer, a relay connection, the line's
+circuits) goes through a function of :mod:`backchannel.proto.engine.linkcheck`. It also
 escalates sent messages whose precedence deadline passed without an *acknowledged*
 receipt, and raises an alarm when a sequence gap (frames held because an earlier one is
 missing) has stayed open for longer than a link-test interval. Before that alarm, at half the
-interval (and again at each doubling of the gap's age), it SUBSCRIBEs again on every circuit
-of the line: a relay then pushes every frame it holds unacknowledged, so a frame a relay
+interval (and again at each doubling of the gap's age), the engine has it SUBSCRIBE again on
+every circuit of the line: a relay then pushes every frame it holds unacknowledged, so a frame a relay
 stored but never pushed heals the gap without an operator (issue 14).
 
 Alarms are raised on a change of state, not on every tick; what the store says is open is
@@ -23,26 +28,30 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Callable
 
 from backchannel.aio import TaskSet
-from backchannel.clock import ms
 from backchannel.errors import BackchannelError
 from backchannel.proto.engine import effects as fx
-from backchannel.proto.engine import ticking
-from backchannel.proto.engine.linkcheck import Health, LineWatch, assess, line_health
-from backchannel.proto.engine.recovery import gap_due
+from backchannel.proto.engine import linkcheck, ticking
+from backchannel.proto.engine.linkcheck import LineWatch
+from backchannel.proto.engine.recovery import PeerReport
 from backchannel.proto.engine.ticking import Timing
 from backchannel.proto.payloads import LinkTestReply
 from backchannel.station.alarms import Alarms
 from backchannel.station.config import StationConfig
 from backchannel.station.lines import Lines
 from backchannel.station.links import Links
+from backchannel.station.liveline import LiveLine
 from backchannel.station.outbox import Outbox
 from backchannel.station.recorder import Recorder
 from backchannel.station.relay_url import shown
 from backchannel.station.store import Store
 
 log = logging.getLogger("backchannel.monitor")
+
+#: The alarm of a relay the station refuses (subject: its URL as shown; no line).
+REFUSED = "relay_refused"
 
 
 class _TickLedger:
@@ -58,6 +67,10 @@ def tick_seconds(interval: float) -> float:
 
 
 class Monitor:
+    """The thin loop over the engine's link watch: it feeds events to ``proto.engine.linkcheck``
+    and ``proto.engine.ticking``, keeps the watch they return in the line's ``LiveLine`` (the
+    core's in-memory part), and carries out their effects (sends, alarms, SUBSCRIBE again)."""
+
     def __init__(
         self,
         lines: Lines,
@@ -78,11 +91,10 @@ class Monitor:
         self._recorder = recorder
         self._interval = config.link_test_interval
         self._ledger = _TickLedger(store, recorder)
-        self.watches: dict[bytes, LineWatch] = {}
         self._tasks = TaskSet("monitor")
         self._reported: dict[tuple[str, bytes, str], bool] = {}
-        #: line -> when its circuits were last subscribed again because of an open gap
-        self._resubscribed: dict[bytes, float] = {}
+        #: Other parts' periodic checks, run on every tick (the pairing timeout).
+        self.on_tick: list[Callable[[], None]] = []
 
     async def start(self) -> None:
         for alarm in self._alarms.list():
@@ -95,37 +107,39 @@ class Monitor:
     async def stop(self) -> None:
         await self._tasks.close()
 
-    def watch(self, line_id: bytes) -> LineWatch:
-        watch = self.watches.get(line_id)
-        if watch is None:
-            now = self._clock.now()
-            watch = LineWatch(next_test_at=now + min(self._interval, 1.0), next_test_id=ms(now))
-            live = self._lines.get(line_id)  # (what the peer had, from the record after a restart)
-            watch.peer.has = 0 if live is None else self._recorder.peer_seen(live)
-            for url in self._links.circuit_urls(line_id):
-                circuit = watch.circuit(url, now)
-                circuit.connected = self._links.connected(url)
-            self.watches[line_id] = watch
-        return watch
+    def watch(self, live: LiveLine) -> LineWatch:
+        """The line's link watch, started (and its peer report taken from the record) when
+        first needed."""
+        if live.watch is None:
+            self.init_peer(live)
+            live.watch = linkcheck.start(self._clock.now(), self._interval, self._circuits(live.line_id))
+        return live.watch
+
+    def _circuits(self, line_id: bytes) -> dict[str, bool]:
+        """The line's circuits now: url -> whether our connection to that relay is up."""
+        return {url: self._links.connected(url) for url in self._links.circuit_urls(line_id)}
 
     # ---- events from the station ------------------------------------------------------------
 
     def on_link_state(self, url: str, up: bool) -> None:
+        if up:  # (a relay this station talks to again is no longer refused)
+            self._alarms.clear_alarm(REFUSED, None, shown(url))
         now = self._clock.now()
-        for watch in self.watches.values():
-            circuit = watch.circuits.get(url)
-            if circuit is not None and circuit.connected != up:
-                circuit.connected = up
-                circuit.connection_changed = now
+        for live in self._lines.all():
+            if live.watch is not None:
+                live.watch = linkcheck.link_state(live.watch, url, up, now)
+
+    def relay_refused(self, url: str, refusal: BackchannelError) -> None:
+        """The station refused a relay (its key is not its pin; a plain URL it may not use)."""
+        self._alarms.raise_alarm(REFUSED, None, shown(url), str(refusal))
 
     def relay_flooded(self, url: str, useless: int, until: float) -> None:
         """The station suspended a relay that flooded it: its circuits are down, now."""
         for line_id in self._lines.established():
-            circuit = self.watch(line_id).circuits.get(url)
-            if circuit is None:
+            live = self._lines[line_id]
+            if self.watch(live).circuit(url) is None:
                 continue
-            circuit.suspended_until = until
-            circuit.state = Health.DOWN
+            live.watch = linkcheck.suspend(self.watch(live), url, until)
             self._set(
                 ("circuit_down", line_id, url),
                 True,
@@ -135,24 +149,34 @@ class Monitor:
             )
 
     def copy_arrived(self, line_id: bytes, url: str | None, seq: int) -> None:
-        if url is not None and url in self._links.circuit_urls(line_id):  # not a removed circuit
-            self.watch(line_id).copy_arrived(url, seq, self._clock.now())
+        live = self._lines.get(line_id)
+        if live is not None and url is not None and url in self._links.circuit_urls(line_id):
+            # (not a removed circuit)
+            live.watch = linkcheck.copy_arrived(self.watch(live), url, seq, self._clock.now())
 
     def test_received(self, line_id: bytes, test_id: int, seq: int, url: str | None) -> None:
-        watch = self.watch(line_id)
-        watch.test_received(test_id, seq, url or "", self._clock.now(), self._interval)
-        if url is None:
-            watch.to_answer[test_id][1].discard("")
+        live = self._lines.get(line_id)
+        if live is not None:
+            live.watch = linkcheck.test_received(self.watch(live), test_id, seq, url, self._clock.now())
 
     def reply_received(self, line_id: bytes, reply: LinkTestReply, seq: int, url: str | None = None) -> None:
-        watch = self.watch(line_id)
-        now = self._clock.now()
-        watch.reply_received(reply.test_id, seq, reply.circuits, reply.held / 1000, now, url)
+        live = self._lines.get(line_id)
+        if live is not None:
+            live.watch = linkcheck.reply_received(
+                self.watch(live),
+                reply.test_id,
+                seq,
+                reply.circuits,
+                reply.held / 1000,
+                self._clock.now(),
+                url,
+            )
 
-    def peer_reported(self, line_id: bytes, count: int, first_hand: bool) -> None:
-        """A peer entry said it had ``count`` of our frames (its ``seen``); ``first_hand``
-        unless it was released from the hold after a gap (see ``PeerReport.report``)."""
-        self.watch(line_id).peer.report(count, self._clock.now(), first_hand)
+    def init_peer(self, live: LiveLine) -> None:
+        """Before the engine first needs it: what the peer had of our direction, from the
+        record (after a start; the core's ``peer`` then follows every report in memory)."""
+        if live.peer is None:
+            live.peer = PeerReport(has=self._recorder.peer_seen(live))
 
     def frames_lost(self, line_id: bytes, first: int) -> None:
         """The peer still lacks a frame we had already sent again: a relay loses or withholds
@@ -167,23 +191,32 @@ class Monitor:
             "they are being sent again end to end",
         )
 
+    def flash_received(self, line_id: bytes, seq: int) -> None:
+        """An incoming FLASH is stored: with ``alarm_on_flash``, an alarm through the sinks (a
+        command, a webhook) so that it reaches a person away from the console. The alarm names
+        the message, never its text (a sink may be outside this machine); acknowledging the
+        message clears it."""
+        if self._config.alarm_on_flash:
+            name, peer = self._lines.name(line_id), self._lines.peer_name(line_id)
+            ref = f"{name}:in/{seq}"
+            message = f"FLASH {ref} from {peer}: read it and acknowledge it (backchannel ack {ref})"
+            self._alarms.raise_alarm("flash_received", line_id, f"in/{seq}", message)
+
     def gap(self, line_id: bytes, open_: bool) -> None:
-        watch = self.watch(line_id)
-        if open_ and watch.gap_since is None:
-            watch.gap_since = self._clock.now()
-        elif not open_:
-            watch.gap_since = None
+        live = self._lines.get(line_id)
+        if live is not None:
+            live.watch = linkcheck.gap(self.watch(live), open_, self._clock.now())
 
     def circuits_changed(self, line_id: bytes) -> None:
-        watch = self.watch(line_id)
-        now = self._clock.now()
-        urls = set(self._links.circuit_urls(line_id))
-        for url in list(watch.circuits):
-            if url not in urls:
-                del watch.circuits[url]
-                self._set(("circuit_down", line_id, url), False, "")
-        for url in urls:
-            watch.circuit(url, now).connected = self._links.connected(url)
+        live = self._lines.get(line_id)
+        if live is None:
+            return
+        watch, effects = linkcheck.follow_circuits(
+            self.watch(live), line_id, self._circuits(line_id), self._clock.now()
+        )
+        live.watch = watch
+        for effect in effects:
+            self._apply(effect, self._clock.now())
 
     # ---- the tick ----------------------------------------------------------------------------
 
@@ -199,10 +232,13 @@ class Monitor:
         now = self._clock.now()
         timing = Timing(self._interval, self._config.resend_after, self._config.checkpoint_interval)
         for line_id in self._lines.established():
-            watch = self.watch(line_id)
-            for effect in ticking.tick(self._lines[line_id].core, watch, now, timing, self._ledger):
-                self._apply(effect)
-            self._assess(line_id, watch, now)
+            live = self._lines[line_id]
+            self.watch(live)
+            self.init_peer(live)
+            core, effects = ticking.tick(live.core, now, timing, self._ledger)
+            live.peer, live.watch = core.peer, core.watch
+            for effect in effects:
+                self._apply(effect, now)
         for line_id, seq, precedence, created in self.overdue_messages(now):
             name = self._lines.name(line_id)
             self._set(
@@ -212,9 +248,11 @@ class Monitor:
                 f"{now - created:.0f} s after it was sent (deadline passed)",
             )
             self._mark_escalated(line_id, seq)
+        for check in self.on_tick:
+            check()
 
-    def _apply(self, effect: fx.Effect) -> None:
-        """Carry out one effect of the engine's tick."""
+    def _apply(self, effect: fx.Effect, now: float) -> None:
+        """Carry out one effect of the engine's tick (or of a change of the line's circuits)."""
         match effect:
             case fx.SendPayload(line_id, payload, kind):
                 self._outbox.send_payload(line_id, payload, kind)
@@ -236,46 +274,35 @@ class Monitor:
                 self.frames_lost(line_id, first)
             case fx.FramesLost(line_id, _, False):
                 self._set(("frames_lost", line_id, ""), False, "")
+            case fx.CircuitDown(line_id, url, down, connected, last_in):
+                last = "never" if last_in is None else f"{now - last_in:.1f} s ago"
+                self._set(
+                    ("circuit_down", line_id, url),
+                    down,
+                    f"circuit {shown(url)} of line {self._lines.name(line_id)} is down (relay connection "
+                    f"{'up' if connected else 'lost'}; last contact {last})",
+                )
+            case fx.LineDown(line_id, down, circuits):
+                self._set(
+                    ("line_down", line_id, ""),
+                    down,
+                    f"line {self._lines.name(line_id)} is down: none of its {circuits} circuits works; "
+                    "messages are queued",
+                )
+            case fx.Resubscribe(line_id):
+                for url in self._links.circuit_urls(line_id):
+                    if self._links.link(url).resubscribe():
+                        name = self._lines.name(line_id)
+                        log.info("line %s: gap open; subscribed again at relay %s", name, shown(url))
+            case fx.GapOpen(line_id, open_, age):
+                self._set(
+                    ("sequence_gap", line_id, ""),
+                    open_,
+                    f"line {self._lines.name(line_id)}: a frame is missing and later ones are held "
+                    f"(gap open for {age:.0f} s)",
+                )
             case _:
                 raise AssertionError(f"the monitor has no rule for {effect!r}")
-
-    def _assess(self, line_id: bytes, watch: LineWatch, now: float) -> None:
-        name = self._lines.name(line_id)
-        states = []
-        for url, circuit in watch.circuits.items():
-            judged = assess(circuit, now, self._interval)
-            if judged is None:
-                continue  # too early after a start or a new circuit: say nothing yet
-            circuit.state = judged
-            states.append(judged)
-            last = "never" if circuit.last_in is None else f"{now - circuit.last_in:.1f} s ago"
-            if now < circuit.suspended_until:
-                continue  # its alarm was raised when it was suspended (relay_flooded)
-            self._set(
-                ("circuit_down", line_id, url),
-                judged is Health.DOWN,
-                f"circuit {shown(url)} of line {name} is down (relay connection "
-                f"{'up' if circuit.connected else 'lost'}; last contact {last})",
-            )
-        if states and len(states) == len(watch.circuits):
-            watch.state = line_health(states)
-            self._set(
-                ("line_down", line_id, ""),
-                watch.state is Health.DOWN,
-                f"line {name} is down: none of its {len(states)} circuits works; messages are queued",
-            )
-        if gap_due(watch.gap_since, self._resubscribed.get(line_id), now, self._interval / 2):
-            self._resubscribed[line_id] = now
-            for url in self._links.circuit_urls(line_id):
-                if self._links.link(url).resubscribe():
-                    log.info("line %s: gap open; subscribed again at relay %s", name, shown(url))
-        gap_open = watch.gap_since is not None and now - watch.gap_since > self._interval
-        self._set(
-            ("sequence_gap", line_id, ""),
-            gap_open,
-            f"line {name}: a frame is missing and later ones are held "
-            f"(gap open for {0 if watch.gap_since is None else now - watch.gap_since:.0f} s)",
-        )
 
     def _set(self, key: tuple[str, bytes, str], active: bool, message: str) -> None:
         """Raise or clear an alarm when its condition changed since last said."""

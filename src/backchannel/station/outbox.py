@@ -15,10 +15,11 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
 from backchannel.clock import Clock, ms
-from backchannel.errors import InvalidArgument, MessageTooLarge, TransportError
+from backchannel.errors import BackchannelError, InvalidArgument, MessageTooLarge, TransportError
 from backchannel.proto.engine import effects as fx
 from backchannel.proto.engine import sending
 from backchannel.proto.payloads import MAX_TEXT_BYTES, Acknowledged, Message, Payload, Precedence
@@ -27,19 +28,29 @@ from backchannel.station.delivery import Item, Sender, Waiters
 from backchannel.station.lines import Lines
 from backchannel.station.links import Links
 from backchannel.station.liveline import LiveLine
-from backchannel.station.store import Store
+from backchannel.station.store import SendKeyRow, Store
 
 log = logging.getLogger("backchannel.station")
 
-#: (line, precedence, text, wait level, future, (draft id, operator, note) of a release)
-_Queued = tuple[
-    LiveLine,
-    Precedence,
-    str,
-    "str | None",
-    "asyncio.Future[tuple[int, asyncio.Future[None] | None]]",
-    "tuple[str, str, str] | None",
-]
+#: Resolves once durable to (sequence number, waiter, whether an idempotency key found it stored).
+Accepted = tuple[int, "asyncio.Future[None] | None", bool]
+#: Inside the commit's transaction: what an idempotency key already names (or None), raising
+#: ``IdempotencyKeyReused`` if another message (set by :class:`backchannel.station.sends.Sends`).
+KeyCheck = Callable[[str, LiveLine, Precedence, str], "SendKeyRow | None"]
+
+
+@dataclass
+class _Queued:
+    """One operator message waiting for the next group commit."""
+
+    live: LiveLine
+    precedence: Precedence
+    text: str
+    wait: str | None
+    future: asyncio.Future[Accepted]
+    #: (draft id, operator, note) when a second operator releases a held draft
+    release: tuple[str, str, str] | None = None
+    key: str | None = None
 
 
 STATUS_LEVELS = ("queued", "relayed", "delivered", "acknowledged")
@@ -76,6 +87,7 @@ class Outbox:
         self.waiters = Waiters()
         self.sender = Sender(links, self, config)
         self._batch: list[_Queued] = []
+        self.on_key: KeyCheck | None = None
         #: Frames just committed, so the sender need not read back what it has in hand (a
         #: stored frame never changes; only committed ones are put here).
         self._fresh: OrderedDict[Item, bytes] = OrderedDict()
@@ -133,20 +145,42 @@ class Outbox:
     # ---- the group commit of operator messages ----------------------------------------------
 
     async def send_message(
-        self, live: LiveLine, precedence: Precedence, text: str, wait: str | None, timeout: float
-    ) -> int:
+        self,
+        live: LiveLine,
+        precedence: Precedence,
+        text: str,
+        wait: str | None,
+        timeout: float,
+        key: str | None = None,
+    ) -> tuple[int, bool]:
         """Store an operator's message durably, then send it; with ``wait``, until it reached
-        that status (or ``TransportError`` after ``timeout``: it keeps trying)."""
-        seq, waiter = await self.queue_message(live, precedence, text, wait)
+        that status (or ``TransportError`` after ``timeout``: it keeps trying). Returns its
+        sequence number and whether its idempotency ``key`` found it already stored."""
+        seq, waiter, repeated = await self.queue_message(live, precedence, text, wait, key=key)
         if waiter is not None:
-            try:
-                await asyncio.wait_for(waiter, timeout)
-            except TimeoutError:
-                raise TransportError(
-                    f"the message is queued as {live.row.name}:out/{seq} but was not {wait} "
-                    f"within {timeout:g} s; it will keep trying"
-                ) from None
-        return seq
+            await self._await(live, seq, wait, waiter, timeout)
+        return seq, repeated
+
+    async def wait_for(self, live: LiveLine, seq: int, wait: str | None, timeout: float) -> None:
+        """Wait until a message already stored reaches ``wait`` (a retried idempotent send)."""
+        if wait is not None and not self._reached(live.line_id, seq, wait):
+            await self._await(live, seq, wait, self.waiters.register(live.line_id, seq, wait), timeout)
+
+    def _reached(self, line_id: bytes, seq: int, wait: str) -> bool:
+        row = self._store.outbound_one(line_id, seq)
+        stamps = (None, row.relayed_at, row.delivered_at, row.acked_at) if row else (None,) * 4
+        return any(stamps[STATUS_LEVELS.index(wait) :])
+
+    async def _await(
+        self, live: LiveLine, seq: int, wait: str | None, waiter: asyncio.Future[None], timeout: float
+    ) -> None:
+        try:
+            await asyncio.wait_for(waiter, timeout)
+        except TimeoutError:
+            raise TransportError(
+                f"the message is queued as {live.row.name}:out/{seq} but was not {wait} "
+                f"within {timeout:g} s; it will keep trying"
+            ) from None
 
     def queue_message(
         self,
@@ -155,11 +189,11 @@ class Outbox:
         text: str,
         wait: str | None,
         release: tuple[str, str, str] | None = None,
-    ) -> asyncio.Future[tuple[int, asyncio.Future[None] | None]]:
-        """Join the next group commit; resolves to (sequence number, waiter) once durable."""
-        future: asyncio.Future[tuple[int, asyncio.Future[None] | None]]
-        future = asyncio.get_running_loop().create_future()
-        self._batch.append((live, precedence, text, wait, future, release))
+        key: str | None = None,
+    ) -> asyncio.Future[Accepted]:
+        """Join the next group commit; resolves to (sequence number, waiter, repeated) once durable."""
+        future: asyncio.Future[Accepted] = asyncio.get_running_loop().create_future()
+        self._batch.append(_Queued(live, precedence, text, wait, future, release, key))
         if len(self._batch) == 1:
             asyncio.get_running_loop().call_soon(self._commit)
         return future
@@ -169,36 +203,62 @@ class Outbox:
         now = self._clock.now()
         sealed: list[Item] = []
         frames: list[bytes] = []
+        done: list[tuple[_Queued, int, bool]] = []
+        refused: list[tuple[_Queued, Exception]] = []
         try:
             with self._lines.mutation():
-                for queued, precedence, text, _, _, release in batch:
+                for queued in batch:
                     # By id: a failed transaction since the send was queued replaced the objects.
-                    live = self._lines[queued.line_id]
-                    frame = self._lines.seal(live, Message(precedence, text, ms(now)))
-                    body = self._lines.body(live.line_id, "out", frame.seq, text)
+                    live = self._lines[queued.live.line_id]
+                    if queued.key is not None and self.on_key is not None:
+                        try:  # a retry racing its original in this very commit finds it stored
+                            found = self.on_key(queued.key, live, queued.precedence, queued.text)
+                        except BackchannelError as exc:
+                            refused.append((queued, exc))
+                            continue
+                        if found is not None and found.seq is not None:
+                            done.append((queued, found.seq, True))
+                            continue
+                    frame = self._lines.seal(live, Message(queued.precedence, queued.text, ms(now)))
+                    body = self._lines.body(live.line_id, "out", frame.seq, queued.text)
                     self._store.add_outbound(
-                        live.line_id, frame.seq, "msg", frame.frame, now, precedence.value, body
+                        live.line_id,
+                        frame.seq,
+                        "msg",
+                        frame.frame,
+                        now,
+                        queued.precedence.value,
+                        body,
+                        queued.key,
                     )
-                    if release is not None:  # in the same transaction: sent once, and audited
-                        draft_id, operator, note = release
+                    if queued.release is not None:  # in the same transaction: sent once, and audited
+                        draft_id, operator, note = queued.release
                         self._store.mark_released(draft_id, operator, now, frame.seq)
-                        detail = f"{live.row.name}:{frame.seq} {precedence.value} draft {draft_id}, {note}"
+                        prec = queued.precedence.value
+                        detail = f"{live.row.name}:{frame.seq} {prec} draft {draft_id}, {note}"
                         self._store.add_audit(now, operator, "release", detail)
                     sealed.append((live.line_id, frame.seq))
                     frames.append(frame.frame)
-                for line_id in {item[0].line_id for item in batch}:
+                    done.append((queued, frame.seq, False))
+                for line_id in {item.live.line_id for item in batch}:
                     self._lines.persist(self._lines[line_id])
         except Exception as exc:
             for item in batch:
-                if not item[4].done():
-                    item[4].set_exception(exc)
+                if not item.future.done():
+                    item.future.set_exception(exc)
             return
         for (line_id, seq), data in zip(sealed, frames, strict=True):
             self.committed(line_id, seq, data)
-        for (line_id, seq), (_, _, _, wait, future, _) in zip(sealed, batch, strict=True):
-            waiter = self.waiters.register(line_id, seq, wait) if wait else None
-            if not future.done():
-                future.set_result((seq, waiter))
+        for queued, error in refused:
+            if not queued.future.done():
+                queued.future.set_exception(error)
+        for queued, seq, repeated in done:
+            line_id = queued.live.line_id
+            wait = queued.wait
+            due = wait is not None and not (repeated and self._reached(line_id, seq, wait))
+            waiter = self.waiters.register(line_id, seq, wait) if wait and due else None
+            if not queued.future.done():
+                queued.future.set_result((seq, waiter, repeated))
         self.enqueue(sealed)
 
     # ---- what the sender asks ----------------------------------------------------------------

@@ -10,21 +10,26 @@ accepted before), makes its own mailboxes on the same relays, derives the line k
 opens the Olm session and stores the line with its hello as the first entry of its
 direction, all in one transaction, before the hello is sent. The inviter's side of the
 handshake, opening the hello, happens on the receive path (:mod:`receiver`).
+
+A pairing that cannot complete says so, on both sides (docs/PROTOCOL.md §5):
+
+- the accepter whose line is still *pairing* ``pairing_timeout`` seconds (default 60) after it
+  accepted marks it *failed* and raises ``pairing_failed`` (:meth:`Pairing.expire`, run on the
+  monitor's tick): nothing on the wire tells it why, so the alarm names both causes (the
+  invitation was used by another station, or the inviter is not running). A welcome that
+  still arrives establishes the line and clears the alarm (:meth:`Pairing.welcomed`);
+- the inviter that receives a second hello for an invitation already used raises
+  ``invitation_reused`` for that line (:meth:`Pairing.invitation_reused`): the invitation text
+  leaked or was given twice, which its operator must hear about, not find as a counter.
 """
 
 from __future__ import annotations
 
 from backchannel.clock import ms
-from backchannel.errors import (
-    InvalidArgument,
-    InvalidInvitation,
-    InvitationAlreadyAccepted,
-    InvitationAlreadyUsed,
-    MisaddressedFrame,
-    RemoteError,
-)
+from backchannel.errors import InvalidArgument, RemoteError
 from backchannel.proto import line as proto_line
-from backchannel.proto.engine.core import Lifecycle
+from backchannel.proto.engine import effects as fx
+from backchannel.proto.engine import pairing as rules
 from backchannel.proto.envelope import Sealed
 from backchannel.proto.invitation import (
     Invitation,
@@ -35,9 +40,9 @@ from backchannel.proto.invitation import (
     valid_name,
 )
 from backchannel.proto.line import LineState, PendingInvitation
-from backchannel.proto.payloads import Welcome
 from backchannel.proto.primitives import mlkem_public, x25519_public
 from backchannel.proto.session import OlmSession
+from backchannel.station.alarms import Alarms
 from backchannel.station.config import StationConfig
 from backchannel.station.lines import Lines
 from backchannel.station.links import Links
@@ -45,6 +50,7 @@ from backchannel.station.liveline import LiveLine
 from backchannel.station.outbox import Outbox
 from backchannel.station.reading import Views
 from backchannel.station.recorder import Recorder
+from backchannel.station.relay_url import shown
 from backchannel.station.store import LineRow, Store
 from backchannel.station.views import InvitationView, LineView
 
@@ -71,8 +77,10 @@ class Pairing:
         views: Views,
         store: Store,
         config: StationConfig,
+        alarms: Alarms,
     ) -> None:
         self._name = name
+        self._alarms = alarms
         self._lines = lines
         self._links = links
         self._outbox = outbox
@@ -137,22 +145,27 @@ class Pairing:
         """Accept an invitation: open the line and send the hello to the inviter."""
         signed = parse_invitation_text(text) if not isinstance(text, bytes) else parse_invitation(text)
         inv = signed.invitation
-        if self._store.get_invitation(inv.line_id) is not None:
-            raise InvalidArgument("this invitation was made by this station; give it to the other one")
-        if inv.line_id in self._lines or self._store.get_line(inv.line_id) is not None:
-            raise InvitationAlreadyAccepted()
-        if inv.expires_at < ms(self._clock.now()):
-            raise InvalidInvitation("the invitation has expired; ask the other station for a new one")
-        if inv.identity_key == self._lines.identity.identity_key:
-            raise InvalidArgument("this invitation was made by this station; give it to the other one")
+        opened_at = self._clock.now()
+        rules.check_acceptance(
+            inv,
+            made_here=self._store.get_invitation(inv.line_id) is not None,
+            have_line=inv.line_id in self._lines or self._store.get_line(inv.line_id) is not None,
+            now=opened_at,
+            own_identity_key=self._lines.identity.identity_key,
+        )
         line_name = name or self.unique_name(inv.name)
         self._check_new_name(line_name)
         ours: list[tuple[str, bytes, bytes, bytes, bytes]] = []
         for cap in inv.mailboxes:
             recv_id, recv_seed, send_id, send_seed = await self._links.new_mailbox(cap.url)
             ours.append((cap.url, recv_id, recv_seed, send_id, send_seed))
-        if inv.line_id in self._lines:  # accepted concurrently while we awaited the relay
-            raise InvitationAlreadyAccepted()
+        rules.check_acceptance(  # accepted concurrently while we awaited the relay?
+            inv,
+            made_here=False,
+            have_line=inv.line_id in self._lines,
+            now=opened_at,
+            own_identity_key=self._lines.identity.identity_key,
+        )
         caps = tuple(MailboxCapability(url, send_id, send_seed) for url, _, _, send_id, send_seed in ours)
         accepted = proto_line.accept(
             self._lines.identity,
@@ -201,18 +214,18 @@ class Pairing:
 
     def open_hello(self, sealed: Sealed, now: float) -> list[tuple[bytes, int]]:
         """The accepter's hello for one of our invitations (inside the receive transaction):
-        the line opens, the invitation is spent, the welcome is sealed. Returns what to send."""
+        the line opens, the invitation is spent, the welcome is sealed. Returns what to send.
+
+        The decisions are the engine's (:mod:`backchannel.proto.engine.pairing`); this shell
+        opens the sealed secrets, runs the handshake and carries out the effects."""
         line_id = sealed.header.line_id
         found = self._store.get_invitation(line_id)
-        if found is None:
-            raise MisaddressedFrame("a frame arrived for a line this station does not have")
-        local_name, blob, secrets_sealed, used = found
-        if used:
-            raise InvitationAlreadyUsed()
+        rules.admit_hello(found is not None, found is not None and bool(found[3]))
+        assert found is not None
+        local_name, blob, secrets_sealed, _ = found
         atrest = self._lines.atrest
         signed = parse_invitation(atrest.open(blob, b"invitation-blob" + line_id))
-        if signed.invitation.expires_at < ms(now):
-            raise InvalidInvitation("a hello arrived for an invitation that has expired")
+        rules.check_unexpired(signed.invitation, now)
         secrets = atrest.open(secrets_sealed, b"invitation" + line_id)
         pending = PendingInvitation(signed, secrets[:32], secrets[32:])
         try:
@@ -220,41 +233,100 @@ class Pairing:
         except RemoteError:
             self._lines.reload_account()  # Olm may have spent the one-time key in memory
             raise
+        invited = {url for lid, url, _, _ in self._store.mailboxes() if lid == line_id}
+        core, effects = rules.hello_opened(opened.state, opened.hello.mailboxes, invited)
         name = local_name or self.unique_name(opened.hello.name)
         row = self.new_row(
-            opened.state,
+            core.state,
             opened.session,
             name,
-            Lifecycle.ESTABLISHED.value,  # (core.transition(None, HELLO_OPENED))
+            core.lifecycle.value,
             opened.hello.name,
             opened.peer_identity_key,
             opened.peer_signing_key,
             now,
             opened.hello.pq_key or None,
         )
-        live = LiveLine(row, opened.state, opened.session)
+        live = LiveLine(row, core.state, opened.session)
         self._store.add_line(row)
-        self._recorder.record(line_id, 1, 1, opened.state.transcript.heads[1], opened.raw)
-        self._store.mark_invitation_used(line_id)
-        self._lines.save_account()  # the one-time key is now spent
-        # The accepter's mailboxes must be on the relays of our invitation: a hello may not
-        # make this station connect anywhere else.
-        invited = {url for lid, url, _, _ in self._store.mailboxes() if lid == line_id}
-        refused = [cap for cap in opened.hello.mailboxes if cap.url not in invited]
-        if refused:
-            self._store.count("circuit_refused_policy", len(refused))
-        caps = [cap for cap in opened.hello.mailboxes if cap.url in invited]
-        for cap in caps:
-            self._store.add_peer_mailbox(
-                line_id, cap.url, cap.send_id, atrest.seal(cap.send_key, b"send-key" + cap.send_id)
-            )
+        self._recorder.record(line_id, 1, 1, core.state.transcript.heads[1], opened.raw)
         self._lines.add(live)
-        welcome = self._lines.seal(live, Welcome())
-        self._store.add_outbound(line_id, welcome.seq, "welcome", welcome.frame, now)
+        outgoing: list[tuple[bytes, int]] = []
+        senders: list[MailboxCapability] = []
+        for effect in effects:
+            match effect:
+                case fx.SpendInvitation():
+                    self._store.mark_invitation_used(line_id)
+                    self._lines.save_account()  # the one-time key is now spent
+                case fx.Count(counter, n):
+                    self._store.count(counter, n)
+                case fx.AcceptCircuit(_, cap):
+                    self._store.add_peer_mailbox(
+                        line_id, cap.url, cap.send_id, atrest.seal(cap.send_key, b"send-key" + cap.send_id)
+                    )
+                    senders.append(cap)
+                case fx.SendPayload(_, payload, kind):
+                    frame = self._lines.seal(live, payload)
+                    self._store.add_outbound(line_id, frame.seq, kind, frame.frame, now)
+                    outgoing.append((line_id, frame.seq))
+                case _:
+                    raise AssertionError(f"the pairing shell has no rule for {effect!r}")
         self._lines.persist(live, last_contact=now)
-        for cap in caps:
+        for cap in senders:
             self._links.add_sender(line_id, cap.url, cap.send_id, cap.send_key)
-        return [(line_id, welcome.seq)]
+        return outgoing
+
+    # ---- a pairing that cannot complete --------------------------------------------------------
+
+    def expire(self) -> None:
+        """Fail the accepter's lines whose welcome has not come within ``pairing_timeout``
+        (the engine decides, :func:`backchannel.proto.engine.pairing.timed_out`)."""
+        now = self._clock.now()
+        for live in self._lines.all():
+            core, effects = rules.timed_out(live.core, live.row.created_at, now, self._config.pairing_timeout)
+            if not effects:
+                continue
+            with self._lines.mutation():
+                self._lines.persist(live, state=core.lifecycle.value)
+            for effect in effects:
+                self.alarm(effect)
+
+    def welcomed(self, line_id: bytes) -> None:
+        """The welcome came (after the line failed, perhaps): the pairing alarm is over."""
+        self._alarms.clear_alarm("pairing_failed", line_id, "")
+
+    def invitation_reused(self, line_id: bytes, circuit: str | None) -> None:
+        """A second hello for an invitation already used (after the batch's commit)."""
+        for effect in rules.reused(line_id, circuit):
+            self.alarm(effect)
+
+    def alarm(self, effect: fx.Effect) -> None:
+        """The operator's words for a pairing that cannot complete (see the module docstring)."""
+        assert isinstance(effect, fx.PairingFailed | fx.InvitationReused)
+        live = self._lines.get(effect.line_id)
+        name, peer = (live.row.name, live.row.peer_name) if live else (effect.line_id.hex()[:8], "the peer")
+        if isinstance(effect, fx.PairingFailed):
+            self._alarms.raise_alarm(
+                "pairing_failed",
+                effect.line_id,
+                "",
+                f"line {name}: no welcome from {peer} within {effect.timeout:g} s of accepting its "
+                "invitation, so the line is failed. Either the invitation had already been used by "
+                f"another station (it leaked, or was accepted twice: {peer} then has an "
+                f"invitation_reused alarm), or {peer} is not running. Ask its operator over a channel "
+                "you trust, and for a new invitation; the line opens after all if the welcome still arrives.",
+            )
+            return
+        via = f" (through {shown(effect.circuit)})" if effect.circuit else ""
+        self._alarms.raise_alarm(
+            "invitation_reused",
+            effect.line_id if live else None,
+            "" if live else effect.line_id.hex(),
+            f"line {name}: a second station tried to accept the invitation of this line{via}, after "
+            f"{peer} had accepted it. The invitation text leaked or was given twice. The line with {peer} "
+            "is not affected and the other station's line will fail; find out who had the invitation, "
+            f"and compare the safety number with {peer} (backchannel verify {name}).",
+        )
 
     def new_row(
         self,

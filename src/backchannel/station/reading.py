@@ -15,17 +15,15 @@ from backchannel.proto.safety import grouped, safety_number
 from backchannel.station.lines import Lines
 from backchannel.station.links import Links
 from backchannel.station.liveline import LiveLine
-from backchannel.station.monitor import Monitor
 from backchannel.station.relay_url import shown
 from backchannel.station.store import InboxRow, OutboxRow, Store
 from backchannel.station.views import LineView, MessageView, TranscriptView, VerificationView
 
 
 class Views:
-    def __init__(self, lines: Lines, links: Links, monitor: Monitor, store: Store) -> None:
+    def __init__(self, lines: Lines, links: Links, store: Store) -> None:
         self._lines = lines
         self._links = links
-        self._monitor = monitor
         self._store = store
 
     def lines(self) -> list[LineView]:
@@ -38,10 +36,10 @@ class Views:
     def line_view(self, live: LiveLine) -> LineView:
         row = live.row
         relays = sorted({url for _, url, _, _ in self._store.peer_mailboxes(row.line_id)})
-        watch = self._monitor.watches.get(row.line_id)
+        watch = live.watch  # (the core's link watch, once the monitor started it)
         circuits = []
         for url in relays:
-            health = watch.circuits.get(url) if watch else None
+            health = watch.circuit(url) if watch else None
             info: dict[str, Any] = (
                 health.to_json()
                 if health
@@ -76,7 +74,7 @@ class Views:
             transcript_head=live.state.transcript.head().hex(),
             health=(watch.state.value if watch else ("up" if relays else "down"))
             if live.established
-            else "pairing",
+            else row.state,  # pairing, or failed (the welcome never came: see pairing.py)
             circuits=circuits,
             open_alarms=open_alarms,
         )

@@ -36,7 +36,7 @@ import logging
 from collections.abc import Callable
 
 from backchannel.clock import Clock, ms
-from backchannel.errors import BackchannelError, MisaddressedFrame, RemoteError
+from backchannel.errors import BackchannelError, InvitationAlreadyUsed, MisaddressedFrame, RemoteError
 from backchannel.proto import envelope
 from backchannel.proto.engine import effects as fx
 from backchannel.proto.engine import receiving
@@ -80,7 +80,6 @@ RELAXABLE: tuple[type[fx.Effect], ...] = (
     fx.Count,
     fx.StoreEntry,
     fx.CheckSeen,
-    fx.PeerReported,
     fx.MarkDelivered,
     fx.WakeDelivered,
     fx.MarkAcknowledged,
@@ -316,18 +315,25 @@ class Receiver:
 
     def _receive_one(self, data: bytes, url: str | None, now: float, work: _Batch) -> None:
         sealed = envelope.parse(data)
-        live = self._lines.get(sealed.header.line_id)
-        if live is None:
-            if sealed.header.kind is Kind.HELLO:
-                work.must_flush = True
-                work.outgoing += self._pairing.open_hello(sealed, now)
-                return
-            raise MisaddressedFrame("a frame arrived for a line this station does not have")
-        peer_signing = live.row.peer_signing
-        result = receiving.receive(
-            live.core, live.session, sealed, data, url, now, self._ledger, peer_signing
-        )
-        live.state = result.core.state
+        line_id = sealed.header.line_id
+        live = self._lines.get(line_id)
+        try:
+            if live is None:
+                if sealed.header.kind is Kind.HELLO:
+                    work.must_flush = True
+                    work.outgoing += self._pairing.open_hello(sealed, now)
+                    return
+                raise MisaddressedFrame("a frame arrived for a line this station does not have")
+            peer_signing = live.row.peer_signing
+            self._monitor.init_peer(live)
+            result = receiving.receive(
+                live.core, live.session, sealed, data, url, now, self._ledger, peer_signing
+            )
+        except InvitationAlreadyUsed:  # still counted and dropped, and now an alarm too
+            work.must_flush = True
+            work.after.append(lambda: self._pairing.invitation_reused(line_id, url))
+            raise
+        live.state, live.peer = result.core.state, result.core.peer
         repeat = False
         for effect in result.effects:
             if isinstance(effect, fx.CopyArrived):
@@ -356,11 +362,11 @@ class Receiver:
                 self._lines.record_entry(effect)
             case fx.CheckSeen(_, seq, seen):
                 self._recorder.check_seen(live, seq, seen, work.after)
-            case fx.PeerReported(_, count, first_hand):
-                self._monitor.peer_reported(line_id, count, first_hand)
             case fx.StoreInbound(_, seq, precedence, text, sent_at):
                 body = self._lines.body(line_id, "in", seq, text)
                 store.add_inbound(line_id, seq, precedence, body, sent_at, now)
+                if precedence == "FLASH":
+                    work.after.append(lambda: self._monitor.flash_received(line_id, seq))
             case fx.ReceiptDue():
                 work.receipts_due.add(line_id)
             case fx.WakeIncoming(_, seq):
@@ -386,6 +392,7 @@ class Receiver:
             case fx.SaveLine(_, established):
                 if established:
                     self._lines.persist(live, state="established")
+                    work.after.append(lambda: self._pairing.welcomed(line_id))
                 work.touched.add(line_id)
             case fx.QueueFrames(_, seqs):
                 work.outgoing.extend((line_id, seq) for seq in seqs)

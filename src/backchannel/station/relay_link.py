@@ -41,7 +41,6 @@ import logging
 import random
 from collections.abc import Callable
 
-from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, WebSocketException
 
 from backchannel.aio import TaskSet
@@ -52,6 +51,7 @@ from backchannel.proto.frames import FrameType
 from backchannel.station import relay_session as rs
 from backchannel.station.backoff import next_backoff
 from backchannel.station.relay_session import PING_INTERVAL, PING_TIMEOUT, Delivery, ReceiveLimit, Signer
+from backchannel.station.relay_trust import RelayTrust
 from backchannel.station.relay_url import shown
 
 __all__ = ["Delivery", "ReceiveLimit", "RelayLink", "Signer"]
@@ -73,14 +73,11 @@ class RelayLink:
         ping_interval: float = PING_INTERVAL,
         ping_timeout: float = PING_TIMEOUT,
         receive_limit: ReceiveLimit | None = None,
+        trust: RelayTrust | None = None,
     ) -> None:
-        for name, value in (
-            ("request_timeout", request_timeout),
-            ("ping_interval", ping_interval),
-            ("ping_timeout", ping_timeout),
-        ):
-            if not value > 0:
-                raise InvalidArgument(f"{name} must be greater than 0, not {value!r}")
+        rs.require_positive(
+            request_timeout=request_timeout, ping_interval=ping_interval, ping_timeout=ping_timeout
+        )
         self.url = url
         #: The URL as logs and errors show it: without the relay's access token.
         self.shown_url = shown(url)
@@ -106,6 +103,7 @@ class RelayLink:
         self._window = rs.ReceiveWindow(receive_limit)
         #: Monotonic time before which the link does not connect (see :meth:`suspend`).
         self._suspended_until = 0.0
+        self.trust = trust or RelayTrust(url, self.shown_url, allow_plain=False)  # (TLS, pin, refusal)
 
     # ---- lifecycle ---------------------------------------------------------------------
 
@@ -134,7 +132,7 @@ class RelayLink:
         """Wait until connected and registered; ``TransportError`` after ``timeout`` s."""
         try:
             async with asyncio.timeout(timeout):
-                await self._connected.wait()
+                await self.trust.until_connected(self._connected.is_set)
         except TimeoutError:
             raise TransportError(f"no connection to relay {self.shown_url} within {timeout:g} s") from None
 
@@ -232,9 +230,8 @@ class RelayLink:
             await self.wait_connected(self.request_timeout)
         session = self._live_session()
         reply = await self._request(session, lambda rid: frames.Create(rid, recv_key, send_key))
-        if not isinstance(reply, frames.Created):
-            raise ProtocolError(f"relay answered CREATE with {type(reply).__name__}")
-        return reply.recv_id, reply.send_id
+        created = rs.expect(reply, frames.Created, "CREATE")
+        return created.recv_id, created.send_id
 
     async def send(self, send_id: bytes, payload: bytes) -> bytes:
         """Store ``payload`` in a mailbox; returns the relay's msg_id once it is durable."""
@@ -244,9 +241,7 @@ class RelayLink:
         session = self._live_session()
         await self._authorised(self._auth_task(session, send_id))
         reply = await self._request(session, lambda rid: frames.Send(rid, send_id, payload))
-        if not isinstance(reply, frames.Stored):
-            raise ProtocolError(f"relay answered SEND with {type(reply).__name__}")
-        return reply.msg_id
+        return rs.expect(reply, frames.Stored, "SEND").msg_id
 
     async def ack(self, recv_id: bytes, msg_id: bytes) -> None:
         """Tell the relay a delivered frame is safely stored here, so it may delete it."""
@@ -254,8 +249,7 @@ class RelayLink:
         rs.check_id(msg_id, "msg_id")
         session = self._live_session()
         reply = await self._request(session, lambda rid: frames.Ack(rid, recv_id, msg_id))
-        if not isinstance(reply, frames.Ok):
-            raise ProtocolError(f"relay answered ACK with {type(reply).__name__}")
+        rs.expect(reply, frames.Ok, "ACK")
 
     async def ping(self) -> float:
         """Round-trip a PING through the relay; returns the round-trip time in seconds."""
@@ -382,6 +376,8 @@ class RelayLink:
     # ---- internals: the connection loop ------------------------------------------------
 
     async def _run(self) -> None:
+        if self.trust.unusable():  # (plain ws:// beyond loopback, not allowed: said once)
+            return
         delay = rs.BACKOFF_START
         while not self._closing:
             pause = self._suspended_until - self._clock.monotonic()
@@ -391,6 +387,8 @@ class RelayLink:
             try:
                 if await self._connect_once():
                     delay = rs.BACKOFF_START  # the session worked; reconnect quickly
+                elif self.trust.refusal is not None:
+                    delay = rs.BACKOFF_MAX  # an impostor does not go away in 50 ms
             except asyncio.CancelledError:
                 raise
             except Exception:  # never let anything kill the loop
@@ -403,8 +401,7 @@ class RelayLink:
     async def _connect_once(self) -> bool:
         """One connection from open to close; True if it got as far as ``Welcome``."""
         try:
-            ws = await connect(
-                self.url,
+            ws = await self.trust.connect(
                 compression=None,
                 max_size=rs.MAX_INCOMING,
                 open_timeout=self.request_timeout,
@@ -430,7 +427,7 @@ class RelayLink:
             self._session = session
             self.last_contact = self._clock.now()
             registering = self._tasks.spawn(self._register_all(session), report=False)
-            acking = self._tasks.spawn(self._write_acks(session), report=False)
+            acking = self._tasks.spawn(rs.write_acks(session, self._rid), report=False)
             try:
                 await self._read(session)
             finally:
@@ -485,18 +482,6 @@ class RelayLink:
             if not future.done():
                 future.set_result(frame)
 
-    async def _write_acks(self, session: rs.Session) -> None:
-        """Write queued ACKs in order; their replies are ignored by ``_read`` (nobody waits)."""
-        while session.alive:
-            await session.ack_wake.wait()
-            session.ack_wake.clear()
-            while session.acks and session.alive:
-                recv_id, msg_id = session.acks.popleft()
-                try:
-                    await session.ws.send(frames.encode(frames.Ack(self._rid(), recv_id, msg_id)))
-                except (ConnectionClosed, OSError):
-                    return
-
     # ---- small helpers -----------------------------------------------------------------
 
     def _set_connected(self, up: bool) -> None:
@@ -504,6 +489,7 @@ class RelayLink:
             return
         if up:
             self._connected.set()
+            self.trust.connected()
         else:
             self._connected.clear()
         if self._on_connected is not None:

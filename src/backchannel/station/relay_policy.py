@@ -16,7 +16,9 @@ internal services on its network, again and again. So a relay proposed by the pe
   console); without it, refused.
 
 Matching ignores the userinfo and query of a URL (where a relay's access token travels), so
-a token does not change which relay a URL names. Host names are not resolved here: a name
+a token does not change which relay a URL names. A pinned relay (``#pin=…``) is trusted only
+with the pin this station already uses for it: the peer must not swap in another key for a
+trusted address (it is then judged like any other proposal). Host names are not resolved here: a name
 that resolves to an internal address is judged by its name (list names you trust).
 """
 
@@ -99,7 +101,8 @@ def decide(
     key = _key(url)
     if key is None:
         return Decision.REFUSE, "not a ws:// or wss:// relay URL"
-    if any(_key(t) == key for t in trusted):
+    pin = url.partition("#")[2]
+    if any(_key(t) == key and t.partition("#")[2] == pin for t in trusted):
         return Decision.ACCEPT, "a relay this station already uses"
     if any(_matches(entry, key) for entry in policy if entry != ASK):
         return Decision.ACCEPT, "allowed by relay_policy"

@@ -8,9 +8,10 @@ import asyncio
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
 from websockets.asyncio.client import ClientConnection
+from websockets.exceptions import ConnectionClosed
 
 from backchannel.errors import BackchannelError, InvalidArgument, ProtocolError, RelayRefused, TransportError
 from backchannel.proto import frames
@@ -160,3 +161,34 @@ def swallow(task: asyncio.Task[None]) -> None:
     """Mark a shared task's exception as retrieved (its awaiters see it; nobody else must)."""
     if not task.cancelled():
         task.exception()
+
+
+def require_positive(**values: float) -> None:
+    """The link's timeouts and intervals: each must be a positive number of seconds."""
+    for name, value in values.items():
+        if not value > 0:
+            raise InvalidArgument(f"{name} must be greater than 0, not {value!r}")
+
+
+async def write_acks(session: Session, rid: Callable[[], int]) -> None:
+    """Write the connection's queued ACKs in order (one task per connection); their replies
+    are ignored by the reader (nobody waits), and a dead connection ends it."""
+    while session.alive:
+        await session.ack_wake.wait()
+        session.ack_wake.clear()
+        while session.acks and session.alive:
+            recv_id, msg_id = session.acks.popleft()
+            try:
+                await session.ws.send(frames.encode(frames.Ack(rid(), recv_id, msg_id)))
+            except (ConnectionClosed, OSError):
+                return
+
+
+_F = TypeVar("_F", bound=frames.Frame)
+
+
+def expect(reply: frames.Frame, kind: type[_F], request: str) -> _F:
+    """The relay's reply to ``request`` if it is of the kind the request calls for."""
+    if not isinstance(reply, kind):
+        raise ProtocolError(f"relay answered {request} with {type(reply).__name__}")
+    return reply

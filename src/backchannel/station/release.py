@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import Callable
 from typing import Any
 
 from backchannel.errors import (
@@ -57,8 +58,13 @@ class Releases:
         self._rng = lines.rng
         self._releasing: set[str] = set()
         self._operators: Operators | None = None
+        #: The checks every send gets, again at release time (set by ``sends.Sends``): a draft
+        #: written before the line's config refused FLASH on it unverified must not slip out.
+        self.before_release: Callable[[LiveLine, Precedence], None] | None = None
 
-    def hold(self, live: LiveLine, precedence: Precedence, text: str, operator: str | None) -> DraftView:
+    def hold(
+        self, live: LiveLine, precedence: Precedence, text: str, operator: str | None, key: str | None = None
+    ) -> DraftView:
         if operator is None or not valid_name(operator):
             raise InvalidArgument(
                 f"line {live.row.name!r} needs a second operator to release {precedence.value} messages: "
@@ -67,7 +73,9 @@ class Releases:
         draft_id = self._rng.bytes(6).hex()
         with self._store.transaction():
             body = self._lines.atrest.seal(text.encode("utf-8"), b"draft" + draft_id.encode())
-            self._store.add_draft(draft_id, live.line_id, precedence.value, body, operator, self._clock.now())
+            self._store.add_draft(
+                draft_id, live.line_id, precedence.value, body, operator, self._clock.now(), key
+            )
         return self.draft(draft_id)
 
     def drafts(self, line: str | None = None) -> list[DraftView]:
@@ -110,9 +118,11 @@ class Releases:
         who = operator if isinstance(operator, str) and valid_name(operator) else repr(operator)[:64]
         try:
             live, text, precedence, note = await self._authorise(draft_id, operator, password, via)
+            if self.before_release is not None:
+                self.before_release(live, precedence)
             self._releasing.add(draft_id)
             try:
-                seq, waiter = await self._outbox.queue_message(
+                seq, waiter, _ = await self._outbox.queue_message(
                     live, precedence, text, wait, (draft_id, operator, note)
                 )
             finally:

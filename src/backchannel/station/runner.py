@@ -98,6 +98,10 @@ def main_run(
     logging.basicConfig(
         level=log_level, stream=sys.stderr, format="%(asctime)s %(name)s %(levelname)s %(message)s"
     )
+    if config.metrics_listen:  # ([station.metrics] listen: a listener of its own, station.metrics)
+        from backchannel.station.metrics import MetricsService
+
+        services = [*services, MetricsService(config)]
 
     def ready(station: Station, path: Path) -> None:
         extra = "".join(f"; {service.announcement()}" for service in services)

@@ -32,13 +32,14 @@ from backchannel.station.keystore import AtRest
 from backchannel.station.lines import Lines
 from backchannel.station.links import FLOOD_WINDOW, Links
 from backchannel.station.monitor import Monitor
-from backchannel.station.outbox import Outbox, check_message
+from backchannel.station.outbox import Outbox
 from backchannel.station.pairing import Pairing
 from backchannel.station.reading import Views
 from backchannel.station.receiver import RECEIVE_BATCH, Receiver
 from backchannel.station.recorder import Recorder
 from backchannel.station.relay_link import Delivery
 from backchannel.station.release import Releases
+from backchannel.station.sends import Sends
 from backchannel.station.store import Store
 from backchannel.station.views import (
     DraftView,
@@ -89,13 +90,16 @@ class Station:
         self.alarms = alarms = Alarms(store, name, clock, rng, lines.name, self.outlet.dispatch)
         self.recorder = recorder = Recorder(name, lines, outbox, alarms, store, atrest, clock, config)
         self.monitor = monitor = Monitor(lines, links, outbox, alarms, recorder, store, config)
-        self.views = views = Views(lines, links, monitor, store)
-        self.pairing = pairing = Pairing(name, lines, links, outbox, recorder, views, store, config)
+        self.views = views = Views(lines, links, store)
+        self.pairing = pairing = Pairing(name, lines, links, outbox, recorder, views, store, config, alarms)
         self.circuits = circuits = CircuitChanges(lines, links, outbox, monitor, alarms, views, store, config)
         self.receiver = Receiver(lines, links, outbox, monitor, recorder, circuits, pairing, store, clock)
-        self.releases = Releases(lines, outbox, views, store)
+        self.releases = releases = Releases(lines, outbox, views, store)
+        self.sends = Sends(lines, outbox, releases, views, store, lambda: self.config)
         links.on_link_state += [self.sender.on_link_state, monitor.on_link_state]
         links.on_flooded.append(monitor.relay_flooded)
+        links.on_refused.append(monitor.relay_refused)
+        monitor.on_tick.append(pairing.expire)
 
     # ---- lifecycle -----------------------------------------------------------------------
 
@@ -173,20 +177,18 @@ class Station:
         wait: str | None = None,
         timeout: float = 30.0,
         operator: str | None = None,
+        idempotency_key: str | None = None,
     ) -> MessageView | DraftView:
         """Queue a message durably and start sending it on every circuit of the line.
 
         Returns once the message is stored (status *queued*), or, with ``wait`` set to
         ``relayed``, ``delivered`` or ``acknowledged``, once it reached that status. On a
         line under the two-person rule the message is held instead (a :class:`DraftView`,
-        *awaiting release*) until another operator releases it with :meth:`release`.
+        *awaiting release*) until another operator releases it with :meth:`release`. With an
+        ``idempotency_key``, a retry of the same send returns the original message instead of
+        sending a second (see ``sends.py``).
         """
-        live = self._lines.find(line)
-        prec = check_message(text, precedence, wait)
-        if self.config.needs_release(live.row.name, prec.value):
-            return self.releases.hold(live, prec, text, operator)
-        seq = await self.sending.send_message(live, prec, text, wait, timeout)
-        return self.views.message(live.row.name, seq, "out")
+        return await self.sends.send(line, text, precedence, wait, timeout, operator, idempotency_key)
 
     # ---- release authority (see release.py) -----------------------------------------------
 
@@ -226,8 +228,10 @@ class Station:
         row = self.store.inbound_one(live.line_id, seq)
         if row is None:
             raise UnknownMessage(f"no received message {seq} on line {live.row.name!r}")
-        if row.acked_at is None:
-            self.sending.acknowledge(live, seq, operator)
+        if row.acked_at is not None:  # recorded once; the sender was told then, not again now
+            return self.views.message(live.row.name, seq, "in").marked_already_acknowledged()
+        self.sending.acknowledge(live, seq, operator)
+        self.alarms.clear_alarm("flash_received", live.line_id, f"in/{seq}")  # (alarm_on_flash)
         return self.views.message(live.row.name, seq, "in")
 
     def send_payload(self, line_id: bytes, payload: Payload, kind: str, enqueue: bool = True) -> int:

@@ -6,7 +6,7 @@ into the store. Times are seconds since the epoch (float) or ``None``.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
 
@@ -33,7 +33,7 @@ class LineView:
     name: str
     peer_name: str
     role: str  # "inviter" or "accepter"
-    state: str  # "pairing", "established"
+    state: str  # "pairing", "established", or "failed" (no welcome within the pairing timeout)
     verified: bool
     verified_at: float | None
     on_record: bool
@@ -65,6 +65,11 @@ class MessageView:
     delivered_at: float | None
     acknowledged_at: float | None
     acknowledged_by: str | None
+    #: ``send --id``: this send repeated an earlier one with the same key; nothing new was sent.
+    repeated: bool = False
+    #: ``ack``: the message had been acknowledged before (``acknowledged_by``/``_at`` say by
+    #: whom and when); nothing new was recorded and the sender was not told again.
+    already_acknowledged: bool = False
 
     @property
     def ref(self) -> str:
@@ -76,8 +81,17 @@ class MessageView:
         """
         return f"{self.line}:{self.direction}/{self.seq}"
 
+    def marked_repeated(self) -> MessageView:
+        return replace(self, repeated=True)
+
+    def marked_already_acknowledged(self) -> MessageView:
+        return replace(self, already_acknowledged=True)
+
     def to_json(self) -> dict[str, Any]:
         out = shallow(self)
+        for flag in ("repeated", "already_acknowledged"):  # only when true: most views are neither
+            if not out[flag]:
+                del out[flag]
         out["ref"] = self.ref
         return out
 
@@ -103,12 +117,20 @@ class DraftView:
 
 @dataclass(frozen=True)
 class VerificationView:
+    """The safety number and what this station knows of its comparison.
+
+    ``verified`` is *this* side's operator confirming the digits matched (``verify
+    --confirm``). The peer's confirmation is never sent over the line, so this station cannot
+    know it: ``peer_confirmed`` is ``None`` ("not known"), and nothing here may say "both".
+    """
+
     line: str
     peer_name: str
     safety_number: str
     grouped: str
     verified: bool
     verified_at: float | None
+    peer_confirmed: bool | None = None
 
     def to_json(self) -> dict[str, Any]:
         return shallow(self)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from backchannel.proto.invitation import MailboxCapability
 from backchannel.proto.payloads import Checkpoint, Circuits, LinkTest, LinkTestReply, Payload
 from backchannel.proto.record import Seen
 
@@ -134,6 +135,92 @@ class CheckSeen:
     seen: Seen
 
 
+# ---- pairing and circuit changes (``proto.engine.pairing``, ``proto.engine.circuits``) ---------
+
+
+@dataclass(frozen=True)
+class SpendInvitation:
+    """Our invitation was used by a genuine hello: no second party may use it."""
+
+    line_id: bytes
+
+
+@dataclass(frozen=True)
+class PairingFailed:
+    """The accepter's welcome did not come within ``timeout`` seconds: the line is *failed*
+    (stored), and its operator must be told why it may be (an alarm, after the commit)."""
+
+    line_id: bytes
+    timeout: float
+
+
+@dataclass(frozen=True)
+class InvitationReused:
+    """A second hello tried to use our invitation, already used: alarm its operator (the
+    invitation text leaked or was given twice). ``circuit``: the relay it came through."""
+
+    line_id: bytes
+    circuit: str | None
+
+
+@dataclass(frozen=True)
+class AcceptCircuit:
+    """Send to the peer's mailbox ``cap`` from now on (stored now, used after the commit);
+    with ``answer``, offer our own mailbox on that relay after the commit."""
+
+    line_id: bytes
+    cap: MailboxCapability
+    answer: bool
+
+
+@dataclass(frozen=True)
+class HoldProposal:
+    """Keep the peer's proposed circuit for a local operator's approval, and raise its alarm."""
+
+    line_id: bytes
+    cap: MailboxCapability
+
+
+@dataclass(frozen=True)
+class DeclineCircuit:
+    """Tell the peer we will not use ``url`` (a removal of a circuit we never had, §9.2)."""
+
+    line_id: bytes
+    url: str
+    why: str
+
+
+@dataclass(frozen=True)
+class WithdrawProposal:
+    """The peer withdrew a proposal still held for approval: forget it, clear its alarm."""
+
+    line_id: bytes
+    url: str
+
+
+@dataclass(frozen=True)
+class RetireCircuit:
+    """The peer declined our proposal: our mailbox on ``url`` is retired (read a while)."""
+
+    line_id: bytes
+    url: str
+
+
+@dataclass(frozen=True)
+class DropCircuit:
+    """The peer removed the circuit through ``url``: stop sending there, forget our mailbox."""
+
+    line_id: bytes
+    url: str
+
+
+@dataclass(frozen=True)
+class CircuitsChanged:
+    """After the commit: the health watch follows the line's new set of circuits."""
+
+    line_id: bytes
+
+
 # ---- in memory, at once (health is not durable; later copies in a batch must see it) ---------
 
 
@@ -161,15 +248,6 @@ class LinkReplyArrived:
     seq: int
     reply: LinkTestReply
     circuit: str | None
-
-
-@dataclass(frozen=True)
-class PeerReported:
-    """An entry's ``seen``: the peer had ``count`` of our frames (for end-to-end recovery)."""
-
-    line_id: bytes
-    count: int
-    first_hand: bool
 
 
 # ---- after the commit ----------------------------------------------------------------------
@@ -264,6 +342,44 @@ class FramesLost:
     active: bool
 
 
+@dataclass(frozen=True)
+class CircuitDown:
+    """Circuit ``url`` of the line is judged down (``down``) or not at this tick; or it is no
+    longer a circuit of the line (not ``down``). The shell raises or clears its alarm when that
+    changed since it last said; ``connected`` and ``last_in`` are for the operator's text."""
+
+    line_id: bytes
+    url: str
+    down: bool
+    connected: bool = False
+    last_in: float | None = None
+
+
+@dataclass(frozen=True)
+class LineDown:
+    """Every one of the line's ``circuits`` circuits is down (``down``), or not."""
+
+    line_id: bytes
+    down: bool
+    circuits: int
+
+
+@dataclass(frozen=True)
+class GapOpen:
+    """A gap has been open longer than a link-test interval (``open``), or not; ``age`` in s."""
+
+    line_id: bytes
+    open: bool
+    age: float
+
+
+@dataclass(frozen=True)
+class Resubscribe:
+    """A gap is open: SUBSCRIBE again on every circuit so relays push what they still hold."""
+
+    line_id: bytes
+
+
 Effect = (
     StoreEntry
     | StoreOutbound
@@ -276,12 +392,21 @@ Effect = (
     | SaveLine
     | ReceiptDue
     | ApplyCircuits
+    | SpendInvitation
+    | PairingFailed
+    | InvitationReused
+    | AcceptCircuit
+    | HoldProposal
+    | DeclineCircuit
+    | WithdrawProposal
+    | RetireCircuit
+    | DropCircuit
+    | CircuitsChanged
     | CheckpointArrived
     | CheckSeen
     | CopyArrived
     | LinkTestArrived
     | LinkReplyArrived
-    | PeerReported
     | QueueFrames
     | WakeIncoming
     | WakeDelivered
@@ -293,6 +418,10 @@ Effect = (
     | SendCheckpoint
     | Resend
     | FramesLost
+    | CircuitDown
+    | LineDown
+    | GapOpen
+    | Resubscribe
 )
 
 #: Effects carried out only after the event's transaction committed.

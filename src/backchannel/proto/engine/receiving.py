@@ -20,7 +20,8 @@ from backchannel.errors import DecryptError, InvitationAlreadyUsed, RemoteError
 from backchannel.proto import envelope
 from backchannel.proto import line as proto_line
 from backchannel.proto.engine import effects as fx
-from backchannel.proto.engine.core import Event, LineCore, transition
+from backchannel.proto.engine import pairing
+from backchannel.proto.engine.core import LineCore
 from backchannel.proto.engine.ledger import Ledger
 from backchannel.proto.envelope import Kind, Sealed
 from backchannel.proto.ordering import Verdict, classify
@@ -130,7 +131,8 @@ def deliver(
     if opened.seen is not None:
         effects.append(fx.CheckSeen(line_id, seq, opened.seen))
         count = min(opened.seen.count, state.next_seq - 1)  # never more than we sent
-        effects.append(fx.PeerReported(line_id, count, first_hand=circuit is not None))
+        # End-to-end recovery's evidence (an entry released from the hold is not first-hand).
+        core = core.with_peer(core.peer.report(count, now, first_hand=circuit is not None))
     if opened.error is not None:
         # Authenticated by the line key, yet unreadable: the frame is spent (the line moves
         # on, and the transcripts now differ, which is how the operators will see it).
@@ -160,12 +162,8 @@ def deliver(
     elif isinstance(payload, Checkpoint):
         effects.append(fx.CheckpointArrived(line_id, seq, payload))
     elif isinstance(payload, Welcome):
-        if state.role == proto_line.ACCEPTER and not core.established:
-            lifecycle = transition(core.lifecycle, Event.WELCOMED)
-            assert lifecycle is not None
-            core = LineCore(state, lifecycle)
-            effects.append(fx.SaveLine(line_id, established=True))
-            effects.append(fx.QueueFrames(line_id, tuple(range(2, state.next_seq))))
+        core, welcome = pairing.welcomed(core)
+        effects += welcome
     elif isinstance(payload, Hello):
         effects.append(fx.Count("unexpected_hello"))
     return core

@@ -32,7 +32,7 @@ new invitation.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 #: At most this many frames are sent again per line per round (the rest follow next round).
 RESEND_LIMIT = 256
@@ -41,9 +41,14 @@ RESEND_LIMIT = 256
 PROOF_MARGIN = 0.5
 
 
-@dataclass
+@dataclass(frozen=True)
 class PeerReport:
-    """What the peer last told us, in its entries' ``seen``, about our direction."""
+    """What the peer last told us, in its entries' ``seen``, about our direction.
+
+    Part of the line's core (:class:`~backchannel.proto.engine.core.LineCore`): immutable, each
+    report or round gives a new value. In memory only: after a restart ``has`` starts from the
+    record (the ``seen`` of the peer's latest entry there).
+    """
 
     #: How many of our frames (sequence numbers 1..has) the peer had received, in order.
     has: int = 0
@@ -56,16 +61,15 @@ class PeerReport:
     #: The highest sequence number the last round sent again.
     round_upto: int = 0
 
-    def report(self, count: int, now: float, first_hand: bool = True) -> None:
+    def report(self, count: int, now: float, first_hand: bool = True) -> PeerReport:
         """Note one entry's ``seen`` count; a late, older report never moves ``has`` back.
 
         An entry released from the hold after a gap was filled is not first-hand: it may have
         been sealed long ago, so it may raise ``has`` but does not date a report.
         """
-        if count >= self.has:
-            self.has = count
-            if first_hand:
-                self.reported_at = now
+        if count < self.has:
+            return self
+        return replace(self, has=count, reported_at=now if first_hand else self.reported_at)
 
     def resend(
         self,
@@ -73,8 +77,9 @@ class PeerReport:
         now: float,
         resend_after: float,
         gap_since: float | None = None,
-    ) -> list[int]:
-        """The frames to send again now, given ``relayed``: (seq, when a relay first stored it).
+    ) -> tuple[PeerReport, list[int]]:
+        """The report after this round, and the frames to send again now, given ``relayed``:
+        (seq, when a relay first stored it).
 
         ``relayed`` holds our frames after ``has``, in order; ``gap_since`` is when our own
         inbound gap opened (None without one). A frame qualifies when a relay stored it more
@@ -84,7 +89,7 @@ class PeerReport:
         """
         last = self.resent_at
         if last is not None and now - last < resend_after:
-            return []
+            return self, []
 
         def stored_before(evidence: float) -> list[int]:
             return [
@@ -98,11 +103,11 @@ class PeerReport:
             due = stored_before(self.reported_at)
         if not due and gap_due(gap_since, last, now, resend_after):
             due = stored_before(now)  # (the report may be stale: it is held behind our gap)
-        if due:
-            self.resent_at = now
-            self.round_upto = due[-1]
-            self.resent_upto = max(self.resent_upto, due[-1])
-        return due
+        if not due:
+            return self, []
+        return replace(
+            self, resent_at=now, round_upto=due[-1], resent_upto=max(self.resent_upto, due[-1])
+        ), due
 
     def loss_proved(self) -> bool:
         """Whether the peer has proved that a relay loses what it stored: a first-hand report

@@ -16,6 +16,7 @@ covers all of them, since they share the connection.
 from __future__ import annotations
 
 from backchannel.station.store.alarms import AlarmsRoom
+from backchannel.station.store.base import Committed
 from backchannel.station.store.lines import LinesRoom
 from backchannel.station.store.messages import MessagesRoom
 from backchannel.station.store.operators import OperatorsRoom
@@ -35,11 +36,13 @@ from backchannel.station.store.rows import (
     PeerMailboxRow,
     PendingInvitationRow,
     ProposalRow,
+    SendKeyRow,
 )
 
 __all__ = [
     "AlarmRow",
     "AuditRow",
+    "Committed",
     "ConsoleSessionRow",
     "DraftRow",
     "EntryRow",
@@ -52,6 +55,7 @@ __all__ = [
     "PeerMailboxRow",
     "PendingInvitationRow",
     "ProposalRow",
+    "SendKeyRow",
     "Store",
 ]
 

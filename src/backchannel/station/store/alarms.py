@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from backchannel.station.store.base import StoreBase
+from backchannel.station.store.base import Committed, StoreBase
 from backchannel.station.store.rows import AlarmRow, build, columns
 
 _ALARM = columns(AlarmRow)
@@ -23,6 +23,7 @@ class AlarmsRoom(StoreBase):
             "INSERT INTO alarms (id, kind, line_id, subject, message, raised_at) VALUES (?, ?, ?, ?, ?, ?)",
             (alarm_id, kind, line_id, subject, message, at),
         )
+        self._note(Committed("alarm", line_id, kind=kind))
         return True
 
     def close_alarm(self, kind: str, line_id: bytes | None, subject: str, at: float) -> AlarmRow | None:
@@ -43,10 +44,11 @@ class AlarmsRoom(StoreBase):
         ).fetchall()
         return [build(AlarmRow, r) for r in rows]
 
-    def ack_alarm(self, alarm_id: str, operator: str, at: float) -> AlarmRow | None:
-        self._x(
+    def ack_alarm(self, alarm_id: str, operator: str, at: float) -> tuple[AlarmRow | None, bool]:
+        """The alarm after acknowledging it, and whether this call did (the first one stands)."""
+        changed = self._x(
             "UPDATE alarms SET acked_at = ?, acked_by = ? WHERE id = ? AND acked_at IS NULL",
             (at, operator, alarm_id),
-        )
+        ).rowcount
         row = self._x(f"SELECT {_ALARM} FROM alarms WHERE id = ?", (alarm_id,)).fetchone()
-        return None if row is None else build(AlarmRow, row)
+        return (None if row is None else build(AlarmRow, row)), changed == 1

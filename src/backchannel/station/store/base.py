@@ -11,6 +11,11 @@ The schema lives in versioned files ``schema/NNN_*.sql``, applied by the runner 
 shares (:mod:`backchannel.schema`); the database file is backed up first when an existing
 database is migrated. Rows come back as ``sqlite3.Row`` so each room reads columns by name.
 Every ``sqlite3`` exception leaves through :meth:`StoreBase._x` as a ``StorageError``.
+
+What the station's metrics count (a message sealed, received, delivered; an alarm raised) is
+noted by the rooms as :class:`Committed` events while a transaction runs, and handed to
+:attr:`StoreBase.on_commit` only once its COMMIT succeeded (with the COMMIT's duration), so a
+rolled-back transaction counts nothing. Without ``on_commit`` nothing is noted.
 """
 
 from __future__ import annotations
@@ -18,8 +23,10 @@ from __future__ import annotations
 import contextlib
 import shutil
 import sqlite3
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -28,6 +35,16 @@ from backchannel.schema import SqliteMigrations, migrate, numbered_scripts
 from backchannel.station.private import create_private
 
 S = TypeVar("S", bound="StoreBase")
+
+
+@dataclass(frozen=True)
+class Committed:
+    """One thing a committed transaction did that the metrics count."""
+
+    what: str  # "sent", "received", "delivered" (messages), "alarm" (raised)
+    line_id: bytes | None = None
+    kind: str = ""  # the alarm's kind
+    seconds: float = 0.0  # "delivered": from sealing to the delivered receipt
 
 
 def _schema_files() -> list[tuple[int, str]]:
@@ -43,6 +60,9 @@ class StoreBase:
         self._depth = 0
         #: Flushed commits that wrote something (see :meth:`transaction`).
         self.durable_commits = 0
+        #: Told after each successful COMMIT: (its seconds, durable, what it committed).
+        self.on_commit: Callable[[float, bool, list[Committed]], None] | None = None
+        self._noted: list[Committed] = []
 
     @classmethod
     def open(cls: type[S], path: Path) -> S:
@@ -111,11 +131,14 @@ class StoreBase:
             yield
         except BaseException:
             self._depth = 0
+            self._noted = []
             self._conn.execute("ROLLBACK")
             if not durable:
                 self._conn.execute("PRAGMA synchronous=FULL")
             raise
         self._depth = 0
+        noted, self._noted = self._noted, []
+        started = time.perf_counter()
         try:
             self._conn.execute("COMMIT")
         except sqlite3.Error as exc:
@@ -127,12 +150,19 @@ class StoreBase:
                 self._conn.execute("PRAGMA synchronous=FULL")
         if durable and self._conn.total_changes != changes:
             self.durable_commits += 1
+        if self.on_commit is not None:
+            self.on_commit(time.perf_counter() - started, durable, noted)
 
     def flush(self) -> None:
         """Make every commit so far durable: one small flushed commit, which in WAL mode
         covers the commits before it (a sequential file, flushed to its end)."""
         with self.transaction():
             self.set_meta("flushed", b"")
+
+    def _note(self, event: Committed) -> None:
+        """Count ``event`` if (and once) the current transaction commits."""
+        if self.on_commit is not None and self._depth:
+            self._noted.append(event)
 
     def _many(self, sql: str, rows: list[tuple[Any, ...]]) -> None:
         try:

@@ -6,8 +6,8 @@ from __future__ import annotations
 from typing import Any
 
 from backchannel.errors import StorageError
-from backchannel.station.store.base import StoreBase
-from backchannel.station.store.rows import InboxRow, OutboxRow, build, columns
+from backchannel.station.store.base import Committed, StoreBase
+from backchannel.station.store.rows import InboxRow, OutboxRow, SendKeyRow, build, columns
 
 _OUTBOX = columns(OutboxRow)
 _INBOX = columns(InboxRow)
@@ -25,12 +25,26 @@ class MessagesRoom(StoreBase):
         created_at: float,
         precedence: str | None = None,
         body_sealed: bytes | None = None,
+        idempotency_key: str | None = None,
     ) -> None:
         self._x(
-            "INSERT INTO outbox (line_id, seq, kind, precedence, body_sealed, frame, created_at)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?)",
-            (line_id, seq, kind, precedence, body_sealed, frame, created_at),
+            "INSERT INTO outbox (line_id, seq, kind, precedence, body_sealed, frame, created_at,"
+            " idempotency_key) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            (line_id, seq, kind, precedence, body_sealed, frame, created_at, idempotency_key),
         )
+        if kind == "msg":
+            self._note(Committed("sent", line_id))
+
+    def find_send_key(self, key: str) -> SendKeyRow | None:
+        """The message (or the draft held by the two-person rule) a ``send --id`` key names."""
+        row = self._x(
+            "SELECT line_id, seq, NULL AS draft_id, precedence, body_sealed FROM outbox"
+            " WHERE idempotency_key = ?1 UNION ALL"
+            " SELECT line_id, seq, id AS draft_id, precedence, body_sealed FROM drafts"
+            " WHERE idempotency_key = ?1 LIMIT 1",
+            (key,),
+        ).fetchone()
+        return None if row is None else build(SendKeyRow, row)
 
     def unsent(self) -> list[tuple[bytes, int, str]]:
         """(line, seq, circuit url) of every frame some circuit of its line has not stored."""
@@ -99,11 +113,14 @@ class MessagesRoom(StoreBase):
         return bytes(row["frame"])
 
     def mark_delivered(self, line_id: bytes, upto: int, at: float) -> None:
-        self._x(
+        rows = self._x(
             "UPDATE outbox SET delivered_at = ?, relayed_at = COALESCE(relayed_at, ?)"
-            " WHERE line_id = ? AND seq <= ? AND delivered_at IS NULL",
+            " WHERE line_id = ? AND seq <= ? AND delivered_at IS NULL RETURNING kind, created_at",
             (at, at, line_id, upto),
-        )
+        ).fetchall()
+        for row in rows:
+            if row["kind"] == "msg":
+                self._note(Committed("delivered", line_id, seconds=at - row["created_at"]))
 
     def mark_acknowledged(self, line_id: bytes, seq: int, operator: str, at: float) -> None:
         self._x(
@@ -144,6 +161,7 @@ class MessagesRoom(StoreBase):
             " VALUES (?, ?, ?, ?, ?, ?)",
             (line_id, seq, precedence, body_sealed, sent_at, received_at),
         )
+        self._note(Committed("received", line_id))
 
     def inbound(
         self, line_id: bytes | None = None, unacked_only: bool = False, limit: int = 1000

@@ -74,8 +74,19 @@ class RecordRoom(StoreBase):
         self._x(
             "INSERT INTO checkpoints (line_id, by_direction, seq, n0, h0, n1, h1, pq_signature, status,"
             " detail, at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (line_id, by_direction, seq, counts[0], heads[0], counts[1], heads[1], pq_signature, status,
-             detail, at),
+            (
+                line_id,
+                by_direction,
+                seq,
+                counts[0],
+                heads[0],
+                counts[1],
+                heads[1],
+                pq_signature,
+                status,
+                detail,
+                at,
+            ),
         )
 
     def checkpoints(self, line_id: bytes) -> list[dict[str, Any]]:
@@ -101,12 +112,19 @@ class RecordRoom(StoreBase):
     # ---- release authority -------------------------------------------------------------
 
     def add_draft(
-        self, draft_id: str, line_id: bytes, precedence: str, body_sealed: bytes, drafted_by: str, at: float
+        self,
+        draft_id: str,
+        line_id: bytes,
+        precedence: str,
+        body_sealed: bytes,
+        drafted_by: str,
+        at: float,
+        idempotency_key: str | None = None,
     ) -> None:
         self._x(
-            "INSERT INTO drafts (id, line_id, precedence, body_sealed, drafted_by, created_at)"
-            " VALUES (?, ?, ?, ?, ?, ?)",
-            (draft_id, line_id, precedence, body_sealed, drafted_by, at),
+            "INSERT INTO drafts (id, line_id, precedence, body_sealed, drafted_by, created_at,"
+            " idempotency_key) VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (draft_id, line_id, precedence, body_sealed, drafted_by, at, idempotency_key),
         )
 
     def drafts(self, line_id: bytes | None = None, pending_only: bool = True) -> list[DraftRow]:

@@ -154,6 +154,16 @@ class EntryRow(NamedTuple):
     at: float
 
 
+class SendKeyRow(NamedTuple):
+    """What an idempotency key names: a sent message (``seq``) or a held draft (``draft_id``)."""
+
+    line_id: bytes
+    seq: int | None
+    draft_id: str | None
+    precedence: str
+    body_sealed: bytes
+
+
 class DraftRow(NamedTuple):
     id: str
     line_id: bytes

@@ -14,7 +14,6 @@ never reach a log line that prints the configuration.
 from __future__ import annotations
 
 import dataclasses
-import ipaddress
 import math
 import os
 from dataclasses import dataclass, field
@@ -22,6 +21,7 @@ from typing import Any
 
 from backchannel.errors import ConfigError
 from backchannel.proto import frames
+from backchannel.tls import is_loopback
 from backchannel.tomlfile import read_table
 
 #: The environment variable that gives the relay its ``metrics_token``.
@@ -189,7 +189,7 @@ class RelayConfig:
             raise ConfigError("relay setting 'tls' is \"off\" but 'tls_cert' is given: drop one of them")
         if self.metrics_listen:
             host, _ = metrics_address(self.metrics_listen)
-            if not self.metrics_token and not _loopback(host):
+            if not self.metrics_token and not is_loopback(host):
                 raise ConfigError(
                     f"relay setting 'metrics_listen' = {self.metrics_listen!r} is reachable from other "
                     "machines: set 'metrics_token' (or $BACKCHANNEL_RELAY_METRICS_TOKEN) so that only "
@@ -204,16 +204,6 @@ def metrics_address(value: str) -> tuple[str, int]:
     if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
         raise ConfigError(f"relay setting 'metrics_listen' must be HOST:PORT, not {value!r}")
     return host, int(port)
-
-
-def _loopback(host: str) -> bool:
-    """Is ``host`` reachable only from this machine (127.0.0.0/8, ::1, localhost)?"""
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False  # a name: it may resolve to anything
 
 
 _AT_LEAST_ONE = (

@@ -584,3 +584,37 @@ def test_request_rate_and_subscriptions_are_limited_per_client(
     run(body())
     counts = metrics(relay)
     assert counts["subscription_limit"] == 2 and counts["rate_limited"] >= 1
+
+
+# ---- DELETE (a rotated mailbox) --------------------------------------------------------
+
+
+def test_delete_needs_the_subscription_and_leaves_the_mailbox_unknown(relay_process: RelayProcess) -> None:
+    async def body(link: RelayLink, queue: asyncio.Queue[Delivery]) -> None:
+        box = await new_mailbox(link)
+        link.subscribe(box.recv_id, box.recv_key.sign)
+        link.add_sender(box.send_id, box.send_key.sign)
+        await link.send(box.send_id, b"never read")
+        await take(queue, 1)
+        raw = await RawClient.open(relay_process.url)
+        try:
+            # Holding the send key (or nothing) grants no DELETE: only a SUBSCRIBE on this connection.
+            sig = raw.sign(box.send_key, FrameType.AUTH_SEND, box.send_id)
+            assert await raw.request(frames.AuthSend(1, box.send_id, sig)) == frames.Ok(1)
+            assert error_code(await raw.request(frames.Delete(2, box.recv_id))) == RelayErrorCode.NOT_AUTHORISED
+            await link.delete_mailbox(box.recv_id)
+            assert not link.receives(box.recv_id)
+            # Afterwards the mailbox is unknown, as one that expired: AUTH for every use.
+            reply = await raw.request(frames.Send(3, box.send_id, b"late"))
+            assert error_code(reply) == RelayErrorCode.AUTH
+            sig = raw.sign(box.send_key, FrameType.AUTH_SEND, box.send_id)
+            assert error_code(await raw.request(frames.AuthSend(4, box.send_id, sig))) == RelayErrorCode.AUTH
+            sig = raw.sign(box.recv_key, FrameType.SUBSCRIBE, box.recv_id)
+            assert error_code(await raw.request(frames.Subscribe(5, box.recv_id, sig))) == RelayErrorCode.AUTH
+        finally:
+            await raw.close()
+
+    run(with_link(relay_process.url, body))
+    counts = metrics(relay_process)
+    assert counts["mailboxes_deleted"] == 1 and counts["deleted_frames"] == 1
+    assert counts["refused{reason=not_authorised}"] >= 1

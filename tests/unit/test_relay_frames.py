@@ -21,6 +21,7 @@ EVERY_FRAME: list[frames.Frame] = [
     frames.Send(6, ID_B, b"x" * frames.MAX_PAYLOAD),
     frames.Ack(2**32 - 1, ID_A, ID_B),
     frames.Ping(8),
+    frames.Delete(12, b"d" * 16),
     frames.Welcome(b"n" * 32),
     frames.Ok(9),
     frames.Created(10, ID_A, ID_B),

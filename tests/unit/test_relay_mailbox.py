@@ -16,6 +16,7 @@ from backchannel.errors import StorageError
 from backchannel.relay import mailbox as rules
 from backchannel.relay.mailbox import PushWindow, QueueLimits
 from backchannel.relay.storage import (
+    DeleteMailbox,
     AddMailbox,
     DeleteMessage,
     ExpireMailboxes,
@@ -254,6 +255,21 @@ def test_ack_deletes_and_sequence_numbers_are_never_reused(backend: Backend) -> 
     (second,) = store.apply([PutMessage(RECV, b"b")], T0, LIMITS)
     assert second.count > first.count  # a cursor at the old seq still sees the new row
     assert [r.payload for r in store.messages_after(RECV, first.count, 10)] == [b"b"]
+    store.close()
+
+
+def test_delete_mailbox_removes_it_and_every_frame_durably(backend: Backend) -> None:
+    store = with_mailbox(backend.reopen())
+    store.apply([PutMessage(RECV, b"a"), PutMessage(RECV, b"b")], T0, LIMITS)
+    results = store.apply(
+        [DeleteMailbox(RECV), PutMessage(RECV, b"c"), DeleteMailbox(RECV)], T0, LIMITS
+    )  # (a SEND after the DELETE in the same batch finds no mailbox)
+    assert [r.outcome for r in results] == [Outcome.MAILBOX_DELETED, Outcome.NO_MAILBOX, Outcome.ABSENT]
+    assert results[0].count == 2
+    store.close()
+    store = backend.reopen()  # durable: gone after a reopen too
+    assert store.mailbox_by_recv(RECV) is None and store.mailbox_by_send(SEND) is None
+    assert store.messages_after(RECV, 0, 10) == [] and store.depth_summary() == (0, 0, 0)
     store.close()
 
 

@@ -46,6 +46,8 @@ class FrameType(IntEnum):
     SEND = 0x04
     ACK = 0x05
     PING = 0x06
+    #: Delete a mailbox this connection SUBSCRIBEd, with every frame in it (rotation, §3.4).
+    DELETE = 0x07
     WELCOME = 0x80
     OK = 0x81
     CREATED = 0x82
@@ -115,6 +117,12 @@ class Ping:
 
 
 @dataclass(frozen=True)
+class Delete:
+    request_id: int
+    recv_id: bytes
+
+
+@dataclass(frozen=True)
 class Welcome:
     nonce: bytes
     request_id: int = 0
@@ -153,7 +161,9 @@ class Error:
     message: str
 
 
-Frame = Create | Subscribe | AuthSend | Send | Ack | Ping | Welcome | Ok | Created | Stored | Deliver | Error
+Frame = (
+    Create | Subscribe | AuthSend | Send | Ack | Ping | Delete | Welcome | Ok | Created | Stored | Deliver | Error
+)
 
 
 def auth_message(nonce: bytes, frame_type: FrameType, mailbox_id: bytes) -> bytes:
@@ -176,6 +186,8 @@ def encode(frame: Frame) -> bytes:
             return _head(FrameType.ACK, rid) + _exact(mid, ID_LEN) + _exact(msg, ID_LEN)
         case Ping(rid):
             return _head(FrameType.PING, rid)
+        case Delete(rid, mid):
+            return _head(FrameType.DELETE, rid) + _exact(mid, ID_LEN)
         case Welcome(nonce, rid):
             return _head(FrameType.WELCOME, rid) + _exact(nonce, NONCE_LEN)
         case Ok(rid):
@@ -226,6 +238,9 @@ def decode(data: bytes, max_payload: int = MAX_PAYLOAD) -> Frame:
         case FrameType.PING:
             _split(body)
             return Ping(rid)
+        case FrameType.DELETE:
+            (mid,) = _split(body, ID_LEN)
+            return Delete(rid, mid)
         case FrameType.WELCOME:
             (nonce,) = _split(body, NONCE_LEN)
             return Welcome(nonce, rid)

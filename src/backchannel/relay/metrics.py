@@ -68,6 +68,8 @@ COUNTERS: dict[str, str] = {
     "rate_limited": "Requests held back because their address was over its request rate",
     "slow_reader": "Connections dropped for taking nothing for send_timeout_seconds",
     "mailboxes_expired": "Mailboxes deleted unused after mailbox_expiry_seconds",
+    "mailboxes_deleted": "Mailboxes deleted by their receiver (DELETE: a rotated mailbox)",
+    "deleted_frames": "Frames deleted unread with a mailbox its receiver deleted",
     "listens": "LISTEN connections established to hear other relay processes (PostgreSQL)",
     "listen_failures": "Failed attempts to open or keep the LISTEN connection",
     "notifications_received": "Frames other relay processes announced as stored",

@@ -56,6 +56,12 @@ class MailboxRecords:
         self._by_recv[record.recv_id] = record
         self._by_send[record.send_id] = record
 
+    def forget(self, recv_id: bytes) -> None:
+        """One mailbox was deleted (DELETE): its record must not be found again."""
+        record = self._by_recv.pop(recv_id, None)
+        if record is not None:
+            self._by_send.pop(record.send_id, None)
+
     def forget_all(self) -> None:
         """Mailboxes were deleted: their records must not be found again."""
         self._by_recv.clear()

@@ -1,4 +1,4 @@
-"""The relay's requests: CREATE, SUBSCRIBE, AUTH_SEND, SEND, ACK and PING, one reply each.
+"""The relay's requests: CREATE, SUBSCRIBE, AUTH_SEND, SEND, ACK, PING and DELETE, one reply each.
 
 Each connection gets a fresh 32-byte nonce in ``Welcome``; every capability it uses is proven
 by an Ed25519 signature over that nonce (``frames.auth_message``), so nothing a client sends
@@ -29,6 +29,7 @@ from backchannel.relay.delivery import Deliveries
 from backchannel.relay.records import UNREADABLE, MailboxRecords
 from backchannel.relay.storage.base import (
     AddMailbox,
+    DeleteMailbox,
     DeleteMessage,
     MailboxRecord,
     Outcome,
@@ -118,6 +119,8 @@ class Requests:
             case frames.Ping():
                 conn.reply(frames.Ok(frame.request_id))
                 self._observed("ping", started)
+            case frames.Delete():
+                self._delete(conn, frame, started)
             case _:
                 self.refuse(
                     conn,
@@ -340,6 +343,42 @@ class Requests:
             conn.reply(frames.Ok(rid))
 
         self._db.commit(DeleteMessage(recv_id, msg_id), done)
+
+    def _delete(self, conn: RelayConnection, frame: frames.Delete, started: float) -> None:
+        """Delete a mailbox and its frames for good (its receiver rotated it, PROTOCOL §3.4).
+
+        Only on a connection that SUBSCRIBEd it: that proved the receive key here. Answered OK
+        once the deletion is durable; the mailbox is then unknown, as one that expired.
+        """
+        rid, recv_id = frame.request_id, frame.recv_id
+        if recv_id not in conn.receivers:
+            self.refuse(
+                conn,
+                rid,
+                RelayErrorCode.NOT_AUTHORISED,
+                "not_authorised",
+                "DELETE needs a successful SUBSCRIBE to this mailbox on this connection",
+            )
+            return
+
+        def done(result: WriteResult | None) -> None:
+            self._observed("delete", started)
+            if result is None:
+                self.internal(conn, rid)
+                return
+            self._records.forget(recv_id)
+            sub = self._deliveries.get(recv_id)
+            if sub is not None:
+                self._deliveries.end(sub)
+            if recv_id in conn.receivers:
+                conn.receivers.discard(recv_id)
+                self._clients[conn.address].subscriptions -= 1
+            if result.outcome is Outcome.MAILBOX_DELETED:
+                self._counters["mailboxes_deleted"] += 1
+                self._counters["deleted_frames"] += result.count
+            conn.reply(frames.Ok(rid))
+
+        self._db.commit(DeleteMailbox(recv_id), done)
 
 
 def _unobserved(kind: str, seconds: float) -> None:

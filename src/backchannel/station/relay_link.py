@@ -251,6 +251,23 @@ class RelayLink:
         reply = await self._request(session, lambda rid: frames.Ack(rid, recv_id, msg_id))
         rs.expect(reply, frames.Ok, "ACK")
 
+    async def delete_mailbox(self, recv_id: bytes) -> None:
+        """Delete one of our mailboxes at the relay, with every frame still in it (rotation).
+
+        The relay allows it only on a connection that SUBSCRIBEd the mailbox, so this waits for
+        the link's registrations; on OK the mailbox is no longer subscribed (after a reconnect
+        neither). ``RelayRefused`` if the relay refused (``AUTH`` first shows in
+        :attr:`registration_errors`: the mailbox is already gone).
+        """
+        rs.check_id(recv_id, "recv_id")
+        if not self.connected:
+            await self.wait_connected(self.request_timeout)
+        session = self._live_session()
+        reply = await self._request(session, lambda rid: frames.Delete(rid, recv_id))
+        rs.expect(reply, frames.Ok, "DELETE")
+        self._subs.pop(recv_id, None)
+        session.subscribed.discard(recv_id)
+
     async def ping(self) -> float:
         """Round-trip a PING through the relay; returns the round-trip time in seconds."""
         session = self._live_session()

@@ -2,6 +2,7 @@
 
 from backchannel.relay.storage.base import (
     AddMailbox,
+    DeleteMailbox,
     DeleteMessage,
     ExpireMailboxes,
     ExpireMessages,
@@ -17,6 +18,7 @@ from backchannel.relay.storage.base import (
 
 __all__ = [
     "AddMailbox",
+    "DeleteMailbox",
     "DeleteMessage",
     "ExpireMailboxes",
     "ExpireMessages",

@@ -81,7 +81,16 @@ class ExpireMailboxes:
     in_use: tuple[bytes, ...] = ()
 
 
-WriteOp = AddMailbox | PutMessage | DeleteMessage | ExpireMessages | TouchMailbox | ExpireMailboxes
+@dataclass(frozen=True)
+class DeleteMailbox:
+    """Delete a mailbox and every frame in it (a DELETE by its receiver: a rotated mailbox)."""
+
+    recv_id: bytes
+
+
+WriteOp = (
+    AddMailbox | PutMessage | DeleteMessage | ExpireMessages | TouchMailbox | ExpireMailboxes | DeleteMailbox
+)
 
 
 class Outcome(Enum):
@@ -96,6 +105,8 @@ class Outcome(Enum):
     EXPIRED = "expired"
     NO_MAILBOX = "no_mailbox"  # PutMessage into a mailbox that no longer exists (expired)
     TOUCHED = "touched"
+    #: DeleteMailbox: the mailbox and its frames are gone (``count``: how many frames went).
+    MAILBOX_DELETED = "mailbox_deleted"
 
 
 @dataclass(frozen=True)

@@ -17,6 +17,7 @@ from backchannel.relay import mailbox as rules
 from backchannel.relay.mailbox import QueueLimits
 from backchannel.relay.storage.base import (
     AddMailbox,
+    DeleteMailbox,
     DeleteMessage,
     ExpireMailboxes,
     ExpireMessages,
@@ -66,6 +67,10 @@ class Tables(Protocol):
         """Delete mailboxes last used before ``cutoff`` that hold no frame; returns how many."""
         ...
 
+    def delete_mailbox(self, recv_id: bytes) -> tuple[bool, int]:
+        """Delete a mailbox's frames, then the mailbox: (did it exist, how many frames went)."""
+        ...
+
 
 class Batch:
     def __init__(self, tables: Tables, now: float, limits: QueueLimits) -> None:
@@ -97,6 +102,12 @@ class Batch:
                 self._depths.clear()
                 self._mailboxes = None
                 return WriteResult(Outcome.EXPIRED, count=count)
+            case DeleteMailbox(recv_id):
+                found, count = self._tables.delete_mailbox(recv_id)
+                self._depths.pop(recv_id, None)  # (a later SEND in this batch finds no mailbox)
+                if found and self._mailboxes is not None:
+                    self._mailboxes -= 1
+                return WriteResult(Outcome.MAILBOX_DELETED if found else Outcome.ABSENT, count=count)
         raise TypeError(f"not a write op: {op!r}")  # pragma: no cover
 
     def _put(self, recv_id: bytes, payload: bytes) -> WriteResult:

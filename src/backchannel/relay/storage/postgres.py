@@ -236,6 +236,11 @@ class _PostgresTables:
             (cutoff,),
         ).rowcount
 
+    def delete_mailbox(self, recv_id: bytes) -> tuple[bool, int]:
+        gone = self._db.execute("DELETE FROM messages WHERE recv_id = %s", (recv_id,)).rowcount
+        found = self._db.execute("DELETE FROM mailboxes WHERE recv_id = %s", (recv_id,)).rowcount > 0
+        return found, gone
+
 
 def _connect(url: str) -> psycopg.Connection[Any]:
     """Connect with durable commits forced on, and TCP keepalives so that a silent network

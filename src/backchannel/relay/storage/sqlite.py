@@ -206,6 +206,11 @@ class _SqliteTables:
             (cutoff,),
         ).rowcount
 
+    def delete_mailbox(self, recv_id: bytes) -> tuple[bool, int]:
+        gone = self._db.execute("DELETE FROM messages WHERE recv_id = ?", (recv_id,)).rowcount
+        found = self._db.execute("DELETE FROM mailboxes WHERE recv_id = ?", (recv_id,)).rowcount > 0
+        return found, gone
+
 
 def _open(path: str) -> sqlite3.Connection:
     try:

@@ -601,7 +601,9 @@ def test_delete_needs_the_subscription_and_leaves_the_mailbox_unknown(relay_proc
             # Holding the send key (or nothing) grants no DELETE: only a SUBSCRIBE on this connection.
             sig = raw.sign(box.send_key, FrameType.AUTH_SEND, box.send_id)
             assert await raw.request(frames.AuthSend(1, box.send_id, sig)) == frames.Ok(1)
-            assert error_code(await raw.request(frames.Delete(2, box.recv_id))) == RelayErrorCode.NOT_AUTHORISED
+            assert (
+                error_code(await raw.request(frames.Delete(2, box.recv_id))) == RelayErrorCode.NOT_AUTHORISED
+            )
             await link.delete_mailbox(box.recv_id)
             assert not link.receives(box.recv_id)
             # Afterwards the mailbox is unknown, as one that expired: AUTH for every use.

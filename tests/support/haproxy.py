@@ -16,9 +16,7 @@ from pathlib import Path
 
 
 def haproxy_path() -> str | None:
-    return shutil.which("haproxy") or (
-        "/usr/sbin/haproxy" if Path("/usr/sbin/haproxy").exists() else None
-    )
+    return shutil.which("haproxy") or ("/usr/sbin/haproxy" if Path("/usr/sbin/haproxy").exists() else None)
 
 
 def config_text(

@@ -16,8 +16,8 @@ from backchannel.errors import StorageError
 from backchannel.relay import mailbox as rules
 from backchannel.relay.mailbox import PushWindow, QueueLimits
 from backchannel.relay.storage import (
-    DeleteMailbox,
     AddMailbox,
+    DeleteMailbox,
     DeleteMessage,
     ExpireMailboxes,
     ExpireMessages,

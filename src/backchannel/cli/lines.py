@@ -122,6 +122,22 @@ def lines(state: State, as_json: bool) -> None:
     emit(as_json, result, lambda v: render.console.print(render.lines_table(v)))
 
 
+@click.group("line")
+def line_group() -> None:
+    """Act on one line as a whole."""
+
+
+@line_group.command("rotate")
+@click.argument("line")
+@json_option
+@pass_state
+def line_rotate(state: State, line: str, as_json: bool) -> None:
+    """Rotate LINE's mailboxes now: fresh ids and capabilities at every relay (the peer is told
+    in band; the old mailboxes are deleted at their relays once drained)."""
+    result = state.call("rotate_line", line=line)
+    emit(as_json, result, lambda v: render.console.print(render.lit(f"Mailboxes of {line} rotated.")))
+
+
 @click.group()
 def circuit() -> None:
     """Add or remove a line's circuits (relays); both stations apply the change."""
@@ -243,6 +259,7 @@ COMMANDS: tuple[click.Command, ...] = (
     accept,
     verify,
     lines,
+    line_group,
     circuit,
     transcript,
 )

@@ -162,7 +162,19 @@ class Error:
 
 
 Frame = (
-    Create | Subscribe | AuthSend | Send | Ack | Ping | Delete | Welcome | Ok | Created | Stored | Deliver | Error
+    Create
+    | Subscribe
+    | AuthSend
+    | Send
+    | Ack
+    | Ping
+    | Delete
+    | Welcome
+    | Ok
+    | Created
+    | Stored
+    | Deliver
+    | Error
 )
 
 

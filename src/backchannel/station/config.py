@@ -7,6 +7,7 @@ config file is never silently ignored.
 [station]
 relay = "ws://127.0.0.1:7400"        # default relay for invitations
 link_test_interval = 3600            # seconds between link tests (the 1963 line: hourly)
+rotate_every = 86400                 # seconds between mailbox rotations of each line (0: never)
 alarm_command = ["/usr/local/bin/page-duty-officer"]
 alarm_webhook = "http://127.0.0.1:9000/alarms"
 relay_policy = ["ask", "relay.example.org"]   # relays the peer may add: these; ask for others
@@ -104,6 +105,12 @@ class StationConfig:
     #: Whether plain ``ws://`` relay URLs beyond loopback may be used (frames and the relay's
     #: access token cross the network in clear): ``station run --insecure-plain``.
     allow_plain: bool = False
+    #: Seconds between rotations of each line's inbound mailboxes (fresh ids and capabilities at
+    #: every relay, agreed in band; jittered by ±10 % per rotation); 0: never on a schedule.
+    rotate_every: float = 86_400.0
+    #: Seconds a rotated mailbox is still read after the peer showed it applied the rotation,
+    #: before it is deleted at its relay (frames the peer sent there before are drained).
+    rotation_drain_seconds: float = 60.0
     #: ``HOST:PORT`` of the station's Prometheus listener (``[station.metrics] listen``; "": none).
     metrics_listen: str = ""
     #: Its bearer token (``[station.metrics] token``); required when it listens beyond loopback.
@@ -177,6 +184,13 @@ def _at_least(minimum: float) -> Callable[[Any, str], float]:
         return seconds
 
     return check
+
+
+def _seconds_or_zero(value: Any, what: str) -> float:
+    """A duration that may be 0 (``rotate_every = 0``: never; a drain of 0: at once)."""
+    if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
+        raise ConfigError(f"{what} must be a number of seconds, 0 or more")
+    return float(value)
 
 
 def _at_least_bytes(minimum: int) -> Callable[[Any, str], int]:
@@ -342,4 +356,6 @@ _VALIDATORS: dict[str, Callable[[Any, str], Any]] = {
     "allow_plain": _bool,
     "metrics_listen": _string,
     "metrics_token": _string,
+    "rotate_every": _seconds_or_zero,
+    "rotation_drain_seconds": _seconds_or_zero,
 }

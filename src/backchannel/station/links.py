@@ -143,9 +143,22 @@ class Links:
         self.link(url).subscribe(recv_id, functools.partial(ed25519_sign, seed))
 
     def add_sender(self, line_id: bytes, url: str, send_id: bytes, seed: bytes) -> None:
-        """The peer's mailbox ``send_id`` on ``url`` becomes a circuit of the line."""
+        """The peer's mailbox ``send_id`` on ``url`` becomes a circuit of the line.
+
+        It replaces the line's earlier mailbox there (the peer rotated it, PROTOCOL §9.2):
+        every frame not yet stored, queued or parked, goes to the new one, and the old one is
+        no longer proven on reconnects (the peer deletes it once drained).
+        """
+        old = self._peer_caps.get(line_id, {}).get(url)
         self.note_circuit(line_id, url, send_id)
-        self.link(url).add_sender(send_id, functools.partial(ed25519_sign, seed))
+        link = self.link(url)
+        link.add_sender(send_id, functools.partial(ed25519_sign, seed))
+        if (
+            old is not None
+            and old != send_id
+            and not any(c.get(url) == old for c in self._peer_caps.values())
+        ):
+            link.remove_sender(old)
 
     def open_mailboxes(self, atrest: AtRest) -> None:
         """At start: receive from every mailbox of ours (retired ones too), send to the peers'."""

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 from collections.abc import Callable
 
@@ -217,6 +218,13 @@ class Monitor:
         live.watch = watch
         for effect in effects:
             self._apply(effect, self._clock.now())
+
+    def test_soon(self, line_id: bytes) -> None:
+        """Send the line's next link test at the next tick: its answer carries the peer's
+        ``seen``, which tells a rotation that the peer applied it (``station.rotation``)."""
+        live = self._lines.get(line_id)
+        if live is not None and live.established:
+            live.watch = dataclasses.replace(self.watch(live), next_test_at=self._clock.now())
 
     # ---- the tick ----------------------------------------------------------------------------
 

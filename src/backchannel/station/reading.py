@@ -77,6 +77,7 @@ class Views:
             else row.state,  # pairing, or failed (the welcome never came: see pairing.py)
             circuits=circuits,
             open_alarms=open_alarms,
+            rotated_at=rotated[0] if (rotated := self._store.rotation(row.line_id)) else None,
         )
 
     def pending_invitations(self) -> list[dict[str, object]]:

@@ -151,6 +151,9 @@ class Receiver:
         #: ``durable_commits`` when committed, the frame).
         self._unsynced: list[tuple[int, Delivery]] = []
         self._relaxed = False
+        #: Told, inside the batch's transaction, each entry's ``seen`` count: (line, count)
+        #: (a rotation learns that the peer applied it, ``station.rotation``).
+        self.on_seen: list[Callable[[bytes, int], None]] = []
 
     async def run(self) -> None:
         deliveries = self._links.deliveries
@@ -362,6 +365,8 @@ class Receiver:
                 self._lines.record_entry(effect)
             case fx.CheckSeen(_, seq, seen):
                 self._recorder.check_seen(live, seq, seen, work.after)
+                for hook in self.on_seen:
+                    hook(line_id, seen.count)
             case fx.StoreInbound(_, seq, precedence, text, sent_at):
                 body = self._lines.body(line_id, "in", seq, text)
                 store.add_inbound(line_id, seq, precedence, body, sent_at, now)

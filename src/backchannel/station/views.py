@@ -47,6 +47,8 @@ class LineView:
     health: str = "up"  # up, degraded or down: from the circuits
     circuits: list[dict[str, Any]] = field(default_factory=list)
     open_alarms: int = 0
+    #: When the line last rotated its inbound mailboxes (None: never; ``station.rotation``).
+    rotated_at: float | None = None
 
     def to_json(self) -> dict[str, Any]:
         return shallow(self)

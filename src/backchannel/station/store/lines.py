@@ -90,8 +90,64 @@ class LinesRoom(StoreBase):
         )
 
     def prune_retired(self, before: float) -> int:
-        """Forget mailboxes retired before ``before``; returns how many."""
-        return self._x("DELETE FROM retired_mailboxes WHERE retired_at < ?", (before,)).rowcount
+        """Forget mailboxes of removed circuits retired before ``before``; returns how many.
+        (A rotated one stays until the relay deleted it: :meth:`forget_rotated`.)"""
+        sql = "DELETE FROM retired_mailboxes WHERE retired_at < ? AND reason = 'removed'"
+        return self._x(sql, (before,)).rowcount
+
+    # ---- rotation ----------------------------------------------------------------------
+
+    def rotate_mailbox(
+        self, line_id: bytes, url: str, recv_id: bytes, recv_key_sealed: bytes, change_seq: int, at: float
+    ) -> None:
+        """Our mailbox on ``url`` becomes ``recv_id``; the old one is retired as 'rotated' by
+        our circuits change ``change_seq`` (read on until the relay deleted it)."""
+        self._x(
+            "INSERT INTO retired_mailboxes (line_id, url, recv_id, recv_key_sealed, retired_at, reason,"
+            " change_seq) SELECT line_id, url, recv_id, recv_key_sealed, ?, 'rotated', ?"
+            " FROM mailboxes WHERE line_id = ? AND url = ?",
+            (at, change_seq, line_id, url),
+        )
+        self._x("DELETE FROM mailboxes WHERE line_id = ? AND url = ?", (line_id, url))
+        self.add_mailbox(line_id, url, recv_id, recv_key_sealed)
+
+    def rotation_applied(self, line_id: bytes, seen: int, at: float) -> int:
+        """The peer has ``seen`` our entries up to this count: every rotation of the line whose
+        change is among them is applied (its drain starts ``at``); returns how many."""
+        return self._x(
+            "UPDATE retired_mailboxes SET applied_at = ? WHERE line_id = ? AND reason = 'rotated'"
+            " AND applied_at IS NULL AND change_seq <= ?",
+            (at, line_id, seen),
+        ).rowcount
+
+    def rotated_mailboxes(self) -> list[tuple[bytes, str, bytes, int, float | None]]:
+        """Rotated mailboxes not yet deleted at their relay: (line, url, recv_id, change seq,
+        applied at or None)."""
+        rows = self._x(
+            "SELECT line_id, url, recv_id, change_seq, applied_at FROM retired_mailboxes"
+            " WHERE reason = 'rotated' ORDER BY retired_at"
+        ).fetchall()
+        return [(r[0], r[1], r[2], int(r[3]), r[4]) for r in rows]
+
+    def forget_rotated(self, recv_id: bytes) -> bool:
+        """The relay deleted this rotated mailbox: nothing more to read there."""
+        sql = "DELETE FROM retired_mailboxes WHERE recv_id = ? AND reason = 'rotated'"
+        return self._x(sql, (recv_id,)).rowcount > 0
+
+    def rotation(self, line_id: bytes) -> tuple[float | None, float] | None:
+        """(last rotated at or None, next due at) of a line; None: no schedule yet."""
+        row = self._x(
+            "SELECT rotated_at, due_at FROM line_rotations WHERE line_id = ?", (line_id,)
+        ).fetchone()
+        return None if row is None else (row[0], float(row[1]))
+
+    def set_rotation(self, line_id: bytes, rotated_at: float | None, due_at: float) -> None:
+        self._x(
+            "INSERT INTO line_rotations (line_id, rotated_at, due_at) VALUES (?, ?, ?)"
+            " ON CONFLICT (line_id) DO UPDATE SET rotated_at = COALESCE(excluded.rotated_at, rotated_at),"
+            " due_at = excluded.due_at",
+            (line_id, rotated_at, due_at),
+        )
 
     def mailboxes(self, retired: bool = False) -> list[MailboxRow]:
         """Our own mailboxes: (line, relay url, recv_id, sealed receive key); those of the

@@ -10,6 +10,7 @@ in ``src/`` knows about it.
 
 import os
 import signal
+from pathlib import Path
 
 import backchannel.station.station as _station
 
@@ -27,8 +28,76 @@ async def _send_then_die(self, *args, **kwargs):  # type: ignore[no-untyped-def]
 
 _station.Station.send = _send_then_die  # type: ignore[method-assign]
 
+
+# ---- mailbox rotation (tests/faults/test_rotation_crash.py) ----------------------------------
+# The file ``die-at-rotation`` in the station's directory names one step; the station dies by
+# SIGKILL there (the file removed first, so it dies once):
+#   created   - fresh mailboxes CREATEd at the relays, inside the transaction, before its commit
+#   committed - the rotation committed; nothing sent, nothing subscribed yet
+#   applied   - the peer's ``seen`` covered the change, inside the receive transaction
+#   deleted   - the relay answered OK to the DELETE; the retired row not yet forgotten
+import backchannel.station.links as _links  # noqa: E402
+import backchannel.station.store.lines as _store_lines  # noqa: E402
+
+
+def _die_at(home, step):  # type: ignore[no-untyped-def]
+    trigger = home / "die-at-rotation"
+    try:
+        wanted = trigger.read_text().strip()
+    except OSError:
+        return
+    if wanted == step:
+        trigger.unlink()
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
+
+def _home():  # type: ignore[no-untyped-def]
+    import sys
+
+    args = sys.argv
+    return Path(args[args.index("--home") + 1]) if "--home" in args else None
+
+
+_room = _store_lines.LinesRoom
+_set_rotation, _rotation_applied, _forget_rotated = _room.set_rotation, _room.rotation_applied, _room.forget_rotated
+
+
+def _set_rotation_die(self, line_id, rotated_at, due_at):  # type: ignore[no-untyped-def]
+    if rotated_at is not None and _home() is not None:
+        _die_at(_home(), "created")
+    return _set_rotation(self, line_id, rotated_at, due_at)
+
+
+def _rotation_applied_die(self, *args):  # type: ignore[no-untyped-def]
+    found = _rotation_applied(self, *args)
+    if found and _home() is not None:
+        _die_at(_home(), "applied")
+    return found
+
+
+def _forget_rotated_die(self, recv_id):  # type: ignore[no-untyped-def]
+    if _home() is not None:
+        _die_at(_home(), "deleted")
+    return _forget_rotated(self, recv_id)
+
+
+_room.set_rotation = _set_rotation_die  # type: ignore[method-assign]
+_room.rotation_applied = _rotation_applied_die  # type: ignore[method-assign]
+_room.forget_rotated = _forget_rotated_die  # type: ignore[method-assign]
+
+_subscribe = _links.Links.subscribe
+
+
+def _subscribe_die(self, url, recv_id, seed):  # type: ignore[no-untyped-def]
+    if _home() is not None:
+        _die_at(_home(), "committed")  # (the first subscribe after a rotation's commit)
+    return _subscribe(self, url, recv_id, seed)
+
+
+_links.Links.subscribe = _subscribe_die  # type: ignore[method-assign]
+
 # Only the first sitecustomize on the path runs: this one also does what fast_site's does.
 import runpy  # noqa: E402
-from pathlib import Path  # noqa: E402
 
 runpy.run_path(str(Path(__file__).resolve().parent.parent / "fast_site" / "sitecustomize.py"))

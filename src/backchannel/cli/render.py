@@ -185,7 +185,7 @@ def line_block(line: dict[str, Any]) -> Text:
                 Text(f"unacknowledged {line['unacknowledged']}", "bold" if line["unacknowledged"] else ""),
                 Text(f"open alarms {line.get('open_alarms', 0)}", "red" if line.get("open_alarms") else ""),
                 f"last contact {when(line['last_contact'])}",
-                f"mailboxes rotated {when(line.get('rotated_at'))}",
+                *([f"mailboxes rotated {when(line['rotated_at'])}"] if line.get("rotated_at") else []),
             ]
         )
     )

@@ -51,7 +51,8 @@ def test_no_identifier_capability_or_key_is_used_again_after_a_rotation(tmp_path
         assert len(old) == 2  # one inbound mailbox per station
         old_ids = {a.home: current_mailboxes(a), b.home: current_mailboxes(b)}
 
-        a.call("rotate_line", line=a_line)
+        rotated = a.cli("line", "rotate", a_line)  # the operator's command, through the control socket
+        assert rotated.returncode == 0 and f"Mailboxes of {a_line} rotated." in rotated.stdout, rotated.stderr
         wait_until(
             "both stations rotated and the relay deleted both old mailboxes",
             lambda: not (current_mailboxes(a) & old_ids[a.home])
@@ -63,6 +64,7 @@ def test_no_identifier_capability_or_key_is_used_again_after_a_rotation(tmp_path
         )
         assert a.call("line", name=a_line)["rotated_at"] is not None
         assert b.call("line", name=b_line)["rotated_at"] is not None
+        assert "mailboxes rotated 20" in a.cli("lines").stdout
         marks = tap_marks(tap)
 
         # After the rotation: traffic both ways, and a restart (every capability proven anew).

@@ -13,6 +13,7 @@ mailbox is left in either station, and the relay holds none of them. Seeded:
 
 from __future__ import annotations
 
+import contextlib
 import os
 import random
 import time
@@ -69,19 +70,17 @@ def test_rotation_survives_sigkills_of_either_station_at_every_step(tmp_path: Pa
             rotated |= current_mailboxes(a) | current_mailboxes(b)
             if step != "random":
                 (victim.home / "die-at-rotation").write_text(step)
-            try:
+            with contextlib.suppress(BackchannelError):  # (it may die answering: a kill site)
                 rotator.call("rotate_line", line=lines[rotator.name])
-            except BackchannelError:
-                pass  # (the rotator died answering: the kill site or the kill below)
             if step == "random":
                 time.sleep(rng.uniform(0.0, 0.4))
                 victim.kill()
             send(survivor, 2, f"r{round_no}")
-            died = wait_until(
-                f"{victim.name} to die at {step}",
-                lambda v=victim: v.proc is not None and v.proc.poll() is not None,
-                timeout=30,
-            )
+
+            def dead(v: StationProcess = victim) -> bool:
+                return v.proc is not None and v.proc.poll() is not None
+
+            died = wait_until(f"{victim.name} to die at {step}", dead, timeout=30)
             fired += bool(died) and step != "random"
             victim.kill()  # (reaps it)
             (victim.home / "die-at-rotation").unlink(missing_ok=True)
@@ -93,20 +92,22 @@ def test_rotation_survives_sigkills_of_either_station_at_every_step(tmp_path: Pa
         send(a, 1, "final")
         send(b, 1, "final")
         for st, peer in ((a, b), (b, a)):
-            wait_until(
-                f"every message of {st.name}",
-                lambda st=st, peer=peer: len(_inbox(peer, lines[peer.name])) >= len(sent[st.name]),
-                timeout=60,
-            )
+
+            def arrived(st: StationProcess = st, peer: StationProcess = peer) -> bool:
+                return len(_inbox(peer, lines[peer.name])) >= len(sent[st.name])
+
+            wait_until(f"every message of {st.name}", arrived, timeout=60)
             assert _inbox(peer, lines[peer.name]) == sent[st.name]  # once each, in order, none lost
         wait_until("equal transcripts", lambda: heads_equal(a, lines[a.name], b, lines[b.name]))
         current = current_mailboxes(a) | current_mailboxes(b)
         rotated -= current
         wait_until(
             "every rotation completed (old mailboxes deleted at the relay and forgotten)",
-            lambda: not rotated_mailboxes(a)
-            and not rotated_mailboxes(b)
-            and not ({r for r, _, _, _ in relay_mailboxes(relay)} & rotated),
+            lambda: (
+                not rotated_mailboxes(a)
+                and not rotated_mailboxes(b)
+                and not ({r for r, _, _, _ in relay_mailboxes(relay)} & rotated)
+            ),
             timeout=60,
         )
         figure("rotated mailboxes deleted at the relay across kills", len(rotated), "mailboxes")

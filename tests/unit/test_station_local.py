@@ -152,6 +152,13 @@ def test_config_defaults_apply_without_a_file(tmp_path: Path) -> None:
     assert StationConfig.load(None) == StationConfig()
 
 
+def test_rotation_settings_default_to_daily_and_zero_means_never(tmp_path: Path) -> None:
+    assert (StationConfig().rotate_every, StationConfig().rotation_drain_seconds) == (86_400.0, 60.0)
+    body = "[station]\nrotate_every = 0\nrotation_drain_seconds = 0\n"
+    config = StationConfig.load(write_config(tmp_path / "s.toml", body))
+    assert (config.rotate_every, config.rotation_drain_seconds) == (0.0, 0.0)
+
+
 def test_a_config_file_named_on_the_command_line_must_exist(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="cannot be read"):
         StationConfig.load(tmp_path / "typo.toml", required=True)
@@ -221,6 +228,8 @@ def test_bad_alarm_and_deadline_settings_are_named(tmp_path: Path, body: str, na
         ("[station]\nsend_window = 1.5\n", "send_window"),
         ("[station]\nsend_window = true\n", "send_window"),
         ("[station]\nretry_max_seconds = false\n", "retry_max_seconds"),
+        ("[station]\nrotate_every = -1\n", "rotate_every"),
+        ('[station]\nrotation_drain_seconds = "soon"\n', "rotation_drain_seconds"),
         ('[station]\nrelay = "http://relay.example"\n', "relay"),
         ("[station]\nrelay = 5\n", "relay"),
         ("station = 5\n", "station"),

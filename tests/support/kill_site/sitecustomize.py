@@ -10,6 +10,7 @@ in ``src/`` knows about it.
 
 import os
 import signal
+import sys
 from pathlib import Path
 
 import backchannel.station.station as _station
@@ -40,8 +41,12 @@ import backchannel.station.links as _links  # noqa: E402
 import backchannel.station.store.lines as _store_lines  # noqa: E402
 
 
-def _die_at(home, step):  # type: ignore[no-untyped-def]
-    trigger = home / "die-at-rotation"
+def _die_at(step: str) -> None:
+    """SIGKILL this station now if its ``die-at-rotation`` file names ``step``."""
+    args = sys.argv
+    if "--home" not in args:
+        return
+    trigger = Path(args[args.index("--home") + 1]) / "die-at-rotation"
     try:
         wanted = trigger.read_text().strip()
     except OSError:
@@ -51,34 +56,26 @@ def _die_at(home, step):  # type: ignore[no-untyped-def]
         os.kill(os.getpid(), signal.SIGKILL)
 
 
-
-def _home():  # type: ignore[no-untyped-def]
-    import sys
-
-    args = sys.argv
-    return Path(args[args.index("--home") + 1]) if "--home" in args else None
-
-
 _room = _store_lines.LinesRoom
-_set_rotation, _rotation_applied, _forget_rotated = _room.set_rotation, _room.rotation_applied, _room.forget_rotated
+_set_rotation, _rotation_applied = _room.set_rotation, _room.rotation_applied
+_forget_rotated = _room.forget_rotated
 
 
 def _set_rotation_die(self, line_id, rotated_at, due_at):  # type: ignore[no-untyped-def]
-    if rotated_at is not None and _home() is not None:
-        _die_at(_home(), "created")
+    if rotated_at is not None:
+        _die_at("created")
     return _set_rotation(self, line_id, rotated_at, due_at)
 
 
 def _rotation_applied_die(self, *args):  # type: ignore[no-untyped-def]
     found = _rotation_applied(self, *args)
-    if found and _home() is not None:
-        _die_at(_home(), "applied")
+    if found:
+        _die_at("applied")
     return found
 
 
 def _forget_rotated_die(self, recv_id):  # type: ignore[no-untyped-def]
-    if _home() is not None:
-        _die_at(_home(), "deleted")
+    _die_at("deleted")
     return _forget_rotated(self, recv_id)
 
 
@@ -90,8 +87,7 @@ _subscribe = _links.Links.subscribe
 
 
 def _subscribe_die(self, url, recv_id, seed):  # type: ignore[no-untyped-def]
-    if _home() is not None:
-        _die_at(_home(), "committed")  # (the first subscribe after a rotation's commit)
+    _die_at("committed")  # (the first subscribe after a rotation's commit)
     return _subscribe(self, url, recv_id, seed)
 
 

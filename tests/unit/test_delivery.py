@@ -285,3 +285,27 @@ def test_enqueueing_the_same_frame_twice_sends_it_once() -> None:
         await sender.stop()
 
     run(body)
+
+
+def test_a_frame_parked_before_the_peer_rotated_its_mailbox_goes_to_the_new_one() -> None:
+    """PROTOCOL §9.2: after the peer's rotation, every frame not yet stored (parked, queued)
+    goes to its new mailbox: the send id is read when a frame leaves the queue, not when it
+    entered it."""
+
+    async def body() -> None:
+        link = FakeLink("ws://a", fail=TransportError("down"))
+        station = FakeStation({"ws://a": link})
+        current = {"ws://a": b"old-mailbox-id.."}
+        station.send_id = lambda line_id, url: current.get(url)  # type: ignore[method-assign]
+        sender = Sender(station, station, StationConfig())  # type: ignore[arg-type]
+        await sender.start([(L1, 1, "ws://a")])
+        sender.enqueue([(L1, 2)])
+        await settle(lambda: len(sender._parked.get("ws://a", ())) == 2)
+        current["ws://a"] = b"new-mailbox-id.."  # the peer's rotation applied (Links.add_sender)
+        link.fail = None
+        sender.on_link_state("ws://a", up=True)
+        await settle(lambda: sorted(station.relayed) == [(L1, 1), (L1, 2)])
+        assert {send_id for send_id, _ in link.sent} == {b"new-mailbox-id.."}
+        await sender.stop()
+
+    run(body)

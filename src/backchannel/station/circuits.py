@@ -44,6 +44,7 @@ from backchannel.station.pairing import relay_list
 from backchannel.station.reading import Views
 from backchannel.station.relay_policy import Decision, decide
 from backchannel.station.relay_url import named, shown
+from backchannel.station.rotation import Rotations
 from backchannel.station.store import Store
 from backchannel.station.views import LineView
 
@@ -78,9 +79,13 @@ class CircuitChanges:
         self._rng = lines.rng
         #: Answers to the peer's circuit changes, run after the commit that accepted them.
         self._tasks = TaskSet("circuit changes")
+        #: Our own circuits' mailboxes renewed: a circuit change for relays already in use.
+        self.rotations = Rotations(lines, links, outbox, monitor, views, store, config)
+        monitor.on_tick.append(self.rotations.tick)
 
     async def close(self) -> None:
         await self._tasks.close()
+        await self.rotations.close()
 
     async def add(self, line: str, relay: str) -> LineView:
         """Add a circuit through another relay: our mailbox there, offered to the peer in-band."""

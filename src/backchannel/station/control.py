@@ -194,7 +194,7 @@ class ControlServer:
             "circuit_proposals": s.circuit_proposals,
             "approve_circuit": s.approve_circuit,
             "reject_circuit": s.reject_circuit,
-            "rotate_line": s.rotate_line,
+            "rotate_line": s.circuits.rotations.rotate,
         }
 
     async def start(self, path: Path) -> None:

@@ -239,7 +239,7 @@ class RelayLink:
         if send_id not in self._senders:
             raise InvalidArgument("unknown send_id: call add_sender() first")
         session = self._live_session()
-        await self._authorised(self._auth_task(session, send_id))
+        await rs.authorised(self._auth_task(session, send_id), self.shown_url)
         reply = await self._request(session, lambda rid: frames.Send(rid, send_id, payload))
         return rs.expect(reply, frames.Stored, "SEND").msg_id
 
@@ -252,20 +252,13 @@ class RelayLink:
         rs.expect(reply, frames.Ok, "ACK")
 
     async def delete_mailbox(self, recv_id: bytes) -> None:
-        """Delete one of our mailboxes at the relay, with every frame still in it (rotation).
-
-        The relay allows it only on a connection that SUBSCRIBEd the mailbox, so this waits for
-        the link's registrations; on OK the mailbox is no longer subscribed (after a reconnect
-        neither). ``RelayRefused`` if the relay refused (``AUTH`` first shows in
-        :attr:`registration_errors`: the mailbox is already gone).
-        """
+        """DELETE our mailbox and its frames (rotation): only on a connection that SUBSCRIBEd it, so
+        after the registrations; then it is subscribed no more. ``RelayRefused`` if refused."""
         rs.check_id(recv_id, "recv_id")
-        if not self.connected:
-            await self.wait_connected(self.request_timeout)
+        await self.wait_connected(self.request_timeout)
         session = self._live_session()
-        reply = await self._request(session, lambda rid: frames.Delete(rid, recv_id))
-        rs.expect(reply, frames.Ok, "DELETE")
-        self._subs.pop(recv_id, None)
+        rs.expect(await self._request(session, lambda rid: frames.Delete(rid, recv_id)), frames.Ok, "DELETE")
+        self.unsubscribe(recv_id)
         session.subscribed.discard(recv_id)
 
     async def ping(self) -> float:
@@ -334,16 +327,6 @@ class RelayLink:
             return None
         session.subscribed.add(recv_id)
         return self._tasks.spawn(self._register(session, recv_id, self._subs[recv_id], FrameType.SUBSCRIBE))
-
-    async def _authorised(self, auth: asyncio.Task[None]) -> None:
-        """Wait for a shared AUTH_SEND without letting one caller's cancellation end it."""
-        try:
-            await asyncio.shield(auth)
-        except asyncio.CancelledError:
-            current = asyncio.current_task()
-            if auth.cancelled() and (current is None or current.cancelling() == 0):
-                raise TransportError(f"connection to relay {self.shown_url} lost") from None
-            raise
 
     async def _register(
         self,

@@ -192,3 +192,14 @@ def expect(reply: frames.Frame, kind: type[_F], request: str) -> _F:
     if not isinstance(reply, kind):
         raise ProtocolError(f"relay answered {request} with {type(reply).__name__}")
     return reply
+
+
+async def authorised(auth: asyncio.Task[None], shown_url: str) -> None:
+    """Wait for a shared AUTH_SEND without letting one caller's cancellation end it."""
+    try:
+        await asyncio.shield(auth)
+    except asyncio.CancelledError:
+        current = asyncio.current_task()
+        if auth.cancelled() and (current is None or current.cancelling() == 0):
+            raise TransportError(f"connection to relay {shown_url} lost") from None
+        raise

@@ -78,14 +78,11 @@ class Rotations:
         #: Lines with a rotation under way (between its first CREATE and its commit).
         self._rotating: set[bytes] = set()
         #: Lines with a rotation the peer has not yet shown it applied (a hint; the store decides).
-        self._waiting: set[bytes] = set()
+        self._waiting = {line_id for line_id, _, _, _, at in store.rotated_mailboxes() if at is None}
         #: Retired mailboxes whose DELETE is under way.
         self._deleting: set[bytes] = set()
         #: Monotonic time before which a failed rotation (by line) or DELETE (by recv_id) waits.
         self._retry_at: dict[bytes, float] = {}
-
-    def start(self) -> None:
-        self._waiting = {line_id for line_id, _, _, _, at in self._store.rotated_mailboxes() if at is None}
 
     async def close(self) -> None:
         await self._tasks.close()

@@ -39,7 +39,6 @@ from backchannel.station.receiver import RECEIVE_BATCH, Receiver
 from backchannel.station.recorder import Recorder
 from backchannel.station.relay_link import Delivery
 from backchannel.station.release import Releases
-from backchannel.station.rotation import Rotations
 from backchannel.station.sends import Sends
 from backchannel.station.store import Store
 from backchannel.station.views import (
@@ -95,14 +94,13 @@ class Station:
         self.pairing = pairing = Pairing(name, lines, links, outbox, recorder, views, store, config, alarms)
         self.circuits = circuits = CircuitChanges(lines, links, outbox, monitor, alarms, views, store, config)
         self.receiver = Receiver(lines, links, outbox, monitor, recorder, circuits, pairing, store, clock)
-        self.rotations = rotations = Rotations(lines, links, outbox, monitor, views, store, config)
-        self.receiver.on_seen.append(rotations.peer_seen)
+        self.receiver.on_seen.append(circuits.rotations.peer_seen)  # (a rotation applied by the peer)
         self.releases = releases = Releases(lines, outbox, views, store)
         self.sends = Sends(lines, outbox, releases, views, store, lambda: self.config)
         links.on_link_state += [self.sender.on_link_state, monitor.on_link_state]
         links.on_flooded.append(monitor.relay_flooded)
         links.on_refused.append(monitor.relay_refused)
-        monitor.on_tick += [pairing.expire, rotations.tick]
+        monitor.on_tick.append(pairing.expire)
 
     # ---- lifecycle -----------------------------------------------------------------------
 
@@ -136,7 +134,6 @@ class Station:
         with self.store.transaction():
             self.store.prune_retired(self._clock.now() - RETIRED_READ_SECONDS)
         self.links.open_mailboxes(self._atrest)
-        self.rotations.start()
         self._tasks.spawn(self.receiver.run(), "receive")
         await self.sender.start(self.store.unsent())
         await self.monitor.start()
@@ -146,7 +143,6 @@ class Station:
         await self.monitor.stop()
         await self.sender.stop()
         await self.circuits.close()
-        await self.rotations.close()
         await self._tasks.close()
         await self.links.close()
         self.waiters.fail_all(TransportError("the station is shutting down"))
@@ -272,11 +268,6 @@ class Station:
     async def remove_circuit(self, line: str, relay: str) -> LineView:
         """Stop using a relay for this line, on both sides (told to the peer in-band)."""
         return await self.circuits.remove(line, relay)
-
-    async def rotate_line(self, line: str) -> LineView:
-        """Rotate the line's inbound mailboxes now: fresh ids and capabilities at every relay,
-        offered to the peer in band; the old ones are deleted once drained (see rotation.py)."""
-        return await self.rotations.rotate(line)
 
     def circuit_proposals(self) -> list[dict[str, object]]:
         """Circuits the peer proposed that the relay policy holds for an operator's approval."""

@@ -17,8 +17,8 @@ def make_offline(station: Station) -> Station:
     async def new_mailbox(url: str) -> tuple[bytes, bytes, bytes, bytes]:
         return os.urandom(16), os.urandom(32), os.urandom(16), os.urandom(32)
 
-    def subscribe(url: str, recv_id: bytes, seed: bytes) -> None:
-        links.note_mailbox(recv_id, url)
+    def subscribe(url: str, recv_id: bytes, seed: bytes, line_id: bytes) -> None:
+        links.note_mailbox(recv_id, url, line_id)
 
     def add_sender(line_id: bytes, url: str, send_id: bytes, seed: bytes) -> None:
         links.note_circuit(line_id, url, send_id)

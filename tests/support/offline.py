@@ -23,6 +23,8 @@ def make_offline(station: Station) -> Station:
     def add_sender(line_id: bytes, url: str, send_id: bytes, seed: bytes) -> None:
         links.note_circuit(line_id, url, send_id)
 
+    for row in station.store.mailboxes() + station.store.mailboxes(retired=True):
+        links.note_mailbox(row.recv_id, row.url, row.line_id)  # (a station reopened)
     links.new_mailbox = new_mailbox  # type: ignore[method-assign]
     links.subscribe = subscribe  # type: ignore[method-assign]
     links.add_sender = add_sender  # type: ignore[method-assign]

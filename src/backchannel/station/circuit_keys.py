@@ -37,7 +37,8 @@ class CircuitKeyring:
     def __init__(self, lines: Lines, store: Store) -> None:
         self._lines = lines
         self._store = store
-        self._keys: dict[tuple[bytes, str, str], CircuitKeys] = {}
+        self._keys: dict[tuple[bytes, str, int], CircuitKeys] = {}
+        self._hello: dict[tuple[bytes, str], CircuitKeys | None] = {}
 
     def sending(self, line_id: bytes, url: str, seq: int) -> CircuitKeys:
         """The keys that wrap our entry ``seq`` of the line for the circuit ``url``."""
@@ -48,28 +49,23 @@ class CircuitKeyring:
                 return hello
         return self._circuit(line_id, url, live.state.out_direction)
 
-    def receiving(self, line_id: bytes, url: str) -> CircuitKeys | None:
-        """The keys that open the peer's frames of an established (or pairing) line on ``url``;
-        None for a line this station does not have (yet)."""
-        live = self._lines.get(line_id)
-        if live is None:
-            return None
-        return self._circuit(line_id, url, live.state.in_direction)
+    def receiving(self, line_id: bytes, url: str) -> CircuitKeys:
+        """The keys that open the peer's frames of a line we have (pairing or established) on
+        ``url``."""
+        return self._circuit(line_id, url, self._lines[line_id].state.in_direction)
 
     def hello(self, line_id: bytes, url: str) -> CircuitKeys | None:
         """The hello keys of ``url`` for this line: from our invitation (inviter) or the
-        inviter's mailbox capability (accepter); None if neither is known here."""
-        cache = (line_id, url, "hello")
-        keys = self._keys.get(cache)
-        if keys is None:
+        inviter's mailbox capability (accepter); None if neither is known here (also kept:
+        garbage on a mailbox must not cost a database read per frame)."""
+        cache = (line_id, url)
+        if cache not in self._hello:
             send_key = self._invitation_send_key(line_id, url)
-            if send_key is None:
-                return None
-            keys = self._keys[cache] = wire.hello_keys(send_key, url)
-        return keys
+            self._hello[cache] = None if send_key is None else wire.hello_keys(send_key, url)
+        return self._hello[cache]
 
     def _circuit(self, line_id: bytes, url: str, direction: int) -> CircuitKeys:
-        cache = (line_id, url, str(direction))
+        cache = (line_id, url, direction)
         keys = self._keys.get(cache)
         if keys is None:
             line_key = self._lines[line_id].state.keys.for_direction(direction)

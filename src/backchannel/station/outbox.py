@@ -19,10 +19,16 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from backchannel.clock import Clock, ms
-from backchannel.errors import BackchannelError, InvalidArgument, MessageTooLarge, StorageError, TransportError
+from backchannel.errors import (
+    BackchannelError,
+    InvalidArgument,
+    MessageTooLarge,
+    StorageError,
+    TransportError,
+)
+from backchannel.proto import wire
 from backchannel.proto.engine import effects as fx
 from backchannel.proto.engine import sending
-from backchannel.proto import wire
 from backchannel.proto.payloads import MAX_TEXT_BYTES, Acknowledged, Message, Payload, Precedence
 from backchannel.station.circuit_keys import CircuitKeyring
 from backchannel.station.config import StationConfig

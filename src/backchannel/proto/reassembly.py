@@ -30,7 +30,8 @@ Results of :meth:`Reassembly.add` and what the station does with each:
 ``Refused(reason, tokens)``
     Beyond the bounds (``"window"``: seq too far ahead; ``"partial_limit"``: the line already has
     :data:`MAX_PARTIAL` incomplete entries) or ``"inconsistent"`` (a copy that disagrees with the
-    chunks held for that seq: count or bytes; or an index not below its count). ACK the tokens at once and count ``fragment_limit``.
+    chunks held for that seq: count or bytes; or an index not below its count). ACK the tokens
+    at once and count ``fragment_limit``.
 
 Call :meth:`Reassembly.drop_below` whenever a line's ``delivered_upto`` advances (and before the
 first fragment of a line after a start: the window is measured from it; ``add`` also accepts

@@ -7,6 +7,7 @@ import pytest
 from backchannel.proto import wire
 from backchannel.proto.reassembly import (
     MAX_COPIES,
+    MAX_HELD_BYTES_PER_LINE,
     MAX_PARTIAL,
     WINDOW,
     Assembled,
@@ -16,6 +17,8 @@ from backchannel.proto.reassembly import (
     Refused,
 )
 from backchannel.proto.wire import CHUNK, Fragment
+
+from support.figures import figure
 
 LINE = b"L" * 16
 OTHER = b"M" * 16
@@ -125,3 +128,27 @@ def test_reopen_lets_an_entry_whose_commit_failed_assemble_again() -> None:
 @pytest.mark.parametrize("line", [LINE, OTHER])
 def test_forget_of_a_line_without_state_is_empty(line: bytes) -> None:
     assert Reassembly[str]().forget(line) == []
+
+
+def test_a_flood_of_incomplete_entries_and_copies_holds_at_most_the_bound() -> None:
+    """A hostile relay (replaying or withholding) pushes the first fragment of 20 000 nine-fragment
+    entries, four extra copies of each: memory stays at the bound and every copy is answered."""
+    r: Reassembly[int] = Reassembly()
+    full = b"x" * CHUNK
+    answered = refused = 0
+    token = 0
+    for seq in range(1, 20_001):
+        for _ in range(5):
+            token += 1
+            result = r.add(LINE, Fragment(seq, 0, 9, full), token)
+            if isinstance(result, Refused):
+                refused += 1
+                answered += len(result.tokens)
+            elif isinstance(result, Duplicate):
+                answered += len(result.tokens)
+    figure("reassembly held under a 100 000-fragment flood", r.held_bytes() / 1024, "KiB")
+    figure("reassembly fragments refused (fragment_limit)", refused, "fragments")
+    assert r.partial_count(LINE) == MAX_PARTIAL
+    assert r.held_bytes() == MAX_PARTIAL * CHUNK <= MAX_HELD_BYTES_PER_LINE
+    assert r.held_tokens() == MAX_PARTIAL * MAX_COPIES
+    assert answered + r.held_tokens() == token  # every copy is held (ACKed later) or answered now

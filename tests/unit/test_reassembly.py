@@ -132,13 +132,13 @@ def test_forget_of_a_line_without_state_is_empty(line: bytes) -> None:
 
 def test_a_flood_of_incomplete_entries_and_copies_holds_at_most_the_bound() -> None:
     """A hostile relay (replaying or withholding) pushes the first fragment of 20 000 nine-fragment
-    entries, four extra copies of each: memory stays at the bound and every copy is answered."""
+    entries, ten copies of each: memory stays at the bound and every copy is answered."""
     r: Reassembly[int] = Reassembly()
     full = b"x" * CHUNK
     answered = refused = 0
     token = 0
     for seq in range(1, 20_001):
-        for _ in range(5):
+        for _ in range(MAX_COPIES + 2):
             token += 1
             result = r.add(LINE, Fragment(seq, 0, 9, full), token)
             if isinstance(result, Refused):
@@ -146,7 +146,7 @@ def test_a_flood_of_incomplete_entries_and_copies_holds_at_most_the_bound() -> N
                 answered += len(result.tokens)
             elif isinstance(result, Duplicate):
                 answered += len(result.tokens)
-    figure("reassembly held under a 100 000-fragment flood", r.held_bytes() / 1024, "KiB")
+    figure("reassembly held under a 200 000-fragment flood", r.held_bytes() / 1024, "KiB")
     figure("reassembly fragments refused (fragment_limit)", refused, "fragments")
     assert r.partial_count(LINE) == MAX_PARTIAL
     assert r.held_bytes() == MAX_PARTIAL * CHUNK <= MAX_HELD_BYTES_PER_LINE

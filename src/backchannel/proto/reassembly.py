@@ -52,8 +52,9 @@ T = TypeVar("T")
 MAX_PARTIAL = 48
 #: How far ahead of ``delivered_upto`` a fragment's seq may be.
 WINDOW = 10_000
-#: Copies of one chunk whose tokens are kept (one per circuit); further copies are duplicates.
-MAX_COPIES = 4
+#: Copies of one chunk whose tokens are kept: one per circuit (a line names at most 8 relays at a
+#: time, §9.2). Further copies are duplicates, acknowledged at once: a copy is still held unacknowledged.
+MAX_COPIES = 8
 
 RefusalReason = Literal["window", "partial_limit", "inconsistent"]
 

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from backchannel.proto import wire
+from backchannel.station.relay_link import Delivery
 from backchannel.station.station import Station
 
 RELAY = "ws://relay.invalid:1"
@@ -70,8 +71,7 @@ def test_a_cover_frame_is_counted_acknowledged_and_is_contact_in(station_pair: A
     b, lid = station_pair.accepter, station_pair.line_id
     (recv_id,) = [row.recv_id for row in b.store.mailboxes() if row.line_id == lid]
     keys = b.sending.keys.receiving(lid, RELAY)  # the peer's sending keys of this circuit
-    (delivery,) = support.wrap(b, station_pair.inviter.outbound_frame(lid, 1))
-    cover = type(delivery)(recv_id, os.urandom(16), wire.seal_cover(keys, os.urandom(16)))
+    cover = Delivery(recv_id, os.urandom(16), wire.seal_cover(keys, os.urandom(16)))
     station_pair.clock.advance(5)
     assert b.receive_batch([cover]) == []
     assert b.counters().get("cover_received") == 1

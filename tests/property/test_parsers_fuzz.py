@@ -28,7 +28,7 @@ from hypothesis import strategies as st
 
 from backchannel.clock import FakeClock, FakeRng
 from backchannel.errors import CorruptKeystore, FrameTooLarge, RemoteError, WrongPassphrase
-from backchannel.proto import envelope, frames
+from backchannel.proto import envelope, frames, wire
 from backchannel.proto import line as proto_line
 from backchannel.proto.encoding import cbor_decode, cbor_encode, cbor_map
 from backchannel.proto.envelope import BUCKETS, HELLO_EXTRA_LEN, Header, Kind
@@ -56,6 +56,8 @@ from backchannel.proto.payloads import (
 from backchannel.proto.primitives import (
     AEAD_TAG_LEN,
     MLKEM_CIPHERTEXT_LEN,
+    aead_seal,
+    hmac_sha256,
     mldsa_public,
     mlkem_public,
     x25519_public,
@@ -68,7 +70,7 @@ from backchannel.station.keystore import create_keystore, open_keystore
 from backchannel.station.relay_link import Delivery
 from backchannel.station.station import Station
 
-from support.offline import make_offline
+from support.offline import make_offline, wrap
 
 T = TypeVar("T")
 RELAY = "ws://relay.invalid:1"
@@ -223,6 +225,55 @@ def test_envelopes_round_trip(kind: Kind, line_id: bytes, seq: int, nonce: bytes
     sealed = envelope.parse(envelope.seal(header, ENV_KEY, inner))
     assert sealed.header == header
     assert envelope.open_sealed(sealed, ENV_KEY) == inner
+
+
+WIRE_KEYS = wire.circuit_keys(ENV_KEY, RELAY)
+VALID_FRAMES = [*wire.seal_fragments(WIRE_KEYS, 3, b"e" * 5000), wire.seal_cover(WIRE_KEYS, bytes(16))]
+
+
+@FEW
+@given(bytes_or_mutations(VALID_FRAMES, max_size=wire.FRAME_SIZE + 8))
+def test_circuit_frame_open_raises_only_remote_errors(data: bytes) -> None:
+    opened = only_remote(wire.open_frame, WIRE_KEYS, data)
+    if opened is not None:
+        assert data in VALID_FRAMES  # nothing but a genuine frame opens
+
+
+@st.composite
+def frame_plaintexts(draw: st.DrawFn) -> bytes:
+    """Plaintexts near the layout (kind, seq, index, count, length, padding), any bytes after."""
+    head = struct.pack(
+        ">BQBBH",
+        draw(st.integers(0, 3)),
+        draw(st.sampled_from([0, 1, 2**64 - 1])),
+        draw(st.integers(0, 10)),
+        draw(st.integers(0, 10)),
+        draw(st.sampled_from([0, 1, 16, wire.CHUNK - 1, wire.CHUNK, wire.CHUNK + 1, 65535])),
+    )
+    body = head + draw(st.binary(max_size=64))
+    body += bytes(max(0, wire.PLAINTEXT - len(body)))
+    if draw(st.booleans()):
+        mutated = bytearray(body)
+        mutated[draw(st.integers(0, len(body) - 1))] = draw(st.integers(0, 255))
+        body = bytes(mutated)
+    return body[: draw(st.sampled_from([wire.PLAINTEXT, wire.PLAINTEXT - 1, len(body)]))]
+
+
+@FEW
+@example(wire.FRAGMENT_HEADER.pack(1, 5, 0, 1, 3).ljust(wire.PLAINTEXT - 3, b"\0") + b"\0\0\0")
+@example(bytes(wire.PLAINTEXT))
+@given(frame_plaintexts())
+def test_a_frame_that_opens_is_the_one_canonical_frame_of_what_it_carries(plaintext: bytes) -> None:
+    """Any plaintext sealed under the key (as a hostile peer could): rejected with a RemoteError,
+    or accepted only if sealing what was read gives back exactly the same frame."""
+    nonce = hmac_sha256(WIRE_KEYS.nonce, plaintext)[:12]
+    frame = nonce + aead_seal(WIRE_KEYS.aead, nonce, plaintext, b"")
+    opened = only_remote(wire.open_frame, WIRE_KEYS, frame)
+    if isinstance(opened, wire.Fragment):
+        head = wire.FRAGMENT_HEADER.pack(1, opened.seq, opened.index, opened.count, len(opened.chunk))
+        assert plaintext == (head + opened.chunk).ljust(wire.PLAINTEXT, b"\0")
+    elif isinstance(opened, wire.Cover):
+        assert plaintext == plaintext[:17].ljust(wire.PLAINTEXT, b"\0") and plaintext[0] == 0
 
 
 @st.composite
@@ -643,8 +694,15 @@ class StationUnderFire:
     genuine: list[bytes]  # frames the station has already accepted
 
 
-def _delivery(payload: bytes) -> Delivery:
-    return Delivery(b"r" * 16, b"m" * 16, payload)
+def _wrapped(target: StationUnderFire, payload: bytes) -> list[Delivery]:
+    """What a relay delivers for ``payload`` (issue 11): an envelope wrapped in the circuit
+    frames of the station's mailbox (under the line's circuit keys, or the hello keys of the
+    pending invitation: as a peer, or a thief of those keys, would send it); bytes that are no
+    envelope wrapped for the line; empty bytes as they are (a relay's own)."""
+    try:
+        return wrap(target.station, payload, line_id=target.line_id)
+    except RemoteError:  # no circuit frame can carry it (too long): a relay's own bytes then
+        return [Delivery(wrap(target.station, b"", line_id=target.line_id)[0].recv_id, b"m" * 16, payload)]
 
 
 @pytest.fixture(scope="module")
@@ -661,12 +719,12 @@ def target(tmp_path_factory: pytest.TempPathFactory) -> Iterator[StationUnderFir
     text = asyncio.run(alpha.invite(relay=RELAY)).text
     line_id = bytes.fromhex(asyncio.run(bravo.accept(text)).line_id)
     hello = bravo.outbound_frame(line_id, 1)
-    welcome = alpha.receive_batch([_delivery(hello)])
-    bravo.receive_batch([_delivery(alpha.outbound_frame(*welcome[0]))])
+    welcome = alpha.receive_batch(wrap(alpha, hello))
+    bravo.receive_batch(wrap(bravo, alpha.outbound_frame(*welcome[0])))
     seq = asyncio.run(bravo.send(bravo.lines()[0].name, "genuine message")).seq
     assert seq is not None
     message = bravo.outbound_frame(line_id, seq)
-    alpha.receive_batch([_delivery(message)])
+    alpha.receive_batch(wrap(alpha, message))
     pending = bytes.fromhex(asyncio.run(alpha.invite(relay=RELAY)).line_id)
     assert [m.text for m in alpha.inbox()] == ["genuine message"]
     yield StationUnderFire(alpha, line_id, pending, [hello, message])
@@ -687,10 +745,15 @@ def test_station_receive_batch_never_raises_and_counts_every_reject(
         st.sampled_from(target.genuine),  # replays
     )
     batch = data.draw(st.lists(garbage, min_size=1, max_size=4))
+    raw = data.draw(st.lists(st.binary(max_size=wire.FRAME_SIZE + 1), max_size=2))  # the relay's own
+    deliveries = [d for f in batch for d in _wrapped(target, f)]
+    deliveries += [Delivery(deliveries[0].recv_id, b"m" * 16, r) for r in raw]
     before_counts = sum(station.counters().values())
     before_line = station.lines()[0]
-    station.receive_batch([_delivery(f) for f in batch])
-    assert sum(station.counters().values()) == before_counts + len(batch)
+    station.receive_batch(deliveries)
+    # Every envelope and every raw frame is counted once at least; a fragment at most once.
+    assert before_counts + len(batch) + len(raw) <= sum(station.counters().values())
+    assert sum(station.counters().values()) <= before_counts + len(deliveries)
     after_line = station.lines()[0]
     assert after_line.transcript_head == before_line.transcript_head
     assert [m.text for m in station.inbox()] == ["genuine message"]
@@ -701,8 +764,8 @@ def test_station_receive_batch_never_raises_and_counts_every_reject(
 def test_each_kind_of_reject_is_counted_under_its_own_name(target: StationUnderFire) -> None:
     station = target.station
     message = target.genuine[1]
-    tampered = bytearray(message)
-    tampered[-1] ^= 1
+    tampered = bytearray(message)  # a later sequence number: an old one is a duplicate before
+    tampered[21:29] = (struct.unpack(">Q", message[21:29])[0] + 1000).to_bytes(8, "big")  # the AEAD
     fake_hello = Header(
         Kind.HELLO, target.pending_line_id, 1, 1, bytes(12), b"\x09" * 32, bytes(MLKEM_CIPHERTEXT_LEN)
     ).encode() + bytes(BUCKETS[0] + AEAD_TAG_LEN)
@@ -710,14 +773,17 @@ def test_each_kind_of_reject_is_counted_under_its_own_name(target: StationUnderF
         "duplicate": message,
         "decrypt_error": bytes(tampered),
         "protocol_error": message[:-1],
-        "misaddressed": message[:4] + bytes(16) + message[20:],
+        "misaddressed": message[:4] + bytes(16) + bytes(tampered[20:]),
         "unsupported_version": message[:2] + b"\x07" + message[3:],
     }
     for reason, frame in cases.items():
         before = station.counters().get(reason, 0)
-        station.receive_batch([_delivery(frame)])
+        station.receive_batch(_wrapped(target, frame))
         assert station.counters().get(reason, 0) == before + 1, reason
+    before = station.counters().get("unreadable_frame", 0)
+    station.receive_batch([Delivery(_wrapped(target, b"")[0].recv_id, b"m" * 16, message)])  # in clear
+    assert station.counters().get("unreadable_frame", 0) == before + 1
     before = station.counters().get("decrypt_error", 0)
-    station.receive_batch([_delivery(fake_hello)])  # a stranger's hello for the pending invitation
+    station.receive_batch(_wrapped(target, fake_hello))  # a stranger's hello for the pending invitation
     assert station.counters().get("decrypt_error", 0) == before + 1
     assert [i["line_id"] for i in station.pending_invitations()] == [target.pending_line_id.hex()]

@@ -9,7 +9,6 @@ talk to one (``new_mailbox``, ``subscribe``, ``add_sender``) and carrying frames
 from __future__ import annotations
 
 import asyncio
-import os
 import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -25,10 +24,9 @@ from backchannel.proto.line import LineState, PendingInvitation, SealedFrame
 from backchannel.proto.payloads import Payload
 from backchannel.proto.primitives import mlkem_public, x25519_public
 from backchannel.proto.session import Identity, OlmSession
-from backchannel.station.relay_link import Delivery
 from backchannel.station.station import Station
 
-from support.offline import make_offline
+from support.offline import make_offline, wrap
 
 RELAY = "ws://relay.invalid:1"
 PASSPHRASE = "correct horse battery staple"
@@ -122,8 +120,9 @@ def paired() -> Paired:
 
 
 def deliver(station: Station, *frames: bytes) -> list[tuple[bytes, int]]:
-    """Hand frames to a station as if a relay had pushed them."""
-    return station.receive_batch([Delivery(os.urandom(16), os.urandom(16), f) for f in frames])
+    """Hand envelopes to a station as if a relay had pushed them: each wrapped into the circuit
+    frames of its line's mailbox on ``RELAY`` (PROTOCOL §7.1), as the peer's sender does."""
+    return station.receive_batch([d for f in frames for d in wrap(station, f)])
 
 
 def outbound(station: Station, items: list[tuple[bytes, int]]) -> list[bytes]:

@@ -116,7 +116,7 @@ class Rotations:
             self._rotating.discard(line_id)
         self._outbox.enqueue([(line_id, seq)])
         for url, recv_id, recv_seed, _, _ in fresh:
-            self._links.subscribe(url, recv_id, recv_seed)
+            self._links.subscribe(url, recv_id, recv_seed, line_id)
         self._waiting.add(line_id)
         self._monitor.test_soon(line_id)
         log.info("line %s: rotated its mailboxes on %d relays (change %d)", live.row.name, len(fresh), seq)

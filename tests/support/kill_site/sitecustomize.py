@@ -86,9 +86,9 @@ _room.forget_rotated = _forget_rotated_die  # type: ignore[method-assign]
 _subscribe = _links.Links.subscribe
 
 
-def _subscribe_die(self, url, recv_id, seed):  # type: ignore[no-untyped-def]
+def _subscribe_die(self, url, recv_id, seed, line_id):  # type: ignore[no-untyped-def]
     _die_at("committed")  # (the first subscribe after a rotation's commit)
-    return _subscribe(self, url, recv_id, seed)
+    return _subscribe(self, url, recv_id, seed, line_id)
 
 
 _links.Links.subscribe = _subscribe_die  # type: ignore[method-assign]

@@ -99,11 +99,13 @@ def test_a_seq_beyond_the_window_is_refused() -> None:
 
 def test_the_partial_limit_refuses_new_entries_but_not_single_fragments_or_known_ones() -> None:
     r: Reassembly[int] = Reassembly()
-    for seq in range(1, MAX_PARTIAL + 1):
+    for seq in range(2, MAX_PARTIAL + 1):
         assert isinstance(r.add(LINE, fragments(seq)[0], seq), Partial)
     assert r.add(LINE, fragments(MAX_PARTIAL + 1)[0], -1) == Refused("partial_limit", (-1,))
     assert isinstance(r.add(LINE, fragments(MAX_PARTIAL + 2, size=10)[0], -2), Assembled)
-    assert isinstance(r.add(LINE, fragments(1)[1], 1), Partial)  # an entry already held goes on
+    assert isinstance(r.add(LINE, fragments(2)[1], 2), Partial)  # an entry already held goes on
+    # The last slot is kept for the entry next in order (delivered_upto + 1), then none is left.
+    assert isinstance(r.add(LINE, fragments(1)[0], 1), Partial)
     assert r.partial_count(LINE) == MAX_PARTIAL
     assert isinstance(r.add(OTHER, fragments(1)[0], 0), Partial)  # the bound is per line
 
@@ -148,7 +150,8 @@ def test_a_flood_of_incomplete_entries_and_copies_holds_at_most_the_bound() -> N
                 answered += len(result.tokens)
     figure("reassembly held under a 200 000-fragment flood", r.held_bytes() / 1024, "KiB")
     figure("reassembly fragments refused (fragment_limit)", refused, "fragments")
-    assert r.partial_count(LINE) == MAX_PARTIAL
-    assert r.held_bytes() == MAX_PARTIAL * CHUNK <= MAX_HELD_BYTES_PER_LINE
-    assert r.held_tokens() == MAX_PARTIAL * MAX_COPIES
+    held = MAX_PARTIAL - 1  # (the flood's first entry, 1, is next in order: the kept slot is not left)
+    assert r.partial_count(LINE) == held
+    assert r.held_bytes() == held * CHUNK <= MAX_HELD_BYTES_PER_LINE
+    assert r.held_tokens() == held * MAX_COPIES
     assert answered + r.held_tokens() == token  # every copy is held (ACKed later) or answered now

@@ -29,9 +29,10 @@ Results of :meth:`Reassembly.add` and what the station does with each:
     many of a chunk already held. ACK the tokens at once.
 ``Refused(reason, tokens)``
     Beyond the bounds (``"window"``: seq too far ahead; ``"partial_limit"``: the line already has
-    :data:`MAX_PARTIAL` incomplete entries) or ``"inconsistent"`` (a copy that disagrees with the
-    chunks held for that seq: count or bytes; or an index not below its count). ACK the tokens
-    at once and count ``fragment_limit``.
+    :data:`MAX_PARTIAL` incomplete entries, or ``MAX_PARTIAL - 1`` and the seq is not the next in
+    order, ``delivered_upto + 1``, for which the last slot is kept) or ``"inconsistent"`` (a
+    copy that disagrees with the chunks held for that seq: count or bytes; or an index not below
+    its count). ACK the tokens at once and count ``fragment_limit``.
 
 Call :meth:`Reassembly.drop_below` whenever a line's ``delivered_upto`` advances (and before the
 first fragment of a line after a start: the window is measured from it; ``add`` also accepts
@@ -135,7 +136,12 @@ class Reassembly(Generic[T]):
             return Refused("window", (token,))
         entry = line.partial.get(seq)
         if entry is None:
-            if fragment.count > 1 and len(line.partial) >= MAX_PARTIAL:
+            # The last slot is kept for the entry next in order: it is the one whose delivery
+            # releases the held entries and raises the floor (dropping what fills the others),
+            # so entries that never complete (a relay replaying first fragments of entries
+            # already held) cannot keep it out at every end-to-end resend and stall the line.
+            limit = MAX_PARTIAL if seq == line.floor + 1 else MAX_PARTIAL - 1
+            if fragment.count > 1 and len(line.partial) >= limit:
                 return Refused("partial_limit", (token,))
             entry = _Entry(count=fragment.count)
         elif not _consistent(entry, fragment):

@@ -26,7 +26,8 @@ Results of :meth:`Reassembly.add` and what the station does with each:
     ``Assembled`` (or from :meth:`Reassembly.drop_below` / :meth:`Reassembly.forget`).
 ``Duplicate(tokens)``
     Nothing new: a seq at or below ``delivered_upto``, a seq already assembled, or one copy too
-    many of a chunk already held. ACK the tokens at once.
+    many of a chunk already held. ACK the tokens at once (none: the copy held is this very
+    frame pushed again, acknowledged with the entry).
 ``Refused(reason, tokens)``
     Beyond the bounds (``"window"``: seq too far ahead; ``"partial_limit"``: the line already has
     :data:`MAX_PARTIAL` incomplete entries, or ``MAX_PARTIAL - 1`` and the seq is not the next in
@@ -41,6 +42,7 @@ first fragment of a line after a start: the window is measured from it; ``add`` 
 
 from __future__ import annotations
 
+from collections.abc import Hashable
 from dataclasses import dataclass, field
 from typing import Generic, Literal, TypeVar
 
@@ -54,7 +56,8 @@ MAX_PARTIAL = 48
 #: How far ahead of ``delivered_upto`` a fragment's seq may be.
 WINDOW = 10_000
 #: Copies of one chunk whose tokens are kept: one per circuit (a line names at most 8 relays at a
-#: time, §9.2). Further copies are duplicates, acknowledged at once: a copy is still held unacknowledged.
+#: time, §9.2), at most one per source (:meth:`Reassembly.add`). Further copies are duplicates,
+#: acknowledged at once: a copy of that chunk is still held unacknowledged at another circuit.
 MAX_COPIES = 8
 
 RefusalReason = Literal["window", "partial_limit", "inconsistent"]
@@ -103,6 +106,8 @@ class _Entry(Generic[T]):
     count: int
     chunks: dict[int, bytes] = field(default_factory=dict)
     tokens: dict[int, list[T]] = field(default_factory=dict)
+    #: index -> {source (circuit): the token of its copy held}
+    sources: dict[int, dict[Hashable, T]] = field(default_factory=dict)
 
     def all_tokens(self) -> list[T]:
         return [token for index in sorted(self.tokens) for token in self.tokens[index]]
@@ -122,8 +127,20 @@ class Reassembly(Generic[T]):
         self._lines: dict[bytes, _Line[T]] = {}
 
     def add(
-        self, line_id: bytes, fragment: Fragment, token: T, *, delivered_upto: int | None = None
+        self,
+        line_id: bytes,
+        fragment: Fragment,
+        token: T,
+        *,
+        delivered_upto: int | None = None,
+        source: Hashable | None = None,
     ) -> AddResult[T]:
+        """``source`` names the circuit (mailbox) the copy came through: one copy of a chunk is
+        kept per source. The very copy pushed again (a relay redelivers what is not yet
+        acknowledged; ``token`` equal to the one held) is absorbed, ``Duplicate(())``: the held
+        token's ACK covers it, and acknowledging it now would delete the frame at the relay
+        while the entry is incomplete. Another token of the same source for a chunk held is a
+        duplicate to ACK at once (a relay's made-up copy): it cannot crowd out other circuits'."""
         line = self._lines.setdefault(line_id, _Line())
         if delivered_upto is not None and delivered_upto > line.floor:
             self._raise_floor(line, delivered_upto)
@@ -147,9 +164,14 @@ class Reassembly(Generic[T]):
         elif not _consistent(entry, fragment):
             return Refused("inconsistent", (token,))
         copies = entry.tokens.setdefault(fragment.index, [])
+        sources = entry.sources.setdefault(fragment.index, {})
+        if source is not None and source in sources:
+            return Duplicate(()) if sources[source] == token else Duplicate((token,))
         if len(copies) >= MAX_COPIES:
             return Duplicate((token,))
         copies.append(token)
+        if source is not None:
+            sources[source] = token
         entry.chunks.setdefault(fragment.index, fragment.chunk)
         if len(entry.chunks) < entry.count:
             line.partial[seq] = entry

@@ -153,7 +153,7 @@ class Inbound:
                 taken.acks += self.reassembly.drop_below(line_id, live.state.delivered_upto)
         flood = self._links.flood
         repeat = url is not None and flood.copy(url, key, fragment.seq, now, fragment.index)
-        result = self.reassembly.add(key, fragment, delivery)
+        result = self.reassembly.add(key, fragment, delivery, source=delivery.recv_id)
         match result:
             case Partial():
                 self._copy_arrived(line_id, url, fragment.seq)

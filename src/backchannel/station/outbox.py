@@ -28,6 +28,7 @@ from backchannel.station.delivery import Item, Sender, Waiters
 from backchannel.station.lines import Lines
 from backchannel.station.links import Links
 from backchannel.station.liveline import LiveLine
+from backchannel.station.pacer import Pacer
 from backchannel.station.store import SendKeyRow, Store
 
 log = logging.getLogger("backchannel.station")
@@ -85,6 +86,8 @@ class Outbox:
         self._store = store
         self._clock = clock
         self.waiters = Waiters()
+        #: The seam every wire frame leaves through: cover traffic's slots (PROTOCOL §10.7).
+        self.pacer = Pacer(lines, links, store, config)
         self.sender = Sender(links, self, config)
         self._batch: list[_Queued] = []
         self.on_key: KeyCheck | None = None

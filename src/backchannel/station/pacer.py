@@ -32,7 +32,7 @@ import contextlib
 import logging
 from collections import deque
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from backchannel.aio import TaskSet
 from backchannel.errors import BackchannelError, ConfigError, InvalidArgument, TransportError
@@ -42,7 +42,12 @@ from backchannel.station import config as settings
 from backchannel.station.config import StationConfig
 from backchannel.station.lines import Lines
 from backchannel.station.links import Links
+from backchannel.station.relay_url import shown
 from backchannel.station.store import Store
+
+if TYPE_CHECKING:  # (they import the outbox, which builds the pacer)
+    from backchannel.station.monitor import Monitor
+    from backchannel.station.reading import Views
 
 log = logging.getLogger("backchannel.cover")
 
@@ -131,6 +136,13 @@ class Pacer:
         self._sends = TaskSet("cover sends")
         self._stopped = False
 
+    def attach(self, monitor: Monitor, views: Views) -> None:
+        """Hear the monitor's tick (circuits start and stop) and the peer's contact (the idle
+        rule); show each circuit's cover and costs in the views (status, the console)."""
+        monitor.on_tick.append(self.reconcile)
+        monitor.on_contact.append(self.heard)
+        views.cover = self.circuit_view
+
     # ---- settings ------------------------------------------------------------------------
 
     def policy(self, line_id: bytes) -> CoverPolicy:
@@ -171,7 +183,7 @@ class Pacer:
             "idle_after": policy.idle_after,
             "idle_interval": policy.idle_interval,
             "circuits": [
-                {"url": url, **self.circuit_view(live.line_id, url)}
+                {"url": shown(url), **self.circuit_view(live.line_id, url)}  # (never a relay's token)
                 for url in self._links.circuit_urls(live.line_id)
             ],
         }

@@ -58,7 +58,6 @@ for _command in (*line_commands.COMMANDS, *message_commands.COMMANDS):
     cli.add_command(_command)
 
 
-
 # ---- station setup -----------------------------------------------------------------------
 
 

@@ -163,6 +163,12 @@ class Monitor:
             # (not a removed circuit)
             live.watch = linkcheck.copy_arrived(self.watch(live), url, seq, self._clock.now())
 
+    def contact_in(self, line_id: bytes, url: str) -> None:
+        """A cover frame of the line came through ``url`` (authenticated: the circuit works)."""
+        live = self._lines.get(line_id)
+        if live is not None and url in self._links.circuit_urls(line_id):
+            live.watch = linkcheck.contact_in(self.watch(live), url, self._clock.now())
+
     def test_received(self, line_id: bytes, test_id: int, seq: int, url: str | None) -> None:
         live = self._lines.get(line_id)
         if live is not None:

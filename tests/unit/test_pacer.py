@@ -18,7 +18,6 @@ import pytest
 from backchannel.clock import FakeRng, SystemClock
 from backchannel.errors import InvalidArgument, TransportError
 from backchannel.proto import wire
-from backchannel.proto.keyschedule import LineKeys
 from backchannel.station.config import StationConfig
 from backchannel.station.pacer import Pacer
 
@@ -62,14 +61,8 @@ class FakeLinks:
         return [URL]
 
 
-class FakeState:
-    keys = LineKeys(b"a" * 32, b"b" * 32)
-    out_direction = 0
-
-
 class FakeLive:
     line_id = LINE
-    state = FakeState()
 
     class row:
         name = "moscow"
@@ -116,10 +109,16 @@ class FakeStore:
         yield
 
 
+class FakeKeys:
+    def sending(self, line_id: bytes, url: str, seq: int) -> wire.CircuitKeys:
+        assert seq != 1  # (never the hello keys)
+        return wire.circuit_keys(b"a" * 32, url)
+
+
 def make(rate: float = 50.0, **config: Any) -> tuple[Pacer, FakeLinks]:
     links = FakeLinks()
     settings = StationConfig(cover_rate=rate, cover_idle_after=5.0, cover_idle_interval=1.0, **config)
-    pacer = Pacer(FakeLines(), links, FakeStore(), settings)  # type: ignore[arg-type]
+    pacer = Pacer(FakeLines(), links, FakeStore(), settings, FakeKeys())  # type: ignore[arg-type]
     return pacer, links
 
 
@@ -244,7 +243,7 @@ def test_the_idle_pause_and_the_return_of_the_full_rate() -> None:
     async def main() -> None:
         links = FakeLinks()
         settings = StationConfig(cover_rate=50.0, cover_idle_after=0.3, cover_idle_interval=1.0)
-        pacer = Pacer(FakeLines(), links, FakeStore(), settings)  # type: ignore[arg-type]
+        pacer = Pacer(FakeLines(), links, FakeStore(), settings, FakeKeys())  # type: ignore[arg-type]
         pacer.reconcile()
         await asyncio.sleep(0.6)
         assert pacer.circuit_view(LINE, URL)["cover_mode"] == "idle"

@@ -165,6 +165,7 @@ class Monitor:
 
     def contact_in(self, line_id: bytes, url: str) -> None:
         """A cover frame of the line came through ``url`` (authenticated: the circuit works)."""
+        self.contact(line_id, url)
         live = self._lines.get(line_id)
         if live is not None and url in self._links.circuit_urls(line_id):
             live.watch = linkcheck.contact_in(self.watch(live), url, self._clock.now())

@@ -104,8 +104,8 @@ class Outbox:
         self.keys = keys or CircuitKeyring(lines, store)
         self.waiters = Waiters()
         #: The seam every wire frame leaves through: cover traffic's slots (PROTOCOL §10.7).
-        self.pacer = Pacer(lines, links, store, config)
-        self.sender = Sender(links, self, config)
+        self.pacer = Pacer(lines, links, store, config, self.keys)
+        self.sender = Sender(links, self, config, self.pacer)
         self._batch: list[_Queued] = []
         self.on_key: KeyCheck | None = None
         #: Envelopes just committed (with the message's precedence), so the sender need not read

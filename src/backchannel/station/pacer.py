@@ -39,6 +39,7 @@ from backchannel.errors import BackchannelError, ConfigError, InvalidArgument, T
 from backchannel.proto import cover, wire
 from backchannel.proto.cover import CoverPolicy, Mode, Slots
 from backchannel.station import config as settings
+from backchannel.station.circuit_keys import CircuitKeyring
 from backchannel.station.config import StationConfig
 from backchannel.station.lines import Lines
 from backchannel.station.links import Links
@@ -120,7 +121,9 @@ class _Paced:
 class Pacer:
     """The ``WireSend`` seam with cover traffic (see the module docstring)."""
 
-    def __init__(self, lines: Lines, links: Links, store: Store, config: StationConfig) -> None:
+    def __init__(
+        self, lines: Lines, links: Links, store: Store, config: StationConfig, keys: CircuitKeyring
+    ) -> None:
         self._lines = lines
         self._links = links
         self._store = store
@@ -129,7 +132,7 @@ class Pacer:
         self._rng = lines.rng
         self._paced: dict[Circuit, _Paced] = {}
         self._costs: dict[Circuit, Costs] = {}
-        self._keys: dict[Circuit, tuple[bytes, wire.CircuitKeys]] = {}
+        self._keys = keys
         self._heard: dict[bytes, float] = {}  # line -> monotonic time the peer was last heard
         self._overrides: dict[bytes, tuple[float | None, str | None]] | None = None
         self._tasks = TaskSet("cover")
@@ -252,9 +255,6 @@ class Pacer:
         for circuit in list(self._costs):
             if circuit not in known:
                 del self._costs[circuit]
-        for circuit in list(self._keys):
-            if circuit not in known:
-                del self._keys[circuit]
 
     def _start_if_due(self, line_id: bytes, url: str) -> _Paced | None:
         if self._stopped or line_id not in self._lines.established() or not self.policy(line_id).on:
@@ -334,7 +334,9 @@ class Pacer:
             if costs is not None:
                 costs.cover_skipped += 1  # a slot with no frame: the relay is away anyway
             return
-        frame = wire.seal_cover(self._circuit_keys(line_id, url), self._rng.bytes(16))
+        # (cover carries no entry: seq 0 is never the hello, so these are the circuit keys of
+        # our direction, as for every entry but the hello)
+        frame = wire.seal_cover(self._keys.sending(line_id, url, 0), self._rng.bytes(16))
         paced.cover_in_flight = True
         self._sends.spawn(self._send_cover(paced, send_id, frame), "cover send")
 
@@ -383,17 +385,6 @@ class Pacer:
 
     def _draw(self) -> float:
         return cover.uniform(self._rng.bytes(cover.DRAW_BYTES))
-
-    def _circuit_keys(self, line_id: bytes, url: str) -> wire.CircuitKeys:
-        """The circuit's keys for our direction (cached per line key: a line's key never
-        changes, but a cache never outlives the circuit, see :meth:`reconcile`)."""
-        state = self._lines[line_id].state
-        line_key = state.keys.for_direction(state.out_direction)
-        cached = self._keys.get((line_id, url))
-        if cached is None or cached[0] != line_key:
-            cached = (line_key, wire.circuit_keys(line_key, url))
-            self._keys[(line_id, url)] = cached
-        return cached[1]
 
     def _costs_of(self, circuit: Circuit) -> Costs | None:
         """The circuit's counters (only for circuits the line has: bounded by them)."""

@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import itertools
 import statistics
+from pathlib import Path
 
 import pytest
 
 from backchannel.clock import FakeRng
+from backchannel.errors import ConfigError
 from backchannel.proto import cover
 from backchannel.proto.cover import CoverPolicy, Mode, Slots
 from backchannel.station.config import StationConfig
@@ -146,3 +148,28 @@ def test_the_product_default_is_cover_on_at_one_frame_per_second() -> None:
     assert config.cover_rate == 1.0
     assert config.cover_flash == "slot"
     assert config.cover_idle_after == 60.0 and config.cover_idle_interval == 60.0
+
+
+def test_the_cover_settings_load_and_bad_ones_are_named(tmp_path: Path) -> None:
+    path = tmp_path / "station.toml"
+    path.write_text(
+        '[station]\ncover_rate = 10\ncover_flash = "immediate"\n'
+        "cover_idle_after = 5\ncover_idle_interval = 30\n"
+    )
+    config = StationConfig.load(path)
+    assert (config.cover_rate, config.cover_flash) == (10.0, "immediate")
+    assert (config.cover_idle_after, config.cover_idle_interval) == (5.0, 30.0)
+    assert StationConfig.load(path, cover_rate=0).cover_rate == 0.0  # the flag: cover off
+    for body, named in [
+        ("cover_rate = -1", "cover_rate.*0 \\(cover traffic off\\)"),
+        ('cover_rate = "fast"', "cover_rate"),
+        ("cover_rate = true", "cover_rate"),
+        ("cover_rate = 1e6", "cover_rate.*1000"),
+        ("cover_rate = nan", "cover_rate"),
+        ('cover_flash = "later"', 'cover_flash.*"slot".*"immediate"'),
+        ("cover_idle_after = 0", "cover_idle_after"),
+        ('cover_idle_interval = "x"', "cover_idle_interval"),
+    ]:
+        path.write_text(f"[station]\n{body}\n")
+        with pytest.raises(ConfigError, match=named):
+            StationConfig.load(path)

@@ -97,6 +97,11 @@ def test_cover_flows_both_ways_with_no_message_sent(line: Line) -> None:
         assert c["sent_cover"] > 0 and c["out_bytes_per_s"] > 0 and c["in_bytes_per_s"] > 0
     text = line.a.cli("status")
     assert "cover full 10/s" in text.stdout, text.stdout
+    shown = line.a.cli("line", "cover", "moscow")
+    assert shown.returncode == 0, shown.stderr
+    assert "Cover traffic on line moscow: 10 frames/s per circuit (station setting)" in shown.stdout
+    bad = line.a.cli("line", "cover", "moscow", "--rate", "-3")
+    assert bad.returncode != 0 and "0 (cover traffic off)" in bad.stderr and "Traceback" not in bad.stderr
     measured = rate_over(line, line.a, 3.0)
     figure("cover: frames/s per circuit at cover_rate 10 (3 s, 2 circuits)", round(measured, 2), "frames/s")
     assert 0.6 * RATE <= measured <= 1.4 * RATE

@@ -19,7 +19,7 @@ from backchannel.clock import FakeRng, SystemClock
 from backchannel.errors import InvalidArgument, TransportError
 from backchannel.proto import wire
 from backchannel.station.config import StationConfig
-from backchannel.station.pacer import Pacer
+from backchannel.station.pacer import IN_FLIGHT, Pacer
 
 from support.figures import figure
 
@@ -169,7 +169,7 @@ def test_a_relay_that_is_down_piles_nothing_up_and_failed_cover_is_dropped() -> 
         assert links.the_link.sent == [] and len(pacer._sends) == 0  # nothing in flight, nothing kept
         links.the_link.connected, links.the_link.fail = True, True
         await asyncio.sleep(0.3)
-        assert len(pacer._sends) <= 1  # at most one cover frame in flight per circuit
+        assert len(pacer._sends) <= IN_FLIGHT  # a few SENDs in flight per circuit, no more
         skipped = pacer.circuit_view(LINE, URL)["cover_skipped"]
         assert skipped > 20
         with pytest.raises(TransportError):  # a real frame's failure reaches its sender
@@ -182,13 +182,17 @@ def test_a_relay_that_is_down_piles_nothing_up_and_failed_cover_is_dropped() -> 
     asyncio.run(main())
 
 
-def test_a_slow_relay_keeps_at_most_one_cover_frame_in_flight() -> None:
+def test_a_slow_relay_keeps_a_bounded_number_of_sends_in_flight_real_or_cover() -> None:
     async def main() -> None:
         pacer, links = make(rate=200.0)
         links.the_link.delay = 0.5
         pacer.reconcile()
         await asyncio.sleep(0.4)
-        assert len(pacer._sends) == 1
+        assert len(pacer._sends) == IN_FLIGHT
+        waiting = asyncio.ensure_future(pacer.send_frame(LINE, URL, SEND_ID, real_frames(1)[0], None))
+        await asyncio.sleep(0.05)
+        assert len(pacer._sends) == IN_FLIGHT and not waiting.done()  # the real frame waits too
+        await asyncio.wait_for(waiting, 5)  # and goes once a SEND was answered
         await pacer.stop()
         assert len(pacer._sends) == 0
 

@@ -10,9 +10,10 @@ circuit's schedule (:mod:`backchannel.proto.cover`): it sends the next queued re
 when none waits, a cover frame sealed for that circuit (``wire.seal_cover`` with 16 fresh
 random bytes). The relay and the network see one frame per slot either way.
 
-- A cover frame is sent only on a connected link and only one at a time per circuit; one whose
-  SEND fails is dropped (never queued, never retried), so a circuit whose relay is down piles
-  nothing up. Real frames wait only for a slot: the sender's window bounds how many there are.
+- A cover frame is sent only on a connected link; one whose SEND fails is dropped (never
+  queued, never retried), so a circuit whose relay is down piles nothing up. A slot passes
+  without a frame while ``IN_FLIGHT`` SENDs of the circuit (real or cover alike) are unanswered.
+  Real frames wait only for a slot: the sender's window bounds how many there are.
 - A FLASH under ``cover_flash = "immediate"`` takes the queue up to and including it at once,
   off schedule (it reaches the peer in order, so what was queued before it goes first).
 - The idle rule needs to know when the peer was last heard: :meth:`heard` is told of every
@@ -53,6 +54,9 @@ if TYPE_CHECKING:  # (they import the outbox, which builds the pacer)
 log = logging.getLogger("backchannel.cover")
 
 Circuit = tuple[bytes, str]  # (line id, relay url)
+#: SENDs of one circuit awaiting the relay's answer at most: beyond, slots pass without a frame
+#: (cover is never queued; real frames wait for a later slot).
+IN_FLIGHT = 4
 #: Seconds over which bytes per second are averaged.
 METER_WINDOW = 10
 
@@ -114,7 +118,7 @@ class _Paced:
         self.slots = slots
         self.queue: deque[_Real] = deque()
         self.wake = asyncio.Event()
-        self.cover_in_flight = False
+        self.in_flight = 0  # SENDs of this circuit not yet answered, real and cover
         self.task: asyncio.Task[None] | None = None
 
 
@@ -321,7 +325,14 @@ class Pacer:
             )
 
     def _slot(self, paced: _Paced) -> None:
-        """One slot: the next real frame, else a cover frame."""
+        """One slot: the next real frame, else a cover frame; none while ``IN_FLIGHT`` SENDs
+        of the circuit are unanswered (the same rule for both, so that a slow relay shows no
+        difference between them)."""
+        costs = self._costs_of(paced.circuit)
+        if paced.in_flight >= IN_FLIGHT:
+            if costs is not None:
+                costs.cover_skipped += 1
+            return
         while paced.queue:
             real = paced.queue.popleft()
             if not real.done.done():  # (a cancelled sender no longer waits for it)
@@ -329,15 +340,14 @@ class Pacer:
                 return
         line_id, url = paced.circuit
         send_id = self._links.send_id(line_id, url)
-        costs = self._costs_of(paced.circuit)
-        if paced.cover_in_flight or send_id is None or not self._links.connected(url) or costs is None:
+        if send_id is None or not self._links.connected(url) or costs is None:
             if costs is not None:
                 costs.cover_skipped += 1  # a slot with no frame: the relay is away anyway
             return
         # (cover carries no entry: seq 0 is never the hello, so these are the circuit keys of
         # our direction, as for every entry but the hello)
         frame = wire.seal_cover(self._keys.sending(line_id, url, 0), self._rng.bytes(16))
-        paced.cover_in_flight = True
+        paced.in_flight += 1
         self._sends.spawn(self._send_cover(paced, send_id, frame), "cover send")
 
     def _send_real(self, paced: _Paced, real: _Real) -> None:
@@ -356,7 +366,10 @@ class Pacer:
             else:
                 if not real.done.done():
                     real.done.set_result(None)
+            finally:
+                paced.in_flight -= 1
 
+        paced.in_flight += 1
         self._sends.spawn(send(), "cover real send", report=False)
 
     async def _send_cover(self, paced: _Paced, send_id: bytes, frame: bytes) -> None:
@@ -369,7 +382,7 @@ class Pacer:
                 costs.cover_skipped += 1
             log.debug("a cover frame to %s was dropped: %s", url, exc)
         finally:
-            paced.cover_in_flight = False
+            paced.in_flight -= 1
 
     async def _send(self, line_id: bytes, url: str, send_id: bytes, frame: bytes, *, real: bool) -> None:
         await self._links.link(url).send(send_id, frame)

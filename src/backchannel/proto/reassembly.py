@@ -30,7 +30,8 @@ Results of :meth:`Reassembly.add` and what the station does with each:
 ``Refused(reason, tokens)``
     Beyond the bounds (``"window"``: seq too far ahead; ``"partial_limit"``: the line already has
     :data:`MAX_PARTIAL` incomplete entries) or ``"inconsistent"`` (a copy that disagrees with the
-    chunks held for that seq: count or bytes). ACK the tokens at once and count ``fragment_limit``.
+    chunks held for that seq: count or bytes; or an index not below its count). ACK the tokens
+    at once and count ``fragment_limit``.
 
 Call :meth:`Reassembly.drop_below` whenever a line's ``delivered_upto`` advances (and before the
 first fragment of a line after a start: the window is measured from it; ``add`` also accepts
@@ -51,8 +52,9 @@ T = TypeVar("T")
 MAX_PARTIAL = 48
 #: How far ahead of ``delivered_upto`` a fragment's seq may be.
 WINDOW = 10_000
-#: Copies of one chunk whose tokens are kept (one per circuit); further copies are duplicates.
-MAX_COPIES = 4
+#: Copies of one chunk whose tokens are kept: one per circuit (a line names at most 8 relays at a
+#: time, §9.2). Further copies are duplicates, acknowledged at once: a copy is still held unacknowledged.
+MAX_COPIES = 8
 
 RefusalReason = Literal["window", "partial_limit", "inconsistent"]
 
@@ -125,6 +127,8 @@ class Reassembly(Generic[T]):
         if delivered_upto is not None and delivered_upto > line.floor:
             self._raise_floor(line, delivered_upto)
         seq = fragment.seq
+        if not 0 <= fragment.index < fragment.count <= MAX_FRAGMENTS:
+            return Refused("inconsistent", (token,))  # open_frame never returns one; be safe anyway
         if seq <= line.floor or seq in line.done:
             return Duplicate((token,))
         if seq > line.floor + WINDOW:

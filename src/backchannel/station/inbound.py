@@ -173,6 +173,8 @@ class Inbound:
             case Assembled(_, seq, data, tokens):
                 taken.acks += tokens
                 taken.assembled.append((key, line_id, seq, opened.hello, tokens))
+                if opened.hello:  # every copy of a hello meets the pairing rules (§5)
+                    self.reassembly.reopen(key, seq)
                 direction = 1 if opened.hello else self._in_direction(line_id)
                 try:
                     sealed = wire.check_envelope(data, line_id, direction, seq)
@@ -198,14 +200,13 @@ class Inbound:
             if live is not None:
                 acks += self.reassembly.drop_below(line_id, live.state.delivered_upto)
         for key, line_id, seq, hello, _ in taken.assembled:
-            # An entry assembled but neither delivered nor held (refused, over the held limit,
-            # too far ahead; any hello, so that every hello meets the pairing rules) must
-            # assemble again when it comes again, end to end or from another accepter.
+            # An entry assembled but neither delivered nor held (over the held limit, too far
+            # ahead) must assemble again when it comes again, end to end.
             live = self._lines.get(line_id)
             kept = live is not None and (
                 seq <= live.state.delivered_upto or self._lines.store.is_held(line_id, seq)
             )
-            if hello or not kept:
+            if not hello and not kept:
                 self.reassembly.reopen(key, seq)
         return acks
 

@@ -108,7 +108,9 @@ def test_cover_flows_both_ways_with_no_message_sent(line: Line) -> None:
 
 
 def test_messages_and_receipts_arrive_exactly_once_and_in_order_while_cover_runs(line: Line) -> None:
-    sent_a = [line.a.call("send", line="moscow", text=f"a-{i}")["seq"] for i in range(12)]
+    long = "x" * 20_000  # an entry of 5 or 6 fragments, each taking a slot of its own
+    texts_a = [f"a-{i}" if i != 5 else f"a-{i} {long}" for i in range(12)]
+    sent_a = [line.a.call("send", line="moscow", text=text)["seq"] for text in texts_a]
     sent_b = [line.b.call("send", line="washington", text=f"b-{i}")["seq"] for i in range(6)]
 
     def received(station: StationProcess, name: str) -> list[dict[str, Any]]:
@@ -122,7 +124,7 @@ def test_messages_and_receipts_arrive_exactly_once_and_in_order_while_cover_runs
     wait_until("b's messages delivered", lambda: outbox_done(line.b, "washington", sent_b), timeout=60)
     at_b = sorted(received(line.b, "washington"), key=lambda m: m["seq"])
     at_a = sorted(received(line.a, "moscow"), key=lambda m: m["seq"])
-    assert [m["text"] for m in at_b] == [f"a-{i}" for i in range(12)]  # once each, in order
+    assert [m["text"] for m in at_b] == texts_a  # once each, whole, in order
     assert [m["text"] for m in at_a] == [f"b-{i}" for i in range(6)]
     assert [m["seq"] for m in at_b] == sent_a and [m["seq"] for m in at_a] == sent_b
     assert all(c["sent_real"] > 0 for c in line.circuits(line.a))  # they rode the circuits' slots

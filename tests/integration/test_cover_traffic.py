@@ -166,3 +166,42 @@ def test_the_idle_pause_engages_when_the_peer_is_away_and_the_full_rate_returns(
     back = rate_over(line, line.a, 2.0)
     figure("cover: frames/s per circuit once the peer is back (2 s)", round(back, 2), "frames/s")
     assert back >= 0.5 * RATE
+
+
+def test_a_relay_that_is_down_piles_no_cover_up_and_none_bursts_out_when_it_returns(line: Line) -> None:
+    relay = line.relays[0]
+    relay.kill()
+
+    def down() -> dict[str, Any] | None:
+        return next((c for c in line.circuits(line.a) if not c["connected"]), None)
+
+    circuit = wait_until("a's circuit through the killed relay to notice", down, timeout=30)
+    url = circuit["url"]
+
+    def on(station: StationProcess) -> dict[str, Any]:
+        return next(c for c in line.circuits(station) if c["url"] == url)
+
+    before = on(line.a)
+    time.sleep(3.0)  # 30 slots with the relay away
+    during = on(line.a)
+    figure(
+        "cover: frames sent into a dead relay in 3 s at 10/s",
+        during["sent_cover"] - before["sent_cover"],
+        "frames",
+    )
+    figure(
+        "cover: slots skipped while the relay was dead (3 s)",
+        during["cover_skipped"] - before["cover_skipped"],
+        "slots",
+    )
+    assert during["sent_cover"] - before["sent_cover"] == 0
+    assert during["cover_skipped"] - before["cover_skipped"] >= 15  # the slots passed, nothing was kept
+    relay.restart()
+    wait_until("the circuit back", lambda: on(line.a)["connected"], timeout=30)
+    start = on(line.a)["sent_cover"] + on(line.a)["sent_real"]
+    started = time.monotonic()
+    time.sleep(2.0)
+    after = on(line.a)["sent_cover"] + on(line.a)["sent_real"]
+    burst = (after - start) / (time.monotonic() - started)
+    figure("cover: frames/s on the circuit in the 2 s after its relay returned", round(burst, 2), "frames/s")
+    assert burst <= 1.6 * RATE  # the schedule's rate: no backlog of cover is sent out

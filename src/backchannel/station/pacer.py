@@ -323,6 +323,12 @@ class Pacer:
                 bool(paced.queue),
                 self._draw(),
             )
+            if paced.slots.mode is Mode.OFF:  # (the line's rate went to 0: reconcile ends it)
+                if self._paced.get(paced.circuit) is paced:
+                    del self._paced[paced.circuit]
+                while paced.queue:
+                    self._send_real(paced, paced.queue.popleft())
+                return
 
     def _slot(self, paced: _Paced) -> None:
         """One slot: the next real frame, else a cover frame; none while ``IN_FLIGHT`` SENDs

@@ -110,8 +110,7 @@ class FakeStore:
 
 
 class FakeKeys:
-    def sending(self, line_id: bytes, url: str, seq: int) -> wire.CircuitKeys:
-        assert seq != 1  # (never the hello keys)
+    def outbound(self, line_id: bytes, url: str) -> wire.CircuitKeys:
         return wire.circuit_keys(b"a" * 32, url)
 
 

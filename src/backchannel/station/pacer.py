@@ -350,9 +350,7 @@ class Pacer:
             if costs is not None:
                 costs.cover_skipped += 1  # a slot with no frame: the relay is away anyway
             return
-        # (cover carries no entry: seq 0 is never the hello, so these are the circuit keys of
-        # our direction, as for every entry but the hello)
-        frame = wire.seal_cover(self._keys.sending(line_id, url, 0), self._rng.bytes(16))
+        frame = wire.seal_cover(self._keys.outbound(line_id, url), self._rng.bytes(16))
         paced.in_flight += 1
         self._sends.spawn(self._send_cover(paced, send_id, frame), "cover send")
 

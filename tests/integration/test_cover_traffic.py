@@ -147,6 +147,29 @@ def test_a_flash_is_relayed_within_about_one_slot(line: Line) -> None:
     assert max(waits) <= 10.0
 
 
+def test_a_flash_under_the_immediate_policy_does_not_wait_for_a_slot(line: Line) -> None:
+    """The line's own setting (``line cover``): 1 frame/s (slots 0.5 to 1.5 s apart) and FLASH
+    "immediate"; a FLASH is relayed well before any slot could come."""
+    turned = line.a.cli("line", "cover", "moscow", "--rate", "1", "--flash", "immediate", "--json")
+    assert turned.returncode == 0, turned.stderr
+    assert (json.loads(turned.stdout)["rate_from"], json.loads(turned.stdout)["flash"]) == (
+        "line",
+        "immediate",
+    )
+    try:
+        waits = []
+        for i in range(3):
+            started = time.monotonic()
+            line.a.call("send", line="moscow", text=f"now {i}", precedence="FLASH", wait="relayed")
+            waits.append(time.monotonic() - started)
+        figure("cover: FLASH queued to relayed, immediate at 1/s (max of 3)", round(max(waits), 3), "s")
+        # (under "slot" each would wait for the next slot: 0 to 1.5 s, about 0.6 s on average)
+        assert max(waits) < 0.45
+    finally:
+        back = line.a.cli("line", "cover", "moscow", "--rate", "10", "--flash", "slot")
+        assert back.returncode == 0, back.stderr
+
+
 def test_the_idle_pause_engages_when_the_peer_is_away_and_the_full_rate_returns(line: Line) -> None:
     line.b.stop()
     wait_until(

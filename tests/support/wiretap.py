@@ -14,7 +14,9 @@ analyst records: sizes, times and the relay frames inside, per connection.
 It runs its own event loop in a background thread; ``stop()`` closes every socket and joins
 it. Its memory is bounded: the raw streams and the message log together keep at most
 ``max_bytes`` (default 64 MiB); beyond that it still relays everything but records nothing
-more, and ``overflowed`` says so (a test that needs the recording asserts it is false).
+more, and ``overflowed`` says so (a test that needs the recording asserts it is false). With
+``record=False`` it keeps nothing but ``counts`` (bytes each way and messages client → relay,
+per connection), which it always keeps: a benchmark's meter.
 """
 
 from __future__ import annotations
@@ -42,9 +44,11 @@ class WsMessage:
 
 
 class WireTap:
-    def __init__(self, upstream_port: int, max_bytes: int = 64 * 1024 * 1024) -> None:
+    def __init__(self, upstream_port: int, max_bytes: int = 64 * 1024 * 1024, record: bool = True) -> None:
         self.upstream_port = upstream_port
-        self.max_bytes = max_bytes
+        self.max_bytes = max_bytes if record else 0
+        #: per connection: [bytes client → relay, bytes relay → client, messages client → relay]
+        self.counts: list[list[int]] = []
         #: (client to relay, relay to client) bytes of every connection, in accept order
         self.streams: list[tuple[bytearray, bytearray]] = []
         #: every WebSocket message seen, in the order the tap saw them complete
@@ -98,7 +102,7 @@ class WireTap:
 
     def _keep(self, n: int) -> bool:
         if self._kept + n > self.max_bytes:
-            self.overflowed = True
+            self.overflowed = self.max_bytes > 0
             return False
         self._kept += n
         return True
@@ -107,6 +111,7 @@ class WireTap:
         up, down = bytearray(), bytearray()
         conn = len(self.streams)
         self.streams.append((up, down))
+        self.counts.append([0, 0, 0])
         try:
             relay_r, relay_w = await asyncio.open_connection(HOST, self.upstream_port)
         except OSError:
@@ -125,12 +130,16 @@ class WireTap:
             while chunk := await reader.read(65536):
                 now = time.monotonic()
                 writer.write(chunk)
-                if self._keep(2 * len(chunk)):  # the raw bytes, and the same bytes as messages
-                    log += chunk
+                count = self.counts[parser.conn]
+                count[0 if parser.upstream else 1] += len(chunk)
+                kept = self._keep(2 * len(chunk))  # the raw bytes, and the same bytes as messages
+                if kept or not self.max_bytes:  # a meter parses to count messages, keeps nothing
                     done = parser.feed(chunk, now)
-                    if done:
-                        with self._lock:
-                            self.messages += done
+                    count[2] += len(done) if parser.upstream else 0
+                if kept:
+                    log += chunk
+                    with self._lock:
+                        self.messages += done
                 await writer.drain()
         writer.close()
         self._writers.discard(writer)

@@ -43,7 +43,7 @@ from cryptography.x509.oid import NameOID
 
 from backchannel.clock import FakeRng
 from backchannel.errors import BadSignature
-from backchannel.proto import envelope, frames, keyschedule, transcript
+from backchannel.proto import envelope, frames, keyschedule, transcript, wire
 from backchannel.proto.encoding import cbor_encode
 from backchannel.proto.envelope import Header, Kind
 from backchannel.proto.export import EXPORT_FORMAT, SEAL_CONTEXT
@@ -72,10 +72,12 @@ from backchannel.proto.payloads import (
     hello_binding,
 )
 from backchannel.proto.primitives import (
+    aead_open,
     aead_seal,
     argon2id,
     ed25519_public_from_seed,
     ed25519_sign,
+    hmac_sha256,
     mldsa_public,
     mldsa_sign,
     mldsa_verify,
@@ -1679,6 +1681,205 @@ def record_vectors() -> dict[str, Any]:
     )
 
 
+# ---- wire.json -----------------------------------------------------------------------------------
+
+WIRE_URL_A = "wss://relay-one.example:7400"  # the relay of invitation 0 (the shared pairing)
+WIRE_URL_B = "ws://127.0.0.1:7401"  # a second circuit of the same line
+
+
+def wire_keys_vector(
+    description: str, ikm: bytes, info: bytes, url: str, keys: wire.CircuitKeys
+) -> dict[str, Any]:
+    return {
+        "description": description,
+        "ikm": h(ikm),
+        "url": url,
+        "info": h(info + url.encode("utf-8")),
+        "aead_key": h(keys.aead),
+        "nonce_key": h(keys.nonce),
+    }
+
+
+def wire_plaintext(keys: wire.CircuitKeys, frame: bytes) -> bytes:
+    """The plaintext inside a frame (for the vectors; the code opens frames with wire.open_frame)."""
+    return aead_open(keys.aead, frame[: wire.NONCE], frame[wire.NONCE :], b"")
+
+
+def wire_seal_raw(keys: wire.CircuitKeys, plaintext: bytes, nonce: bytes | None = None) -> bytes:
+    """A frame around any plaintext, as a sender holding the key could make it (negative vectors)."""
+    nonce = hmac_sha256(keys.nonce, plaintext)[: wire.NONCE] if nonce is None else nonce
+    return nonce + aead_seal(keys.aead, nonce, plaintext, b"")
+
+
+def wire_fragment_plaintext(
+    seq: int, index: int, count: int, length: int, kind: int = 1, tail: bytes = b""
+) -> bytes:
+    body = wire.FRAGMENT_HEADER.pack(kind, seq, index, count, length) + fixed(
+        "wire/chunk", min(length, wire.CHUNK)
+    )
+    body += bytes(wire.PLAINTEXT - len(body))
+    return body[: wire.PLAINTEXT - len(tail)] + tail
+
+
+def wire_vectors() -> dict[str, Any]:
+    secrets = pairing_secrets()
+    to_accepter, to_inviter = secrets["to_accepter"], secrets["to_inviter"]
+    send_key = invitation_one().mailboxes[0].send_key
+    keys_a = wire.circuit_keys(to_accepter, WIRE_URL_A)
+    keys_b = wire.circuit_keys(to_accepter, WIRE_URL_B)
+    keys_back = wire.circuit_keys(to_inviter, WIRE_URL_A)
+    keys_hello = wire.hello_keys(send_key, WIRE_URL_A)
+    named = {"A": keys_a, "B": keys_b, "A-back": keys_back, "A-hello": keys_hello}
+
+    data_env = envelope.seal(
+        Header(Kind.DATA, LINE_ID, 0, 7, fixed("wire/data-nonce", 12)),
+        to_accepter,
+        b"\x01" + fixed("olm-placeholder/wire-data", 150),
+    )
+    big_env = envelope.seal(
+        Header(Kind.DATA, LINE_ID, 0, 8, fixed("wire/big-nonce", 12)),
+        to_accepter,
+        b"\x01" + fixed("olm-placeholder/wire-big", 9_000),
+    )
+    _, _, hello_env = hello_envelope()
+    cover_random = fixed("wire/cover-random", 16)
+
+    def wrapped(description: str, keys_name: str, seq: int, env: bytes) -> dict[str, Any]:
+        keys = named[keys_name]
+        frames_out = wire.seal_fragments(keys, seq, env)
+        return {
+            "description": description,
+            "keys": keys_name,
+            "seq": seq,
+            "envelope": h(env),
+            "chunk_lengths": [len(c) for c in wire.split(env)],
+            "frames": [h(f) for f in frames_out],
+            "plaintext_headers": [h(wire_plaintext(keys, f)[: wire.HEADER]) for f in frames_out],
+            "msg_ids": [h(message_id(f)) for f in frames_out],
+        }
+
+    fragments = [
+        wrapped("a 313-byte DATA envelope (seq 7, direction 0) on circuit A: one frame", "A", 7, data_env),
+        wrapped("the same envelope on circuit B: other keys, no common bytes", "B", 7, data_env),
+        wrapped("a 16 441-byte DATA envelope (seq 8) on circuit A: five frames", "A", 8, big_env),
+        wrapped(
+            "the hello of the shared pairing (seq 1, direction 1) under the hello keys of A",
+            "A-hello",
+            1,
+            hello_env,
+        ),
+    ]
+    first = wire.seal_fragments(keys_a, 7, data_env)[0]
+    cover = wire.seal_cover(keys_a, cover_random)
+
+    bad: list[tuple[str, str, bytes]] = [
+        ("nonce byte flipped", "A", flip(first, 0)),
+        ("ciphertext byte flipped", "A", flip(first, 100)),
+        ("tag byte flipped", "A", flip(first, wire.FRAME_SIZE - 1)),
+        ("a frame of circuit B opened with the keys of A", "A", wire.seal_fragments(keys_b, 7, data_env)[0]),
+        (
+            "a frame of the other direction (to_inviter) on A",
+            "A",
+            wire.seal_fragments(keys_back, 7, data_env)[0],
+        ),
+        (
+            "the hello frame opened with the circuit keys",
+            "A",
+            wire.seal_fragments(keys_hello, 1, hello_env)[0],
+        ),
+        ("a data frame opened with the hello keys", "A-hello", first),
+        ("empty", "A", b""),
+        ("one byte short", "A", first[:-1]),
+        ("one byte long", "A", first + b"\x00"),
+        (
+            "fragment padding not zero",
+            "A",
+            wire_seal_raw(keys_a, wire_fragment_plaintext(7, 0, 1, 10, tail=b"\x01")),
+        ),
+        (
+            "cover padding not zero",
+            "A",
+            wire_seal_raw(keys_a, (b"\x00" + cover_random).ljust(wire.PLAINTEXT - 1, b"\x00") + b"\x01"),
+        ),
+        (
+            "nonce not the synthetic nonce",
+            "A",
+            wire_seal_raw(keys_a, wire_fragment_plaintext(7, 0, 1, 10), bytes(12)),
+        ),
+        ("unknown kind 2", "A", wire_seal_raw(keys_a, wire_fragment_plaintext(7, 0, 1, 10, kind=2))),
+        ("sequence number 0", "A", wire_seal_raw(keys_a, wire_fragment_plaintext(0, 0, 1, 10))),
+        ("count 0", "A", wire_seal_raw(keys_a, wire_fragment_plaintext(7, 0, 0, 10))),
+        ("count 10", "A", wire_seal_raw(keys_a, wire_fragment_plaintext(7, 0, 10, 10))),
+        ("index equal to count", "A", wire_seal_raw(keys_a, wire_fragment_plaintext(7, 2, 2, 10))),
+        ("length 0", "A", wire_seal_raw(keys_a, wire_fragment_plaintext(7, 0, 1, 0))),
+        ("length 4 056", "A", wire_seal_raw(keys_a, wire_fragment_plaintext(7, 0, 1, wire.CHUNK + 1))),
+        (
+            "a fragment before the last that is not full",
+            "A",
+            wire_seal_raw(keys_a, wire_fragment_plaintext(7, 0, 2, 4000)),
+        ),
+    ]
+    malformed = [
+        {"description": d, "keys": k, "input": h(data), "error": error_name(wire.open_frame, named[k], data)}
+        for d, k, data in bad
+    ]
+    return doc(
+        "The circuit frame (wire.py, PROTOCOL §7.1): every SEND payload is 4 096 bytes; an envelope is "
+        "split into fragments, each wrapped per circuit under keys derived from the line key of the "
+        "direction (or, for the hello, the inviter's mailbox send key) and the relay URL.",
+        notes=[
+            "Circuit A is the relay of invitation 0; direction 0's line key is to_accepter of "
+            "keyschedule.json. The hello keys come from invitation 0's mailbox send_key (the send seed).",
+            "Frames are deterministic: nonce = HMAC-SHA256(nonce key, plaintext)[:12]. msg_ids are the "
+            "relay's SHA-256(frame)[:16] (relay_frames.json).",
+            "The envelopes are real envelopes (§7) around " + OLM_PLACEHOLDER_NOTE + "; the chunks of a "
+            "malformed plaintext are fixed('wire/chunk').",
+        ],
+        constants={
+            "frame_size": wire.FRAME_SIZE,
+            "nonce_len": wire.NONCE,
+            "tag_len": wire.TAG,
+            "plaintext_len": wire.PLAINTEXT,
+            "fragment_header_len": wire.HEADER,
+            "chunk_len": wire.CHUNK,
+            "max_fragments": wire.MAX_FRAGMENTS,
+            "cover_random_len": wire.COVER_RANDOM,
+            "kinds": {"COVER": wire.KIND_COVER, "FRAGMENT": wire.KIND_FRAGMENT},
+            "circuit_info": h(wire.CIRCUIT_INFO),
+            "hello_circuit_info": h(wire.HELLO_CIRCUIT_INFO),
+        },
+        keys={
+            "A": wire_keys_vector(
+                "circuit A, direction 0", to_accepter, wire.CIRCUIT_INFO, WIRE_URL_A, keys_a
+            ),
+            "B": wire_keys_vector(
+                "circuit B, direction 0", to_accepter, wire.CIRCUIT_INFO, WIRE_URL_B, keys_b
+            ),
+            "A-back": wire_keys_vector(
+                "circuit A, direction 1", to_inviter, wire.CIRCUIT_INFO, WIRE_URL_A, keys_back
+            ),
+            "A-hello": wire_keys_vector(
+                "the hello keys of circuit A", send_key, wire.HELLO_CIRCUIT_INFO, WIRE_URL_A, keys_hello
+            ),
+        },
+        fragments=fragments,
+        example_plaintext={
+            "description": "the whole plaintext of the first frame of fragments[0]",
+            "keys": "A",
+            "plaintext": h(wire_plaintext(keys_a, first)),
+            "nonce": h(first[: wire.NONCE]),
+        },
+        cover={
+            "description": "a cover frame on circuit A",
+            "keys": "A",
+            "random": h(cover_random),
+            "plaintext_prefix": h(wire_plaintext(keys_a, cover)[: 1 + wire.COVER_RANDOM]),
+            "frame": h(cover),
+        },
+        malformed=malformed,
+    )
+
+
 # ---- driver --------------------------------------------------------------------------------------
 
 BUILDERS = {
@@ -1691,6 +1892,7 @@ BUILDERS = {
     "safety.json": safety_vectors,
     "keystore.json": keystore_vectors,
     "record.json": record_vectors,
+    "wire.json": wire_vectors,
 }
 
 

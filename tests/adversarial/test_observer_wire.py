@@ -6,8 +6,13 @@ welcome), messages both ways, receipts and an acknowledgement by a named operato
 sees exactly what the relay receives and sends. Searched for in every unmasked WebSocket
 payload: the message texts, both station names and line names, the operator name, every
 public identity, signing and record key of both stations (raw and hex), the safety number
-(in any grouping) and the invitation (its text and its bytes). None may appear; the guard
-checks that the tap did see the line's envelopes, byte for byte.
+(in any grouping) and the invitation (its text and its bytes). None may appear.
+
+Since issue 11 the envelopes themselves (which carry the line id, direction and sequence
+number in clear) never travel: every SEND and DELIVER the tap sees carries a circuit frame of
+exactly 4 096 bytes, and no envelope of the line, nor the line id, appears anywhere on the
+wire. (Before, the guard checked that the tap saw the envelopes byte for byte; now it checks
+that the tap saw at least one circuit frame per fragment of every envelope.)
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ from pathlib import Path
 
 import pytest
 
+from backchannel.proto import frames, wire
 from backchannel.proto.invitation import parse_invitation_text
 
 from support.figures import figure
@@ -59,20 +65,45 @@ def test_a_recording_of_the_whole_line_holds_no_text_names_or_keys(
         acked = lambda: any(m["status"] == "acknowledged" for m in alpha.call("outbox"))  # noqa: E731
         wait_until("the acknowledgement", acked)
         needles = _secrets(alpha, bravo, text)
-        with sqlite3.connect(alpha.home / "station.db") as db:
-            envelopes = [bytes(r[0]) for r in db.execute("SELECT frame FROM outbox")]
+        envelopes: list[bytes] = []
+        for station in (alpha, bravo):
+            with sqlite3.connect(station.home / "station.db") as db:
+                envelopes += [bytes(r[0]) for r in db.execute("SELECT frame FROM outbox")]
+                line_ids = [bytes(r[0]) for r in db.execute("SELECT line_id FROM lines")]
     finally:
         alpha.stop()
         bravo.stop()
-    wire = b"\x00".join(tap.payloads())
+    recorded = b"\x00".join(tap.payloads())
     figure("bytes the tap recorded", tap.recorded_bytes(), "bytes")
     figure("connections the tap recorded", len(tap.streams), "connections")
     figure("secrets searched for on the wire", len(needles), "needles")
-    found = [n for n in needles if n in wire]
+    found = [n for n in needles if n in recorded]
     figure("secrets found on the wire", len(found), "needles")
-    assert all(e in wire for e in envelopes)  # the guard: the tap saw the line's frames
-    assert len(envelopes) >= len(TEXTS) // 2
+    carried = _carried(tap.payloads())
+    figure("SEND payloads the tap saw", len(carried["send"]), "frames")
+    figure("distinct SEND payload sizes", len(set(carried["send"])), "sizes")
+    # the guard: the tap saw the line's traffic, one circuit frame per fragment of each envelope
+    assert len(carried["send"]) >= sum(len(wire.split(e)) for e in envelopes)
+    assert len(envelopes) >= len(TEXTS)
+    assert set(carried["send"]) == set(carried["deliver"]) == {wire.FRAME_SIZE}  # one size
+    assert [e for e in envelopes if e in recorded] == []  # no envelope in clear
+    assert [i for i in line_ids if i in recorded] == []  # nor the line id
     assert found == []
+
+
+def _carried(payloads: list[bytes]) -> dict[str, list[int]]:
+    """The payload sizes of the SEND and DELIVER relay frames among the WebSocket messages."""
+    sizes: dict[str, list[int]] = {"send": [], "deliver": []}
+    for data in payloads:
+        try:
+            frame = frames.decode(data)
+        except Exception:
+            continue
+        if isinstance(frame, frames.Send):
+            sizes["send"].append(len(frame.payload))
+        elif isinstance(frame, frames.Deliver):
+            sizes["deliver"].append(len(frame.payload))
+    return sizes
 
 
 def _secrets(alpha: StationProcess, bravo: StationProcess, invitation: str) -> list[bytes]:

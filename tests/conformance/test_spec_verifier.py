@@ -193,3 +193,54 @@ def test_spec_verifier_on_the_clarified_wording(
     ]
     verdict, got = verify(json.dumps(build()).encode(), keys, off_record=off_record)
     assert (verdict, got) == ("verified" if reason is None else "refused", reason)
+
+
+# ---- the circuit frame: unwrapped from PROTOCOL §7.1 alone ---------------------------------------
+
+WIRE = json.loads((CORPUS.parent / "wire.json").read_text())
+PAIRING = json.loads((CORPUS.parent / "keyschedule.json").read_text())["pairing"]
+REFUSAL_CLASS = {
+    "too-long": "FrameTooLarge",
+    "size": "ProtocolError",
+    "decrypt": "DecryptError",
+    "layout": "ProtocolError",
+}
+
+
+def _wire_keys(name: str) -> tuple[bytes, bytes]:
+    k = WIRE["keys"][name]
+    return sv.circuit_keys(bytes.fromhex(k["ikm"]), k["url"], hello=name.endswith("hello"))
+
+
+def test_spec_circuit_keys_are_the_vectors() -> None:
+    for name, k in WIRE["keys"].items():
+        assert _wire_keys(name) == (bytes.fromhex(k["aead_key"]), bytes.fromhex(k["nonce_key"]))
+
+
+@pytest.mark.parametrize("vector", WIRE["fragments"], ids=[v["description"] for v in WIRE["fragments"]])
+def test_spec_unwraps_and_reassembles_the_fragments(vector: dict[str, Any]) -> None:
+    aead, nonce = _wire_keys(vector["keys"])
+    opened = [sv.unwrap_frame(aead, nonce, bytes.fromhex(f)) for f in vector["frames"]]
+    assert {(o.kind, o.seq) for o in opened} == {("fragment", vector["seq"])}
+    # Every copy twice, last first: the order and duplicates do not matter.
+    shuffled = list(reversed(opened)) + opened
+    if len(opened) > 1:
+        assert sv.reassemble(opened[1:]) is None  # one fragment missing: incomplete
+    envelope = sv.reassemble(shuffled)
+    assert envelope is not None and envelope.hex() == vector["envelope"]
+    line_id, direction, seq = sv.envelope_header(envelope)
+    assert (line_id.hex(), seq) == (PAIRING["line_id"], vector["seq"])
+    assert direction == (1 if vector["keys"].endswith("hello") else 0)
+
+
+def test_spec_unwraps_the_cover_frame() -> None:
+    aead, nonce = _wire_keys(WIRE["cover"]["keys"])
+    assert sv.unwrap_frame(aead, nonce, bytes.fromhex(WIRE["cover"]["frame"])) == sv.FrameContent("cover")
+
+
+@pytest.mark.parametrize("vector", WIRE["malformed"], ids=[v["description"] for v in WIRE["malformed"]])
+def test_spec_refuses_the_malformed_frames_like_the_code(vector: dict[str, Any]) -> None:
+    aead, nonce = _wire_keys(vector["keys"])
+    with pytest.raises(sv.FrameRefused) as refused:
+        sv.unwrap_frame(aead, nonce, bytes.fromhex(vector["input"]))
+    assert REFUSAL_CLASS[refused.value.reason] == vector["error"]

@@ -15,6 +15,7 @@ from __future__ import annotations
 import base64
 import dataclasses
 import hashlib
+import hmac
 import json
 import struct
 import subprocess
@@ -32,7 +33,7 @@ from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from backchannel import errors, tls
 from backchannel.clock import FakeRng
-from backchannel.proto import envelope, frames, keyschedule, relay_pin, transcript
+from backchannel.proto import envelope, frames, keyschedule, relay_pin, transcript, wire
 from backchannel.proto import line as proto_line
 from backchannel.proto.encoding import cbor_encode
 from backchannel.proto.envelope import Header, Kind
@@ -112,6 +113,7 @@ FILES = (
     "safety.json",
     "keystore.json",
     "record.json",
+    "wire.json",
 )
 
 
@@ -1134,6 +1136,101 @@ def test_pairing_round_trip_on_the_record() -> None:
     # A line on the record refuses to seal without a signer.
     with pytest.raises(ValueError):
         proto_line.seal_payload(inv_state, opened.session, Welcome(), rng)
+
+
+# ---- the circuit frame ---------------------------------------------------------------------------
+
+
+def wire_keys(name: str) -> wire.CircuitKeys:
+    k = load("wire.json")["keys"][name]
+    return wire.CircuitKeys(b(k["aead_key"]), b(k["nonce_key"]))
+
+
+def test_wire_constants() -> None:
+    c = load("wire.json")["constants"]
+    assert (c["frame_size"], c["nonce_len"], c["tag_len"], c["plaintext_len"]) == (4096, 12, 16, 4068)
+    assert (c["fragment_header_len"], c["chunk_len"], c["max_fragments"]) == (13, 4055, 9)
+    assert c["frame_size"] == wire.FRAME_SIZE and c["chunk_len"] == wire.CHUNK
+    assert (
+        c["max_fragments"] * c["chunk_len"]
+        >= envelope.MAX_ENVELOPE
+        > (c["max_fragments"] - 1) * c["chunk_len"]
+    )
+    assert c["kinds"] == {"COVER": 0, "FRAGMENT": 1}
+    assert b(c["circuit_info"]) == b"backchannel/v1 circuit\0"
+    assert b(c["hello_circuit_info"]) == b"backchannel/v1 hello circuit\0"
+    assert wire.FRAME_SIZE <= frames.MAX_PAYLOAD  # a relay accepts every frame
+
+
+def test_wire_keys_by_formula() -> None:
+    """okm = HKDF(ikm, salt = "", info = context | url, 64); aead key = okm[:32], nonce key = okm[32:]."""
+    pairing = load("keyschedule.json")["pairing"]
+    send_key = load("invitation.json")["valid"][0]["fields"]["mailboxes"][0]["send_key"]
+    expected_ikm = {"A": pairing["to_accepter"], "B": pairing["to_accepter"], "A-back": pairing["to_inviter"]}
+    expected_ikm["A-hello"] = send_key
+    for name, k in load("wire.json")["keys"].items():
+        assert k["ikm"] == expected_ikm[name]
+        context = b"backchannel/v1 hello circuit\0" if name == "A-hello" else b"backchannel/v1 circuit\0"
+        assert b(k["info"]) == context + k["url"].encode("utf-8")
+        okm = hkdf_sha256(b(k["ikm"]), b"", b(k["info"]), 64)
+        assert (okm[:32].hex(), okm[32:].hex()) == (k["aead_key"], k["nonce_key"])
+        derive = wire.hello_keys if name == "A-hello" else wire.circuit_keys
+        assert derive(b(k["ikm"]), k["url"]) == wire_keys(name)
+
+
+@pytest.mark.parametrize("vector", items("wire.json", "fragments"), ids=ids)
+def test_wire_fragments_seal_and_open(vector: dict[str, Any]) -> None:
+    keys, seq, env = wire_keys(vector["keys"]), vector["seq"], b(vector["envelope"])
+    sealed = wire.seal_fragments(keys, seq, env)
+    assert [f.hex() for f in sealed] == vector["frames"]
+    count = len(sealed)
+    chunks = []
+    for index, (frame, head) in enumerate(zip(sealed, vector["plaintext_headers"], strict=True)):
+        assert len(frame) == 4096
+        plaintext = ChaCha20Poly1305(keys.aead).decrypt(frame[:12], frame[12:], b"")
+        # The formulas: nonce = HMAC-SHA256(nonce key, plaintext)[:12]; the 13-byte header; zero padding.
+        assert frame[:12] == hmac.new(keys.nonce, plaintext, hashlib.sha256).digest()[:12]
+        length = vector["chunk_lengths"][index]
+        assert plaintext[:13] == struct.pack(">BQBBH", 1, seq, index, count, length) == b(head)
+        assert not any(plaintext[13 + length :])
+        chunks.append(plaintext[13 : 13 + length])
+        opened = wire.open_frame(keys, frame)
+        assert opened == wire.Fragment(seq, index, count, chunks[-1])
+        assert sha256(frame)[:16].hex() == vector["msg_ids"][index] == message_id(frame).hex()
+    assert b"".join(chunks) == env
+    direction = 1 if vector["keys"] == "A-hello" else 0
+    assert wire.check_envelope(env, b(load("keyschedule.json")["pairing"]["line_id"]), direction, seq)
+
+
+def test_wire_the_same_envelope_on_two_circuits_shares_no_sixteen_bytes() -> None:
+    on_a, on_b = (b(v["frames"][0]) for v in items("wire.json", "fragments")[:2])
+    windows_a = {on_a[i : i + 16] for i in range(len(on_a) - 15)}
+    assert not any(on_b[i : i + 16] in windows_a for i in range(len(on_b) - 15))
+
+
+def test_wire_example_plaintext() -> None:
+    vector = load("wire.json")["example_plaintext"]
+    frame = b(items("wire.json", "fragments")[0]["frames"][0])
+    keys = wire_keys(vector["keys"])
+    assert ChaCha20Poly1305(keys.aead).decrypt(frame[:12], frame[12:], b"").hex() == vector["plaintext"]
+    assert frame[:12].hex() == vector["nonce"]
+
+
+def test_wire_cover_frame() -> None:
+    vector = load("wire.json")["cover"]
+    keys, random16 = wire_keys(vector["keys"]), b(vector["random"])
+    frame = wire.seal_cover(keys, random16)
+    assert frame.hex() == vector["frame"]
+    plaintext = b"\0" + random16 + bytes(4068 - 17)
+    assert b(vector["plaintext_prefix"]) == plaintext[:17]
+    nonce = hmac.new(keys.nonce, plaintext, hashlib.sha256).digest()[:12]
+    assert frame == nonce + ChaCha20Poly1305(keys.aead).encrypt(nonce, plaintext, b"")
+    assert wire.open_frame(keys, frame) == wire.Cover()
+
+
+@pytest.mark.parametrize("vector", items("wire.json", "malformed"), ids=ids)
+def test_wire_malformed_frame_is_rejected(vector: dict[str, Any]) -> None:
+    assert_raises_named(vector["error"], wire.open_frame, wire_keys(vector["keys"]), b(vector["input"]))
 
 
 # ---- the generator -------------------------------------------------------------------------------

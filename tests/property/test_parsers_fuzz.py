@@ -28,7 +28,7 @@ from hypothesis import strategies as st
 
 from backchannel.clock import FakeClock, FakeRng
 from backchannel.errors import CorruptKeystore, FrameTooLarge, RemoteError, WrongPassphrase
-from backchannel.proto import envelope, frames
+from backchannel.proto import envelope, frames, wire
 from backchannel.proto import line as proto_line
 from backchannel.proto.encoding import cbor_decode, cbor_encode, cbor_map
 from backchannel.proto.envelope import BUCKETS, HELLO_EXTRA_LEN, Header, Kind
@@ -56,6 +56,8 @@ from backchannel.proto.payloads import (
 from backchannel.proto.primitives import (
     AEAD_TAG_LEN,
     MLKEM_CIPHERTEXT_LEN,
+    aead_seal,
+    hmac_sha256,
     mldsa_public,
     mlkem_public,
     x25519_public,
@@ -223,6 +225,55 @@ def test_envelopes_round_trip(kind: Kind, line_id: bytes, seq: int, nonce: bytes
     sealed = envelope.parse(envelope.seal(header, ENV_KEY, inner))
     assert sealed.header == header
     assert envelope.open_sealed(sealed, ENV_KEY) == inner
+
+
+WIRE_KEYS = wire.circuit_keys(ENV_KEY, RELAY)
+VALID_FRAMES = [*wire.seal_fragments(WIRE_KEYS, 3, b"e" * 5000), wire.seal_cover(WIRE_KEYS, bytes(16))]
+
+
+@FEW
+@given(bytes_or_mutations(VALID_FRAMES, max_size=wire.FRAME_SIZE + 8))
+def test_circuit_frame_open_raises_only_remote_errors(data: bytes) -> None:
+    opened = only_remote(wire.open_frame, WIRE_KEYS, data)
+    if opened is not None:
+        assert data in VALID_FRAMES  # nothing but a genuine frame opens
+
+
+@st.composite
+def frame_plaintexts(draw: st.DrawFn) -> bytes:
+    """Plaintexts near the layout (kind, seq, index, count, length, padding), any bytes after."""
+    head = struct.pack(
+        ">BQBBH",
+        draw(st.integers(0, 3)),
+        draw(st.sampled_from([0, 1, 2**64 - 1])),
+        draw(st.integers(0, 10)),
+        draw(st.integers(0, 10)),
+        draw(st.sampled_from([0, 1, 16, wire.CHUNK - 1, wire.CHUNK, wire.CHUNK + 1, 65535])),
+    )
+    body = head + draw(st.binary(max_size=64))
+    body += bytes(max(0, wire.PLAINTEXT - len(body)))
+    if draw(st.booleans()):
+        mutated = bytearray(body)
+        mutated[draw(st.integers(0, len(body) - 1))] = draw(st.integers(0, 255))
+        body = bytes(mutated)
+    return body[: draw(st.sampled_from([wire.PLAINTEXT, wire.PLAINTEXT - 1, len(body)]))]
+
+
+@FEW
+@example(wire.FRAGMENT_HEADER.pack(1, 5, 0, 1, 3).ljust(wire.PLAINTEXT - 3, b"\0") + b"\0\0\0")
+@example(bytes(wire.PLAINTEXT))
+@given(frame_plaintexts())
+def test_a_frame_that_opens_is_the_one_canonical_frame_of_what_it_carries(plaintext: bytes) -> None:
+    """Any plaintext sealed under the key (as a hostile peer could): rejected with a RemoteError,
+    or accepted only if sealing what was read gives back exactly the same frame."""
+    nonce = hmac_sha256(WIRE_KEYS.nonce, plaintext)[:12]
+    frame = nonce + aead_seal(WIRE_KEYS.aead, nonce, plaintext, b"")
+    opened = only_remote(wire.open_frame, WIRE_KEYS, frame)
+    if isinstance(opened, wire.Fragment):
+        head = wire.FRAGMENT_HEADER.pack(1, opened.seq, opened.index, opened.count, len(opened.chunk))
+        assert plaintext == (head + opened.chunk).ljust(wire.PLAINTEXT, b"\0")
+    elif isinstance(opened, wire.Cover):
+        assert plaintext == plaintext[:17].ljust(wire.PLAINTEXT, b"\0") and plaintext[0] == 0
 
 
 @st.composite

@@ -6,8 +6,11 @@ ACK, PING; stored frames are pushed to subscribers) — without checking signatu
 hostile relay would not bother with either. When the file ``DIR/flood`` appears it floods
 every subscription of the mailbox created ``--flood-index``-th (0-based, in creation order)
 with DELIVER frames, as fast as the socket takes them, for ``--flood-seconds``: replays of the
-frames stored for that mailbox (authentic copies, under fresh msg_ids) alternating with forged
-frames of the largest size; meanwhile it leaves ACKs unanswered. It writes counters to
+frames stored for that mailbox (authentic copies, under fresh msg_ids), the same copies with one
+bit flipped, and forged frames. Since issue 11 what it stores are opaque 4 096-byte circuit
+frames (it cannot read or rewrite a line id or a sequence number any more), so its forgeries
+are random frames of that very size, which pass every check a relay could make and fail only
+the station's circuit key; meanwhile it leaves ACKs unanswered. It writes counters to
 ``DIR/stats.json`` every 0.2 s (connections, creates, delivers sent) and stops by itself after
 ``--lifetime`` seconds.
 """
@@ -28,7 +31,7 @@ from pathlib import Path
 from websockets.asyncio.server import ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
 
-from backchannel.proto import frames
+from backchannel.proto import frames, wire
 
 
 @dataclass
@@ -111,7 +114,7 @@ class Hostile:
             await asyncio.sleep(0.05)
         self.stats["flooding"] = 1
         deadline = time.monotonic() + self.flood_seconds
-        forged = bytes(self.rng.getrandbits(8) for _ in range(frames.MAX_PAYLOAD))
+        forged = bytes(self.rng.getrandbits(8) for _ in range(wire.FRAME_SIZE))
         n = 0
         while time.monotonic() < deadline:
             if len(self.boxes) <= self.flood_index or not self.boxes[self.flood_index].subscribers:
@@ -120,7 +123,14 @@ class Hostile:
             box = self.boxes[self.flood_index]
             replays = box.history or [forged]
             n += 1
-            payload = forged[:-8] + n.to_bytes(8, "big") if n % 2 else replays[n % len(replays)]
+            if n % 2:
+                payload = forged[:-8] + n.to_bytes(8, "big")
+            elif n % 4:
+                payload = replays[n % len(replays)]
+            else:  # a genuine frame, corrupted
+                replay = bytearray(replays[n % len(replays)])
+                replay[n % len(replay)] ^= 0x01
+                payload = bytes(replay)
             data = frames.encode(frames.Deliver(box.recv_id, os.urandom(frames.ID_LEN), payload))
             for sub in list(box.subscribers):
                 try:

@@ -9,11 +9,17 @@ third-party primitives (`cryptography`, `cbor2`, `json`). test_spec_verifier.py 
 
 `verify(export_bytes, key_file_bytes_list)` returns `(verdict, first_error_reason)`: `("verified",
 None)` or `("refused", reason)`, the reason being the stable code §11.5 names for the step that failed.
+
+The same holds for what a relay stores: the circuit frame of §7.1. `circuit_keys`, `unwrap_frame` and
+`reassemble` at the end of this module were written from §7.1 (and §2, §4 for the notation and the
+URL) without reading `backchannel.proto.wire`; test_spec_verifier.py runs them on
+`docs/vectors/wire.json`.
 """
 
 from __future__ import annotations
 
 import hashlib
+import hmac
 import json
 import struct
 from dataclasses import dataclass, field
@@ -21,9 +27,12 @@ from functools import lru_cache
 from typing import Any
 
 import cbor2
-from cryptography.exceptions import InvalidSignature
+from cryptography.exceptions import InvalidSignature, InvalidTag
+from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import mldsa
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 ROLES = ("inviter", "accepter")
 INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
@@ -692,3 +701,96 @@ def verify(
     except Refused as exc:
         return "refused", exc.reason
     return "verified", None
+
+
+# ---------------------------------------------------------------- the circuit frame (§7.1)
+
+FRAME_BYTES = 4096
+FRAME_PLAINTEXT = 4068  # 4 096 - nonce (12) - tag (16)
+FRAGMENT_HEAD = 13  # kind (1) | seq (8) | index (1) | count (1) | length (2)
+FULL_CHUNK = 4055
+CTX_CIRCUIT = b"backchannel/v1 circuit\0"
+CTX_HELLO_CIRCUIT = b"backchannel/v1 hello circuit\0"
+
+
+class FrameRefused(Exception):
+    """A frame §7.1 says a receiver MUST refuse. `reason`: "too-long" (FrameTooLarge), "size" (shorter
+    than 4 096), "decrypt" (the AEAD does not open: DecryptError) or "layout" (ProtocolError)."""
+
+    def __init__(self, reason: str, message: str = "") -> None:
+        super().__init__(f"{reason}: {message}")
+        self.reason = reason
+
+
+@dataclass(frozen=True)
+class FrameContent:
+    """What a frame that opens carries: kind "cover", or kind "fragment" with its fields."""
+
+    kind: str
+    seq: int = 0
+    index: int = 0
+    count: int = 0
+    chunk: bytes = b""
+
+
+def circuit_keys(ikm: bytes, url: str, hello: bool = False) -> tuple[bytes, bytes]:
+    """HKDF(ikm, salt "", info = context | url, 64) -> (aead key, nonce key)."""
+    context = CTX_HELLO_CIRCUIT if hello else CTX_CIRCUIT
+    okm = HKDF(algorithm=hashes.SHA256(), length=64, salt=b"", info=context + url.encode("utf-8")).derive(ikm)
+    return okm[:32], okm[32:]
+
+
+def unwrap_frame(aead_key: bytes, nonce_key: bytes, frame: bytes) -> FrameContent:
+    """The receiver's three steps of §7.1, in order."""
+    if len(frame) > FRAME_BYTES:
+        raise FrameRefused("too-long", f"{len(frame)} bytes")
+    if len(frame) != FRAME_BYTES:
+        raise FrameRefused("size", f"{len(frame)} bytes")
+    nonce = frame[:12]
+    try:
+        plaintext = ChaCha20Poly1305(aead_key).decrypt(nonce, frame[12:], b"")
+    except InvalidTag:
+        raise FrameRefused("decrypt") from None
+    if not hmac.compare_digest(nonce, hmac.new(nonce_key, plaintext, hashlib.sha256).digest()[:12]):
+        raise FrameRefused("layout", "the nonce is not HMAC-SHA256(nonce key, plaintext)[0:12]")
+    if len(plaintext) != FRAME_PLAINTEXT:
+        raise FrameRefused("layout", "plaintext length")
+    if plaintext[0] == 0:
+        if any(plaintext[17:]):
+            raise FrameRefused("layout", "cover padding")
+        return FrameContent("cover")
+    if plaintext[0] != 1:
+        raise FrameRefused("layout", f"kind {plaintext[0]}")
+    seq = int.from_bytes(plaintext[1:9], "big")
+    index, count = plaintext[9], plaintext[10]
+    length = int.from_bytes(plaintext[11:13], "big")
+    if seq < 1 or not 1 <= count <= 9 or index >= count:
+        raise FrameRefused("layout", "seq, index or count")
+    if not 1 <= length <= FULL_CHUNK or (index != count - 1 and length != FULL_CHUNK):
+        raise FrameRefused("layout", "length")
+    if any(plaintext[FRAGMENT_HEAD + length :]):
+        raise FrameRefused("layout", "fragment padding")
+    return FrameContent("fragment", seq, index, count, plaintext[FRAGMENT_HEAD : FRAGMENT_HEAD + length])
+
+
+def reassemble(fragments: list[FrameContent]) -> bytes | None:
+    """Join the fragments of one seq (copies in any order, duplicates allowed); None while incomplete."""
+    chunks: dict[int, bytes] = {}
+    counts = {f.count for f in fragments}
+    seqs = {f.seq for f in fragments}
+    if len(counts) != 1 or len(seqs) != 1:
+        raise FrameRefused("layout", "fragments of several entries or counts")
+    for f in fragments:
+        if chunks.setdefault(f.index, f.chunk) != f.chunk:
+            raise FrameRefused("layout", "two copies of one fragment differ")
+    (count,) = counts
+    if len(chunks) < count:
+        return None
+    return b"".join(chunks[i] for i in range(count))
+
+
+def envelope_header(envelope: bytes) -> tuple[bytes, int, int]:
+    """(line id, direction, seq) of a reassembled envelope (§7's clear header)."""
+    if len(envelope) < 41 or envelope[:3] != b"BC\x01":
+        raise FrameRefused("layout", "not an envelope")
+    return envelope[4:20], envelope[20], int.from_bytes(envelope[21:29], "big")

@@ -186,6 +186,7 @@ class FakeStation:
         self.links = links
         self.sendable = sendable or (lambda line_id, seq: True)
         self.relayed: list[tuple[bytes, int]] = []
+        self.fragments = 1
 
     def may_send(self, line_id: bytes, seq: int) -> bool:
         return self.sendable(line_id, seq)
@@ -198,6 +199,11 @@ class FakeStation:
 
     def outbound_frame(self, line_id: bytes, seq: int) -> bytes:
         return line_id[:1] + seq.to_bytes(2, "big")
+
+    def wire_frames(self, line_id: bytes, seq: int, url: str) -> tuple[list[bytes], str | None]:
+        """(A stand-in for the circuit frames: the "envelope", then ``fragments - 1`` more.)"""
+        head = self.outbound_frame(line_id, seq)
+        return [head] + [head + bytes([i]) for i in range(1, self.fragments)], None
 
     def link(self, url: str) -> FakeLink:
         return self.links[url]
@@ -282,6 +288,40 @@ def test_enqueueing_the_same_frame_twice_sends_it_once() -> None:
         await sender.start([])
         await settle(lambda: station.relayed == [(L1, 1)])
         assert len(link.sent) == 1
+        await sender.stop()
+
+    run(body)
+
+
+class FlakyLink(FakeLink):
+    """Refuses the SEND of one fragment (its last byte ``bad``) until ``fail`` is cleared."""
+
+    def __init__(self, url: str, bad: int) -> None:
+        super().__init__(url)
+        self.bad = bad
+        self.flaky = True
+
+    async def send(self, send_id: bytes, frame: bytes) -> None:
+        if self.flaky and len(frame) == 4 and frame[-1] == self.bad:
+            raise TransportError("lost")
+        self.sent.append((send_id, frame))
+
+
+def test_an_entry_is_stored_on_a_circuit_only_when_every_fragment_is() -> None:
+    async def body() -> None:
+        link = FlakyLink("ws://a", bad=2)
+        station = FakeStation({"ws://a": link})
+        station.fragments = 3
+        sender = Sender(station, station, StationConfig())  # type: ignore[arg-type]
+        await sender.start([(L1, 1, "ws://a")])
+        await settle(lambda: sender._parked.get("ws://a") == {(L1, 1, "ws://a")})
+        assert station.relayed == []  # two of three fragments stored is not stored
+        link.flaky = False
+        sender.on_link_state("ws://a", up=True)
+        await settle(lambda: station.relayed == [(L1, 1)])
+        frames = [frame for _, frame in link.sent]
+        assert sorted(set(frames)) == [b"\x01\x00\x01", b"\x01\x00\x01\x01", b"\x01\x00\x01\x02"]
+        assert len(frames) == 5  # all sent again after the failure (the relay keeps one of each)
         await sender.stop()
 
     run(body)

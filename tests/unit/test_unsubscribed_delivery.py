@@ -17,10 +17,12 @@ from typing import Any
 from backchannel.station.relay_link import Delivery, RelayLink
 
 
-def test_a_delivery_for_a_mailbox_not_subscribed_on_that_link_is_refused(station_pair: Any) -> None:
+def test_a_delivery_for_a_mailbox_not_subscribed_on_that_link_is_refused(
+    station_pair: Any, support: Any
+) -> None:
     a, b, lid = station_pair.inviter, station_pair.accepter, station_pair.line_id
     seq = asyncio.run(a.send(station_pair.inviter_line, "through the right relay only")).seq
-    frame = a.outbound_frame(lid, seq)
+    (frame,) = [d.payload for d in support.wrap(b, a.outbound_frame(lid, seq))]  # its circuit frame
     with sqlite3.connect(b.home / "station.db") as db:
         (recv_id,) = db.execute("SELECT recv_id FROM mailboxes WHERE line_id = ?", (lid,)).fetchone()
     honest = RelayLink("ws://honest.invalid:1", asyncio.Queue[Delivery]())

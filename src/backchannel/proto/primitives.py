@@ -8,6 +8,7 @@ injected :class:`~backchannel.clock.Rng`), so callers stay deterministic under t
 from __future__ import annotations
 
 import hashlib
+import hmac
 
 from cryptography.exceptions import InvalidSignature, InvalidTag
 from cryptography.hazmat.primitives import hashes
@@ -40,6 +41,11 @@ MLKEM_SEED_LEN = 64
 
 def sha256(data: bytes) -> bytes:
     return hashlib.sha256(data).digest()
+
+
+def hmac_sha256(key: bytes, data: bytes) -> bytes:
+    """HMAC-SHA256 (RFC 2104)."""
+    return hmac.new(key, data, hashlib.sha256).digest()
 
 
 def hkdf(ikm: bytes, salt: bytes, info: bytes, length: int) -> bytes:

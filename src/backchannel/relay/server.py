@@ -341,6 +341,7 @@ def _url(scheme: str, host: str, server: Server) -> str:
 
 # ---- entry points ----------------------------------------------------------------------
 
+
 async def run_relay(
     config: RelayConfig,
     on_ready: Callable[[str], None] | None = None,

@@ -96,7 +96,7 @@ class CircuitChanges:
             change = Circuits((MailboxCapability(url, send_id, send_seed),), ())
             seq = self._outbox.send_payload(live.line_id, change, "circuits", enqueue=False)
         self._outbox.enqueue([(live.line_id, seq)])
-        self._links.subscribe(url, recv_id, recv_seed)
+        self._links.subscribe(url, recv_id, recv_seed, live.line_id)
         return self._views.line_view(live)
 
     async def remove(self, line: str, relay: str) -> LineView:

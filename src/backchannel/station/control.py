@@ -194,6 +194,7 @@ class ControlServer:
             "circuit_proposals": s.circuit_proposals,
             "approve_circuit": s.approve_circuit,
             "reject_circuit": s.reject_circuit,
+            "line_cover": s.pacer.line_cover,
         }
 
     async def start(self, path: Path) -> None:

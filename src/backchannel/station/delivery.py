@@ -14,6 +14,14 @@ otherwise on a backoff timer. Retries send the very same bytes: the relay stores
 frame once, and the receiving station drops copies by sequence number, so retrying is always
 safe.
 
+What leaves is never the stored envelope itself: for each circuit it is split and wrapped into
+4 096-byte circuit frames under that circuit's keys (PROTOCOL §7.1, :meth:`Frames.wire_frames`),
+and every one of them goes through the one wire seam (:mod:`backchannel.station.wire_send`),
+where the cover-traffic pacer sits when there is one. An entry counts as stored on a circuit
+only when the relay stored every one of its fragments; if any fails, the whole entry is parked
+and later sent again, all fragments (they are the same bytes, synthetic nonces: the relay's
+idempotent SEND keeps one copy of each).
+
 An accepter's line sends only its hello until the inviter's welcome arrives (the inviter
 cannot authenticate anything else before the hello); :meth:`Outbox.may_send` says so, and
 such frames wait here until the station enqueues them again.
@@ -31,6 +39,7 @@ from backchannel.errors import BackchannelError, TransportError
 from backchannel.station.backoff import next_backoff
 from backchannel.station.config import StationConfig
 from backchannel.station.links import Links
+from backchannel.station.wire_send import DirectSend, WireSend
 
 log = logging.getLogger("backchannel.delivery")
 
@@ -44,16 +53,20 @@ class Frames(Protocol):
     """What the sender asks of the outbox."""
 
     def may_send(self, line_id: bytes, seq: int) -> bool: ...
-    def outbound_frame(self, line_id: bytes, seq: int) -> bytes: ...
+    def wire_frames(self, line_id: bytes, seq: int, url: str) -> tuple[list[bytes], str | None]: ...
     def mark_sent(self, items: list[tuple[bytes, int, str]]) -> None: ...
 
 
 class Sender:
     """Sends each queued frame on every circuit of its line; retries per circuit."""
 
-    def __init__(self, links: Links, frames: Frames, config: StationConfig) -> None:
+    def __init__(
+        self, links: Links, frames: Frames, config: StationConfig, wire: WireSend | None = None
+    ) -> None:
         self._links = links
         self._frames = frames
+        #: The seam every circuit frame leaves through (replaced by the pacer with cover traffic).
+        self.wire: WireSend = wire or DirectSend(links)
         self._config = config
         self._queue: deque[Target] = deque()
         self._queued: set[Target] = set()
@@ -133,8 +146,14 @@ class Sender:
     async def _send_one(self, target: Target, send_id: bytes) -> None:
         line_id, seq, url = target
         try:
-            frame = self._frames.outbound_frame(line_id, seq)
-            await self._links.link(url).send(send_id, frame)
+            fragments, precedence = self._frames.wire_frames(line_id, seq, url)
+            sends = [self.wire.send_frame(line_id, url, send_id, f, precedence) for f in fragments]
+            # All fragments at once (pipelined on the link, queued in order at a pacer); the
+            # entry is stored on the circuit only if every one is.
+            results = await asyncio.gather(*sends, return_exceptions=True)
+            for result in results:
+                if isinstance(result, BaseException):
+                    raise result
         except BackchannelError as exc:
             if not isinstance(exc, TransportError):
                 log.warning("relay %s refused frame %d: %s", url, seq, exc)

@@ -9,8 +9,8 @@ memory; this guard decides when it should cost the relay its circuit.
 Per relay, in windows of ``window`` seconds, the guard counts *useless* frames: frames that
 failed to authenticate or could not be processed (anything a station drops as a
 ``RemoteError``), frames for a mailbox the station did not subscribe on that relay, and
-*repeats* — a copy of a frame (line, sequence number) that already arrived through the same
-relay in the window. An honest relay sends each frame once per circuit; it repeats one only
+*repeats* — a copy of a frame (line, sequence number, fragment) that already arrived through
+the same relay in the window. An honest relay sends each frame once per circuit; it repeats one only
 when an acknowledgement was lost or the connection was re-established, which is bounded by the
 receive limit. Copies that arrive through *different* circuits are normal and never count.
 
@@ -63,10 +63,11 @@ class FloodGuard:
             relay.window = _Window(now)
         return relay
 
-    def copy(self, url: str, line_id: bytes, seq: int, now: float) -> bool:
-        """An authenticated copy of (line, seq) arrived through ``url``; True if it repeats one."""
+    def copy(self, url: str, line_id: bytes, seq: int, now: float, index: int = 0) -> bool:
+        """An authenticated copy of fragment ``index`` of (line, seq) arrived through ``url``;
+        True if it repeats one."""
         window = self._relay(url, now).window
-        key = hash((line_id, seq))
+        key = hash((line_id, seq, index))
         if key in window.seen:
             return True
         if len(window.seen) < SEEN_LIMIT:

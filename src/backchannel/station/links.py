@@ -49,7 +49,8 @@ class Links:
         self._clock = clock
         self._rng = rng
         self._links: dict[str, RelayLink] = {}
-        self._mailbox_urls: dict[bytes, str] = {}  # our recv_id -> relay url
+        #: Our recv_id -> (the line it belongs to, relay url): a frame says neither (§10.2).
+        self._mailboxes: dict[bytes, tuple[bytes, str]] = {}
         self._peer_caps: dict[bytes, dict[str, bytes]] = {}  # line -> circuit url -> send id
         #: Unbounded as a queue, bounded in fact: each link puts at most its ReceiveLimit.
         self.deliveries: asyncio.Queue[Delivery] = asyncio.Queue()
@@ -137,9 +138,9 @@ class Links:
         )
         return recv_id, recv_seed, send_id, send_seed
 
-    def subscribe(self, url: str, recv_id: bytes, seed: bytes) -> None:
-        """Receive from our mailbox ``recv_id`` on ``url``."""
-        self.note_mailbox(recv_id, url)
+    def subscribe(self, url: str, recv_id: bytes, seed: bytes, line_id: bytes) -> None:
+        """Receive from our mailbox ``recv_id`` of ``line_id`` on ``url``."""
+        self.note_mailbox(recv_id, url, line_id)
         self.link(url).subscribe(recv_id, functools.partial(ed25519_sign, seed))
 
     def add_sender(self, line_id: bytes, url: str, send_id: bytes, seed: bytes) -> None:
@@ -150,14 +151,19 @@ class Links:
     def open_mailboxes(self, atrest: AtRest) -> None:
         """At start: receive from every mailbox of ours (retired ones too), send to the peers'."""
         store = self._store
-        for _, url, recv_id, recv_sealed in store.mailboxes() + store.mailboxes(retired=True):
-            self.subscribe(url, recv_id, atrest.open(recv_sealed, b"recv-key" + recv_id))
+        for line_id, url, recv_id, recv_sealed in store.mailboxes() + store.mailboxes(retired=True):
+            self.subscribe(url, recv_id, atrest.open(recv_sealed, b"recv-key" + recv_id), line_id)
         for line_id, url, send_id, send_sealed in store.peer_mailboxes():
             self.add_sender(line_id, url, send_id, atrest.open(send_sealed, b"send-key" + send_id))
 
-    def note_mailbox(self, recv_id: bytes, url: str) -> None:
-        """Bookkeeping only: frames from ``recv_id`` come through ``url``."""
-        self._mailbox_urls[recv_id] = url
+    def note_mailbox(self, recv_id: bytes, url: str, line_id: bytes) -> None:
+        """Bookkeeping only: frames from ``recv_id`` come through ``url`` for ``line_id``."""
+        self._mailboxes[recv_id] = (line_id, url)
+
+    def mailbox(self, recv_id: bytes) -> tuple[bytes, str] | None:
+        """(line, relay url) of our mailbox ``recv_id`` (current or retired), None if not ours:
+        the only way a received frame says which line and circuit it belongs to."""
+        return self._mailboxes.get(recv_id)
 
     def note_circuit(self, line_id: bytes, url: str, send_id: bytes) -> None:
         """Bookkeeping only: the line sends through ``url`` to the peer's ``send_id``."""
@@ -192,14 +198,15 @@ class Links:
         link = delivery.link
         if link is not None:
             return link.receives(delivery.recv_id), link.url
-        return True, self._mailbox_urls.get(delivery.recv_id)
+        known = self._mailboxes.get(delivery.recv_id)
+        return True, known[1] if known is not None else None
 
     def ack(self, delivery: Delivery) -> None:
         """Acknowledge to the relay that delivered it (only for a mailbox it serves us)."""
         link = delivery.link
         if link is None:
-            url = self._mailbox_urls.get(delivery.recv_id)
-            link = self._links.get(url) if url is not None else None
+            known = self._mailboxes.get(delivery.recv_id)
+            link = self._links.get(known[1]) if known is not None else None
         if link is not None and link.receives(delivery.recv_id):
             link.ack_soon(delivery.recv_id, delivery.msg_id)
 

@@ -19,15 +19,24 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from backchannel.clock import Clock, ms
-from backchannel.errors import BackchannelError, InvalidArgument, MessageTooLarge, TransportError
+from backchannel.errors import (
+    BackchannelError,
+    InvalidArgument,
+    MessageTooLarge,
+    StorageError,
+    TransportError,
+)
+from backchannel.proto import wire
 from backchannel.proto.engine import effects as fx
 from backchannel.proto.engine import sending
 from backchannel.proto.payloads import MAX_TEXT_BYTES, Acknowledged, Message, Payload, Precedence
+from backchannel.station.circuit_keys import CircuitKeyring
 from backchannel.station.config import StationConfig
 from backchannel.station.delivery import Item, Sender, Waiters
 from backchannel.station.lines import Lines
 from backchannel.station.links import Links
 from backchannel.station.liveline import LiveLine
+from backchannel.station.pacer import Pacer
 from backchannel.station.store import SendKeyRow, Store
 
 log = logging.getLogger("backchannel.station")
@@ -80,22 +89,33 @@ FRESH_FRAMES = 2048
 class Outbox:
     """Our frames: sealed and stored in one transaction, sent after it commits."""
 
-    def __init__(self, lines: Lines, links: Links, store: Store, clock: Clock, config: StationConfig) -> None:
+    def __init__(
+        self,
+        lines: Lines,
+        links: Links,
+        store: Store,
+        clock: Clock,
+        config: StationConfig,
+        keys: CircuitKeyring | None = None,
+    ) -> None:
         self._lines = lines
         self._store = store
         self._clock = clock
+        self.keys = keys or CircuitKeyring(lines, store)
         self.waiters = Waiters()
-        self.sender = Sender(links, self, config)
+        #: The seam every wire frame leaves through: cover traffic's slots (PROTOCOL §10.7).
+        self.pacer = Pacer(lines, links, store, config, self.keys)
+        self.sender = Sender(links, self, config, self.pacer)
         self._batch: list[_Queued] = []
         self.on_key: KeyCheck | None = None
-        #: Frames just committed, so the sender need not read back what it has in hand (a
-        #: stored frame never changes; only committed ones are put here).
-        self._fresh: OrderedDict[Item, bytes] = OrderedDict()
+        #: Envelopes just committed (with the message's precedence), so the sender need not read
+        #: back what it has in hand (a stored envelope never changes; only committed ones are here).
+        self._fresh: OrderedDict[Item, tuple[bytes, str | None]] = OrderedDict()
         links.on_released.append(self.sender.forget)
 
-    def committed(self, line_id: bytes, seq: int, frame: bytes) -> None:
+    def committed(self, line_id: bytes, seq: int, frame: bytes, precedence: str | None = None) -> None:
         """``frame`` is stored (its transaction committed): keep it at hand for the sender."""
-        self._fresh[(line_id, seq)] = frame
+        self._fresh[(line_id, seq)] = (frame, precedence)
         while len(self._fresh) > FRESH_FRAMES:
             self._fresh.popitem(last=False)
 
@@ -202,7 +222,7 @@ class Outbox:
         batch, self._batch = self._batch, []
         now = self._clock.now()
         sealed: list[Item] = []
-        frames: list[bytes] = []
+        frames: list[tuple[bytes, str]] = []
         done: list[tuple[_Queued, int, bool]] = []
         refused: list[tuple[_Queued, Exception]] = []
         try:
@@ -238,7 +258,7 @@ class Outbox:
                         detail = f"{live.row.name}:{frame.seq} {prec} draft {draft_id}, {note}"
                         self._store.add_audit(now, operator, "release", detail)
                     sealed.append((live.line_id, frame.seq))
-                    frames.append(frame.frame)
+                    frames.append((frame.frame, queued.precedence.value))
                     done.append((queued, frame.seq, False))
                 for line_id in {item.live.line_id for item in batch}:
                     self._lines.persist(self._lines[line_id])
@@ -247,8 +267,8 @@ class Outbox:
                 if not item.future.done():
                     item.future.set_exception(exc)
             return
-        for (line_id, seq), data in zip(sealed, frames, strict=True):
-            self.committed(line_id, seq, data)
+        for (line_id, seq), (data, precedence) in zip(sealed, frames, strict=True):
+            self.committed(line_id, seq, data, precedence)
         for queued, error in refused:
             if not queued.future.done():
                 queued.future.set_exception(error)
@@ -269,8 +289,26 @@ class Outbox:
         return live is not None and live.core.may_send(seq)
 
     def outbound_frame(self, line_id: bytes, seq: int) -> bytes:
+        """The stored envelope of our entry ``seq`` (the same bytes on every retry and circuit)."""
+        return self._outbound(line_id, seq)[0]
+
+    def _outbound(self, line_id: bytes, seq: int) -> tuple[bytes, str | None]:
         fresh = self._fresh.get((line_id, seq))
-        return fresh if fresh is not None else self._store.frame(line_id, seq)
+        if fresh is not None:
+            return fresh
+        row = self._store.outbound_one(line_id, seq)
+        if row is None:
+            raise StorageError(f"outbound frame {seq} is missing")
+        return bytes(row.frame), row.precedence
+
+    def wire_frames(self, line_id: bytes, seq: int, url: str) -> tuple[list[bytes], str | None]:
+        """The circuit frames of our entry ``seq`` for the circuit ``url`` (its envelope split
+        and wrapped under that circuit's keys, PROTOCOL §7.1), and the message's precedence.
+
+        Deterministic (synthetic nonces): a retry gives the relay the very same frames, which
+        its idempotent SEND stores once."""
+        envelope, precedence = self._outbound(line_id, seq)
+        return wire.seal_fragments(self.keys.sending(line_id, url, seq), seq, envelope), precedence
 
     def mark_sent(self, items: list[tuple[bytes, int, str]]) -> None:
         """Circuits stored these frames. Bookkeeping only: if a power cut loses it, the

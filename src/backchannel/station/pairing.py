@@ -138,7 +138,7 @@ class Pairing:
                 self._store.add_mailbox(line_id, url, recv_id, sealed_key)
             self._lines.save_account()
         for url, recv_id, recv_seed, _, _ in boxes:
-            self._links.subscribe(url, recv_id, recv_seed)
+            self._links.subscribe(url, recv_id, recv_seed, line_id)
         return InvitationView(line_id.hex(), name or "", signed.text(), invitation.expires_at / 1000, urls)
 
     async def accept(self, text: str, name: str | None = None) -> LineView:
@@ -206,7 +206,7 @@ class Pairing:
             self._store.add_outbound(inv.line_id, 1, "hello", accepted.hello.frame, now)
             self._lines.add(LiveLine(row, accepted.state, accepted.session))
         for url, recv_id, recv_seed, _, _ in ours:
-            self._links.subscribe(url, recv_id, recv_seed)
+            self._links.subscribe(url, recv_id, recv_seed, inv.line_id)
         for cap in inv.mailboxes:
             self._links.add_sender(inv.line_id, cap.url, cap.send_id, cap.send_key)
         self._outbox.enqueue([(inv.line_id, 1)])

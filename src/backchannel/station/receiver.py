@@ -2,9 +2,11 @@
 
 Theory of operation
 -------------------
-Frames from every relay land in one queue. :meth:`Receiver.run` takes them in batches and,
-inside one transaction per batch, authenticates each envelope, drops duplicates (after
-noting which circuit the copy came through), holds early frames, decrypts the next in-order
+Frames from every relay land in one queue. :meth:`Receiver.run` takes them in batches, opens
+each circuit frame and reassembles envelopes (:mod:`backchannel.station.inbound`: the mailbox
+names the line, the fragments of an entry are acknowledged only once the whole entry is
+stored) and, inside one transaction per batch, authenticates each envelope, drops duplicates
+(after noting which circuit the copy came through), holds early frames, decrypts the next in-order
 frames, applies receipts, stores messages and the record, and seals a cumulative *delivered*
 receipt. Only after the commit are the receipts queued and the frames acknowledged to their
 relays, which then delete them. A storage failure leaves nothing behind and the batch comes
@@ -37,15 +39,14 @@ from collections.abc import Callable
 
 from backchannel.clock import Clock, ms
 from backchannel.errors import BackchannelError, InvitationAlreadyUsed, MisaddressedFrame, RemoteError
-from backchannel.proto import envelope
 from backchannel.proto.engine import effects as fx
 from backchannel.proto.engine import receiving
 from backchannel.proto.engine.receiving import MAX_HELD
-from backchannel.proto.envelope import Kind
-from backchannel.proto.ordering import Verdict
+from backchannel.proto.envelope import Kind, Sealed
 from backchannel.proto.payloads import Delivered
-from backchannel.proto.primitives import AEAD_TAG_LEN
+from backchannel.proto.wire import Cover
 from backchannel.station.circuits import CircuitChanges
+from backchannel.station.inbound import SMALL_ENVELOPE, Inbound, Opened, Taken
 from backchannel.station.lines import Lines
 from backchannel.station.links import Links
 from backchannel.station.liveline import LiveLine
@@ -62,8 +63,8 @@ log = logging.getLogger("backchannel.station")
 
 RECEIVE_BATCH = 512
 
-#: The size of a frame in the smallest padding bucket (every receipt's).
-SMALL_FRAME = envelope.HEADER_LEN + envelope.BUCKETS[0] + AEAD_TAG_LEN
+#: The size of an envelope in the smallest padding bucket (every receipt's).
+SMALL_FRAME = SMALL_ENVELOPE
 
 #: How long frames applied by a relaxed commit may wait for a flushed commit to cover them
 #: before the receiver makes one itself (their relays hold them meanwhile).
@@ -122,6 +123,8 @@ class _Batch:
         self.frames: list[tuple[bytes, int, bytes]] = []
         #: Something in the batch needs the commit flushed before anything follows it.
         self.must_flush = False
+        #: The circuit layer's part: which frames to acknowledge after the commit.
+        self.taken = Taken()
 
 
 class Receiver:
@@ -147,6 +150,10 @@ class Receiver:
         self._store = store
         self._clock = clock
         self._ledger = StoreLedger(store)
+        self.inbound = Inbound(lines, links, outbox.keys, monitor.copy_arrived)
+        #: What the last committed batch may acknowledge to its relays (its own frames, minus
+        #: fragments of entries still incomplete, plus earlier fragments of entries it completed).
+        self.acks_due: list[Delivery] = []
         #: Frames applied by relaxed commits, not yet acknowledged: (the store's
         #: ``durable_commits`` when committed, the frame).
         self._unsynced: list[tuple[int, Delivery]] = []
@@ -178,17 +185,17 @@ class Receiver:
                 log.exception("a batch of %d frames hit an internal error", len(batch))
                 newly_sendable, done, requeued = self.receive_one_by_one(batch)
                 self._release([d for d in batch if not any(d is r for r in requeued)])
-                batch = done
             else:
                 self._release(batch)
+                done = self.acks_due
             self._outbox.enqueue(newly_sendable)  # receipts leave before the relay acks
             if self._relaxed:
                 epoch = self._store.durable_commits
-                self._unsynced += [(epoch, delivery) for delivery in batch]
+                self._unsynced += [(epoch, delivery) for delivery in done]
                 if len(self._unsynced) >= SYNC_FRAMES:
                     self._sync()
             else:
-                for delivery in batch:
+                for delivery in done:
                     self._links.ack(delivery)
             self._ack_synced()
             self._links.check_floods()
@@ -234,6 +241,7 @@ class Receiver:
         for delivery in batch:
             try:
                 sendable += self.receive_batch([delivery])
+                done += self.acks_due
             except BackchannelError:
                 self._links.deliveries.put_nowait(delivery)  # not stored: it comes round again
                 requeued.append(delivery)
@@ -245,7 +253,6 @@ class Receiver:
                 with contextlib.suppress(BackchannelError), self._store.transaction():
                     self._store.count("internal_error")
                 continue
-            done.append(delivery)
         return sendable, done, requeued
 
     def receive_batch(self, batch: list[Delivery], may_relax: bool = False) -> list[Item]:
@@ -257,17 +264,20 @@ class Receiver:
         batch of receipts alone may commit without one (then ``_relaxed`` is set).
         """
         self._relaxed = False
+        self.acks_due = []
         now = self._clock.now()
         work = _Batch()
         waiters = self._outbox.waiters
+        opened = [self.inbound.open(delivery) for delivery in batch]  # (no transaction needed)
         try:
-            # Receipts fill the smallest padding bucket: a batch of such frames is likely to be
-            # receipts only, and starts without the flush; any other starts with it (SQLite
-            # fixes the flush before the transaction), so a message costs no extra commit.
-            relax = may_relax and all(len(d.payload) <= SMALL_FRAME for d in batch)
+            # Receipts fill the smallest padding bucket: a batch of such entries (and of cover)
+            # is likely to be receipts only, and starts without the flush; any other starts
+            # with it (SQLite fixes the flush before the transaction), so a message costs no
+            # extra commit.
+            relax = may_relax and all(o.small for o in opened)
             with self._lines.mutation(durable=not relax):
-                for delivery in batch:
-                    self._receive_delivery(delivery, now, work)
+                for one in opened:
+                    self._receive_delivery(one, now, work)
                 for line_id in work.receipts_due:
                     live = self._lines[line_id]
                     sealed = self._lines.seal(live, Delivered(live.state.delivered_upto, ms(now)))
@@ -285,7 +295,10 @@ class Receiver:
         except BaseException:
             self._relaxed = False
             waiters.rollback()
+            for delivery in self.inbound.rolled_back(work.taken, batch):
+                self._links.deliveries.put_nowait(delivery)  # an entry's earlier fragments
             raise
+        self.acks_due = self.inbound.committed(work.taken)
         for line_id, seq, frame in work.frames:
             self._outbox.committed(line_id, seq, frame)
         waiters.flush()
@@ -296,7 +309,8 @@ class Receiver:
                 log.exception("an action after a stored batch failed (alarm, health or circuit)")
         return work.outgoing
 
-    def _receive_delivery(self, delivery: Delivery, now: float, work: _Batch) -> None:
+    def _receive_delivery(self, opened: Opened, now: float, work: _Batch) -> None:
+        delivery = opened.delivery
         allowed, url = self._links.source(delivery)
         if not allowed:
             # A relay may deliver only for the mailboxes we subscribed there: it may not
@@ -304,17 +318,36 @@ class Receiver:
             self._store.count("unsubscribed_delivery")
             if url is not None:
                 self._links.flood.useless(url, now)
+            work.taken.acks.append(delivery)
             return
         try:
-            self._receive_one(delivery.payload, url, now, work)
+            self._receive_frame(opened, url, now, work)
         except RemoteError as exc:
-            self._store.count(exc.code)
+            self.inbound.rejected(work.taken, delivery)
+            self._store.count("unreadable_frame" if opened.unreadable else exc.code)
             if url is not None:
                 self._links.flood.useless(url, now)
+            if not any(d is delivery for d in work.taken.acks):
+                work.taken.acks.append(delivery)
             log.info("dropped a frame: %s", exc)
 
-    def _receive_one(self, data: bytes, url: str | None, now: float, work: _Batch) -> None:
-        sealed = envelope.parse(data)
+    def _receive_frame(self, opened: Opened, url: str | None, now: float, work: _Batch) -> None:
+        """One circuit frame: cover, or a fragment that may complete an entry."""
+        if opened.error is not None:
+            raise opened.error
+        assert opened.line_id is not None and opened.frame is not None
+        if isinstance(opened.frame, Cover):
+            self._store.count("cover_received")
+            if url is not None:
+                self._monitor.contact_in(opened.line_id, url)
+            work.taken.acks.append(opened.delivery)
+            return
+        whole = self.inbound.take(opened, opened.frame, url, now, work.taken)
+        if whole is not None:
+            self._receive_one(whole[0], whole[1], url, now, work)
+
+    def _receive_one(self, sealed: Sealed, data: bytes, url: str | None, now: float, work: _Batch) -> None:
+        """One whole envelope, checked against the mailbox it came through."""
         line_id = sealed.header.line_id
         live = self._lines.get(line_id)
         try:
@@ -334,16 +367,13 @@ class Receiver:
             work.after.append(lambda: self._pairing.invitation_reused(line_id, url))
             raise
         live.state, live.peer = result.core.state, result.core.peer
-        repeat = False
         for effect in result.effects:
             if isinstance(effect, fx.CopyArrived):
-                # Any genuine copy proves its circuit works; the flood guard counts repeats.
+                # Any genuine copy proves its circuit works (the flood guard counted repeats
+                # fragment by fragment, :mod:`inbound`).
                 self._monitor.copy_arrived(effect.line_id, url, effect.seq)
-                repeat = url is not None and self._links.flood.copy(url, effect.line_id, effect.seq, now)
             else:
                 self._apply(live, effect, url, now, work)
-        if result.verdict is Verdict.DUPLICATE and repeat and url is not None:
-            self._links.flood.useless(url, now)  # the same relay sent this very frame again
 
     def _apply(self, live: LiveLine, effect: fx.Effect, url: str | None, now: float, work: _Batch) -> None:
         """Carry out one effect of the engine inside the batch's transaction (or after it)."""

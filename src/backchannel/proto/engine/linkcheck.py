@@ -191,6 +191,13 @@ def start(now: float, interval: float, circuits: Mapping[str, bool]) -> LineWatc
     return watch
 
 
+def contact_in(watch: LineWatch, url: str, now: float) -> LineWatch:
+    """An authenticated frame that carries no entry (cover) arrived through ``url``: only the
+    peer holds the circuit's key, so it proves the circuit works inbound."""
+    watch, circuit = watch.watching(url, now)
+    return watch.with_circuit(replace(circuit, last_in=now))
+
+
 def copy_arrived(watch: LineWatch, url: str, seq: int, now: float) -> LineWatch:
     """An authenticated copy of frame ``seq`` arrived through ``url`` (first or not)."""
     watch, circuit = watch.watching(url, now)

@@ -72,7 +72,7 @@ def one_line(tmp: Path, rate: float) -> Iterator[tuple[RelayProcess, WireTap, li
     stations: list[StationProcess] = []
     try:
         for name in ("alpha", "bravo"):
-            st = StationProcess(tmp, name)
+            st = StationProcess(tmp, name, cover_rate=rate)
             (st.home / "station.toml").write_text(station_toml(rate))
             st.start()
             stations.append(st)

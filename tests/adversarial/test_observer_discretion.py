@@ -118,13 +118,11 @@ def bodies(tap: WireTap) -> set[bytes]:
 # ---- the run ------------------------------------------------------------------------------------
 
 
-def station_toml(cover_rate: float) -> str:
-    return (
-        "[station]\n"
-        f"cover_rate = {cover_rate:g}\n"
-        "link_test_interval = 1\n"  # the quiet period is not silent: link tests run all along
-        'relay_policy = ["127.0.0.1"]\n'  # the second relay is added in band (a circuit change)
-    )
+STATION_TOML = (
+    "[station]\n"
+    "link_test_interval = 1\n"  # the quiet period is not silent: link tests run all along
+    'relay_policy = ["127.0.0.1"]\n'  # the second relay is added in band (a circuit change)
+)
 
 
 @contextlib.contextmanager
@@ -140,8 +138,8 @@ def tapped_line(tmp_path: Path, cover_rate: float) -> Iterator[Line]:
             started.append(tap)
         stations = []
         for name in ("alpha", "bravo"):
-            st = StationProcess(tmp_path, name)
-            (st.home / "station.toml").write_text(station_toml(cover_rate))
+            st = StationProcess(tmp_path, name, cover_rate=cover_rate)
+            (st.home / "station.toml").write_text(STATION_TOML)
             st.start()
             started.append(st)
             stations.append(st)

@@ -17,7 +17,8 @@ Three measurements, each figure the median over ``--runs`` runs (fresh processes
 3. **The wait for a slot.** On a line with cover at 1 frame/s, ``--messages`` messages per
    precedence (ROUTINE, FLASH; ``cover_flash = "slot"``, the default), each sent at a random moment
    (seeded), timed from the ``send`` call to *relayed* (the relay answered STORED), in slot units
-   (T = 1 s); the same without cover for reference. Median and p99 over all runs' messages.
+   (T = 1 s); then as many FLASHes after ``line cover --flash immediate``; and one run without cover
+   for reference (the station's own path: commit, seal, SEND). Median and p99 over all runs.
 
 Run: ``python bench/cover.py`` (part of ``make bench``); ``--quick`` for one short run of each.
 Targets (docs/PERFORMANCE.md): a station under 5 % of one core at 1 frame/s; a relay serving 100
@@ -246,9 +247,11 @@ def relay_run(lines: int, rate: float, window: float) -> dict[str, float]:
 
 
 def slot_waits(rate: float, messages: int, seed: int) -> dict[str, list[float]]:
-    """Seconds from ``send`` to *relayed*, per precedence, on a line with cover at ``rate``."""
+    """Seconds from ``send`` to *relayed*, per precedence, on a line with cover at ``rate``:
+    ROUTINE and FLASH mixed (``cover_flash = "slot"``), then, with cover on, FLASH alone after
+    ``line cover --flash immediate``."""
     rng = random.Random(seed)
-    waits: dict[str, list[float]] = {"ROUTINE": [], "FLASH": []}
+    waits: dict[str, list[float]] = {"ROUTINE": [], "FLASH": [], "FLASH immediate": []}
     with (
         tempfile.TemporaryDirectory(prefix="bc-cover-wait-") as tmp,
         one_line(Path(tmp), rate) as (_, _, sts),
@@ -257,13 +260,18 @@ def slot_waits(rate: float, messages: int, seed: int) -> dict[str, list[float]]:
         time.sleep(2.0)
         order = ["ROUTINE", "FLASH"] * messages
         rng.shuffle(order)
-        for n, precedence in enumerate(order):
+        if rate > 0:
+            order += ["FLASH immediate"] * messages
+        for n, kind in enumerate(order):
+            if kind == "FLASH immediate" and not waits[kind]:
+                alpha.call("line_cover", line="peer", flash="immediate")
             time.sleep(rng.uniform(0, 1.0))  # a random moment, not in step with the slots
             t0 = time.monotonic()
+            precedence = kind.split()[0]
             alpha.call(
                 "send", line="peer", text=f"wait {n}", precedence=precedence, wait="relayed", timeout=30
             )
-            waits[precedence].append(time.monotonic() - t0)
+            waits[kind].append(time.monotonic() - t0)
         wait_until("the last receipt", lambda: all(m["status"] != "queued" for m in alpha.call("outbox")))
     return waits
 
@@ -279,14 +287,15 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--rates", default="1,10,100")
-    parser.add_argument("--window", type=float, default=10.0)
+    parser.add_argument("--window", type=float, default=8.0)
     parser.add_argument("--lines", type=int, default=100)
-    parser.add_argument("--messages", type=int, default=15, help="per precedence per run")
+    parser.add_argument("--messages", type=int, default=12, help="per precedence per run")
     parser.add_argument("--quick", action="store_true", help="one short run of each")
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args()
     if args.quick:
         args.runs, args.window, args.messages = 1, 5.0, 5
+    started = time.monotonic()
     rates = [float(r) for r in args.rates.split(",")]
     result: dict[str, Any] = {"machine": machine_facts(tempfile.gettempdir()), "runs": args.runs}
 
@@ -306,20 +315,26 @@ def main() -> None:
     print("3. send -> relayed, in slots (T = 1 s), cover at 1 frame/s (and off, for reference)")
     result["wait"] = {}
     for rate in (1.0, 0.0):
-        pooled: dict[str, list[float]] = {"ROUTINE": [], "FLASH": []}
-        for run in range(args.runs):
+        pooled: dict[str, list[float]] = {"ROUTINE": [], "FLASH": [], "FLASH immediate": []}
+        for run in range(args.runs if rate else 1):  # without cover: one run, for reference
             for prec, values in slot_waits(rate, args.messages, SEED + run).items():
                 pooled[prec] += values
         for prec, values in pooled.items():
+            if not values:
+                continue
             slots = [v * 1.0 for v in values]  # T = 1 s at 1 frame/s: seconds are slots
             row = {
                 "n": len(slots),
                 "median slots": round(statistics.median(slots), 3),
                 "p99 slots": round(percentile(slots, 99), 3),
                 "max slots": round(max(slots), 3),
+                "all": [round(v, 3) for v in sorted(slots)],
             }
             result["wait"][f"{prec} cover {rate:g}"] = row
-            print(f"  {prec} cover {rate:g} fps: " + ", ".join(f"{k} {v}" for k, v in row.items()))
+            shown = ", ".join(f"{k} {v}" for k, v in row.items() if k != "all")
+            print(f"  {prec} cover {rate:g} fps: {shown}")
+    result["seconds"] = round(time.monotonic() - started)
+    print(f"took {result['seconds']} s")
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2) + "\n")
     print(f"written to {args.out}")

@@ -308,6 +308,8 @@ def analyse(line: Line, label: str) -> list[list[tuple[str, int, int, float, flo
         d, p = ks(quiet.ack_gaps, busy.ack_gaps)
         value = f"{len(quiet.ack_gaps)} / {len(busy.ack_gaps)} / {d:.3f} / {p:.3g}"
         figure(f"{label} relay {i} ACK gaps per connection (not asserted): n quiet / n busy / D / p", value)
+        bursts = [sum(g < 0.01 for g in x) / max(1, len(x)) for x in (quiet.ack_gaps, busy.ack_gaps)]
+        figure(f"{label} relay {i} ACK gaps under 10 ms, quiet / busy", f"{bursts[0]:.1%} / {bursts[1]:.1%}")
         out.append(rows)
     return out
 

@@ -4,10 +4,11 @@ Since issue 11 a message of 5 … 30 000 bytes travels as 5 or 9 circuit frames 
 per circuit, and the receiver acknowledges a fragment only once the batch that stores the whole
 entry has committed. Here a line runs over two relays, each behind a fault-injecting proxy that
 drops WebSocket frames and cuts connections, while a seeded killer SIGKILLs and restarts the
-relays and both stations at random moments; the sender streams long messages of random sizes.
-Afterwards every message whose ``send`` returned (it is then durable) is in the receiver's
-inbox exactly once, whole (the very text), in order; one cut off by a kill of the sender (which
-may or may not have been stored) is there at most once; the transcripts are equal. The seed
+relays and both stations at random moments; the stations stream long messages of random sizes
+to each other, both ways. Afterwards every message whose ``send`` returned (it is then durable)
+is in its receiver's inbox exactly once, whole (the very text), in order; one cut off by a kill
+of its sender (which may or may not have been stored) is there at most once; the transcripts
+are equal. The seed
 is printed (replay with ``BACKCHANNEL_FAULT_SEED``). The stream and the killer are bounded in
 count and time.
 """
@@ -91,15 +92,17 @@ def test_many_fragment_messages_arrive_whole_once_in_order_through_kills_and_cut
             proxy.set_faults({"drop": 0.03, "cut": 0.5})
         killer = Killer([*relays, a, b], KILLS, random.Random(rng.random()))
         killer.start()
-        texts = [text_of(i, rng) for i in range(MESSAGES)]
+        texts = [text_of(i, rng) for i in range(MESSAGES)]  # even: alpha to bravo; odd: back
+        routes = [(a, "bravo", b, "alpha"), (b, "alpha", a, "bravo")]
         accepted: list[str] = []
         ambiguous: list[str] = []
         started = time.monotonic()
         i = 0
         while (i < MESSAGES or killer.is_alive()) and time.monotonic() < started + 90:
             if i < MESSAGES:
+                sender, line, _, _ = routes[i % 2]
                 try:
-                    a.call("send", line="bravo", text=texts[i])
+                    sender.call("send", line=line, text=texts[i])
                     accepted.append(texts[i])
                 except (StationNotRunning, TransportError, OSError):
                     ambiguous.append(texts[i])
@@ -116,21 +119,29 @@ def test_many_fragment_messages_arrive_whole_once_in_order_through_kills_and_cut
             if not st.running:
                 st.start()
 
-        def inbox() -> list[str]:
-            return [m["text"] for m in reversed(b.call("inbox", line="alpha", limit=1_000))]
+        def inbox(station: StationProcess, line: str) -> list[str]:
+            return [m["text"] for m in reversed(station.call("inbox", line=line, limit=1_000))]
+
+        def arrived() -> bool:
+            return set(accepted) <= set(inbox(b, "alpha")) | set(inbox(a, "bravo"))
 
         settle = time.monotonic()
-        wait_until("every accepted message, whole", lambda: set(accepted) <= set(inbox()), timeout=120)
+        wait_until("every accepted message, whole", arrived, timeout=120)
         took = time.monotonic() - settle
-        got = inbox()
-        assert len(got) == len(set(got)), "a message was delivered twice"
-        assert set(got) <= set(accepted) | set(ambiguous), "a message arrived that was never sent (or cut)"
-        assert got == [t for t in texts if t in got], "messages were delivered out of order"
+        for parity, (_, _, receiver, line) in enumerate(routes):
+            got = inbox(receiver, line)
+            sent = texts[parity::2]
+            assert len(got) == len(set(got)), "a message was delivered twice"
+            assert set(got) <= set(accepted) | set(ambiguous), "a message arrived that was never sent"
+            assert set(got) <= set(sent), "a message arrived at the wrong station"
+            assert got == [t for t in sent if t in got], "messages were delivered out of order"
         wait_until("equal transcript heads", lambda: heads_equal(a, "bravo", b, "alpha"), timeout=60)
-        with sqlite3.connect(a.home / "station.db") as db:
-            sizes = [len(r[0]) for r in db.execute("SELECT frame FROM outbox WHERE kind = 'msg'")]
+        sizes = []
+        for st in (a, b):
+            with sqlite3.connect(st.home / "station.db") as db:
+                sizes += [len(r[0]) for r in db.execute("SELECT frame FROM outbox WHERE kind = 'msg'")]
         fragments = [math.ceil(n / wire.CHUNK) for n in sizes]
-        counters = b.call("counters")
+        refused = sum(st.call("counters").get("fragment_limit", 0) for st in (a, b))
     finally:
         for st in (a, b):
             st.stop()
@@ -139,12 +150,13 @@ def test_many_fragment_messages_arrive_whole_once_in_order_through_kills_and_cut
         for relay in relays:
             relay.stop()
     figure("many-fragment messages accepted (sent)", len(accepted), "messages")
+    figure("sends cut off by a kill of their station (ambiguous)", len(ambiguous), "messages")
     figure("fewest / most fragments per message", f"{min(fragments)} / {max(fragments)}", "fragments")
     figure("kills (relays and stations)", len(killer.done), "kills")
     figure("victims, in order", " ".join(killer.done))
     figure("connections cut by the proxies", sum(p.counters["cuts"] for p in proxies), "cuts")
     figure("WebSocket frames dropped by the proxies", sum(p.counters["dropped"] for p in proxies), "frames")
-    figure("fragments refused by the reassembly bounds", counters.get("fragment_limit", 0), "fragments")
-    figure("time to deliver everything after the faults", took, "s")
+    figure("fragments refused by the reassembly bounds", refused, "fragments")
+    figure("wait after the last kill until everything arrived", took, "s")
     assert min(fragments) >= 5 and max(fragments) == wire.MAX_FRAGMENTS
     assert took < 120

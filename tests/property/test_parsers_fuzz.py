@@ -70,7 +70,7 @@ from backchannel.station.keystore import create_keystore, open_keystore
 from backchannel.station.relay_link import Delivery
 from backchannel.station.station import Station
 
-from support.offline import make_offline
+from support.offline import make_offline, wrap
 
 T = TypeVar("T")
 RELAY = "ws://relay.invalid:1"
@@ -694,8 +694,15 @@ class StationUnderFire:
     genuine: list[bytes]  # frames the station has already accepted
 
 
-def _delivery(payload: bytes) -> Delivery:
-    return Delivery(b"r" * 16, b"m" * 16, payload)
+def _wrapped(target: StationUnderFire, payload: bytes) -> list[Delivery]:
+    """What a relay delivers for ``payload`` (issue 11): an envelope wrapped in the circuit
+    frames of the station's mailbox (under the line's circuit keys, or the hello keys of the
+    pending invitation: as a peer, or a thief of those keys, would send it); bytes that are no
+    envelope wrapped for the line; empty bytes as they are (a relay's own)."""
+    try:
+        return wrap(target.station, payload, line_id=target.line_id)
+    except RemoteError:  # no circuit frame can carry it (too long): a relay's own bytes then
+        return [Delivery(wrap(target.station, b"", line_id=target.line_id)[0].recv_id, b"m" * 16, payload)]
 
 
 @pytest.fixture(scope="module")
@@ -712,12 +719,12 @@ def target(tmp_path_factory: pytest.TempPathFactory) -> Iterator[StationUnderFir
     text = asyncio.run(alpha.invite(relay=RELAY)).text
     line_id = bytes.fromhex(asyncio.run(bravo.accept(text)).line_id)
     hello = bravo.outbound_frame(line_id, 1)
-    welcome = alpha.receive_batch([_delivery(hello)])
-    bravo.receive_batch([_delivery(alpha.outbound_frame(*welcome[0]))])
+    welcome = alpha.receive_batch(wrap(alpha, hello))
+    bravo.receive_batch(wrap(bravo, alpha.outbound_frame(*welcome[0])))
     seq = asyncio.run(bravo.send(bravo.lines()[0].name, "genuine message")).seq
     assert seq is not None
     message = bravo.outbound_frame(line_id, seq)
-    alpha.receive_batch([_delivery(message)])
+    alpha.receive_batch(wrap(alpha, message))
     pending = bytes.fromhex(asyncio.run(alpha.invite(relay=RELAY)).line_id)
     assert [m.text for m in alpha.inbox()] == ["genuine message"]
     yield StationUnderFire(alpha, line_id, pending, [hello, message])
@@ -738,10 +745,15 @@ def test_station_receive_batch_never_raises_and_counts_every_reject(
         st.sampled_from(target.genuine),  # replays
     )
     batch = data.draw(st.lists(garbage, min_size=1, max_size=4))
+    raw = data.draw(st.lists(st.binary(max_size=wire.FRAME_SIZE + 1), max_size=2))  # the relay's own
+    deliveries = [d for f in batch for d in _wrapped(target, f)]
+    deliveries += [Delivery(deliveries[0].recv_id, b"m" * 16, r) for r in raw]
     before_counts = sum(station.counters().values())
     before_line = station.lines()[0]
-    station.receive_batch([_delivery(f) for f in batch])
-    assert sum(station.counters().values()) == before_counts + len(batch)
+    station.receive_batch(deliveries)
+    # Every envelope and every raw frame is counted once at least; a fragment at most once.
+    assert before_counts + len(batch) + len(raw) <= sum(station.counters().values())
+    assert sum(station.counters().values()) <= before_counts + len(deliveries)
     after_line = station.lines()[0]
     assert after_line.transcript_head == before_line.transcript_head
     assert [m.text for m in station.inbox()] == ["genuine message"]
@@ -752,8 +764,8 @@ def test_station_receive_batch_never_raises_and_counts_every_reject(
 def test_each_kind_of_reject_is_counted_under_its_own_name(target: StationUnderFire) -> None:
     station = target.station
     message = target.genuine[1]
-    tampered = bytearray(message)
-    tampered[-1] ^= 1
+    tampered = bytearray(message)  # a later sequence number: an old one is a duplicate before
+    tampered[21:29] = (struct.unpack(">Q", message[21:29])[0] + 1000).to_bytes(8, "big")  # the AEAD
     fake_hello = Header(
         Kind.HELLO, target.pending_line_id, 1, 1, bytes(12), b"\x09" * 32, bytes(MLKEM_CIPHERTEXT_LEN)
     ).encode() + bytes(BUCKETS[0] + AEAD_TAG_LEN)
@@ -761,14 +773,17 @@ def test_each_kind_of_reject_is_counted_under_its_own_name(target: StationUnderF
         "duplicate": message,
         "decrypt_error": bytes(tampered),
         "protocol_error": message[:-1],
-        "misaddressed": message[:4] + bytes(16) + message[20:],
+        "misaddressed": message[:4] + bytes(16) + bytes(tampered[20:]),
         "unsupported_version": message[:2] + b"\x07" + message[3:],
     }
     for reason, frame in cases.items():
         before = station.counters().get(reason, 0)
-        station.receive_batch([_delivery(frame)])
+        station.receive_batch(_wrapped(target, frame))
         assert station.counters().get(reason, 0) == before + 1, reason
+    before = station.counters().get("unreadable_frame", 0)
+    station.receive_batch([Delivery(_wrapped(target, b"")[0].recv_id, b"m" * 16, message)])  # in clear
+    assert station.counters().get("unreadable_frame", 0) == before + 1
     before = station.counters().get("decrypt_error", 0)
-    station.receive_batch([_delivery(fake_hello)])  # a stranger's hello for the pending invitation
+    station.receive_batch(_wrapped(target, fake_hello))  # a stranger's hello for the pending invitation
     assert station.counters().get("decrypt_error", 0) == before + 1
     assert [i["line_id"] for i in station.pending_invitations()] == [target.pending_line_id.hex()]

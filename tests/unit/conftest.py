@@ -9,7 +9,6 @@ talk to one (``new_mailbox``, ``subscribe``, ``add_sender``) and carrying frames
 from __future__ import annotations
 
 import asyncio
-import os
 import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -18,19 +17,16 @@ from pathlib import Path
 import pytest
 
 from backchannel.clock import FakeClock, FakeRng
-from backchannel.errors import RemoteError
-from backchannel.proto import envelope, wire
+from backchannel.proto import envelope
 from backchannel.proto import line as proto_line
-from backchannel.proto.envelope import Kind
 from backchannel.proto.invitation import Invitation, MailboxCapability, SignedInvitation, encode_invitation
 from backchannel.proto.line import LineState, PendingInvitation, SealedFrame
 from backchannel.proto.payloads import Payload
 from backchannel.proto.primitives import mlkem_public, x25519_public
 from backchannel.proto.session import Identity, OlmSession
-from backchannel.station.relay_link import Delivery
 from backchannel.station.station import Station
 
-from support.offline import make_offline
+from support.offline import make_offline, wrap
 
 RELAY = "ws://relay.invalid:1"
 PASSPHRASE = "correct horse battery staple"
@@ -127,31 +123,6 @@ def deliver(station: Station, *frames: bytes) -> list[tuple[bytes, int]]:
     """Hand envelopes to a station as if a relay had pushed them: each wrapped into the circuit
     frames of its line's mailbox on ``RELAY`` (PROTOCOL §7.1), as the peer's sender does."""
     return station.receive_batch([d for f in frames for d in wrap(station, f)])
-
-
-def wrap(station: Station, data: bytes, url: str = RELAY) -> list[Delivery]:
-    """The deliveries that carry envelope ``data`` to ``station`` through ``url``: its circuit
-    frames (PROTOCOL §7.1) in the station's mailbox of that line, under the keys the peer's
-    sender uses (the hello under the hello keys). Bytes that are no envelope of a line of the
-    station are wrapped for its only line, as a peer with a bug (or a thief of the line keys)
-    would send them; empty bytes go as they are."""
-    try:
-        header: envelope.Header | None = envelope.parse(data).header
-    except RemoteError:
-        header = None
-    boxes = {row.line_id: row.recv_id for row in station.store.mailboxes()}
-    line_id = header.line_id if header is not None and header.line_id in boxes else None
-    if line_id is None:
-        assert len(boxes) == 1, "which line's mailbox?"
-        line_id = next(iter(boxes))
-    if not data:
-        return [Delivery(boxes[line_id], os.urandom(16), data)]
-    keyring, live = station.sending.keys, station.mirror.get(line_id)
-    hello = live is None or (header is not None and header.kind is Kind.HELLO)
-    keys = keyring.hello(line_id, url) if hello else keyring.receiving(line_id, url)
-    assert keys is not None
-    seq = header.seq if header is not None else live.state.delivered_upto + 1 if live else 1
-    return [Delivery(boxes[line_id], os.urandom(16), f) for f in wire.seal_fragments(keys, seq, data)]
 
 
 def outbound(station: Station, items: list[tuple[bytes, int]]) -> list[bytes]:

@@ -47,7 +47,12 @@ class CircuitKeyring:
             hello = self.hello(line_id, url)
             if hello is not None:
                 return hello
-        return self._circuit(line_id, url, live.state.out_direction)
+        return self.outbound(line_id, url)
+
+    def outbound(self, line_id: bytes, url: str) -> CircuitKeys:
+        """The circuit keys of our sending direction on ``url`` (every frame but the hello:
+        entries, and cover frames, :func:`backchannel.proto.wire.seal_cover`)."""
+        return self._circuit(line_id, url, self._lines[line_id].state.out_direction)
 
     def receiving(self, line_id: bytes, url: str) -> CircuitKeys:
         """The keys that open the peer's frames of a line we have (pairing or established) on

@@ -147,6 +147,29 @@ def test_a_flash_is_relayed_within_about_one_slot(line: Line) -> None:
     assert max(waits) <= 10.0
 
 
+def test_a_flash_under_the_immediate_policy_does_not_wait_for_a_slot(line: Line) -> None:
+    """The line's own setting (``line cover``): 1 frame/s (slots 0.5 to 1.5 s apart) and FLASH
+    "immediate"; a FLASH is relayed well before any slot could come."""
+    turned = line.a.cli("line", "cover", "moscow", "--rate", "1", "--flash", "immediate", "--json")
+    assert turned.returncode == 0, turned.stderr
+    assert (json.loads(turned.stdout)["rate_from"], json.loads(turned.stdout)["flash"]) == (
+        "line",
+        "immediate",
+    )
+    try:
+        waits = []
+        for i in range(3):
+            started = time.monotonic()
+            line.a.call("send", line="moscow", text=f"now {i}", precedence="FLASH", wait="relayed")
+            waits.append(time.monotonic() - started)
+        figure("cover: FLASH queued to relayed, immediate at 1/s (max of 3)", round(max(waits), 3), "s")
+        # (under "slot" each would wait for the next slot: 0 to 1.5 s, about 0.6 s on average)
+        assert max(waits) < 0.45
+    finally:
+        back = line.a.cli("line", "cover", "moscow", "--rate", "10", "--flash", "slot")
+        assert back.returncode == 0, back.stderr
+
+
 def test_the_idle_pause_engages_when_the_peer_is_away_and_the_full_rate_returns(line: Line) -> None:
     line.b.stop()
     wait_until(
@@ -166,3 +189,42 @@ def test_the_idle_pause_engages_when_the_peer_is_away_and_the_full_rate_returns(
     back = rate_over(line, line.a, 2.0)
     figure("cover: frames/s per circuit once the peer is back (2 s)", round(back, 2), "frames/s")
     assert back >= 0.5 * RATE
+
+
+def test_a_relay_that_is_down_piles_no_cover_up_and_none_bursts_out_when_it_returns(line: Line) -> None:
+    relay = line.relays[0]
+    relay.kill()
+
+    def down() -> dict[str, Any] | None:
+        return next((c for c in line.circuits(line.a) if not c["connected"]), None)
+
+    circuit = wait_until("a's circuit through the killed relay to notice", down, timeout=30)
+    url = circuit["url"]
+
+    def on(station: StationProcess) -> dict[str, Any]:
+        return next(c for c in line.circuits(station) if c["url"] == url)
+
+    before = on(line.a)
+    time.sleep(3.0)  # 30 slots with the relay away
+    during = on(line.a)
+    figure(
+        "cover: frames sent into a dead relay in 3 s at 10/s",
+        during["sent_cover"] - before["sent_cover"],
+        "frames",
+    )
+    figure(
+        "cover: slots skipped while the relay was dead (3 s)",
+        during["cover_skipped"] - before["cover_skipped"],
+        "slots",
+    )
+    assert during["sent_cover"] - before["sent_cover"] == 0
+    assert during["cover_skipped"] - before["cover_skipped"] >= 15  # the slots passed, nothing was kept
+    relay.restart()
+    wait_until("the circuit back", lambda: on(line.a)["connected"], timeout=30)
+    start = on(line.a)["sent_cover"] + on(line.a)["sent_real"]
+    started = time.monotonic()
+    time.sleep(2.0)
+    after = on(line.a)["sent_cover"] + on(line.a)["sent_real"]
+    burst = (after - start) / (time.monotonic() - started)
+    figure("cover: frames/s on the circuit in the 2 s after its relay returned", round(burst, 2), "frames/s")
+    assert burst <= 1.6 * RATE  # the schedule's rate: no backlog of cover is sent out

@@ -110,8 +110,7 @@ class FakeStore:
 
 
 class FakeKeys:
-    def sending(self, line_id: bytes, url: str, seq: int) -> wire.CircuitKeys:
-        assert seq != 1  # (never the hello keys)
+    def outbound(self, line_id: bytes, url: str) -> wire.CircuitKeys:
         return wire.circuit_keys(b"a" * 32, url)
 
 
@@ -280,6 +279,27 @@ def test_the_line_setting_overrides_the_station_and_is_checked() -> None:
         for bad in ({"rate": -1}, {"rate": 1e9}, {"flash": "later"}):
             with pytest.raises(InvalidArgument):
                 pacer.line_cover("moscow", **bad)
+        await pacer.stop()
+
+    asyncio.run(main())
+
+
+def test_turning_cover_off_ends_the_circuit_and_frames_then_go_at_once() -> None:
+    async def main() -> None:
+        pacer, links = make(rate=50.0)
+        pacer.reconcile()
+        await asyncio.sleep(0.1)
+        pacer._overrides = {LINE: (0.0, None)}  # as if set elsewhere, before a tick reconciles
+        await asyncio.sleep(0.1)  # the circuit's task sees it at its next slot and ends
+        assert pacer._paced == {}
+        sent = len(links.the_link.sent)
+        await asyncio.sleep(0.2)
+        assert len(links.the_link.sent) == sent  # no cover any more, and the loop did not spin
+        frame = real_frames(1)[0]
+        await asyncio.wait_for(pacer.send_frame(LINE, URL, SEND_ID, frame, None), 1)
+        assert links.the_link.sent[-1][1] == frame
+        shown = pacer.line_cover("moscow", rate=20)  # on again: reconcile starts it
+        assert shown["circuits"][0]["cover_mode"] == "full" and len(pacer._paced) == 1
         await pacer.stop()
 
     asyncio.run(main())

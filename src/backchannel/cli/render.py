@@ -278,6 +278,9 @@ def status_view(v: dict[str, Any]) -> Group:
     copies = counters.pop("duplicate", 0)
     if copies:
         parts.append(f"Copies dropped (already received through another circuit or resent): {copies}")
+    cover = counters.pop("cover_received", 0)  # (not rejected: the peer's cover, §10.7)
+    if cover:
+        parts.append(f"Cover frames received: {cover}")
     resent = counters.pop("resent", 0)
     if resent:
         parts.append(f"Frames sent again end to end (a relay lost them after storing them): {resent}")

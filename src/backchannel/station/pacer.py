@@ -323,6 +323,12 @@ class Pacer:
                 bool(paced.queue),
                 self._draw(),
             )
+            if paced.slots.mode is Mode.OFF:  # (the line's rate went to 0: reconcile ends it)
+                if self._paced.get(paced.circuit) is paced:
+                    del self._paced[paced.circuit]
+                while paced.queue:
+                    self._send_real(paced, paced.queue.popleft())
+                return
 
     def _slot(self, paced: _Paced) -> None:
         """One slot: the next real frame, else a cover frame; none while ``IN_FLIGHT`` SENDs
@@ -344,9 +350,7 @@ class Pacer:
             if costs is not None:
                 costs.cover_skipped += 1  # a slot with no frame: the relay is away anyway
             return
-        # (cover carries no entry: seq 0 is never the hello, so these are the circuit keys of
-        # our direction, as for every entry but the hello)
-        frame = wire.seal_cover(self._keys.sending(line_id, url, 0), self._rng.bytes(16))
+        frame = wire.seal_cover(self._keys.outbound(line_id, url), self._rng.bytes(16))
         paced.in_flight += 1
         self._sends.spawn(self._send_cover(paced, send_id, frame), "cover send")
 

@@ -395,7 +395,7 @@ def test_two_relays_hold_no_common_byte_string_and_no_value_repeats_at_one(cover
         windows = sum(len(p) - 7 for p in payloads)
         repeated = repeated_values8(payloads)
         figure(f"relay {i}: distinct payloads / 8-byte windows", f"{len(payloads)} / {windows}")
-        figure(f"relay {i}: chance bound of an 8-byte repeat, W^2/2^65", windows**2 / 2**65)
+        figure(f"relay {i}: chance bound of an 8-byte repeat, W^2/2^65", f"{windows**2 / 2**65:.1e}")
         figure(f"relay {i}: 8-byte values repeated across distinct payloads", repeated, "values")
         assert windows**2 / 2**65 < 1e-4  # the check is sound: chance alone would not explain a repeat
         repeats.append(repeated)

@@ -291,6 +291,7 @@ def main() -> None:
     parser.add_argument("--lines", type=int, default=100)
     parser.add_argument("--messages", type=int, default=12, help="per precedence per run")
     parser.add_argument("--quick", action="store_true", help="one short run of each")
+    parser.add_argument("--parts", default="1,2,3", help="which measurements (1 line, 2 relay, 3 wait)")
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args()
     if args.quick:
@@ -299,22 +300,24 @@ def main() -> None:
     rates = [float(r) for r in args.rates.split(",")]
     result: dict[str, Any] = {"machine": machine_facts(tempfile.gettempdir()), "runs": args.runs}
 
+    parts = set(args.parts.split(","))
     print(
         f"1. one line over one relay, cover at {args.rates} frames/s per circuit ({args.window:g} s windows)"
     )
     result["line"] = {}
-    for rate in rates:
+    for rate in rates if "1" in parts else []:
         figures = medians([line_run(rate, args.window) for _ in range(args.runs)])
         result["line"][f"{rate:g}"] = figures
         print(f"  {rate:g} fps: " + ", ".join(f"{k} {v:,}" for k, v in figures.items()))
 
     print(f"2. one relay serving {args.lines} lines at 1 frame/s per circuit (simulated stations)")
-    result["relay_lines"] = medians([relay_run(args.lines, 1.0, args.window) for _ in range(args.runs)])
-    print("  " + ", ".join(f"{k} {v:,}" for k, v in result["relay_lines"].items()))
+    if "2" in parts:
+        result["relay_lines"] = medians([relay_run(args.lines, 1.0, args.window) for _ in range(args.runs)])
+        print("  " + ", ".join(f"{k} {v:,}" for k, v in result["relay_lines"].items()))
 
     print("3. send -> relayed, in slots (T = 1 s), cover at 1 frame/s (and off, for reference)")
     result["wait"] = {}
-    for rate in (1.0, 0.0):
+    for rate in (1.0, 0.0) if "3" in parts else ():
         pooled: dict[str, list[float]] = {"ROUTINE": [], "FLASH": [], "FLASH immediate": []}
         for run in range(args.runs if rate else 1):  # without cover: one run, for reference
             for prec, values in slot_waits(rate, args.messages, SEED + run).items():

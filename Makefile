@@ -55,8 +55,11 @@ demo: $(RUNTIME_STAMP)
 
 # One line against the minimal baseline relay (medians of 3 runs) and a small load-generator run;
 # figures and ratios go to bench/results/latest.json. Under 10 minutes (docs/PERFORMANCE.md).
+# Then what cover traffic costs (bench/cover.py: CPU and bandwidth at 1, 10 and 100 frames/s, a relay
+# serving 100 lines, the wait for a slot; bench/results/cover.json; about 6 minutes more).
 bench: $(STAMP)
 	$(PY) bench/bench_line.py --scale
+	$(PY) bench/cover.py
 
 # The scale benchmark: 1, 100 and 1,000 stations with 10,000 mailboxes on one relay, on SQLite
 # and on a throwaway PostgreSQL cluster (bench/results/scale.json; bounded, about 10 minutes).

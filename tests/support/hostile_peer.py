@@ -13,13 +13,15 @@ from pathlib import Path
 
 from backchannel.proto.invitation import MailboxCapability
 from backchannel.proto.payloads import Circuits
+from backchannel.station.config import StationConfig
 from backchannel.station.station import Station
 
 from support.stations import PASSPHRASE
 
 
 async def _send_changes(home: Path, line: str, changes: list[Circuits], timeout: float) -> None:
-    station = Station.open(home, PASSPHRASE)
+    # (cover off, as the test stations run: these frames go at once, not at 1 per second)
+    station = Station.open(home, PASSPHRASE, StationConfig.load(home / "station.toml", cover_rate=0))
     await station.start()
     try:
         line_id = station.find_line_id(line)

@@ -51,7 +51,13 @@ def cli(
 
 
 class StationProcess:
-    """A station process; ``console=True`` serves its console on a free port (``console_url``)."""
+    """A station process; ``console=True`` serves its console on a free port (``console_url``).
+
+    Cover traffic is off (``--cover-rate 0``) so that the suite stays fast and its timings are
+    those of the line itself; a test of cover passes ``cover_rate`` (frames/s per circuit), or
+    ``cover_rate=None`` for the station's own setting (``station.toml``, else the product's
+    default of 1/s).
+    """
 
     def __init__(
         self,
@@ -61,8 +67,10 @@ class StationProcess:
         console: bool = False,
         env: dict[str, str] | None = None,
         home_name: str | None = None,
+        cover_rate: float | None = 0.0,
     ) -> None:
         self.home = directory / (home_name or name)
+        self.cover_rate = cover_rate
         self.name = name
         self.env = env or ENV  # the environment of its CLI calls and its process
         self.extra_args = extra_args
@@ -88,6 +96,7 @@ class StationProcess:
                     "--log-level",
                     "INFO",
                     *self._console_args(),
+                    *self._cover_args(),
                     *self.extra_args,
                 ],
                 stdout=subprocess.PIPE,
@@ -113,6 +122,11 @@ class StationProcess:
                 break
         self.kill()  # never leave a half-started station behind
         raise RuntimeError(f"station {self.name} did not start:\n{self.stderr_text()[-3000:]}")
+
+    def _cover_args(self) -> tuple[str, ...]:
+        if self.cover_rate is None or "--cover-rate" in self.extra_args:
+            return ()
+        return ("--cover-rate", f"{self.cover_rate:g}")
 
     def _console_args(self) -> tuple[str, ...]:
         if "--console" in self.extra_args:

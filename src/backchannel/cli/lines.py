@@ -18,6 +18,7 @@ from backchannel.cli.common import (
     json_option,
     pass_state,
 )
+from backchannel.cli.render import INDENT
 from backchannel.errors import InvalidArgument
 from backchannel.station.private import write_private
 
@@ -136,6 +137,41 @@ def line_rotate(state: State, line: str, as_json: bool) -> None:
     in band; the old mailboxes are deleted at their relays once drained)."""
     result = state.call("rotate_line", line=line)
     emit(as_json, result, lambda v: render.console.print(render.lit(f"Mailboxes of {line} rotated.")))
+
+
+@line_group.command("cover")
+@click.argument("line")
+@click.option(
+    "--rate",
+    type=float,
+    help="Frames per second each circuit of LINE sends, cover or real (0: cover off).",
+)
+@click.option(
+    "--flash",
+    type=click.Choice(["slot", "immediate"]),
+    help="slot: a FLASH takes the next slot; immediate: it goes at once (and the extra frame shows it).",
+)
+@json_option
+@pass_state
+def line_cover(state: State, line: str, rate: float | None, flash: str | None, as_json: bool) -> None:
+    """Show or set LINE's cover traffic (PROTOCOL §10.7); without options, show it."""
+    result = state.call("line_cover", line=line, rate=rate, flash=flash)
+
+    def human(v: dict[str, Any]) -> None:
+        rate_text = "off" if v["rate"] == 0 else f"{v['rate']:g} frames/s per circuit"
+        flash_text = "goes at once, off schedule" if v["flash"] == "immediate" else "takes the next slot"
+        render.console.print(
+            render.lit(
+                f"Cover traffic on line {v['line']}: {rate_text} ({v['rate_from']} setting); "
+                f"a FLASH {flash_text} ({v['flash_from']} setting); after {v['idle_after']:g} s "
+                f"without a frame from the peer, 1 frame per {v['idle_interval']:g} s."
+            )
+        )
+        for c in v["circuits"]:
+            render.console.print(render.lit(f"{INDENT}{c['url']}"))
+            render.console.print(render.packed(render.cover_fields(c), indent=INDENT * 2))
+
+    emit(as_json, result, human)
 
 
 @click.group()

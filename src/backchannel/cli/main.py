@@ -131,6 +131,11 @@ def station() -> None:
 )
 @click.option("--relay", "relays", multiple=True, help="Default relay for new invitations (repeatable).")
 @click.option("--link-test-interval", type=float, help="Seconds between link tests (default 3600).")
+@click.option(
+    "--cover-rate",
+    type=float,
+    help="Frames per second each circuit sends, cover or real (default 1; 0: cover traffic off).",
+)
 @click.option("--alarm-command", help="Run this command with each alarm as JSON on stdin.")
 @click.option("--alarm-webhook", help="POST each alarm as JSON to this URL.")
 @click.option("--log-level", default="WARNING", show_default=True)
@@ -153,6 +158,7 @@ def station_run(
     config_file: Path | None,
     relays: tuple[str, ...],
     link_test_interval: float | None,
+    cover_rate: float | None,
     alarm_command: str | None,
     alarm_webhook: str | None,
     log_level: str,
@@ -170,6 +176,7 @@ def station_run(
         required=config_file is not None,
         relays=list(relays) or None,
         link_test_interval=link_test_interval,
+        cover_rate=cover_rate,
         alarm_command=shlex.split(alarm_command) if alarm_command else None,
         alarm_webhook=alarm_webhook,
         allow_plain=insecure_plain,

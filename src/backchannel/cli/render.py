@@ -218,8 +218,30 @@ def circuits_table(lines: list[dict[str, Any]]) -> Group:
                     ]
                 )
             )
+            if "cover_mode" in c:  # (a running station's costs: cover traffic, PROTOCOL §10.7)
+                out.append("\n")
+                out.append_text(packed(cover_fields(c)))
             items.append(out)
     return blocks("Circuits", items, "no circuits")
+
+
+def cover_fields(c: dict[str, Any]) -> list[str]:
+    """A circuit's cover traffic and what it costs: mode and rate, frames sent, bytes/s."""
+    mode, rate = c["cover_mode"], f"{c['cover_rate']:g}/s"
+    if mode == "off":
+        state = "cover off"
+    elif mode == "idle":
+        state = f"cover idle (1 per {1 / c['cover_rate_now']:g} s; peer silent; set {rate})"
+    else:
+        state = f"cover full {rate}"
+    if mode != "off" and c.get("cover_flash") == "immediate":
+        state += ", FLASH at once"
+    return [
+        state,
+        f"sent {c['sent_real']} real / {c['sent_cover']} cover",
+        f"out {c['out_bytes_per_s'] / 1000:.1f} kB/s",
+        f"in {c['in_bytes_per_s'] / 1000:.1f} kB/s",
+    ]
 
 
 def alarms_table(alarms: list[dict[str, Any]]) -> Group:
@@ -257,6 +279,9 @@ def status_view(v: dict[str, Any]) -> Group:
     copies = counters.pop("duplicate", 0)
     if copies:
         parts.append(f"Copies dropped (already received through another circuit or resent): {copies}")
+    cover = counters.pop("cover_received", 0)  # (not rejected: the peer's cover, §10.7)
+    if cover:
+        parts.append(f"Cover frames received: {cover}")
     resent = counters.pop("resent", 0)
     if resent:
         parts.append(f"Frames sent again end to end (a relay lost them after storing them): {resent}")

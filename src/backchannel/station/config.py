@@ -11,6 +11,8 @@ rotate_every = 86400                 # seconds between mailbox rotations of each
 alarm_command = ["/usr/local/bin/page-duty-officer"]
 alarm_webhook = "http://127.0.0.1:9000/alarms"
 relay_policy = ["ask", "relay.example.org"]   # relays the peer may add: these; ask for others
+cover_rate = 1.0                     # cover frames/s per circuit (0: off); PROTOCOL §10.7
+cover_flash = "slot"                 # or "immediate": a FLASH goes at once, off schedule
 
 [station.deadlines]                  # seconds until the acknowledged receipt is due
 FLASH = 120
@@ -37,6 +39,7 @@ from pathlib import Path
 from typing import Any
 
 from backchannel.errors import ConfigError, ProtocolError
+from backchannel.proto.cover import FLASH_POLICIES, MAX_RATE
 from backchannel.proto.relay_pin import split_pin
 from backchannel.station.relay_policy import parse_policy
 from backchannel.tls import is_loopback
@@ -115,6 +118,18 @@ class StationConfig:
     metrics_listen: str = ""
     #: Its bearer token (``[station.metrics] token``); required when it listens beyond loopback.
     metrics_token: str = field(default="", repr=False)
+    #: Cover traffic (PROTOCOL §10.7): frames per second each circuit sends whether or not
+    #: anyone talks, real frames taking the place of cover ones; 0 turns it off. On by default:
+    #: without it the relays see when, and how much, the line is used.
+    cover_rate: float = 1.0
+    #: "slot": a FLASH takes the circuit's next slot (waits at most 1.5 / cover_rate s);
+    #: "immediate": it goes at once, off schedule (faster; the extra frame shows the FLASH).
+    cover_flash: str = "slot"
+    #: Seconds without any frame from the peer after which a line's cover drops to the idle
+    #: trickle (the peer is away: its mailboxes are not filled at full rate).
+    cover_idle_after: float = 60.0
+    #: Seconds between cover frames (per circuit) while idle.
+    cover_idle_interval: float = 60.0
 
     @classmethod
     def load(cls, path: Path | None, *, required: bool = False, **overrides: Any) -> StationConfig:
@@ -318,6 +333,24 @@ def listen_address(value: str, what: str) -> tuple[str, int]:
     return host, int(port)
 
 
+def cover_rate(value: Any, what: str) -> float:
+    """A cover rate: frames per second per circuit, 0 (off) to ``MAX_RATE``."""
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value <= MAX_RATE:
+        raise ConfigError(
+            f"{what} must be a number of frames per second from 0 (cover traffic off) to {MAX_RATE:g}"
+        )
+    return float(value)
+
+
+def cover_flash(value: Any, what: str) -> str:
+    if value not in FLASH_POLICIES:
+        raise ConfigError(
+            f'{what} must be "slot" (a FLASH takes the next slot) or "immediate" (it goes at once, '
+            "off schedule, and the extra frame shows it)"
+        )
+    return str(value)
+
+
 def _string(value: Any, what: str) -> str:
     if not isinstance(value, str):
         raise ConfigError(f"{what} must be a string")
@@ -358,4 +391,8 @@ _VALIDATORS: dict[str, Callable[[Any, str], Any]] = {
     "metrics_token": _string,
     "rotate_every": _seconds_or_zero,
     "rotation_drain_seconds": _seconds_or_zero,
+    "cover_rate": cover_rate,
+    "cover_flash": cover_flash,
+    "cover_idle_after": _at_least(0.1),
+    "cover_idle_interval": _at_least(0.1),
 }

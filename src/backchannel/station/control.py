@@ -195,6 +195,7 @@ class ControlServer:
             "approve_circuit": s.approve_circuit,
             "reject_circuit": s.reject_circuit,
             "rotate_line": s.circuits.rotations.rotate,
+            "line_cover": s.pacer.line_cover,
         }
 
     async def start(self, path: Path) -> None:

@@ -94,8 +94,10 @@ class Monitor:
         self._ledger = _TickLedger(store, recorder)
         self._tasks = TaskSet("monitor")
         self._reported: dict[tuple[str, bytes, str], bool] = {}
-        #: Other parts' periodic checks, run on every tick (the pairing timeout).
+        #: Other parts' periodic checks, run on every tick (the pairing timeout, cover).
         self.on_tick: list[Callable[[], None]] = []
+        #: Told of every authenticated frame from the peer (cover or real): (line, circuit url).
+        self.on_contact: list[Callable[[bytes, str | None], None]] = []
 
     async def start(self) -> None:
         for alarm in self._alarms.list():
@@ -149,7 +151,14 @@ class Monitor:
                 f"connect to it for {until - self._clock.now():.0f} s",
             )
 
+    def contact(self, line_id: bytes, url: str | None) -> None:
+        """An authenticated frame came from the peer through ``url`` (a cover frame, or a copy
+        of an entry): the peer is there (cover traffic's idle rule listens here)."""
+        for listener in self.on_contact:
+            listener(line_id, url)
+
     def copy_arrived(self, line_id: bytes, url: str | None, seq: int) -> None:
+        self.contact(line_id, url)
         live = self._lines.get(line_id)
         if live is not None and url is not None and url in self._links.circuit_urls(line_id):
             # (not a removed circuit)
@@ -157,6 +166,7 @@ class Monitor:
 
     def contact_in(self, line_id: bytes, url: str) -> None:
         """A cover frame of the line came through ``url`` (authenticated: the circuit works)."""
+        self.contact(line_id, url)
         live = self._lines.get(line_id)
         if live is not None and url in self._links.circuit_urls(line_id):
             live.watch = linkcheck.contact_in(self.watch(live), url, self._clock.now())

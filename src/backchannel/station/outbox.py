@@ -36,6 +36,7 @@ from backchannel.station.delivery import Item, Sender, Waiters
 from backchannel.station.lines import Lines
 from backchannel.station.links import Links
 from backchannel.station.liveline import LiveLine
+from backchannel.station.pacer import Pacer
 from backchannel.station.store import SendKeyRow, Store
 
 log = logging.getLogger("backchannel.station")
@@ -102,7 +103,9 @@ class Outbox:
         self._clock = clock
         self.keys = keys or CircuitKeyring(lines, store)
         self.waiters = Waiters()
-        self.sender = Sender(links, self, config)
+        #: The seam every wire frame leaves through: cover traffic's slots (PROTOCOL §10.7).
+        self.pacer = Pacer(lines, links, store, config, self.keys)
+        self.sender = Sender(links, self, config, self.pacer)
         self._batch: list[_Queued] = []
         self.on_key: KeyCheck | None = None
         #: Envelopes just committed (with the message's precedence), so the sender need not read

@@ -6,6 +6,7 @@ at-rest seal only here, when shown.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
 
@@ -25,7 +26,8 @@ class Views:
         self._lines = lines
         self._links = links
         self._store = store
-
+        #: A circuit's cover traffic and costs (the pacer's ``circuit_view``), when it has one.
+        self.cover: Callable[[bytes, str], dict[str, Any]] | None = None
     def lines(self) -> list[LineView]:
         return [
             self.line_view(self._lines[r.line_id])
@@ -54,6 +56,8 @@ class Views:
             )
             info["url"] = shown(url)
             info["pending"] = self._store.pending_on_circuit(row.line_id, url)
+            if self.cover is not None:
+                info.update(self.cover(row.line_id, url))
             circuits.append(info)
         open_alarms = sum(1 for a in self._store.alarms() if a.line_id == row.line_id)
         return LineView(

@@ -56,9 +56,8 @@ __all__ = ["CONFIG", "DATABASE", "FLOOD_WINDOW", "KEYSTORE", "RECEIVE_BATCH", "S
 class Station:
     """One station. Create with :meth:`init` once, then :meth:`open`, ``await start()``.
 
-    All methods are meant to be called from the event loop thread that called
-    :meth:`start`. Read methods (``lines``, ``inbox``, ``status``, ``verify``) also work
-    before ``start``; methods that talk to relays need it.
+    All methods are meant to be called from the event loop thread that called :meth:`start`.
+    Read methods (``lines``, ``inbox``, ``status``, ``verify``) also work before ``start``.
     """
 
     def __init__(
@@ -86,7 +85,7 @@ class Station:
         self._lines = self.mirror = lines = Lines(store, atrest, identity, clock, rng)
         self.links = links = Links(config, store, clock, rng)
         self.sending = outbox = Outbox(lines, links, store, clock, config)
-        self.waiters, self.sender = outbox.waiters, outbox.sender
+        self.waiters, self.sender, self.pacer = outbox.waiters, outbox.sender, outbox.pacer
         self.alarms = alarms = Alarms(store, name, clock, rng, lines.name, self.outlet.dispatch)
         self.recorder = recorder = Recorder(name, lines, outbox, alarms, store, atrest, clock, config)
         self.monitor = monitor = Monitor(lines, links, outbox, alarms, recorder, store, config)
@@ -101,6 +100,7 @@ class Station:
         links.on_flooded.append(monitor.relay_flooded)
         links.on_refused.append(monitor.relay_refused)
         monitor.on_tick.append(pairing.expire)
+        self.pacer.attach(monitor, views)  # cover traffic (§10.7): the tick, the peer's contact, status
 
     # ---- lifecycle -----------------------------------------------------------------------
 
@@ -142,6 +142,7 @@ class Station:
         """Stop all tasks and close connections and the database. Nothing durable is lost."""
         await self.monitor.stop()
         await self.sender.stop()
+        await self.pacer.stop()
         await self.circuits.close()
         await self._tasks.close()
         await self.links.close()
@@ -323,8 +324,7 @@ class Station:
         return self.store.counters()
 
     def identity(self) -> dict[str, str]:
-        """This station's self-certifying identity file (proto.identity), for third parties
-        verifying an exported record; ``signing_key`` repeats ``ed25519`` for older callers."""
+        """This station's identity file (proto.identity), for third parties verifying a record."""
         return self.recorder.identity_file()
 
     # ---- the record ------------------------------------------------------------------------

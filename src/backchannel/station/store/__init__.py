@@ -7,7 +7,8 @@ over one connection, composed of rooms that each own a few tables:
 - :mod:`.lines` — invitations, lines, circuits (our and the peer's mailboxes), proposals;
 - :mod:`.messages` — outbox, inbox, frames held ahead of a gap;
 - :mod:`.record` — the hash-chained entries, checkpoints, drafts awaiting release;
-- :mod:`.alarms` — alarms; :mod:`.operators` — operators, console sessions, audit.
+- :mod:`.alarms` — alarms; :mod:`.operators` — operators, console sessions, audit;
+- :mod:`.cover` — each line's own cover traffic setting.
 
 Every room reads rows by column name (:mod:`.rows`); a transaction opened through any room
 covers all of them, since they share the connection.
@@ -17,6 +18,7 @@ from __future__ import annotations
 
 from backchannel.station.store.alarms import AlarmsRoom
 from backchannel.station.store.base import Committed
+from backchannel.station.store.cover import CoverRoom
 from backchannel.station.store.lines import LinesRoom
 from backchannel.station.store.messages import MessagesRoom
 from backchannel.station.store.operators import OperatorsRoom
@@ -60,5 +62,5 @@ __all__ = [
 ]
 
 
-class Store(LinesRoom, MessagesRoom, RecordRoom, AlarmsRoom, OperatorsRoom):
+class Store(LinesRoom, MessagesRoom, RecordRoom, AlarmsRoom, OperatorsRoom, CoverRoom):
     """The station's database: every room over one connection (see the package docstring)."""

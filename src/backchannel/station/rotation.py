@@ -30,6 +30,7 @@ relay refusing the SUBSCRIBE of the old mailbox (AUTH), which counts as done.
 from __future__ import annotations
 
 import logging
+import math
 
 from backchannel.aio import TaskSet
 from backchannel.errors import BackchannelError, InvalidArgument, RelayRefused
@@ -81,6 +82,11 @@ class Rotations:
         self._waiting = {line_id for line_id, _, _, _, at in store.rotated_mailboxes() if at is None}
         #: Retired mailboxes whose DELETE is under way.
         self._deleting: set[bytes] = set()
+        #: Since when (monotonic) each relay's link has been up without a break: a rotated
+        #: mailbox is drained only by time spent connected, so a DELETE never follows a
+        #: reconnection at once (frames sent there while we were away must arrive first).
+        self._up_since: dict[str, float] = {}
+        links.on_link_state.append(self._link_state)
         #: Monotonic time before which a failed rotation (by line) or DELETE (by recv_id) waits.
         self._retry_at: dict[bytes, float] = {}
 
@@ -152,8 +158,16 @@ class Rotations:
                 continue
             if now < applied_at + drain or recv_id in self._deleting or mono < self._retry_at.get(recv_id, 0):
                 continue
+            if mono < self._up_since.get(url, math.inf) + drain:
+                continue  # not yet connected to that relay for a whole drain period
             self._deleting.add(recv_id)
             self._tasks.spawn(self._delete(url, recv_id), f"rotation delete {shown(url)}")
+
+    def _link_state(self, url: str, up: bool) -> None:
+        if up:
+            self._up_since.setdefault(url, self._clock.monotonic())
+        else:
+            self._up_since.pop(url, None)
 
     def _schedule(self, line_id: bytes, now: float, mono: float) -> None:
         found = self._store.rotation(line_id)

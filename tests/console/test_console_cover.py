@@ -11,10 +11,13 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
 
 import pytest
+from playwright.sync_api import expect
 
-from support.console import World, fetch, http_login, running_world
+from support.console import World, fetch, http_login, log_in, running_world, shot
 from support.figures import figure
 from support.stations import wait_until
 
@@ -49,3 +52,18 @@ def test_the_lines_page_shows_each_circuits_cover_rate_frames_and_bandwidth(worl
     # moscow, still at its own default of the tests (cover off), shows "off" for its circuit
     m_page = fetch(f"{world.moscow.console_url}/", cookies=http_login(world.moscow, "ivanova"))
     assert 'class="cover cover-off">off' in m_page.body
+
+
+def test_the_browser_shows_the_cover_columns_on_the_lines_page(
+    world: World, contexts: Any, screenshots: Path
+) -> None:
+    """The same figures as a duty officer sees them (and the README's screenshot of them)."""
+    turned = world.washington.cli("line", "cover", world.w_line, "--rate", "10", "--json")
+    assert turned.returncode == 0, turned.stderr
+    page = log_in(contexts(), world.washington, "chief")
+    lines = page.locator("#lines")
+    expect(lines).to_contain_text("UP")
+    cover = lines.locator('[data-label="Cover traffic"]').first
+    expect(cover).to_contain_text("10/s")
+    expect(lines.locator('[data-label="Out / in"]').first).to_contain_text("kB/s")
+    shot(page, screenshots, "cover")

@@ -5,7 +5,7 @@ for the station's mailbox as fast as the socket takes them — replays of the li
 frames and forged frames of the largest size. Before the fix the station's delivery queue had
 no bound and acknowledgement tasks kept every payload for 10 s: gigabytes within seconds.
 
-Defence held here: the station's peak RSS stays under 150 MiB through a 30 s flood, messages
+Defence held here: the station's peak RSS stays under 150 MiB through a 20 s flood, messages
 keep arriving through the line's other (honest) circuit with p99 latency under 1 s, and the
 flooding relay's circuit is marked down with an alarm naming it.
 """
@@ -23,7 +23,7 @@ from support.hostile_relay import HostileRelay
 from support.relays import start_relay
 from support.stations import StationProcess, wait_until
 
-FLOOD_SECONDS = 30.0
+FLOOD_SECONDS = 20.0
 RSS_LIMIT_MIB = 150.0
 
 
@@ -44,7 +44,7 @@ def test_a_hostile_relay_flooding_delivers_loses_its_circuit_and_the_station_sta
     try:
         for name in ("alpha", "bravo"):
             st = StationProcess(tmp_path, name)
-            # Short suspensions (5 s, doubling), so the relay floods again within the 30 s.
+            # Short suspensions (5 s, doubling), so the relay floods again within the 20 s.
             (st.home / "station.toml").write_text(
                 "[station]\nlink_test_interval = 2\nflood_suspend_seconds = 5\n"
             )
@@ -88,7 +88,7 @@ def test_a_hostile_relay_flooding_delivers_loses_its_circuit_and_the_station_sta
         counters = b.call("counters")
 
         figure("station RSS before the flood", rss_before, "MiB")
-        figure("station peak RSS (VmHWM) through a 30 s DELIVER flood", peak_mib, "MiB")
+        figure("station peak RSS (VmHWM) through a 20 s DELIVER flood", peak_mib, "MiB")
         figure("flood DELIVERs the hostile relay got onto the wire", stats.get("flood_delivers", 0), "frames")
         figure("hostile relay suspended", counters.get("relay_suspended", 0), "times")
         figure("p99 delivery latency on the honest circuit during the flood", p99, "s")
